@@ -1,0 +1,187 @@
+#!/usr/bin/env python3
+"""Command line of TileDB-VCF export on AWS Batch (the logic lives in common.py)."""
+
+import sys
+
+import click
+
+import common
+
+
+@click.command(cls=common.OneLineCommand)
+@click.option(
+    "--array",
+    "--dataset-uri",
+    "array",
+    required=True,
+    metavar="URI",
+    help="S3 URI of TileDB array to read from.",
+)
+@click.option("--dest-s3", required=True, metavar="URI", help="S3 URI where exported BCFs will be stored.")
+@click.option(
+    "--samples",
+    required=True,
+    metavar="URI",
+    help="S3 URI of file containing a list of sample names (one per line) to export.",
+)
+@click.option("--bed", required=True, metavar="URI", help="S3 URI of BED file containing sample regions to export.")
+@click.option("--job-queue", required=True, metavar="NAME", help="Name of job queue to use for jobs.")
+@click.option("--job-definition", required=True, metavar="NAME", help="Name of job definition to use for jobs.")
+@click.option(
+    "--attributes",
+    metavar="CSV",
+    help="Comma-separated list of BCF info and/or format field names that should be included in the "
+    "exported BCFs. Today's tiledbvcf cannot restrict BCF fields, so this is refused; see README.",
+)
+@click.option(
+    "--num-jobs",
+    type=int,
+    default=1,
+    metavar="N",
+    help="Number of jobs to submit for export. Each job will be responsible for exporting "
+    "nsamples/njobs samples from the array.",
+)
+@click.option("--region", metavar="NAME", help="AWS region name")
+@click.option("--retries", type=int, default=1, metavar="N", help="Max number (1-10) of retries for failed jobs.")
+@click.option(
+    "--wait",
+    is_flag=True,
+    help="Waits for all jobs to complete, then checks that every sample's file is at --dest-s3.",
+)
+@click.option("--tiledb-config", metavar="K=V,...", help="TileDB config parameters passed to tiledbvcf.")
+@click.option(
+    "--output-format",
+    type=click.Choice(sorted(common.EXPORT_SUFFIXES)),
+    default="b",
+    show_default=True,
+    help="b: compressed BCF, u: uncompressed BCF, z: compressed VCF, v: VCF (one file per sample).",
+)
+@click.option("--vcpus", type=int, default=4, show_default=True, metavar="N", help="vCPUs of each export job.")
+@click.option(
+    "--memory", type=int, default=15000, show_default=True, metavar="MIB", help="Memory (MiB) of each export job."
+)
+@click.option(
+    "--scratch-path",
+    default=common.DEFAULT_SCRATCH_PATH,
+    show_default=True,
+    metavar="PATH",
+    help="Existing directory inside the container where files are written before upload.",
+)
+@click.option(
+    "--metadata-s3",
+    metavar="NAME",
+    help="Bucket name or s3://bucket/prefix for the run record (default: the --dest-s3 bucket).",
+)
+@click.option(
+    "--instance-price",
+    type=float,
+    default=common.DEFAULT_INSTANCE_PRICE,
+    show_default=True,
+    metavar="USD",
+    help="Hourly instance price for the --wait cost estimate (on-demand m5.4xlarge, us-east-1).",
+)
+@click.option("--dry-run", is_flag=True, help="Check the inputs and print the plan; submit nothing.")
+def main(
+    array: str,
+    dest_s3: str,
+    samples: str,
+    bed: str,
+    job_queue: str,
+    job_definition: str,
+    attributes: str | None,
+    num_jobs: int,
+    region: str | None,
+    retries: int,
+    wait: bool,
+    tiledb_config: str | None,
+    output_format: str,
+    vcpus: int,
+    memory: int,
+    scratch_path: str,
+    metadata_s3: str | None,
+    instance_price: float,
+    dry_run: bool,
+) -> None:
+    """Exports BCF sample data from a TileDB array via AWS Batch."""
+    if attributes is not None:
+        raise common.InputError(
+            "--attributes: tiledbvcf export cannot restrict the INFO/FORMAT fields of a BCF/VCF, so the "
+            "files would hold every field anyway: leave --attributes out (bcftools annotate -x trims fields)"
+        )
+    common.check_range(num_jobs, "--num-jobs", 1)
+    common.check_range(retries, "--retries", 1, common.MAX_ATTEMPTS)
+    common.check_range(vcpus, "--vcpus", 1)
+    common.check_range(memory, "--memory", 4)
+    dataset = common.parse_dataset_uri(array, "--array")
+    try:
+        dest = common.parse_s3_uri(dest_s3.strip(), "--dest-s3", need_key=False).as_prefix()
+        samples_uri = common.parse_s3_uri(samples.strip(), "--samples")
+        bed_uri = common.parse_s3_uri(bed.strip(), "--bed")
+    except ValueError as error:
+        raise common.InputError(str(error)) from None
+    metadata = common.parse_metadata_location(metadata_s3) if metadata_s3 else common.S3Uri(dest.bucket)
+    config = common.parse_tiledb_config(tiledb_config)
+
+    clients = common.make_clients(region)
+    problems = (
+        common.check_job_queue(clients.batch, job_queue, clients.region)
+        + common.check_job_definition(clients.batch, job_definition, clients.region)
+        + common.check_bucket(clients.s3, dest.bucket, "--dest-s3")
+        + common.check_object(clients.s3, bed_uri, "--bed")
+        + common.check_object(clients.s3, samples_uri, "--samples")
+    )
+    if metadata.bucket != dest.bucket:
+        problems += common.check_bucket(clients.s3, metadata.bucket, "--metadata-s3")
+    if problems:
+        raise common.InputError(problems)
+    names = common.parse_sample_names(common.read_s3_text(clients.s3, samples_uri), str(samples_uri))
+
+    opts = common.ExportOptions(
+        dataset_uri=dataset,
+        dest=dest,
+        samples_uri=str(samples_uri),
+        bed_uri=str(bed_uri),
+        num_jobs=num_jobs,
+        retries=retries,
+        resources=common.Resources(vcpus, memory),
+        scratch_path=scratch_path,
+        output_format=output_format,
+        tiledb_config=config,
+    )
+    run_id = common.new_run_id("export")
+    plan = common.plan_export(opts, names, run_id, common.run_prefix_for(metadata, run_id))
+    for note in plan.notes:
+        click.echo(note, err=True)
+    if dry_run:
+        for line in common.describe_plan(plan, job_queue, job_definition):
+            click.echo(line)
+        return
+    recorded = {
+        "dataset_uri": dataset,
+        "dest_s3": str(dest),
+        "samples": str(samples_uri),
+        "samples_count": len(names),
+        "bed": str(bed_uri),
+        "num_jobs": num_jobs,
+        "retries": retries,
+        "output_format": output_format,
+        "tiledb_config": common.redact_config(config),
+        "vcpus": vcpus,
+        "memory": memory,
+    }
+    job_ids = common.submit_plan(plan, clients, job_queue, job_definition, recorded)
+    if not wait:
+        return
+    report = common.wait_and_report(clients, plan, job_ids, instance_price)
+    missing = common.missing_exports(clients.s3, dest, names, output_format)
+    if missing:
+        shown = ", ".join(missing[:20]) + (f" and {len(missing) - 20} more" if len(missing) > 20 else "")
+        click.echo(
+            f"MISSING {len(missing)} of {len(names)} exported files at {dest}: {shown}",
+            err=True,
+        )
+    sys.exit(0 if report.succeeded == report.total and not missing else 1)
+
+
+if __name__ == "__main__":
+    main()

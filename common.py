@@ -1,0 +1,1113 @@
+"""Shared logic of batch-ingest.py and batch-export.py.
+
+Three layers, each usable and testable on its own:
+
+- inputs and plan: pure functions from the user's options and sample lists to a
+  ``Plan`` (jobs with their commands, resources and logical dependencies). No AWS calls.
+- submit: preflight checks, manifest upload, submission in dependency order, run record.
+- watch: polling until every job is terminal, the report, export output verification.
+"""
+
+from __future__ import annotations
+
+import datetime
+import json
+import re
+import secrets
+import sys
+import time
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import boto3
+import click
+from botocore.config import Config
+from botocore.exceptions import BotoCoreError, ClientError
+
+# Limits from AWS Batch (see aws-batch-facts.md). moto does not enforce them, so we do.
+MAX_DEPENDS_ON = 20
+DESCRIBE_JOBS_MAX_IDS = 100
+# The account-wide SubmitJob limit is 50/s; staying below it leaves room for other clients.
+SUBMITS_PER_SECOND = 40
+MAX_ATTEMPTS = 10
+JOB_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,127}$")
+
+JOB_STATUSES = ("SUBMITTED", "PENDING", "RUNNABLE", "STARTING", "RUNNING", "SUCCEEDED", "FAILED")
+TERMINAL_STATUSES = frozenset({"SUCCEEDED", "FAILED"})
+
+DEFAULT_SCRATCH_PATH = "/data"
+DEFAULT_SCRATCH_MB = 1000 * 1024  # the 1 TB scratch volume of the documented set-up
+# On-demand m5.4xlarge in us-east-1, the instance type of the documented compute environment.
+DEFAULT_INSTANCE_PRICE = 0.768
+# When --retries is 1, jobs still get this many attempts, but only for host loss (Spot).
+HOST_LOSS_ATTEMPTS = 3
+RUNS_PREFIX = "tiledbvcf-batch/runs"
+RUN_RECORD_NAME = "run.json"
+
+EXPORT_SUFFIXES = {"b": ".bcf", "u": ".bcf", "z": ".vcf.gz", "v": ".vcf"}
+
+_CONTROL_CHARS = re.compile(r"[\x00-\x1f\x7f]")
+_BUCKET_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{1,254}$")
+_ATTRIBUTE_RE = re.compile(r"^(fmt|info)_[A-Za-z0-9_.]+$")
+_SECRET_KEY_RE = re.compile(r"secret|token|password|session", re.IGNORECASE)
+_MAX_LISTED_PROBLEMS = 20
+
+
+# ---------------------------------------------------------------------------
+# Errors
+# ---------------------------------------------------------------------------
+
+
+class InputError(click.ClickException):
+    """Bad input: one line per problem on stderr, exit status 2, nothing uploaded or submitted."""
+
+    exit_code = 2
+
+    def __init__(self, problems: str | Sequence[str]):
+        self.problems = [problems] if isinstance(problems, str) else list(problems)
+        super().__init__("; ".join(self.problems))
+
+    def show(self, file: Any = None) -> None:
+        shown = self.problems[:_MAX_LISTED_PROBLEMS]
+        for problem in shown:
+            click.echo(f"Error: {problem}", err=True)
+        if len(self.problems) > len(shown):
+            click.echo(f"Error: ... and {len(self.problems) - len(shown)} more problems", err=True)
+
+
+class SubmissionError(click.ClickException):
+    """Submission failed part-way; the message says what was rolled back and what is left."""
+
+    exit_code = 1
+
+    def show(self, file: Any = None) -> None:
+        click.echo(f"Error: {self.message}", err=True)
+
+
+class OneLineCommand(click.Command):
+    """A Click command whose usage errors are one line that names the problem and the fix."""
+
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        try:
+            return super().parse_args(ctx, args)
+        except click.UsageError as error:
+            raise InputError(f"{error.format_message()} (see --help)") from None
+
+
+# ---------------------------------------------------------------------------
+# Inputs: URIs, sample lists, options
+# ---------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class S3Uri:
+    bucket: str
+    key: str = ""
+
+    def __str__(self) -> str:
+        return f"s3://{self.bucket}/{self.key}"
+
+    def child(self, name: str) -> S3Uri:
+        base = self.key if not self.key or self.key.endswith("/") else self.key + "/"
+        return S3Uri(self.bucket, base + name)
+
+    def as_prefix(self) -> S3Uri:
+        """The same location as a "directory": empty or ending with one slash."""
+        key = self.key.rstrip("/")
+        return S3Uri(self.bucket, key + "/" if key else "")
+
+
+def parse_s3_uri(text: str, what: str, *, need_key: bool = True) -> S3Uri:
+    """Parse ``s3://bucket/key``; raise ValueError with a message that says how to fix it."""
+    if _CONTROL_CHARS.search(text):
+        raise ValueError(f"{what} {text!r} contains a control character (newline, tab, NUL...)")
+    if not text.startswith("s3://"):
+        raise ValueError(f"{what} {text!r} is not an S3 URI: write it as s3://bucket/path")
+    bucket, _, key = text[len("s3://") :].partition("/")
+    if not _BUCKET_RE.match(bucket):
+        raise ValueError(f"{what} {text!r} has no valid bucket name: write it as s3://bucket/path")
+    if need_key and not key.strip("/"):
+        raise ValueError(f"{what} {text!r} names a bucket but no object: write it as s3://bucket/path")
+    return S3Uri(bucket, key)
+
+
+def parse_dataset_uri(text: str, option: str = "--dataset-uri") -> str:
+    try:
+        uri = parse_s3_uri(text.strip(), f"{option}")
+    except ValueError as error:
+        raise InputError(str(error)) from None
+    return f"s3://{uri.bucket}/{uri.key.rstrip('/')}"
+
+
+def parse_metadata_location(text: str) -> S3Uri:
+    """``--metadata-s3`` takes a bucket name (as documented) or an ``s3://bucket/prefix``."""
+    text = text.strip()
+    try:
+        if text.startswith("s3://"):
+            return parse_s3_uri(text, "--metadata-s3", need_key=False).as_prefix()
+        if not _BUCKET_RE.match(text) or "/" in text:
+            raise ValueError(f"--metadata-s3 {text!r} is not a bucket name: give a bucket name or s3://bucket/prefix")
+    except ValueError as error:
+        raise InputError(str(error)) from None
+    return S3Uri(text, "")
+
+
+@dataclass(frozen=True)
+class Sample:
+    """One line of an ingestion samples file: a VCF/BCF URI and, optionally, its index."""
+
+    uri: str
+    index_uri: str | None = None
+
+    def manifest_line(self) -> str:
+        return self.uri if self.index_uri is None else f"{self.uri}\t{self.index_uri}"
+
+
+def parse_samples(lines: Iterable[str], source: str) -> list[Sample]:
+    """Parse sample lines (``<vcf-uri>`` or ``<vcf-uri><TAB><index-uri>``); report every problem."""
+    samples: list[Sample] = []
+    problems: list[str] = []
+    first_seen: dict[str, int] = {}
+    for number, raw in enumerate(lines, start=1):
+        line = raw.rstrip("\r\n").strip(" ")
+        if not line.strip() or line.startswith("#"):
+            continue
+        fields = [part.strip(" ") for part in line.split("\t")]
+        if len(fields) > 2:
+            problems.append(
+                f"{source} line {number}: expected '<vcf-uri>' or '<vcf-uri><TAB><index-uri>', "
+                f"found {len(fields)} tab-separated fields"
+            )
+            continue
+        try:
+            for part, what in zip(fields, ("sample", "index")[: len(fields)], strict=True):
+                parse_s3_uri(part, f"{source} line {number}: {what}")
+        except ValueError as error:
+            problems.append(str(error))
+            continue
+        sample = Sample(fields[0], fields[1] if len(fields) == 2 else None)
+        if sample.uri in first_seen:
+            problems.append(
+                f"{source} line {number} repeats line {first_seen[sample.uri]} ({sample.uri}): "
+                "remove the duplicate, a sample ingested twice doubles its records"
+            )
+            continue
+        first_seen[sample.uri] = number
+        samples.append(sample)
+    if not samples and not problems:
+        problems.append(f"{source} lists no samples: give one s3:// sample URI per line")
+    if problems:
+        raise InputError(problems)
+    return samples
+
+
+def read_samples_file(path: str) -> list[Sample]:
+    try:
+        with open(path, encoding="utf-8") as handle:
+            return parse_samples(handle, path)
+    except OSError as error:
+        raise InputError(f"--samples: cannot read {path}: {error.strerror}") from None
+    except UnicodeDecodeError:
+        raise InputError(f"--samples: {path} is not a UTF-8 text file of sample URIs") from None
+
+
+def parse_sample_names(text: str, source: str) -> list[str]:
+    """Parse an export sample-names file (one name per line); report every problem."""
+    names: list[str] = []
+    problems: list[str] = []
+    first_seen: dict[str, int] = {}
+    for number, raw in enumerate(text.splitlines(), start=1):
+        name = raw.strip()
+        if not name:
+            continue
+        if _CONTROL_CHARS.search(name):
+            problems.append(f"{source} line {number}: sample name {name!r} contains a control character")
+        elif name in first_seen:
+            problems.append(f"{source} line {number} repeats sample {name!r} of line {first_seen[name]}")
+        else:
+            first_seen[name] = number
+            names.append(name)
+    if not names and not problems:
+        problems.append(f"{source} lists no sample names: give one name per line")
+    if problems:
+        raise InputError(problems)
+    return names
+
+
+def parse_attributes(text: str | None) -> list[str]:
+    """``fmt_X``/``info_X`` names for ``tiledbvcf create -a`` (case sensitive, no duplicates)."""
+    if text is None:
+        return []
+    names = [name.strip() for name in text.split(",") if name.strip()]
+    problems = [
+        f"--attributes: {name!r} is not of the form fmt_<FIELD> or info_<FIELD> (e.g. fmt_DP, info_AF)"
+        for name in names
+        if not _ATTRIBUTE_RE.match(name)
+    ]
+    duplicates = sorted({name for name in names if names.count(name) > 1})
+    if duplicates:
+        problems.append(f"--attributes names {', '.join(duplicates)} more than once")
+    if not names and not problems:
+        problems.append("--attributes is empty: give field names such as fmt_DP,info_AF or leave it out")
+    if problems:
+        raise InputError(problems)
+    return names
+
+
+def parse_tiledb_config(text: str | None) -> str | None:
+    """Check ``k=v,k=v`` (the form every tiledbvcf subcommand takes) and return it unchanged."""
+    if text is None:
+        return None
+    if _CONTROL_CHARS.search(text):
+        raise InputError("--tiledb-config contains a control character")
+    for item in text.split(","):
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip() or not value.strip():
+            raise InputError(f"--tiledb-config: {item!r} is not key=value: write it as key1=val1,key2=val2")
+    return text
+
+
+def redact_config(text: str | None) -> str | None:
+    """A TileDB config string safe to print or record: secret-looking values are hidden."""
+    if text is None:
+        return None
+    items = []
+    for item in text.split(","):
+        key = item.partition("=")[0]
+        items.append(f"{key}=***" if _SECRET_KEY_RE.search(key) else item)
+    return ",".join(items)
+
+
+def redact_command(command: Sequence[str]) -> list[str]:
+    shown = list(command)
+    for i, arg in enumerate(shown[:-1]):
+        if arg == "--tiledb-config":
+            shown[i + 1] = redact_config(shown[i + 1]) or ""
+    return shown
+
+
+def check_range(value: int, option: str, low: int, high: int | None = None) -> int:
+    if value < low or (high is not None and value > high):
+        bound = f"between {low} and {high}" if high is not None else f"at least {low}"
+        raise InputError(f"{option} is {value}: it must be {bound}")
+    return value
+
+
+# ---------------------------------------------------------------------------
+# Plan (pure)
+# ---------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Resources:
+    vcpus: int
+    memory_mib: int
+
+    def requirements(self) -> list[dict[str, str]]:
+        return [
+            {"type": "VCPU", "value": str(self.vcpus)},
+            {"type": "MEMORY", "value": str(self.memory_mib)},
+        ]
+
+
+GATE_RESOURCES = Resources(vcpus=1, memory_mib=1024)
+CREATE_RESOURCES = Resources(vcpus=2, memory_mib=4096)
+
+
+@dataclass
+class Manifest:
+    uri: S3Uri
+    lines: list[str]
+
+    def body(self) -> bytes:
+        return ("\n".join(self.lines) + "\n").encode("utf-8")
+
+
+@dataclass
+class PlannedJob:
+    key: str  # unique within the run; dependencies refer to it
+    stage: str  # "create", "register-<b>", "ingest-<b>", "gate-<b>" or "export"
+    name: str  # the Batch job name
+    command: list[str]
+    resources: Resources
+    retry: dict[str, Any]
+    depends_on: list[str] = field(default_factory=list)
+    manifest: Manifest | None = None
+    samples: list[str] = field(default_factory=list)  # sample URIs (ingest) or names (export)
+
+
+@dataclass
+class Plan:
+    kind: str  # "ingest" or "export"
+    run_id: str
+    run_prefix: S3Uri
+    jobs: list[PlannedJob]
+    notes: list[str] = field(default_factory=list)
+    target: str = ""  # the dataset (ingest) or the destination prefix (export)
+
+    @property
+    def record_uri(self) -> S3Uri:
+        return self.run_prefix.child(RUN_RECORD_NAME)
+
+    def manifests(self) -> list[Manifest]:
+        return [job.manifest for job in self.jobs if job.manifest is not None]
+
+
+@dataclass(frozen=True)
+class IngestOptions:
+    dataset_uri: str
+    attributes: list[str] = field(default_factory=list)
+    create_dataset: bool = True
+    register: bool = False  # legacy v2/v3 datasets: register before store, no --resume
+    num_jobs: int = 1
+    incremental: int = 1
+    retries: int = 1
+    resources: Resources = Resources(16, 61440)
+    threads: int = 16
+    scratch_path: str = DEFAULT_SCRATCH_PATH
+    scratch_mb: int = DEFAULT_SCRATCH_MB
+    sample_batch_size: int | None = None
+    tiledb_config: str | None = None
+
+
+@dataclass(frozen=True)
+class ExportOptions:
+    dataset_uri: str
+    dest: S3Uri
+    samples_uri: str
+    bed_uri: str
+    num_jobs: int = 1
+    retries: int = 1
+    resources: Resources = Resources(4, 15000)
+    scratch_path: str = DEFAULT_SCRATCH_PATH
+    output_format: str = "b"
+    tiledb_config: str | None = None
+
+
+def new_run_id(kind: str, now: datetime.datetime | None = None) -> str:
+    now = now or datetime.datetime.now(datetime.timezone.utc)
+    return f"{kind}-{now:%Y%m%dT%H%M%SZ}-{secrets.token_hex(3)}"
+
+
+def run_prefix_for(location: S3Uri, run_id: str) -> S3Uri:
+    return location.as_prefix().child(f"{RUNS_PREFIX}/{run_id}/")
+
+
+def split_evenly(items: Sequence[Any], parts: int) -> list[list[Any]]:
+    """Contiguous chunks whose sizes differ by at most one, larger first; never an empty chunk.
+
+    This is also how ``tiledbvcf export --sample-partition`` cuts its sorted sample list.
+    """
+    parts = min(parts, len(items))
+    size, extra = divmod(len(items), parts) if parts else (0, 0)
+    chunks, start = [], 0
+    for i in range(parts):
+        end = start + size + (1 if i < extra else 0)
+        chunks.append(list(items[start:end]))
+        start = end
+    return chunks
+
+
+def retry_strategy(retries: int) -> dict[str, Any]:
+    """Batch retry strategy for ``--retries N``.
+
+    With N = 1 a job is still retried, up to HOST_LOSS_ATTEMPTS attempts, when its host
+    went away (Spot reclaim, lost instance); any other failure ends it. With N > 1 every
+    failure is retried up to N attempts in all, host loss included.
+    """
+    if retries == 1:
+        return {
+            "attempts": HOST_LOSS_ATTEMPTS,
+            "evaluateOnExit": [
+                {"onStatusReason": "Host EC2*", "action": "RETRY"},
+                {"onReason": "*", "action": "EXIT"},
+            ],
+        }
+    return {"attempts": retries}
+
+
+def config_args(tiledb_config: str | None) -> list[str]:
+    return ["--tiledb-config", tiledb_config] if tiledb_config else []
+
+
+def scratch_args(path: str, size_mb: int) -> list[str]:
+    # Without -d/-s htslib streams the inputs instead of downloading them to scratch.
+    return ["-d", path, "-s", str(size_mb)] if size_mb > 0 else []
+
+
+def create_command(opts: IngestOptions) -> list[str]:
+    command = ["create", "-u", opts.dataset_uri]
+    if opts.attributes:
+        command += ["-a", ",".join(opts.attributes)]
+    return command + config_args(opts.tiledb_config)
+
+
+def register_command(opts: IngestOptions, manifest: S3Uri) -> list[str]:
+    # The legacy CLI's register takes no --tiledb-config.
+    return ["register", "-u", opts.dataset_uri, *scratch_args(opts.scratch_path, opts.scratch_mb), "-f", str(manifest)]
+
+
+def store_command(opts: IngestOptions, manifest: S3Uri) -> list[str]:
+    command = [
+        "store",
+        "-u",
+        opts.dataset_uri,
+        *scratch_args(opts.scratch_path, opts.scratch_mb),
+        "-t",
+        str(opts.threads),
+        "-f",
+        str(manifest),
+        "--remove-sample-file",
+    ]
+    if not opts.register:
+        # A retried attempt skips what an earlier attempt of the same manifest already wrote.
+        command.append("--resume")
+    if opts.sample_batch_size:
+        command += ["-e", str(opts.sample_batch_size)]
+    return command + config_args(opts.tiledb_config)
+
+
+# ``tiledbvcf --version`` does nothing and exits 0 on every release: a barrier job's command.
+GATE_COMMAND = ["--version"]
+
+
+def gate_jobs(keys: list[str], batch: int, retry: dict[str, Any]) -> tuple[list[PlannedJob], list[str]]:
+    """Barrier jobs so that whatever waits for ``keys`` has at most MAX_DEPENDS_ON dependencies."""
+    gates: list[PlannedJob] = []
+    level = 0
+    while len(keys) > MAX_DEPENDS_ON:
+        level += 1
+        next_keys = []
+        for i, group in enumerate(split_evenly(keys, -(-len(keys) // MAX_DEPENDS_ON)), start=1):
+            key = f"gate-{batch}-{level}-{i}"
+            gates.append(
+                PlannedJob(
+                    key=key,
+                    stage=f"gate-{batch}",
+                    name=f"tiledbvcf-gate-b{batch}-l{level}-{i}",
+                    command=list(GATE_COMMAND),
+                    resources=GATE_RESOURCES,
+                    retry=retry,
+                    depends_on=list(group),
+                )
+            )
+            next_keys.append(key)
+        keys = next_keys
+    return gates, keys
+
+
+def plan_ingest(opts: IngestOptions, samples: Sequence[Sample], run_id: str, run_prefix: S3Uri) -> Plan:
+    """The ingestion job graph: [create] -> per batch: [register] -> store jobs -> next batch."""
+    retry = retry_strategy(opts.retries)
+    jobs: list[PlannedJob] = []
+    notes: list[str] = []
+    ready: list[str] = []  # keys the next stage must wait for (at most MAX_DEPENDS_ON)
+    if opts.create_dataset:
+        jobs.append(
+            PlannedJob(
+                key="create",
+                stage="create",
+                name="tiledbvcf-create",
+                command=create_command(opts),
+                resources=CREATE_RESOURCES,
+                retry=retry,
+            )
+        )
+        ready = ["create"]
+    batches = split_evenly(samples, opts.incremental)
+    if len(batches) < opts.incremental:
+        notes.append(f"--incremental {opts.incremental} asks for more batches than samples: using {len(batches)}")
+    for b, batch in enumerate(batches, start=1):
+        if opts.register:
+            manifest = Manifest(run_prefix.child(f"register-b{b:03d}.txt"), [s.manifest_line() for s in batch])
+            jobs.append(
+                PlannedJob(
+                    key=f"register-{b}",
+                    stage=f"register-{b}",
+                    name=f"tiledbvcf-register-b{b}",
+                    command=register_command(opts, manifest.uri),
+                    resources=opts.resources,
+                    retry=retry,
+                    depends_on=ready,
+                    manifest=manifest,
+                    samples=[s.uri for s in batch],
+                )
+            )
+            ready = [f"register-{b}"]
+        store_keys = []
+        for j, chunk in enumerate(split_evenly(batch, opts.num_jobs), start=1):
+            manifest = Manifest(run_prefix.child(f"ingest-b{b:03d}-j{j:04d}.txt"), [s.manifest_line() for s in chunk])
+            key = f"ingest-{b}-{j}"
+            jobs.append(
+                PlannedJob(
+                    key=key,
+                    stage=f"ingest-{b}",
+                    name=f"tiledbvcf-ingest-b{b}-j{j}",
+                    command=store_command(opts, manifest.uri),
+                    resources=opts.resources,
+                    retry=retry,
+                    depends_on=list(ready),
+                    manifest=manifest,
+                    samples=[s.uri for s in chunk],
+                )
+            )
+            store_keys.append(key)
+        if len(batch) < opts.num_jobs:
+            notes.append(f"batch {b} has {len(batch)} samples: submitting {len(batch)} jobs instead of {opts.num_jobs}")
+        if b < len(batches):
+            gates, ready = gate_jobs(store_keys, b, retry)
+            jobs.extend(gates)
+    return Plan("ingest", run_id, run_prefix, jobs, notes, target=opts.dataset_uri)
+
+
+def export_command(opts: ExportOptions, partition: int, partitions: int) -> list[str]:
+    command = [
+        "export",
+        "-u",
+        opts.dataset_uri,
+        "-f",
+        opts.samples_uri,
+        "-R",
+        opts.bed_uri,
+        "--sample-partition",
+        f"{partition}:{partitions}",
+        "-d",
+        opts.scratch_path,
+        "--upload-dir",
+        str(opts.dest),
+    ]
+    if opts.output_format != "b":  # the legacy CLI has no -O; b is the default of both
+        command += ["-O", opts.output_format]
+    return command + config_args(opts.tiledb_config)
+
+
+def plan_export(opts: ExportOptions, names: Sequence[str], run_id: str, run_prefix: S3Uri) -> Plan:
+    """One job per sample partition; never more partitions than samples (tiledbvcf fails then)."""
+    retry = retry_strategy(opts.retries)
+    partitions = split_evenly(sorted(names), opts.num_jobs)
+    notes = []
+    if len(partitions) < opts.num_jobs:
+        notes.append(f"{len(names)} samples to export: submitting {len(partitions)} jobs instead of {opts.num_jobs}")
+    jobs = [
+        PlannedJob(
+            key=f"export-{i + 1}",
+            stage="export",
+            name=f"tiledbvcf-export-{i + 1}-of-{len(partitions)}",
+            command=export_command(opts, i, len(partitions)),
+            resources=opts.resources,
+            retry=retry,
+            samples=chunk,
+        )
+        for i, chunk in enumerate(partitions)
+    ]
+    return Plan("export", run_id, run_prefix, jobs, notes, target=str(opts.dest))
+
+
+STAGE_LABELS = {
+    "create": "array creation",
+    "register": "sample registration",
+    "ingest": "ingestion",
+    "gate": "batch barrier",
+    "export": "export",
+}
+
+
+def stage_kind(stage: str) -> str:
+    return stage.split("-", 1)[0]
+
+
+def stage_label(stage: str) -> str:
+    kind, _, batch = stage.partition("-")
+    label = STAGE_LABELS[kind]
+    return f"{label} {batch}" if batch else label
+
+
+def submitted_line(stage: str, jobs: Sequence[PlannedJob], ids: Sequence[str]) -> str:
+    """The line the documented scripts print once a stage is submitted (stdout, parsed by scripts)."""
+    kind = stage_kind(stage)
+    if kind == "create":
+        return f"Submitted array creation job {ids[0]}"
+    if kind == "register":
+        return f"Submitted sample registration job {ids[0]} using metadata {jobs[0].manifest.uri}"
+    if kind == "ingest":
+        return f"Submitted ingestion job(s) {' '.join(ids)}"
+    if kind == "export":
+        return f"Submitted export job(s) {' '.join(ids)}"
+    return f"Submitted {len(ids)} barrier job(s) after ingestion batch {stage.split('-')[1]}"
+
+
+def describe_plan(plan: Plan, job_queue: str, job_definition: str) -> list[str]:
+    """The plan as text, for --dry-run."""
+    lines = [
+        f"Plan for {plan.kind} run {plan.run_id} ({len(plan.jobs)} jobs) on queue {job_queue}, "
+        f"job definition {job_definition}",
+        f"Manifests and run record under {plan.run_prefix}",
+    ]
+    for job in plan.jobs:
+        deps = f" after {', '.join(job.depends_on)}" if job.depends_on else ""
+        lines.append(
+            f"  {job.key}: {job.name} [{job.resources.vcpus} vCPU, {job.resources.memory_mib} MiB, "
+            f"{job.retry['attempts']} attempts]{deps}"
+        )
+        lines.append(f"    tiledbvcf {' '.join(redact_command(job.command))}")
+        if job.manifest is not None:
+            lines.append(f"    manifest {job.manifest.uri}: {len(job.manifest.lines)} samples")
+        elif job.samples:
+            lines.append(f"    samples: {len(job.samples)}")
+    return lines
+
+
+# ---------------------------------------------------------------------------
+# AWS: clients and preflight
+# ---------------------------------------------------------------------------
+
+
+@dataclass
+class Clients:
+    region: str
+    batch: Any
+    s3: Any
+    logs: Any
+
+
+def resolve_region(region: str | None) -> str:
+    return region or boto3.session.Session().region_name or "us-east-1"
+
+
+def make_clients(region: str | None) -> Clients:
+    """Clients with adaptive retries: throttling is ridden out and slows the client down."""
+    region = resolve_region(region)
+    config = Config(
+        region_name=region,
+        retries={"mode": "adaptive", "max_attempts": 10},
+        user_agent_extra="tiledbvcf-batch",
+    )
+    return Clients(
+        region=region,
+        batch=boto3.client("batch", config=config),
+        s3=boto3.client("s3", config=config),
+        logs=boto3.client("logs", config=config),
+    )
+
+
+def error_code(error: ClientError) -> str:
+    return error.response.get("Error", {}).get("Code", "")
+
+
+def aws_message(error: Exception) -> str:
+    if isinstance(error, ClientError):
+        return f"{error_code(error)}: {error.response.get('Error', {}).get('Message', '')}".rstrip(": ")
+    return str(error)
+
+
+def check_job_queue(batch: Any, name: str, region: str) -> list[str]:
+    try:
+        queues = batch.describe_job_queues(jobQueues=[name])["jobQueues"]
+    except ClientError as error:
+        return [f"--job-queue {name}: cannot describe it ({aws_message(error)})"]
+    if not queues:
+        return [f"--job-queue {name}: no such job queue in {region}: check the name and --region"]
+    queue = queues[0]
+    problems = []
+    if queue.get("state") != "ENABLED":
+        problems.append(f"--job-queue {name} is {queue.get('state')}: enable it or pick another queue")
+    if queue.get("status") == "INVALID":
+        problems.append(f"--job-queue {name} is INVALID ({queue.get('statusReason', 'no reason given')})")
+    if not queue.get("computeEnvironmentOrder"):
+        problems.append(f"--job-queue {name} has no compute environment: attach one")
+    return problems
+
+
+def find_job_definition(batch: Any, name: str) -> dict[str, Any] | None:
+    """The ACTIVE job definition ``name``, ``name:revision`` or ARN (newest revision when none)."""
+    if ":" in name:
+        found = batch.describe_job_definitions(jobDefinitions=[name])["jobDefinitions"]
+    else:
+        found = []
+        for page in batch.get_paginator("describe_job_definitions").paginate(jobDefinitionName=name, status="ACTIVE"):
+            found.extend(page["jobDefinitions"])
+    active = [d for d in found if d.get("status", "ACTIVE") == "ACTIVE"]
+    return max(active, key=lambda d: d.get("revision", 0)) if active else None
+
+
+def check_job_definition(batch: Any, name: str, region: str) -> list[str]:
+    try:
+        definition = find_job_definition(batch, name)
+    except ClientError as error:
+        return [f"--job-definition {name}: cannot describe it ({aws_message(error)})"]
+    if definition is None:
+        return [
+            f"--job-definition {name}: no ACTIVE job definition of that name in {region}: check the name and --region"
+        ]
+    if definition.get("type") != "container":
+        return [f"--job-definition {name} is of type {definition.get('type')}: it must be a container job definition"]
+    return []
+
+
+def check_bucket(s3: Any, bucket: str, option: str) -> list[str]:
+    try:
+        s3.head_bucket(Bucket=bucket)
+    except ClientError as error:
+        code = error_code(error)
+        if code in ("404", "NoSuchBucket", "NotFound"):
+            return [f"{option}: bucket {bucket} does not exist: create it or fix the name"]
+        if code in ("403", "AccessDenied", "Forbidden"):
+            return [f"{option}: access to bucket {bucket} is denied: check your credentials and its policy"]
+        return [f"{option}: cannot reach bucket {bucket} ({aws_message(error)})"]
+    return []
+
+
+def check_object(s3: Any, uri: S3Uri, option: str) -> list[str]:
+    try:
+        s3.head_object(Bucket=uri.bucket, Key=uri.key)
+    except ClientError as error:
+        if error_code(error) in ("404", "NoSuchKey", "NotFound", "NoSuchBucket"):
+            return [f"{option}: {uri} does not exist: upload it first (aws s3 cp FILE {uri})"]
+        return [f"{option}: cannot read {uri} ({aws_message(error)})"]
+    return []
+
+
+def dataset_exists(s3: Any, dataset_uri: str) -> bool:
+    """A dataset is a TileDB group: it exists when any object lives under ``<uri>/``."""
+    uri = parse_s3_uri(dataset_uri, "dataset").as_prefix()
+    response = s3.list_objects_v2(Bucket=uri.bucket, Prefix=uri.key, MaxKeys=1)
+    return response.get("KeyCount", 0) > 0
+
+
+def read_s3_text(s3: Any, uri: S3Uri) -> str:
+    return s3.get_object(Bucket=uri.bucket, Key=uri.key)["Body"].read().decode("utf-8")
+
+
+# ---------------------------------------------------------------------------
+# Submit
+# ---------------------------------------------------------------------------
+
+
+def job_payload(
+    job: PlannedJob, job_ids: dict[str, str], job_queue: str, job_definition: str, run_id: str
+) -> dict[str, Any]:
+    """The SubmitJob request for ``job``, checked against the Batch limits that moto does not enforce."""
+    if not JOB_NAME_RE.match(job.name):
+        raise ValueError(f"job name {job.name!r} is not a valid Batch job name")
+    if not job.command or any(not isinstance(arg, str) or arg == "" for arg in job.command):
+        raise ValueError(f"job {job.name}: a command may not be empty or contain an empty string")
+    if len(job.depends_on) > MAX_DEPENDS_ON:
+        raise ValueError(f"job {job.name} depends on {len(job.depends_on)} jobs; Batch allows {MAX_DEPENDS_ON}")
+    if not 1 <= job.retry["attempts"] <= MAX_ATTEMPTS:
+        raise ValueError(f"job {job.name}: retry attempts must be between 1 and {MAX_ATTEMPTS}")
+    payload: dict[str, Any] = {
+        "jobName": job.name,
+        "jobQueue": job_queue,
+        "jobDefinition": job_definition,
+        "containerOverrides": {
+            "command": list(job.command),
+            "resourceRequirements": job.resources.requirements(),
+        },
+        "retryStrategy": job.retry,
+        "tags": {"tiledbvcf-batch-run": run_id, "tiledbvcf-batch-stage": job.stage},
+    }
+    if job.depends_on:
+        payload["dependsOn"] = [{"jobId": job_ids[key]} for key in job.depends_on]
+    return payload
+
+
+@dataclass
+class Pacer:
+    """Keeps calls under a rate (calls per second) with an injectable clock and sleep."""
+
+    rate: float
+    clock: Callable[[], float] = time.monotonic
+    sleep: Callable[[float], None] = time.sleep
+    _next: float = 0.0
+
+    def wait(self) -> None:
+        now = self.clock()
+        if now < self._next:
+            self.sleep(self._next - now)
+            now = self._next
+        self._next = now + 1.0 / self.rate
+
+
+def put_text(s3: Any, uri: S3Uri, body: bytes, content_type: str = "text/plain") -> None:
+    s3.put_object(Bucket=uri.bucket, Key=uri.key, Body=body, ContentType=content_type, ServerSideEncryption="AES256")
+
+
+def run_record(
+    plan: Plan, options: dict[str, Any], job_ids: dict[str, str], job_queue: str, job_definition: str, region: str
+) -> dict[str, Any]:
+    """What a later process needs to find, watch or cancel this run. No secrets."""
+    return {
+        "run_id": plan.run_id,
+        "kind": plan.kind,
+        "created_at": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "region": region,
+        "job_queue": job_queue,
+        "job_definition": job_definition,
+        "target": plan.target,
+        "options": options,
+        "jobs": [
+            {
+                "key": job.key,
+                "stage": job.stage,
+                "name": job.name,
+                "job_id": job_ids.get(job.key),
+                "depends_on": job.depends_on,
+                "manifest": str(job.manifest.uri) if job.manifest else None,
+                "samples": job.samples,
+            }
+            for job in plan.jobs
+        ],
+    }
+
+
+def write_run_record(s3: Any, plan: Plan, record: dict[str, Any]) -> None:
+    put_text(s3, plan.record_uri, json.dumps(record, indent=1).encode("utf-8"), "application/json")
+
+
+def rollback(clients: Clients, plan: Plan, job_ids: dict[str, str], uploaded: list[S3Uri]) -> list[str]:
+    """Stop the jobs this run submitted and delete what it uploaded; return what could not be undone."""
+    left: list[str] = []
+    for key, job_id in job_ids.items():
+        try:
+            # terminate_job cancels jobs that have not started and stops the others.
+            clients.batch.terminate_job(jobId=job_id, reason=f"submission of run {plan.run_id} failed")
+        except (ClientError, BotoCoreError) as error:
+            left.append(f"job {job_id} ({key}): {aws_message(error)}")
+    for uri in uploaded:
+        try:
+            clients.s3.delete_object(Bucket=uri.bucket, Key=uri.key)
+        except (ClientError, BotoCoreError) as error:
+            left.append(f"{uri}: {aws_message(error)}")
+    return left
+
+
+def submit_plan(
+    plan: Plan,
+    clients: Clients,
+    job_queue: str,
+    job_definition: str,
+    options: dict[str, Any],
+    *,
+    pacer: Pacer | None = None,
+    echo: Callable[[str], None] = click.echo,
+) -> dict[str, str]:
+    """Upload manifests, submit every job in order, print the documented lines, record the run.
+
+    On any failure the jobs already submitted are terminated and the uploads deleted, and
+    SubmissionError says what happened and anything that could not be undone.
+    """
+    pacer = pacer or Pacer(SUBMITS_PER_SECOND)
+    job_ids: dict[str, str] = {}
+    uploaded: list[S3Uri] = []
+    stage_jobs: dict[str, list[PlannedJob]] = {}
+    for job in plan.jobs:
+        stage_jobs.setdefault(job.stage, []).append(job)
+    try:
+        for manifest in plan.manifests():
+            put_text(clients.s3, manifest.uri, manifest.body())
+            uploaded.append(manifest.uri)
+        record = run_record(plan, options, job_ids, job_queue, job_definition, clients.region)
+        write_run_record(clients.s3, plan, record)
+        uploaded.append(plan.record_uri)
+        for job in plan.jobs:
+            pacer.wait()
+            response = clients.batch.submit_job(**job_payload(job, job_ids, job_queue, job_definition, plan.run_id))
+            job_ids[job.key] = response["jobId"]
+            jobs_of_stage = stage_jobs[job.stage]
+            if job is jobs_of_stage[-1]:
+                line = submitted_line(job.stage, jobs_of_stage, [job_ids[j.key] for j in jobs_of_stage])
+                echo(line) if stage_kind(job.stage) != "gate" else click.echo(line, err=True)
+        write_run_record(
+            clients.s3, plan, run_record(plan, options, job_ids, job_queue, job_definition, clients.region)
+        )
+    except (ClientError, BotoCoreError, KeyboardInterrupt) as error:
+        cause = "interrupted" if isinstance(error, KeyboardInterrupt) else aws_message(error)
+        left = rollback(clients, plan, job_ids, uploaded)
+        done = f"terminated the {len(job_ids)} job(s) already submitted and deleted {len(uploaded)} uploaded file(s)"
+        if left:
+            raise SubmissionError(
+                f"submission of run {plan.run_id} failed ({cause}); tried to undo it but these remain, "
+                f"remove them by hand: {'; '.join(left)}"
+            ) from None
+        raise SubmissionError(
+            f"submission of run {plan.run_id} failed ({cause}); {done}; nothing is left behind"
+        ) from None
+    click.echo(f"Run {plan.run_id} recorded at {plan.record_uri}", err=True)
+    return job_ids
+
+
+# ---------------------------------------------------------------------------
+# Watch
+# ---------------------------------------------------------------------------
+
+
+def chunks(items: Sequence[Any], size: int) -> Iterable[Sequence[Any]]:
+    for start in range(0, len(items), size):
+        yield items[start : start + size]
+
+
+def status_counts(descriptions: Iterable[dict[str, Any]]) -> dict[str, int]:
+    counts = dict.fromkeys(JOB_STATUSES, 0)
+    for description in descriptions:
+        counts[description["status"]] = counts.get(description["status"], 0) + 1
+    return counts
+
+
+def format_counts(counts: dict[str, int]) -> str:
+    return ", ".join(f"{status} {n}" for status, n in counts.items() if n)
+
+
+def wait_for_jobs(
+    batch: Any,
+    job_ids: Sequence[str],
+    *,
+    interval: float = 10.0,
+    max_interval: float = 60.0,
+    sleep: Callable[[float], None] = time.sleep,
+    progress: Callable[[dict[str, dict[str, Any]]], None] | None = None,
+) -> dict[str, dict[str, Any]]:
+    """Poll until every job is terminal; return the last description of each job.
+
+    Only unfinished jobs are polled, at most DESCRIBE_JOBS_MAX_IDS per call, and the
+    interval backs off while nothing changes. Throttling slows polling down; it never
+    ends the wait.
+    """
+    latest: dict[str, dict[str, Any]] = {}
+    pending = list(job_ids)
+    delay = interval
+    while pending:
+        changed = False
+        throttled = False
+        for group in chunks(pending, DESCRIBE_JOBS_MAX_IDS):
+            try:
+                described = batch.describe_jobs(jobs=list(group))["jobs"]
+            except ClientError as error:
+                if error_code(error) not in ("TooManyRequestsException", "ThrottlingException"):
+                    raise
+                throttled = True
+                continue
+            for description in described:
+                previous = latest.get(description["jobId"])
+                if previous is None or previous["status"] != description["status"]:
+                    changed = True
+                latest[description["jobId"]] = description
+        pending = [i for i in pending if latest.get(i, {}).get("status") not in TERMINAL_STATUSES]
+        if progress is not None and changed:
+            progress(latest)
+        if pending:
+            delay = interval if changed and not throttled else min(delay * 2, max_interval)
+            sleep(delay)
+    return latest
+
+
+@dataclass
+class Report:
+    total: int
+    succeeded: int
+    retried: int
+    instances: int
+    longest_seconds: float
+    instance_hours: float
+    instance_price: float
+    failed: list[dict[str, Any]] = field(default_factory=list)
+
+    @property
+    def cost(self) -> float:
+        return self.instance_hours * self.instance_price
+
+
+def attempt_seconds(attempt: dict[str, Any]) -> float:
+    if "startedAt" not in attempt or "stoppedAt" not in attempt:
+        return 0.0
+    return max(0, attempt["stoppedAt"] - attempt["startedAt"]) / 1000.0
+
+
+def build_report(descriptions: Sequence[dict[str, Any]], instance_price: float) -> Report:
+    """The documented figures. Cost: each instance is billed from its first attempt's start
+    to its last attempt's stop, summed over instances."""
+    spans: dict[str, tuple[int, int]] = {}
+    longest = 0.0
+    retried = 0
+    failed = []
+    for description in descriptions:
+        attempts = description.get("attempts", [])
+        retried += len(attempts) > 1
+        longest = max(longest, sum(attempt_seconds(a) for a in attempts))
+        for attempt in attempts:
+            instance = attempt.get("container", {}).get("containerInstanceArn")
+            if not instance or "startedAt" not in attempt or "stoppedAt" not in attempt:
+                continue
+            start, stop = spans.get(instance, (attempt["startedAt"], attempt["stoppedAt"]))
+            spans[instance] = (min(start, attempt["startedAt"]), max(stop, attempt["stoppedAt"]))
+        if description["status"] != "SUCCEEDED":
+            failed.append(
+                {
+                    "job_id": description["jobId"],
+                    "name": description.get("jobName", ""),
+                    "status": description["status"],
+                    "reason": description.get("statusReason", "no status reason given"),
+                }
+            )
+    hours = sum((stop - start) / 3_600_000 for start, stop in spans.values())
+    return Report(
+        total=len(descriptions),
+        succeeded=sum(d["status"] == "SUCCEEDED" for d in descriptions),
+        retried=retried,
+        instances=len(spans),
+        longest_seconds=longest,
+        instance_hours=hours,
+        instance_price=instance_price,
+        failed=failed,
+    )
+
+
+def format_report(report: Report) -> list[str]:
+    lines = [
+        f"Finished waiting on {report.total} jobs:",
+        f"- {report.succeeded} / {report.total} jobs succeeded",
+        f"- {report.retried} jobs had more than 1 attempt.",
+        f"- {report.instances} instances used.",
+        f"- Longest job took {report.longest_seconds:.3f} seconds (includes retries).",
+        f"- Total cost estimate ${report.cost:.2f} ({report.instance_hours:.2f} hours @ "
+        f"${report.instance_price:.4f} / hr)",
+    ]
+    for failure in report.failed:
+        lines.append(f"FAILED job {failure['job_id']} ({failure['name']}): {failure['reason']}")
+    return lines
+
+
+def wait_and_report(
+    clients: Clients,
+    plan: Plan,
+    job_ids: dict[str, str],
+    instance_price: float,
+    *,
+    sleep: Callable[[float], None] = time.sleep,
+) -> Report:
+    """Wait for the run's jobs, print progress on stderr and the report on stdout."""
+    ids = [job_ids[job.key] for job in plan.jobs]
+    click.echo(f"Waiting on {len(ids)} jobs to terminate...", err=True)
+
+    def progress(latest: dict[str, dict[str, Any]]) -> None:
+        click.echo(f"[{plan.run_id}] {format_counts(status_counts(latest.values()))}", err=True)
+
+    latest = wait_for_jobs(clients.batch, ids, sleep=sleep, progress=progress)
+    report = build_report([latest[i] for i in ids], instance_price)
+    for line in format_report(report):
+        click.echo(line)
+    return report
+
+
+def missing_exports(s3: Any, dest: S3Uri, names: Sequence[str], output_format: str) -> list[str]:
+    """Sample names whose exported file is not at ``dest`` (one listing, not one HEAD per file)."""
+    prefix = dest.as_prefix()
+    present: set[str] = set()
+    for page in s3.get_paginator("list_objects_v2").paginate(Bucket=prefix.bucket, Prefix=prefix.key):
+        present.update(item["Key"] for item in page.get("Contents", []))
+    suffix = EXPORT_SUFFIXES[output_format]
+    return [name for name in names if f"{prefix.key}{name}{suffix}" not in present]
+
+
+def exit_with(code: int) -> None:
+    sys.exit(code)

@@ -1,0 +1,355 @@
+"""batch-ingest.py against an in-process emulated AWS: payloads, manifests, lines, exit codes."""
+
+from __future__ import annotations
+
+import json
+import re
+
+import pytest
+
+import common
+
+DATASET = "s3://my-bucketname/test-vcf-dataset"
+UUID = r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}"
+RETRY_ONCE = {
+    "attempts": 3,
+    "evaluateOnExit": [
+        {"onStatusReason": "Host EC2*", "action": "RETRY"},
+        {"onReason": "*", "action": "EXIT"},
+    ],
+}
+INGEST_RESOURCES = [{"type": "VCPU", "value": "16"}, {"type": "MEMORY", "value": "61440"}]
+
+
+def ids_of(line: str, prefix: str) -> list[str]:
+    assert line.startswith(prefix), line
+    ids = line[len(prefix) :].split()
+    assert all(re.fullmatch(UUID, i) for i in ids), line
+    return ids
+
+
+def manifest_key(command: list[str]) -> tuple[str, str]:
+    uri = command[command.index("-f") + 1]
+    bucket, _, key = uri.removeprefix("s3://").partition("/")
+    return bucket, key
+
+
+def test_spec_example_submits_creation_then_ingestion_jobs(aws, samples_file, run_ingest):
+    samples = samples_file(25)
+    result = run_ingest(
+        "--dataset-uri", DATASET, "--samples", str(samples), "--metadata-s3", "bucket2-name", "--num-jobs", "10"
+    )
+    assert result.exit_code == 0, result.stderr
+    assert len(result.lines) == 2
+    (create_id,) = ids_of(result.lines[0], "Submitted array creation job ")
+    ingest_ids = ids_of(result.lines[1], "Submitted ingestion job(s) ")
+    assert len(ingest_ids) == 10
+
+    create, *stores = aws.submitted
+    assert create == {
+        "jobName": "tiledbvcf-create",
+        "jobQueue": "tiledbvcf-job-queue",
+        "jobDefinition": "tiledbvcf-24h",
+        "containerOverrides": {
+            "command": ["create", "-u", DATASET],
+            "resourceRequirements": [{"type": "VCPU", "value": "2"}, {"type": "MEMORY", "value": "4096"}],
+        },
+        "retryStrategy": RETRY_ONCE,
+        "tags": {"tiledbvcf-batch-run": create["tags"]["tiledbvcf-batch-run"], "tiledbvcf-batch-stage": "create"},
+    }
+    run_id = create["tags"]["tiledbvcf-batch-run"]
+    assert re.fullmatch(r"ingest-\d{8}T\d{6}Z-[0-9a-f]{6}", run_id)
+    prefix = f"tiledbvcf-batch/runs/{run_id}/"
+    ingested = []
+    for j, store in enumerate(stores, start=1):
+        manifest = f"s3://bucket2-name/{prefix}ingest-b001-j{j:04d}.txt"
+        assert store["containerOverrides"] == {
+            "command": [
+                "store", "-u", DATASET, "-d", "/data", "-s", "1024000", "-t", "16",
+                "-f", manifest, "--remove-sample-file", "--resume",
+            ],
+            "resourceRequirements": INGEST_RESOURCES,
+        }  # fmt: skip
+        assert store["dependsOn"] == [{"jobId": create_id}]
+        assert store["retryStrategy"] == RETRY_ONCE
+        assert store["jobName"] == f"tiledbvcf-ingest-b1-j{j}"
+        body = aws.text(*manifest_key(store["containerOverrides"]["command"]))
+        ingested.extend(body.splitlines())
+        # 25 samples over 10 jobs: five jobs of 3, five of 2, larger first.
+        assert len(body.splitlines()) == (3 if j <= 5 else 2)
+    assert ingested == samples.read_text().splitlines()
+
+    # What Batch holds agrees with what was sent.
+    described = {d["jobId"]: d for d in aws.describe([create_id, *ingest_ids])}
+    assert described[create_id]["container"]["command"] == ["create", "-u", DATASET]
+    for job_id, store in zip(ingest_ids, stores, strict=True):
+        assert described[job_id]["dependsOn"] == [{"jobId": create_id}]
+        assert described[job_id]["container"]["command"] == store["containerOverrides"]["command"]
+        assert described[job_id]["jobQueue"].endswith(":job-queue/tiledbvcf-job-queue")
+
+
+def test_manifests_and_run_record_are_encrypted_and_complete(aws, samples_file, run_ingest):
+    samples = samples_file(4)
+    result = run_ingest("--dataset-uri", DATASET, "--samples", str(samples), "--metadata-s3", "s3://bucket2-name/md/x")
+    assert result.exit_code == 0, result.stderr
+    keys = aws.keys("bucket2-name")
+    run_id = aws.submitted[0]["tags"]["tiledbvcf-batch-run"]
+    assert keys == [
+        f"md/x/tiledbvcf-batch/runs/{run_id}/ingest-b001-j0001.txt",
+        f"md/x/tiledbvcf-batch/runs/{run_id}/run.json",
+    ]
+    for key in keys:
+        assert aws.s3.head_object(Bucket="bucket2-name", Key=key)["ServerSideEncryption"] == "AES256"
+    record = json.loads(aws.text("bucket2-name", keys[1]))
+    assert record["run_id"] == run_id
+    assert [job["job_id"] for job in record["jobs"]] == [
+        ids_of(line, line.rsplit(" ", 1)[0] + " ")[0] for line in result.lines
+    ]
+    assert record["jobs"][1]["samples"] == samples.read_text().splitlines()
+    assert f"recorded at s3://bucket2-name/md/x/tiledbvcf-batch/runs/{run_id}/run.json" in result.stderr
+
+
+def test_existing_dataset_gets_no_creation_job_and_attributes_are_ignored(aws, samples_file, run_ingest):
+    aws.s3.put_object(Bucket="my-bucketname", Key="test-vcf-dataset/__tiledb_group.tdb", Body=b"")
+    samples = samples_file(3)
+    result = run_ingest(
+        "--dataset-uri", DATASET + "/", "--samples", str(samples), "--metadata-s3", "bucket2-name",
+        "--attributes", "fmt_DP,info_AF", "--num-jobs", "2",
+    )  # fmt: skip
+    assert result.exit_code == 0, result.stderr
+    assert len(result.lines) == 1
+    ids_of(result.lines[0], "Submitted ingestion job(s) ")
+    assert "--attributes is ignored" in result.stderr
+    assert all("dependsOn" not in job for job in aws.submitted)
+    assert [job["containerOverrides"]["command"][0] for job in aws.submitted] == ["store", "store"]
+
+
+def test_attributes_reach_the_creation_job(aws, samples_file, run_ingest):
+    result = run_ingest(
+        "--dataset-uri", DATASET, "--samples", str(samples_file(1)), "--metadata-s3", "bucket2-name",
+        "--attributes", "fmt_GT,info_AF", "--tiledb-config", "vfs.s3.region=us-east-1",
+    )  # fmt: skip
+    assert result.exit_code == 0, result.stderr
+    assert aws.submitted[0]["containerOverrides"]["command"] == [
+        "create", "-u", DATASET, "-a", "fmt_GT,info_AF", "--tiledb-config", "vfs.s3.region=us-east-1",
+    ]  # fmt: skip
+    assert aws.submitted[1]["containerOverrides"]["command"][-2:] == ["--tiledb-config", "vfs.s3.region=us-east-1"]
+
+
+def test_legacy_registration_job_runs_between_creation_and_ingestion(aws, samples_file, run_ingest):
+    samples = samples_file(6)
+    result = run_ingest(
+        "--dataset-uri", DATASET, "--samples", str(samples), "--metadata-s3", "bucket2-name",
+        "--num-jobs", "3", "--register", "--retries", "4",
+    )  # fmt: skip
+    assert result.exit_code == 0, result.stderr
+    (create_id,) = ids_of(result.lines[0], "Submitted array creation job ")
+    match = re.fullmatch(rf"Submitted sample registration job ({UUID}) using metadata (s3://\S+)", result.lines[1])
+    assert match, result.lines[1]
+    register_id, register_manifest = match.groups()
+    assert register_manifest.endswith("/register-b001.txt")
+    ingest_ids = ids_of(result.lines[2], "Submitted ingestion job(s) ")
+    assert len(ingest_ids) == 3
+
+    register = aws.submitted[1]
+    assert register["containerOverrides"]["command"] == [
+        "register", "-u", DATASET, "-d", "/data", "-s", "1024000", "-f", register_manifest,
+    ]  # fmt: skip
+    assert register["dependsOn"] == [{"jobId": create_id}]
+    assert aws.text(*manifest_key(register["containerOverrides"]["command"])) == samples.read_text()
+    for store in aws.submitted[2:]:
+        assert store["dependsOn"] == [{"jobId": register_id}]
+        assert store["retryStrategy"] == {"attempts": 4}
+        assert "--resume" not in store["containerOverrides"]["command"]  # the legacy CLI has none
+
+
+def test_incremental_batches_chain_inside_batch_within_twenty_dependencies(aws, samples_file, run_ingest):
+    samples = samples_file(90)
+    result = run_ingest(
+        "--dataset-uri", DATASET, "--samples", str(samples), "--metadata-s3", "bucket2-name",
+        "--num-jobs", "45", "--incremental", "2",
+    )  # fmt: skip
+    assert result.exit_code == 0, result.stderr
+    assert len(result.lines) == 3  # creation, then one ingestion line per batch
+    first = ids_of(result.lines[1], "Submitted ingestion job(s) ")
+    second = ids_of(result.lines[2], "Submitted ingestion job(s) ")
+    assert len(first) == len(second) == 45
+    assert "Submitted 3 barrier job(s) after ingestion batch 1" in result.stderr
+
+    assert all(len(job.get("dependsOn", [])) <= common.MAX_DEPENDS_ON for job in aws.submitted)
+    gates = [job for job in aws.submitted if job["jobName"].startswith("tiledbvcf-gate")]
+    assert [len(g["dependsOn"]) for g in gates] == [15, 15, 15]
+    assert {d["jobId"] for g in gates for d in g["dependsOn"]} == set(first)
+    for gate in gates:
+        assert gate["containerOverrides"] == {
+            "command": ["--version"],
+            "resourceRequirements": [{"type": "VCPU", "value": "1"}, {"type": "MEMORY", "value": "1024"}],
+        }
+    gate_ids = {d["jobId"] for d in aws.describe(second[:1])[0]["dependsOn"]}
+    assert len(gate_ids) == 3
+    assert {job["jobId"] for job in aws.describe(list(gate_ids))} == gate_ids
+
+
+def test_fewer_samples_than_jobs_never_submits_an_empty_job(aws, samples_file, run_ingest):
+    result = run_ingest(
+        "--dataset-uri", DATASET, "--samples", str(samples_file(3)), "--metadata-s3", "bucket2-name", "--num-jobs", "10"
+    )
+    assert result.exit_code == 0, result.stderr
+    assert len(ids_of(result.lines[1], "Submitted ingestion job(s) ")) == 3
+    assert "submitting 3 jobs instead of 10" in result.stderr
+    for store in aws.submitted[1:]:
+        assert len(aws.text(*manifest_key(store["containerOverrides"]["command"])).splitlines()) == 1
+
+
+def test_options_shape_resources_and_scratch(aws, samples_file, run_ingest):
+    result = run_ingest(
+        "--dataset-uri", DATASET, "--samples", str(samples_file(2)), "--metadata-s3", "bucket2-name",
+        "--vcpus", "8", "--memory", "30000", "--threads", "6", "--scratch-size", "0", "--sample-batch-size", "5",
+    )  # fmt: skip
+    assert result.exit_code == 0, result.stderr
+    store = aws.submitted[1]["containerOverrides"]
+    assert store["resourceRequirements"] == [{"type": "VCPU", "value": "8"}, {"type": "MEMORY", "value": "30000"}]
+    assert store["command"][:5] == ["store", "-u", DATASET, "-t", "6"]
+    assert "-d" not in store["command"] and store["command"][-2:] == ["-e", "5"]
+
+
+def test_wait_reports_success(aws, samples_file, run_ingest):
+    result = run_ingest(
+        "--dataset-uri", DATASET, "--samples", str(samples_file(4)), "--metadata-s3", "bucket2-name",
+        "--num-jobs", "2", "--wait",
+    )  # fmt: skip
+    assert result.exit_code == 0, result.stderr
+    assert result.lines[2:] == [
+        "Finished waiting on 3 jobs:",
+        "- 3 / 3 jobs succeeded",
+        "- 0 jobs had more than 1 attempt.",
+        "- 1 instances used.",
+        result.lines[6],
+        result.lines[7],
+    ]
+    assert re.fullmatch(r"- Longest job took \d+\.\d{3} seconds \(includes retries\)\.", result.lines[6])
+    assert re.fullmatch(r"- Total cost estimate \$\d+\.\d\d \(\d+\.\d\d hours @ \$0\.7680 / hr\)", result.lines[7])
+
+
+def test_wait_names_failed_jobs_and_exits_1(aws, samples_file, run_ingest, monkeypatch):
+    monkeypatch.setenv("MOTO_SIMPLE_BATCH_FAIL_AFTER", "0")
+    result = run_ingest(
+        "--dataset-uri", DATASET, "--samples", str(samples_file(2)), "--metadata-s3", "bucket2-name",
+        "--num-jobs", "2", "--wait",
+    )  # fmt: skip
+    assert result.exit_code == 1
+    assert "- 0 / 3 jobs succeeded" in result.lines
+    failed = [line for line in result.lines if line.startswith("FAILED job ")]
+    assert len(failed) == 3
+    assert any("(tiledbvcf-ingest-b1-j2)" in line for line in failed)
+
+
+def test_dry_run_prints_the_plan_and_submits_nothing(aws, samples_file, run_ingest):
+    result = run_ingest(
+        "--dataset-uri", DATASET, "--samples", str(samples_file(5)), "--metadata-s3", "bucket2-name",
+        "--num-jobs", "2", "--dry-run", "--tiledb-config", "vfs.s3.aws_secret_access_key=hunter2",
+    )  # fmt: skip
+    assert result.exit_code == 0, result.stderr
+    assert result.lines[0].startswith("Plan for ingest run ingest-")
+    assert (
+        "tiledbvcf create -u s3://my-bucketname/test-vcf-dataset --tiledb-config vfs.s3.aws_secret_access_key=***"
+        in result.stdout
+    )
+    assert "hunter2" not in result.stdout + result.stderr
+    assert aws.submitted == [] and aws.keys("bucket2-name") == []
+
+
+def write(tmp_path, text):
+    path = tmp_path / "bad.txt"
+    path.write_text(text)
+    return str(path)
+
+
+BAD_INPUTS = [
+    (lambda p: ["--samples", str(p / "none.txt")], "--samples: cannot read"),
+    (lambda p: ["--samples", write(p, "\n\n")], "lists no samples"),
+    (
+        lambda p: ["--samples", write(p, "s3://bucket-name/a.bcf\n/local/b.bcf\n")],
+        "line 2: sample '/local/b.bcf' is not an S3 URI",
+    ),
+    (lambda p: ["--samples", write(p, "s3://bucket-name/a.bcf\ns3://bucket-name/a.bcf\n")], "line 2 repeats line 1"),
+    (lambda p: ["--samples", write(p, "s3://bucket-name/a.bcf\tx\ty\n")], "3 tab-separated fields"),
+    (lambda p: ["--samples", write(p, "s3://bucket-name/a\x00.bcf\n")], "control character"),
+    (lambda p: ["--dataset-uri", "/local/dataset"], "--dataset-uri '/local/dataset' is not an S3 URI"),
+    (lambda p: ["--dataset-uri", "s3://my-bucketname"], "names a bucket but no object"),
+    (lambda p: ["--num-jobs", "0"], "--num-jobs is 0: it must be at least 1"),
+    (lambda p: ["--retries", "11"], "--retries is 11: it must be between 1 and 10"),
+    (lambda p: ["--retries", "0"], "--retries is 0: it must be between 1 and 10"),
+    (lambda p: ["--incremental", "0"], "--incremental is 0: it must be at least 1"),
+    (lambda p: ["--attributes", "DP,fmt_GT"], "'DP' is not of the form fmt_<FIELD> or info_<FIELD>"),
+    (lambda p: ["--tiledb-config", "novalue"], "'novalue' is not key=value"),
+    (lambda p: ["--job-queue", "no-such-queue"], "--job-queue no-such-queue: no such job queue in us-east-1"),
+    (lambda p: ["--job-definition", "no-such-def"], "--job-definition no-such-def: no ACTIVE job definition"),
+    (lambda p: ["--metadata-s3", "missing-bucket"], "--metadata-s3: bucket missing-bucket does not exist"),
+    (lambda p: ["--metadata-s3", "bad/name"], "--metadata-s3 'bad/name' is not a bucket name"),
+    (lambda p: ["--num-jobs", "two"], "'two' is not a valid integer"),
+]
+
+
+@pytest.mark.parametrize("change, message", BAD_INPUTS, ids=[m for _, m in BAD_INPUTS])
+def test_bad_input_is_one_line_exit_2_and_nothing_happens(aws, samples_file, run_ingest, tmp_path, change, message):
+    args = {
+        "--dataset-uri": DATASET,
+        "--samples": str(samples_file(3)),
+        "--metadata-s3": "bucket2-name",
+        "--job-queue": "tiledbvcf-job-queue",
+        "--job-definition": "tiledbvcf-24h",
+    }
+    extra = change(tmp_path)
+    args.update(dict(zip(extra[::2], extra[1::2], strict=True)))
+    result = run_ingest(*[x for pair in args.items() for x in pair], defaults=False)
+    assert result.exit_code == 2
+    assert result.stdout == ""
+    assert len(result.stderr.splitlines()) == 1, result.stderr
+    assert result.stderr.startswith("Error: ") and message in result.stderr, result.stderr
+    assert aws.submitted == [] and aws.keys("bucket2-name") == []
+
+
+def test_missing_required_option_is_one_line(aws, run_ingest):
+    result = run_ingest("--samples", "x.txt", defaults=False)
+    assert result.exit_code == 2
+    assert result.stderr == "Error: Missing option '--dataset-uri'. (see --help)\n"
+
+
+def test_every_problem_is_listed(aws, tmp_path, run_ingest):
+    samples = write(tmp_path, "http://x/a.bcf\ns3://bucket-name/b.bcf\ns3://bucket-name/b.bcf\n")
+    result = run_ingest("--dataset-uri", DATASET, "--samples", samples, "--metadata-s3", "bucket2-name")
+    assert result.exit_code == 2
+    assert len(result.stderr.splitlines()) == 2
+    assert "line 1" in result.stderr and "line 3 repeats line 2" in result.stderr
+
+
+def test_failure_mid_submission_terminates_submitted_jobs_and_removes_manifests(aws, samples_file, run_ingest):
+    aws.fail_call("batch.SubmitJob", "ServerException", after=3)
+    terminated = []
+    aws.on("before-parameter-build.batch.TerminateJob", lambda params, **_: terminated.append(params["jobId"]))
+    result = run_ingest(
+        "--dataset-uri", DATASET, "--samples", str(samples_file(6)), "--metadata-s3", "bucket2-name", "--num-jobs", "6"
+    )
+    assert result.exit_code == 1
+    assert (
+        "terminated the 3 job(s) already submitted and deleted 7 uploaded file(s); nothing is left behind"
+        in result.stderr
+    )
+    assert len(terminated) == 3
+    assert aws.keys("bucket2-name") == []
+    statuses = {job["jobId"]: job for job in aws.describe(terminated)}
+    assert len(statuses) == 3
+
+
+def test_help_shows_the_documented_options():
+    from click.testing import CliRunner
+    from conftest import INGEST
+
+    text = CliRunner().invoke(INGEST.main, ["--help"]).output
+    assert "Ingest VCF sample data into a TileDB-VCF dataset via AWS Batch." in text
+    for option in (
+        "--dataset-uri URI", "--samples PATH", "--metadata-s3 NAME", "--job-queue NAME", "--job-definition NAME",
+        "--attributes CSV", "--num-jobs N", "--region NAME", "--retries N", "--wait", "--incremental N",
+    ):  # fmt: skip
+        assert option in text
