@@ -155,9 +155,8 @@ def main(
         common.check_job_queue(clients.batch, job_queue, clients.region)
         + common.check_job_definition(clients.batch, job_definition, clients.region)
         + common.check_bucket(clients.s3, metadata.bucket, "--metadata-s3")
+        + common.check_bucket(clients.s3, common.parse_s3_uri(dataset, "").bucket, "--dataset-uri")
     )
-    dataset_bucket_problems = common.check_bucket(clients.s3, common.parse_s3_uri(dataset, "").bucket, "--dataset-uri")
-    problems += dataset_bucket_problems
     if problems:
         raise common.InputError(problems)
     exists = common.dataset_exists(clients.s3, dataset)

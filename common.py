@@ -14,7 +14,6 @@ import datetime
 import json
 import re
 import secrets
-import sys
 import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
@@ -917,7 +916,11 @@ def submit_plan(
             jobs_of_stage = stage_jobs[job.stage]
             if job is jobs_of_stage[-1]:
                 line = submitted_line(job.stage, jobs_of_stage, [job_ids[j.key] for j in jobs_of_stage])
-                echo(line) if stage_kind(job.stage) != "gate" else click.echo(line, err=True)
+                # Barrier jobs are ours, not the documented system's: keep them off stdout.
+                if stage_kind(job.stage) == "gate":
+                    click.echo(line, err=True)
+                else:
+                    echo(line)
         write_run_record(
             clients.s3, plan, run_record(plan, options, job_ids, job_queue, job_definition, clients.region)
         )
@@ -1107,7 +1110,3 @@ def missing_exports(s3: Any, dest: S3Uri, names: Sequence[str], output_format: s
         present.update(item["Key"] for item in page.get("Contents", []))
     suffix = EXPORT_SUFFIXES[output_format]
     return [name for name in names if f"{prefix.key}{name}{suffix}" not in present]
-
-
-def exit_with(code: int) -> None:
-    sys.exit(code)

@@ -17,6 +17,7 @@ import os
 import subprocess
 import sys
 import tempfile
+import urllib.request
 from pathlib import Path
 from typing import Any
 
@@ -45,7 +46,10 @@ def start_server(port: int = 0) -> tuple[Any, str]:
     server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
     server.start()
     host, bound_port = server.get_host_and_port()
-    return server, f"http://{host}:{bound_port}"
+    endpoint = f"http://{host}:{bound_port}"
+    # Servers in one process share moto's state: start each from a clean slate.
+    urllib.request.urlopen(urllib.request.Request(f"{endpoint}/moto-api/reset", method="POST"), timeout=10).close()
+    return server, endpoint
 
 
 def create_batch_environment(region: str = REGION) -> dict[str, str]:

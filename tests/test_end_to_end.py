@@ -1,0 +1,143 @@
+"""The real scripts as subprocesses, exactly as the README shows them, against a moto server on loopback."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+import sys
+
+import boto3
+import local_aws
+import pytest
+from conftest import ROOT
+
+UUID = r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}"
+
+
+@pytest.fixture
+def server(monkeypatch, tmp_path):
+    server, endpoint = local_aws.start_server()
+    monkeypatch.setenv("AWS_ENDPOINT_URL", endpoint)
+    try:
+        local_aws.create_buckets()
+        local_aws.create_batch_environment()
+        uris = local_aws.put_samples(20)
+        (tmp_path / "samples.txt").write_text("".join(f"{uri}\n" for uri in uris))
+        s3 = boto3.client("s3", region_name="us-east-1")
+        names = "".join(f"SampleName{i}\n" for i in range(1, 11)).encode()
+        s3.put_object(Bucket="my-bucketname", Key="10-names.txt", Body=names)
+        s3.put_object(Bucket="my-bucketname", Key="bedfiles/sorted1000000.bed", Body=b"chr1\t0\t10\n")
+        yield endpoint
+    finally:
+        server.stop()
+
+
+def run(args: list[str], cwd) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, *args], cwd=cwd, env=dict(os.environ), capture_output=True, text=True, timeout=120
+    )
+
+
+def test_readme_examples_as_subprocesses(server, tmp_path):
+    ingest = run(
+        [
+            str(ROOT / "batch-ingest.py"),
+            "--dataset-uri",
+            "s3://my-bucketname/test-vcf-dataset",
+            "--samples",
+            "samples.txt",
+            "--metadata-s3",
+            "bucket2-name",
+            "--job-queue",
+            "tiledbvcf-job-queue",
+            "--job-definition",
+            "tiledbvcf-24h",
+            "--num-jobs",
+            "10",
+        ],
+        cwd=tmp_path,
+    )
+    assert ingest.returncode == 0, ingest.stderr
+    lines = ingest.stdout.splitlines()
+    assert re.fullmatch(rf"Submitted array creation job {UUID}", lines[0])
+    assert re.fullmatch(rf"Submitted ingestion job\(s\)( {UUID}){{10}}", lines[1])
+    create_id = lines[0].split()[-1]
+    ingest_ids = lines[1].split()[3:]
+
+    batch = boto3.client("batch", region_name="us-east-1")
+    described = batch.describe_jobs(jobs=[create_id, *ingest_ids])["jobs"]
+    assert {d["status"] for d in described} == {"SUCCEEDED"}
+    assert all(d["dependsOn"] == [{"jobId": create_id}] for d in described[1:])
+    assert described[1]["container"]["command"][:3] == ["store", "-u", "s3://my-bucketname/test-vcf-dataset"]
+
+    s3 = boto3.client("s3", region_name="us-east-1")
+    (record_key,) = [
+        k["Key"] for k in s3.list_objects_v2(Bucket="bucket2-name")["Contents"] if k["Key"].endswith("run.json")
+    ]
+    record = json.loads(s3.get_object(Bucket="bucket2-name", Key=record_key)["Body"].read())
+    assert [job["job_id"] for job in record["jobs"]] == [create_id, *ingest_ids]
+
+    export = run(
+        [
+            str(ROOT / "batch-export.py"),
+            "--dataset-uri",
+            "s3://my-bucketname/test-vcf-dataset",
+            "--dest-s3",
+            "s3://my-bucketname/bcf-exports/",
+            "--samples",
+            "s3://my-bucketname/10-names.txt",
+            "--bed",
+            "s3://my-bucketname/bedfiles/sorted1000000.bed",
+            "--job-queue",
+            "tiledbvcf-job-queue",
+            "--job-definition",
+            "tiledbvcf-24h",
+            "--num-jobs",
+            "2",
+        ],
+        cwd=tmp_path,
+    )
+    assert export.returncode == 0, export.stderr
+    assert re.fullmatch(rf"Submitted export job\(s\) {UUID} {UUID}\n", export.stdout)
+
+
+def test_bad_input_as_a_subprocess_is_one_line_and_exit_2(server, tmp_path):
+    (tmp_path / "samples.txt").write_text("s3://bucket-name/samples/1.bcf\nsamples/2.bcf\n")
+    result = run(
+        [
+            str(ROOT / "batch-ingest.py"),
+            "--dataset-uri",
+            "s3://my-bucketname/ds",
+            "--samples",
+            "samples.txt",
+            "--metadata-s3",
+            "bucket2-name",
+            "--job-queue",
+            "tiledbvcf-job-queue",
+            "--job-definition",
+            "tiledbvcf-24h",
+        ],
+        cwd=tmp_path,
+    )
+    assert result.returncode == 2
+    assert result.stdout == ""
+    assert result.stderr == (
+        "Error: samples.txt line 2: sample 'samples/2.bcf' is not an S3 URI: write it as s3://bucket/path\n"
+    )
+
+
+def test_local_demo_runs_green():
+    result = subprocess.run(
+        [sys.executable, "demo/local_aws.py"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env=dict(os.environ),
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "Submitted array creation job" in result.stdout
+    assert "Submitted export job(s)" in result.stdout
+    assert "Finished waiting on 21 jobs:" in result.stdout

@@ -1,0 +1,146 @@
+"""batch-export.py against an in-process emulated AWS."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+DATASET = "s3://my-bucketname/test-vcf-dataset"
+NAMES = [f"SampleName{i}" for i in range(1, 11)]
+
+
+@pytest.fixture
+def export_inputs(aws):
+    aws.s3.put_object(Bucket="my-bucketname", Key="10-names.txt", Body="\n".join(NAMES).encode() + b"\n")
+    aws.s3.put_object(Bucket="my-bucketname", Key="bedfiles/sorted1000000.bed", Body=b"chr1\t0\t100\n")
+    return [
+        "--dest-s3", "s3://my-bucketname/bcf-exports/",
+        "--samples", "s3://my-bucketname/10-names.txt",
+        "--bed", "s3://my-bucketname/bedfiles/sorted1000000.bed",
+    ]  # fmt: skip
+
+
+def export_command(partition: str, dest: str = "s3://my-bucketname/bcf-exports/") -> list[str]:
+    return [
+        "export", "-u", DATASET, "-f", "s3://my-bucketname/10-names.txt",
+        "-R", "s3://my-bucketname/bedfiles/sorted1000000.bed",
+        "--sample-partition", partition, "-d", "/data", "--upload-dir", dest,
+    ]  # fmt: skip
+
+
+@pytest.mark.parametrize("array_option", ["--dataset-uri", "--array"])
+def test_spec_example_submits_one_job_per_partition(aws, export_inputs, run_export, array_option):
+    result = run_export(array_option, DATASET, *export_inputs, "--num-jobs", "2")
+    assert result.exit_code == 0, result.stderr
+    assert len(result.lines) == 1
+    ids = result.lines[0].removeprefix("Submitted export job(s) ").split()
+    assert len(ids) == 2 and result.lines[0].startswith("Submitted export job(s) ")
+    for i, job in enumerate(aws.submitted):
+        assert job["jobName"] == f"tiledbvcf-export-{i + 1}-of-2"
+        assert job["containerOverrides"] == {
+            "command": export_command(f"{i}:2"),
+            "resourceRequirements": [{"type": "VCPU", "value": "4"}, {"type": "MEMORY", "value": "15000"}],
+        }
+        assert job["jobQueue"] == "tiledbvcf-job-queue" and job["jobDefinition"] == "tiledbvcf-24h"
+        assert "dependsOn" not in job
+    described = aws.describe(ids)
+    assert [d["container"]["command"] for d in described] == [export_command("0:2"), export_command("1:2")]
+    # The run record lands in the destination bucket, outside the destination prefix.
+    (record_key,) = aws.keys("my-bucketname", "tiledbvcf-batch/runs/")
+    record = json.loads(aws.text("my-bucketname", record_key))
+    # tiledbvcf sorts the names and cuts contiguous partitions: the record says which job has which.
+    assert record["jobs"][0]["samples"] == sorted(NAMES)[:5]
+    assert record["jobs"][1]["samples"] == sorted(NAMES)[5:]
+
+
+def test_never_more_jobs_than_samples(aws, export_inputs, run_export):
+    result = run_export("--array", DATASET, *export_inputs, "--num-jobs", "25")
+    assert result.exit_code == 0, result.stderr
+    assert len(result.lines[0].split()) == 3 + 10
+    assert "10 samples to export: submitting 10 jobs instead of 25" in result.stderr
+    assert [job["containerOverrides"]["command"][8] for job in aws.submitted] == [f"{i}:10" for i in range(10)]
+
+
+def test_output_format_retries_and_config(aws, export_inputs, run_export):
+    result = run_export(
+        "--array", DATASET, *export_inputs, "--output-format", "z", "--retries", "5",
+        "--tiledb-config", "vfs.s3.region=us-east-1",
+    )  # fmt: skip
+    assert result.exit_code == 0, result.stderr
+    (job,) = aws.submitted
+    assert job["containerOverrides"]["command"] == [
+        *export_command("0:1"), "-O", "z", "--tiledb-config", "vfs.s3.region=us-east-1",
+    ]  # fmt: skip
+    assert job["retryStrategy"] == {"attempts": 5}
+
+
+def test_wait_checks_every_file_landed(aws, export_inputs, run_export):
+    for name in NAMES:
+        aws.s3.put_object(Bucket="my-bucketname", Key=f"bcf-exports/{name}.bcf", Body=b"BCF")
+    result = run_export("--array", DATASET, *export_inputs, "--num-jobs", "2", "--wait")
+    assert result.exit_code == 0, result.stderr
+    assert "- 2 / 2 jobs succeeded" in result.lines
+    assert "MISSING" not in result.stderr
+
+
+def test_wait_reports_missing_files_even_when_jobs_succeeded(aws, export_inputs, run_export):
+    """Today's tiledbvcf exits 0 from --upload-dir s3:// without uploading: never call that success."""
+    for name in NAMES[:7]:
+        aws.s3.put_object(Bucket="my-bucketname", Key=f"bcf-exports/{name}.bcf", Body=b"BCF")
+    result = run_export("--array", DATASET, *export_inputs, "--num-jobs", "2", "--wait")
+    assert result.exit_code == 1
+    assert "- 2 / 2 jobs succeeded" in result.lines
+    assert (
+        "MISSING 3 of 10 exported files at s3://my-bucketname/bcf-exports/: SampleName8, SampleName9, SampleName10"
+        in result.stderr
+    )
+
+
+BAD_EXPORTS = [
+    (["--attributes", "fmt_GT"], "--attributes: tiledbvcf export cannot restrict the INFO/FORMAT fields"),
+    (["--bed", "s3://my-bucketname/missing.bed"], "--bed: s3://my-bucketname/missing.bed does not exist"),
+    (["--samples", "s3://my-bucketname/missing.txt"], "--samples: s3://my-bucketname/missing.txt does not exist"),
+    (["--samples", "names.txt"], "--samples 'names.txt' is not an S3 URI"),
+    (["--dest-s3", "s3://nope-bucket/x/"], "--dest-s3: bucket nope-bucket does not exist"),
+    (["--array", "my-bucketname/ds"], "--array 'my-bucketname/ds' is not an S3 URI"),
+    (["--num-jobs", "0"], "--num-jobs is 0: it must be at least 1"),
+    (["--job-queue", "nope"], "--job-queue nope: no such job queue"),
+    (["--output-format", "t"], "'t' is not one of"),
+]
+
+
+@pytest.mark.parametrize("change, message", BAD_EXPORTS, ids=[m for _, m in BAD_EXPORTS])
+def test_bad_export_input_is_one_line_exit_2(aws, export_inputs, run_export, change, message):
+    args = dict(zip(export_inputs[::2], export_inputs[1::2], strict=True))
+    args["--array"] = DATASET
+    args.update(dict(zip(change[::2], change[1::2], strict=True)))
+    result = run_export(*[x for pair in args.items() for x in pair])
+    assert result.exit_code == 2
+    assert len(result.stderr.splitlines()) == 1, result.stderr
+    assert message in result.stderr
+    assert aws.submitted == [] and aws.keys("my-bucketname", "tiledbvcf-batch/") == []
+
+
+@pytest.mark.parametrize(
+    "body, message",
+    [(b"\n \n", "lists no sample names"), (b"A\nB\nA\n", "line 3 repeats sample 'A' of line 1")],
+)
+def test_bad_names_file(aws, export_inputs, run_export, body, message):
+    aws.s3.put_object(Bucket="my-bucketname", Key="10-names.txt", Body=body)
+    result = run_export("--array", DATASET, *export_inputs)
+    assert result.exit_code == 2 and message in result.stderr
+    assert aws.submitted == []
+
+
+def test_help_shows_the_documented_options():
+    from click.testing import CliRunner
+    from conftest import EXPORT
+
+    text = CliRunner().invoke(EXPORT.main, ["--help"]).output
+    assert "Exports BCF sample data from a TileDB array via AWS Batch." in text
+    for option in (
+        "--array, --dataset-uri URI", "--dest-s3 URI", "--samples URI", "--bed URI", "--job-queue NAME",
+        "--job-definition NAME", "--attributes CSV", "--num-jobs N", "--region NAME",
+    ):  # fmt: skip
+        assert option in text
