@@ -80,6 +80,12 @@ import common
     metavar="USD",
     help="Hourly instance price for the --wait cost estimate (on-demand m5.4xlarge, us-east-1).",
 )
+@click.option(
+    "--keep-partial",
+    is_flag=True,
+    help="If submission fails part-way, keep the jobs already submitted (default: terminate them).",
+)
+@click.option("--kms-key-id", metavar="KEY", help="Encrypt the run record with this KMS key (default: AES256).")
 @click.option("--dry-run", is_flag=True, help="Check the inputs and print the plan; submit nothing.")
 def main(
     array: str,
@@ -100,41 +106,56 @@ def main(
     scratch_path: str,
     metadata_s3: str | None,
     instance_price: float,
+    keep_partial: bool,
+    kms_key_id: str | None,
     dry_run: bool,
 ) -> None:
     """Exports BCF sample data from a TileDB array via AWS Batch."""
+    problems: list[str] = []
     if attributes is not None:
-        raise common.InputError(
+        problems.append(
             "--attributes: tiledbvcf export cannot restrict the INFO/FORMAT fields of a BCF/VCF, so the "
             "files would hold every field anyway: leave --attributes out (bcftools annotate -x trims fields)"
         )
-    common.check_range(num_jobs, "--num-jobs", 1)
-    common.check_range(retries, "--retries", 1, common.MAX_ATTEMPTS)
-    common.check_range(vcpus, "--vcpus", 1)
-    common.check_range(memory, "--memory", 4)
-    dataset = common.parse_dataset_uri(array, "--array")
-    try:
-        dest = common.parse_s3_uri(dest_s3.strip(), "--dest-s3", need_key=False).as_prefix()
-        samples_uri = common.parse_s3_uri(samples.strip(), "--samples")
-        bed_uri = common.parse_s3_uri(bed.strip(), "--bed")
-    except ValueError as error:
-        raise common.InputError(str(error)) from None
-    metadata = common.parse_metadata_location(metadata_s3) if metadata_s3 else common.S3Uri(dest.bucket)
-    config = common.parse_tiledb_config(tiledb_config)
-
-    clients = common.make_clients(region)
-    problems = (
-        common.check_job_queue(clients.batch, job_queue, clients.region)
-        + common.check_job_definition(clients.batch, job_definition, clients.region)
-        + common.check_bucket(clients.s3, dest.bucket, "--dest-s3")
-        + common.check_object(clients.s3, bed_uri, "--bed")
-        + common.check_object(clients.s3, samples_uri, "--samples")
-    )
-    if metadata.bucket != dest.bucket:
-        problems += common.check_bucket(clients.s3, metadata.bucket, "--metadata-s3")
+    for value, option, low, high in (
+        (num_jobs, "--num-jobs", 1, None),
+        (retries, "--retries", 1, common.MAX_ATTEMPTS),
+        (vcpus, "--vcpus", 1, None),
+        (memory, "--memory", 4, None),
+    ):
+        common.gather(problems, common.check_range, value, option, low, high)
+    dataset = common.gather(problems, common.parse_dataset_uri, array, "--array")
+    dest = common.gather(problems, parse_uri, dest_s3, "--dest-s3", False)
+    samples_uri = common.gather(problems, parse_uri, samples, "--samples", True)
+    bed_uri = common.gather(problems, parse_uri, bed, "--bed", True)
+    metadata = common.gather(problems, common.parse_metadata_location, metadata_s3) if metadata_s3 else None
+    config = common.gather(problems, common.parse_tiledb_config, tiledb_config)
     if problems:
         raise common.InputError(problems)
-    names = common.parse_sample_names(common.read_s3_text(clients.s3, samples_uri), str(samples_uri))
+    dest = dest.as_prefix()
+    metadata = metadata or common.S3Uri(dest.bucket)
+
+    clients = common.make_clients(region)
+    encryption = common.encryption_args(kms_key_id)
+    problems += common.check_job_queue(clients.batch, job_queue, clients.region)
+    problems += common.check_job_definition(clients.batch, job_definition, clients.region)
+    problems += common.check_bucket(clients.s3, dest.bucket, "--dest-s3") or common.check_writable(
+        clients.s3, dest, "--dest-s3", encryption
+    )
+    if metadata.bucket != dest.bucket:
+        problems += common.check_bucket(clients.s3, metadata.bucket, "--metadata-s3") or common.check_writable(
+            clients.s3, metadata, "--metadata-s3", encryption
+        )
+    problems += common.check_object(clients.s3, bed_uri, "--bed")
+    samples_missing = common.check_object(clients.s3, samples_uri, "--samples")
+    problems += samples_missing
+    names = []
+    if not samples_missing:
+        names = common.gather(
+            problems, common.parse_sample_names, common.read_s3_text(clients.s3, samples_uri), str(samples_uri)
+        )
+    if problems:
+        raise common.InputError(problems)
 
     opts = common.ExportOptions(
         dataset_uri=dataset,
@@ -168,19 +189,26 @@ def main(
         "tiledb_config": common.redact_config(config),
         "vcpus": vcpus,
         "memory": memory,
+        "instance_price": instance_price,
     }
-    job_ids = common.submit_plan(plan, clients, job_queue, job_definition, recorded)
+    job_ids = common.submit_plan(
+        plan, clients, job_queue, job_definition, recorded, encryption=encryption, keep_partial=keep_partial
+    )
     if not wait:
         return
     report = common.wait_and_report(clients, plan, job_ids, instance_price)
     missing = common.missing_exports(clients.s3, dest, names, output_format)
     if missing:
         shown = ", ".join(missing[:20]) + (f" and {len(missing) - 20} more" if len(missing) > 20 else "")
-        click.echo(
-            f"MISSING {len(missing)} of {len(names)} exported files at {dest}: {shown}",
-            err=True,
-        )
+        click.echo(f"MISSING {len(missing)} of {len(names)} exported files at {dest}: {shown}", err=True)
     sys.exit(0 if report.succeeded == report.total and not missing else 1)
+
+
+def parse_uri(text: str, option: str, need_key: bool) -> common.S3Uri:
+    try:
+        return common.parse_s3_uri(text.strip(), option, need_key=need_key)
+    except ValueError as error:
+        raise common.InputError(str(error)) from None
 
 
 if __name__ == "__main__":

@@ -1,9 +1,11 @@
 #!/usr/bin/env python3
 """Command line of TileDB-VCF ingestion on AWS Batch (the logic lives in common.py)."""
 
+import dataclasses
 import sys
 
 import click
+from botocore.exceptions import ClientError
 
 import common
 
@@ -93,6 +95,31 @@ import common
     metavar="USD",
     help="Hourly instance price for the --wait cost estimate (on-demand m5.4xlarge, us-east-1).",
 )
+@click.option(
+    "--check-headers",
+    is_flag=True,
+    help="Also read each sample's header (a range request): refuse multi-sample files and sample "
+    "names found in two files.",
+)
+@click.option(
+    "--force-reingest",
+    is_flag=True,
+    help="Ingest samples that earlier runs of this dataset already ingested (v4 stores them twice).",
+)
+@click.option(
+    "--resume",
+    "resume_run",
+    metavar="RUN_ID",
+    help="Resubmit the jobs of an earlier run that did not succeed, with their original manifests.",
+)
+@click.option(
+    "--keep-partial",
+    is_flag=True,
+    help="If submission fails part-way, keep the jobs and files already submitted (default: remove them).",
+)
+@click.option(
+    "--kms-key-id", metavar="KEY", help="Encrypt manifests and run records with this KMS key (default: AES256)."
+)
 @click.option("--dry-run", is_flag=True, help="Check the inputs and print the plan; upload and submit nothing.")
 def main(
     dataset_uri: str,
@@ -115,6 +142,11 @@ def main(
     scratch_size: int,
     sample_batch_size: int | None,
     instance_price: float,
+    check_headers: bool,
+    force_reingest: bool,
+    resume_run: str | None,
+    keep_partial: bool,
+    kms_key_id: str | None,
     dry_run: bool,
 ) -> None:
     """Ingest VCF sample data into a TileDB-VCF dataset via AWS Batch.
@@ -134,37 +166,50 @@ def main(
     The bucket specified with the --metadata-s3 argument is used to store a file for each job
     containing the list of samples the job should ingest.
     """
-    common.check_range(num_jobs, "--num-jobs", 1)
-    common.check_range(retries, "--retries", 1, common.MAX_ATTEMPTS)
-    common.check_range(incremental, "--incremental", 1)
-    common.check_range(vcpus, "--vcpus", 1)
-    common.check_range(memory, "--memory", 4)
-    common.check_range(scratch_size, "--scratch-size", 0)
-    if threads is not None:
-        common.check_range(threads, "--threads", 1)
-    if sample_batch_size is not None:
-        common.check_range(sample_batch_size, "--sample-batch-size", 1)
-    dataset = common.parse_dataset_uri(dataset_uri)
-    metadata = common.parse_metadata_location(metadata_s3)
-    attribute_names = common.parse_attributes(attributes)
-    config = common.parse_tiledb_config(tiledb_config)
-    samples = common.read_samples_file(samples_path)
-
-    clients = common.make_clients(region)
-    problems = (
-        common.check_job_queue(clients.batch, job_queue, clients.region)
-        + common.check_job_definition(clients.batch, job_definition, clients.region)
-        + common.check_bucket(clients.s3, metadata.bucket, "--metadata-s3")
-        + common.check_bucket(clients.s3, common.parse_s3_uri(dataset, "").bucket, "--dataset-uri")
-    )
+    problems: list[str] = []
+    for value, option, low, high in (
+        (num_jobs, "--num-jobs", 1, None),
+        (retries, "--retries", 1, common.MAX_ATTEMPTS),
+        (incremental, "--incremental", 1, None),
+        (vcpus, "--vcpus", 1, None),
+        (memory, "--memory", 4, None),
+        (scratch_size, "--scratch-size", 0, None),
+        (threads or 1, "--threads", 1, None),
+        (sample_batch_size or 1, "--sample-batch-size", 1, None),
+    ):
+        common.gather(problems, common.check_range, value, option, low, high)
+    dataset = common.gather(problems, common.parse_dataset_uri, dataset_uri)
+    metadata = common.gather(problems, common.parse_metadata_location, metadata_s3)
+    attribute_names = common.gather(problems, common.parse_attributes, attributes)
+    config = common.gather(problems, common.parse_tiledb_config, tiledb_config)
+    samples = common.gather(problems, common.read_samples_file, samples_path)
     if problems:
         raise common.InputError(problems)
-    exists = common.dataset_exists(clients.s3, dataset)
-    if exists and attribute_names:
-        click.echo(f"Dataset {dataset} exists: --attributes is ignored (it only applies at creation)", err=True)
-    elif exists:
-        click.echo(f"Dataset {dataset} exists: no array creation job", err=True)
 
+    clients = common.make_clients(region)
+    encryption = common.encryption_args(kms_key_id)
+    problems += common.check_job_queue(clients.batch, job_queue, clients.region)
+    problems += common.check_job_definition(clients.batch, job_definition, clients.region)
+    bucket_problems = common.check_bucket(clients.s3, metadata.bucket, "--metadata-s3")
+    problems += bucket_problems or common.check_writable(clients.s3, metadata, "--metadata-s3", encryption)
+    problems += common.check_bucket(clients.s3, common.parse_s3_uri(dataset, "").bucket, "--dataset-uri")
+    sample_problems, sizes = common.check_samples(clients.s3, samples)
+    problems += sample_problems
+    if check_headers and not sample_problems:
+        problems += common.check_headers(clients.s3, samples)[0]
+    if problems:
+        raise common.InputError(problems)
+    click.echo(
+        f"{len(samples)} samples, {sum(sizes.values()) / 2**30:.2f} GiB, all present with their indexes", err=True
+    )
+
+    exists = common.dataset_exists(clients.s3, dataset)
+    notes: list[str] = []
+    if exists:
+        notes.append(
+            f"dataset {dataset} exists: no array creation job"
+            + (" and --attributes is ignored (it only applies at creation)" if attribute_names else "")
+        )
     opts = common.IngestOptions(
         dataset_uri=dataset,
         attributes=attribute_names,
@@ -181,9 +226,34 @@ def main(
         tiledb_config=config,
     )
     run_id = common.new_run_id("ingest")
-    plan = common.plan_ingest(opts, samples, run_id, common.run_prefix_for(metadata, run_id))
-    for note in plan.notes:
+    run_prefix = common.run_prefix_for(metadata, run_id)
+    if resume_run:
+        opts, batches, resume_notes = resumed_batches(clients, metadata, resume_run, opts, samples)
+        notes += resume_notes
+    else:
+        ledger = common.dataset_ledger(clients, metadata, dataset)
+        if ledger.in_flight and not exists:
+            run_ids = sorted(set(ledger.in_flight.values()))
+            raise common.InputError(
+                f"run {', '.join(run_ids)} is still creating and ingesting {dataset}: wait for it to finish "
+                "(python batch-runs.py wait ...) before starting another run of this dataset"
+            )
+        if not exists and ledger.ingested:
+            notes.append(f"dataset {dataset} does not exist any more: the record of earlier runs is ignored")
+            ledger = common.Ledger()
+        if not force_reingest:
+            samples, skip_notes = common.skip_known_samples(samples, ledger)
+            notes += skip_notes
+        batches, split_notes = common.ingest_batches(samples, opts, run_prefix)
+        notes += split_notes
+    for note in notes:
         click.echo(note, err=True)
+    if not batches:
+        click.echo("Nothing to ingest: no job submitted", err=True)
+        return
+
+    plan = common.plan_ingest(opts, batches, run_id, run_prefix)
+    plan.index_marker = common.dataset_index(metadata, dataset).child(f"{run_id}.json")
     if dry_run:
         for line in common.describe_plan(plan, job_queue, job_definition):
             click.echo(line)
@@ -191,23 +261,68 @@ def main(
     recorded = {
         "dataset_uri": dataset,
         "samples": samples_path,
-        "samples_count": len(samples),
+        "samples_count": sum(len(job.samples) for job in plan.jobs if job.stage.startswith("ingest")),
+        "sample_bytes": sum(
+            sizes.get(uri, 0) for job in plan.jobs if job.stage.startswith("ingest") for uri in job.samples
+        ),
         "metadata_s3": str(metadata),
         "attributes": attribute_names,
         "num_jobs": num_jobs,
         "incremental": incremental,
         "retries": retries,
-        "register": register,
+        "register": opts.register,
+        "sample_batch_size": opts.sample_batch_size,
         "tiledb_config": common.redact_config(config),
         "vcpus": vcpus,
         "memory": memory,
         "scratch_path": scratch_path,
         "scratch_size": scratch_size,
+        "resumes": resume_run,
+        "instance_price": instance_price,
     }
-    job_ids = common.submit_plan(plan, clients, job_queue, job_definition, recorded)
+    job_ids = common.submit_plan(
+        plan, clients, job_queue, job_definition, recorded, encryption=encryption, keep_partial=keep_partial
+    )
     if wait:
         report = common.wait_and_report(clients, plan, job_ids, instance_price)
         sys.exit(0 if report.succeeded == report.total else 1)
+
+
+def resumed_batches(
+    clients: common.Clients,
+    metadata: common.S3Uri,
+    run_id: str,
+    opts: common.IngestOptions,
+    samples: list[common.Sample],
+) -> tuple[common.IngestOptions, list[common.IngestBatch], list[str]]:
+    """The unfinished jobs of run ``run_id``, checked against this command's dataset and samples."""
+    record_uri = common.run_prefix_for(metadata, run_id).child(common.RUN_RECORD_NAME)
+    try:
+        record = common.load_run_record(clients.s3, record_uri)
+    except ClientError as error:
+        raise common.InputError(
+            f"--resume {run_id}: cannot read {record_uri} ({common.aws_message(error)}): "
+            "check the run id and --metadata-s3"
+        ) from None
+    if record.get("kind") != "ingest" or record.get("target") != opts.dataset_uri:
+        raise common.InputError(
+            f"--resume {run_id}: that run ingested into {record.get('target')}, not {opts.dataset_uri}"
+        )
+    recorded = {uri for job in record["jobs"] if job["stage"].startswith("ingest") for uri in job["samples"]}
+    given = {sample.uri for sample in samples}
+    if recorded != given:
+        raise common.InputError(
+            f"--resume {run_id}: --samples lists {len(given - recorded)} samples that run did not have and "
+            f"lacks {len(recorded - given)} it had: pass the samples file of that run"
+        )
+    original = record["options"]
+    # store --resume only matches the original sample batches: keep what shaped them.
+    opts = dataclasses.replace(
+        opts, register=original.get("register", False), sample_batch_size=original.get("sample_batch_size")
+    )
+    batches = common.resume_batches(record, common.job_states(clients, record))
+    jobs = sum(len(b.shares) + (b.register is not None) for b in batches)
+    return opts, batches, [f"resuming run {run_id}: resubmitting {jobs} jobs that did not succeed"]
 
 
 if __name__ == "__main__":

@@ -10,11 +10,16 @@ Three layers, each usable and testable on its own:
 
 from __future__ import annotations
 
+import concurrent.futures
 import datetime
+import hashlib
 import json
+import os
 import re
 import secrets
+import struct
 import time
+import zlib
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -43,6 +48,7 @@ DEFAULT_INSTANCE_PRICE = 0.768
 HOST_LOSS_ATTEMPTS = 3
 RUNS_PREFIX = "tiledbvcf-batch/runs"
 RUN_RECORD_NAME = "run.json"
+DATASETS_PREFIX = "tiledbvcf-batch/datasets"
 
 EXPORT_SUFFIXES = {"b": ".bcf", "u": ".bcf", "z": ".vcf.gz", "v": ".vcf"}
 
@@ -286,6 +292,15 @@ def redact_command(command: Sequence[str]) -> list[str]:
     return shown
 
 
+def gather(problems: list[str], check: Callable[..., Any], *args: Any) -> Any:
+    """Run a check that raises InputError; collect its problems instead, so all are listed at once."""
+    try:
+        return check(*args)
+    except InputError as error:
+        problems.extend(error.problems)
+        return None
+
+
 def check_range(value: int, option: str, low: int, high: int | None = None) -> int:
     if value < low or (high is not None and value > high):
         bound = f"between {low} and {high}" if high is not None else f"at least {low}"
@@ -318,9 +333,13 @@ CREATE_RESOURCES = Resources(vcpus=2, memory_mib=4096)
 class Manifest:
     uri: S3Uri
     lines: list[str]
+    existing: bool = False  # already in S3 (a resumed run reuses the original manifests)
 
     def body(self) -> bytes:
         return ("\n".join(self.lines) + "\n").encode("utf-8")
+
+    def sample_uris(self) -> list[str]:
+        return [line.split("\t", 1)[0] for line in self.lines]
 
 
 @dataclass
@@ -344,13 +363,15 @@ class Plan:
     jobs: list[PlannedJob]
     notes: list[str] = field(default_factory=list)
     target: str = ""  # the dataset (ingest) or the destination prefix (export)
+    index_marker: S3Uri | None = None  # lists this run among the dataset's runs (ingest)
 
     @property
     def record_uri(self) -> S3Uri:
         return self.run_prefix.child(RUN_RECORD_NAME)
 
     def manifests(self) -> list[Manifest]:
-        return [job.manifest for job in self.jobs if job.manifest is not None]
+        """The manifests this run uploads."""
+        return [job.manifest for job in self.jobs if job.manifest is not None and not job.manifest.existing]
 
 
 @dataclass(frozen=True)
@@ -496,11 +517,50 @@ def gate_jobs(keys: list[str], batch: int, retry: dict[str, Any]) -> tuple[list[
     return gates, keys
 
 
-def plan_ingest(opts: IngestOptions, samples: Sequence[Sample], run_id: str, run_prefix: S3Uri) -> Plan:
+@dataclass
+class Share:
+    """One ingestion job's samples: its batch, its number in the batch, its manifest."""
+
+    batch: int
+    index: int
+    manifest: Manifest
+
+
+@dataclass
+class IngestBatch:
+    number: int
+    shares: list[Share]
+    register: Manifest | None = None  # legacy: the batch's registration manifest, when it must run
+
+
+def ingest_batches(
+    samples: Sequence[Sample], opts: IngestOptions, run_prefix: S3Uri
+) -> tuple[list[IngestBatch], list[str]]:
+    """Cut the samples into --incremental batches of --num-jobs shares, in file order."""
+    batches, notes = [], []
+    parts = split_evenly(samples, opts.incremental)
+    if len(parts) < opts.incremental:
+        notes.append(f"--incremental {opts.incremental} asks for more batches than samples: using {len(parts)}")
+    for b, part in enumerate(parts, start=1):
+        shares = [
+            Share(b, j, Manifest(run_prefix.child(f"ingest-b{b:03d}-j{j:04d}.txt"), [s.manifest_line() for s in chunk]))
+            for j, chunk in enumerate(split_evenly(part, opts.num_jobs), start=1)
+        ]
+        if len(shares) < opts.num_jobs:
+            notes.append(f"batch {b} has {len(part)} samples: submitting {len(part)} jobs instead of {opts.num_jobs}")
+        register = None
+        if opts.register:
+            register = Manifest(run_prefix.child(f"register-b{b:03d}.txt"), [s.manifest_line() for s in part])
+        batches.append(IngestBatch(b, shares, register))
+    return batches, notes
+
+
+def plan_ingest(
+    opts: IngestOptions, batches: Sequence[IngestBatch], run_id: str, run_prefix: S3Uri, notes: Sequence[str] = ()
+) -> Plan:
     """The ingestion job graph: [create] -> per batch: [register] -> store jobs -> next batch."""
     retry = retry_strategy(opts.retries)
     jobs: list[PlannedJob] = []
-    notes: list[str] = []
     ready: list[str] = []  # keys the next stage must wait for (at most MAX_DEPENDS_ON)
     if opts.create_dataset:
         jobs.append(
@@ -514,50 +574,44 @@ def plan_ingest(opts: IngestOptions, samples: Sequence[Sample], run_id: str, run
             )
         )
         ready = ["create"]
-    batches = split_evenly(samples, opts.incremental)
-    if len(batches) < opts.incremental:
-        notes.append(f"--incremental {opts.incremental} asks for more batches than samples: using {len(batches)}")
-    for b, batch in enumerate(batches, start=1):
-        if opts.register:
-            manifest = Manifest(run_prefix.child(f"register-b{b:03d}.txt"), [s.manifest_line() for s in batch])
+    for position, batch in enumerate(batches, start=1):
+        b = batch.number
+        if batch.register is not None:
             jobs.append(
                 PlannedJob(
                     key=f"register-{b}",
                     stage=f"register-{b}",
                     name=f"tiledbvcf-register-b{b}",
-                    command=register_command(opts, manifest.uri),
+                    command=register_command(opts, batch.register.uri),
                     resources=opts.resources,
                     retry=retry,
                     depends_on=ready,
-                    manifest=manifest,
-                    samples=[s.uri for s in batch],
+                    manifest=batch.register,
+                    samples=batch.register.sample_uris(),
                 )
             )
             ready = [f"register-{b}"]
         store_keys = []
-        for j, chunk in enumerate(split_evenly(batch, opts.num_jobs), start=1):
-            manifest = Manifest(run_prefix.child(f"ingest-b{b:03d}-j{j:04d}.txt"), [s.manifest_line() for s in chunk])
-            key = f"ingest-{b}-{j}"
+        for share in batch.shares:
+            key = f"ingest-{b}-{share.index}"
             jobs.append(
                 PlannedJob(
                     key=key,
                     stage=f"ingest-{b}",
-                    name=f"tiledbvcf-ingest-b{b}-j{j}",
-                    command=store_command(opts, manifest.uri),
+                    name=f"tiledbvcf-ingest-b{b}-j{share.index}",
+                    command=store_command(opts, share.manifest.uri),
                     resources=opts.resources,
                     retry=retry,
                     depends_on=list(ready),
-                    manifest=manifest,
-                    samples=[s.uri for s in chunk],
+                    manifest=share.manifest,
+                    samples=share.manifest.sample_uris(),
                 )
             )
             store_keys.append(key)
-        if len(batch) < opts.num_jobs:
-            notes.append(f"batch {b} has {len(batch)} samples: submitting {len(batch)} jobs instead of {opts.num_jobs}")
-        if b < len(batches):
+        if position < len(batches):
             gates, ready = gate_jobs(store_keys, b, retry)
             jobs.extend(gates)
-    return Plan("ingest", run_id, run_prefix, jobs, notes, target=opts.dataset_uri)
+    return Plan("ingest", run_id, run_prefix, jobs, list(notes), target=opts.dataset_uri)
 
 
 def export_command(opts: ExportOptions, partition: int, partitions: int) -> list[str]:
@@ -778,6 +832,320 @@ def read_s3_text(s3: Any, uri: S3Uri) -> str:
     return s3.get_object(Bucket=uri.bucket, Key=uri.key)["Body"].read().decode("utf-8")
 
 
+def list_sizes(s3: Any, bucket: str, prefix: str, last: str | None = None) -> dict[str, int]:
+    """Keys under ``prefix`` with their sizes, 1,000 per call; stops once past ``last``."""
+    sizes: dict[str, int] = {}
+    for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix):
+        contents = page.get("Contents", [])
+        sizes.update((item["Key"], item["Size"]) for item in contents)
+        if last is not None and contents and contents[-1]["Key"] > last:
+            break
+    return sizes
+
+
+def index_candidates(sample: Sample) -> list[S3Uri]:
+    if sample.index_uri is not None:
+        return [parse_s3_uri(sample.index_uri, "index")]
+    uri = parse_s3_uri(sample.uri, "sample")
+    return [S3Uri(uri.bucket, uri.key + ".csi"), S3Uri(uri.bucket, uri.key + ".tbi")]
+
+
+def check_samples(s3: Any, samples: Sequence[Sample]) -> tuple[list[str], dict[str, int]]:
+    """Every sample exists with its index; return the problems and each sample's size.
+
+    Samples that share a directory are checked with one listing of it (about N/1000 calls),
+    not one HEAD request per file.
+    """
+    wanted: dict[tuple[str, str], set[str]] = {}
+    for sample in samples:
+        for uri in [parse_s3_uri(sample.uri, "sample"), *index_candidates(sample)]:
+            directory = uri.key.rpartition("/")[0]
+            wanted.setdefault((uri.bucket, directory), set()).add(uri.key)
+    found: dict[tuple[str, str], int] = {}
+    problems: list[str] = []
+    for (bucket, _directory), keys in wanted.items():
+        # A key prefix, compared character by character on purpose: it narrows the listing.
+        prefix = os.path.commonprefix([min(keys), max(keys)])  # noqa: RUF071
+        try:
+            listed = list_sizes(s3, bucket, prefix, last=max(keys))
+        except ClientError as error:
+            problems.append(
+                f"cannot list s3://{bucket}/{prefix} to check {len(keys)} sample and index files "
+                f"({aws_message(error)}): the scripts need s3:ListBucket there"
+            )
+            found.update(dict.fromkeys(((bucket, key) for key in keys), -1))
+            continue
+        found.update(((bucket, key), size) for key, size in listed.items() if key in keys)
+    sizes: dict[str, int] = {}
+    for sample in samples:
+        uri = parse_s3_uri(sample.uri, "sample")
+        size = found.get((uri.bucket, uri.key))
+        if size is None:
+            problems.append(f"sample {sample.uri} does not exist: fix the samples file or upload it")
+            continue
+        sizes[sample.uri] = size
+        if size == -1:
+            continue  # its directory could not be listed, reported above
+        if not any((c.bucket, c.key) in found for c in index_candidates(sample)):
+            if sample.index_uri is not None:
+                problems.append(f"index {sample.index_uri} of sample {sample.uri} does not exist")
+            else:
+                problems.append(
+                    f"sample {sample.uri} has no index beside it ({uri.key.rpartition('/')[2]}.csi or .tbi): "
+                    "index it (bcftools index) or name the index after a TAB"
+                )
+    return problems, sizes
+
+
+HEADER_FIRST_READ = 64 * 1024
+HEADER_MAX_READ = 8 * 1024 * 1024
+
+
+def decompress_bgzf(data: bytes) -> bytes:
+    """Decompress the complete gzip members at the start of ``data`` (BGZF is a series of them)."""
+    out = []
+    while data:
+        inflater = zlib.decompressobj(wbits=31)
+        try:
+            out.append(inflater.decompress(data))
+        except zlib.error:
+            break
+        if not inflater.eof:
+            out.append(inflater.flush())
+            break
+        data = inflater.unused_data
+    return b"".join(out)
+
+
+def header_sample_names(data: bytes) -> list[str] | None:
+    """Sample names from the start of a bgzipped VCF or BCF; None while the header is incomplete."""
+    if not data.startswith(b"\x1f\x8b"):
+        raise ValueError("is not bgzip-compressed (tiledbvcf needs bgzipped, indexed VCF/BCF)")
+    text = decompress_bgzf(data)
+    if text.startswith(b"BCF\x02"):
+        if len(text) < 9 or len(text) < 9 + struct.unpack("<I", text[5:9])[0]:
+            return None
+        length = struct.unpack("<I", text[5:9])[0]
+        header = text[9 : 9 + length].rstrip(b"\x00").decode("utf-8", "replace") + "\n"
+    else:
+        header = text.decode("utf-8", "replace")
+    complete_lines = header.split("\n")[:-1]  # the last piece may be cut short
+    for line in complete_lines:
+        if line.startswith("#CHROM"):
+            return [name for name in line.rstrip("\r").split("\t")[9:] if name]
+        if not line.startswith("##"):
+            raise ValueError("has no #CHROM header line before its first record")
+    return None
+
+
+def read_header_sample_names(s3: Any, uri: S3Uri) -> list[str]:
+    """Range-read the first bytes of a sample file until its header is complete."""
+    size = HEADER_FIRST_READ
+    while True:
+        response = s3.get_object(Bucket=uri.bucket, Key=uri.key, Range=f"bytes=0-{size - 1}")
+        data = response["Body"].read()
+        names = header_sample_names(data)
+        if names is not None:
+            return names
+        if len(data) < size or size >= HEADER_MAX_READ:
+            raise ValueError(f"has no complete header in its first {len(data)} bytes")
+        size *= 4
+
+
+def check_headers(s3: Any, samples: Sequence[Sample], workers: int = 16) -> tuple[list[str], dict[str, str]]:
+    """Each file holds exactly one sample, and no sample name appears in two files."""
+    problems: list[str] = []
+    names: dict[str, str] = {}
+
+    def read(sample: Sample) -> tuple[Sample, list[str] | str]:
+        try:
+            return sample, read_header_sample_names(s3, parse_s3_uri(sample.uri, "sample"))
+        except ValueError as error:
+            return sample, str(error)
+        except ClientError as error:
+            return sample, f"cannot be read ({aws_message(error)})"
+
+    first_file: dict[str, str] = {}
+    with concurrent.futures.ThreadPoolExecutor(max_workers=workers) as pool:
+        for sample, result in pool.map(read, samples):
+            if isinstance(result, str):
+                problems.append(f"sample {sample.uri} {result}")
+            elif len(result) != 1:
+                problems.append(
+                    f"sample {sample.uri} has {len(result)} samples in its header: tiledbvcf ingests "
+                    "single-sample files only (split it with bcftools +split)"
+                )
+            elif result[0] in first_file:
+                problems.append(
+                    f"sample name {result[0]} is in both {first_file[result[0]]} and {sample.uri}: "
+                    "remove one of them from the samples file"
+                )
+            else:
+                first_file[result[0]] = sample.uri
+                names[sample.uri] = result[0]
+    return problems, names
+
+
+def check_writable(s3: Any, location: S3Uri, option: str, encryption: dict[str, str]) -> list[str]:
+    """Write and delete a small object: the only sure test that the scripts may write there."""
+    probe = location.as_prefix().child(f"tiledbvcf-batch/.write-check-{secrets.token_hex(4)}")
+    try:
+        s3.put_object(Bucket=probe.bucket, Key=probe.key, Body=b"", **encryption)
+    except ClientError as error:
+        return [f"{option}: cannot write to {location.as_prefix()} ({aws_message(error)})"]
+    try:
+        s3.delete_object(Bucket=probe.bucket, Key=probe.key)
+    except ClientError as error:
+        return [f"{option}: can write to {location.as_prefix()} but not delete {probe} ({aws_message(error)})"]
+    return []
+
+
+def encryption_args(kms_key_id: str | None) -> dict[str, str]:
+    if kms_key_id:
+        return {"ServerSideEncryption": "aws:kms", "SSEKMSKeyId": kms_key_id}
+    return {"ServerSideEncryption": "AES256"}
+
+
+# ---------------------------------------------------------------------------
+# Never twice, never lost: what earlier runs of a dataset did
+# ---------------------------------------------------------------------------
+
+IN_FLIGHT = frozenset({"SUBMITTED", "PENDING", "RUNNABLE", "STARTING", "RUNNING"})
+
+
+def dataset_index(metadata: S3Uri, dataset_uri: str) -> S3Uri:
+    """Where the runs of one dataset are listed (one small marker object per run)."""
+    digest = hashlib.sha256(dataset_uri.encode("utf-8")).hexdigest()[:16]
+    return metadata.as_prefix().child(f"{DATASETS_PREFIX}/{digest}/")
+
+
+def load_run_record(s3: Any, uri: S3Uri) -> dict[str, Any]:
+    return json.loads(read_s3_text(s3, uri))
+
+
+def describe_all(batch: Any, job_ids: Sequence[str]) -> dict[str, dict[str, Any]]:
+    found: dict[str, dict[str, Any]] = {}
+    for group in chunks(list(job_ids), DESCRIBE_JOBS_MAX_IDS):
+        for description in batch.describe_jobs(jobs=list(group))["jobs"]:
+            found[description["jobId"]] = description
+    return found
+
+
+def job_states(clients: Clients, record: dict[str, Any]) -> dict[str, str]:
+    """SUCCEEDED, FAILED or IN_FLIGHT for each job of a run record.
+
+    An ingestion job succeeded when its manifest is gone: ``store --remove-sample-file``
+    deletes it only after a successful ingestion, so this holds even when nobody waited and
+    Batch has long forgotten the job. Other jobs are judged by their Batch status; a job
+    Batch no longer knows counts as FAILED.
+    """
+    manifests = [parse_s3_uri(job["manifest"], "manifest") for job in record["jobs"] if job.get("manifest")]
+    present: set[tuple[str, str]] = set()
+    for bucket, directory in {(m.bucket, m.key.rpartition("/")[0] + "/") for m in manifests}:
+        present.update((bucket, key) for key in list_sizes(clients.s3, bucket, directory))
+    ids = [job["job_id"] for job in record["jobs"] if job.get("job_id")]
+    described = describe_all(clients.batch, ids)
+    states = {}
+    for job in record["jobs"]:
+        status = described.get(job.get("job_id") or "", {}).get("status")
+        if status in IN_FLIGHT:
+            states[job["key"]] = "IN_FLIGHT"
+        elif stage_kind(job["stage"]) == "ingest":
+            manifest = parse_s3_uri(job["manifest"], "manifest")
+            gone = (manifest.bucket, manifest.key) not in present
+            states[job["key"]] = "SUCCEEDED" if gone or status == "SUCCEEDED" else "FAILED"
+        else:
+            states[job["key"]] = "SUCCEEDED" if status == "SUCCEEDED" else "FAILED"
+    return states
+
+
+@dataclass
+class Ledger:
+    """What earlier runs (recorded under the same --metadata-s3) did with a dataset's samples."""
+
+    ingested: set[str] = field(default_factory=set)
+    in_flight: dict[str, str] = field(default_factory=dict)  # sample -> run id
+    failed: dict[str, str] = field(default_factory=dict)  # sample -> run id, not ingested since
+    runs: list[str] = field(default_factory=list)
+
+
+def dataset_ledger(clients: Clients, metadata: S3Uri, dataset_uri: str) -> Ledger:
+    ledger = Ledger()
+    index = dataset_index(metadata, dataset_uri)
+    for key in sorted(list_sizes(clients.s3, index.bucket, index.key)):
+        run_id = key.rpartition("/")[2].removesuffix(".json")
+        try:
+            record = load_run_record(clients.s3, run_prefix_for(metadata, run_id).child(RUN_RECORD_NAME))
+        except ClientError:
+            continue  # the marker outlived its run record: nothing to learn from it
+        ledger.runs.append(run_id)
+        states = job_states(clients, record)
+        for job in record["jobs"]:
+            if stage_kind(job["stage"]) != "ingest":
+                continue
+            for sample in job["samples"]:
+                if states[job["key"]] == "SUCCEEDED":
+                    ledger.ingested.add(sample)
+                elif states[job["key"]] == "IN_FLIGHT":
+                    ledger.in_flight[sample] = run_id
+                else:
+                    ledger.failed[sample] = run_id
+    for sample in ledger.ingested:
+        ledger.in_flight.pop(sample, None)
+        ledger.failed.pop(sample, None)
+    return ledger
+
+
+def skip_known_samples(samples: Sequence[Sample], ledger: Ledger) -> tuple[list[Sample], list[str]]:
+    """The samples still to ingest, and one note per reason a sample was skipped."""
+    keep, ingested, in_flight, failed = [], [], {}, {}
+    for sample in samples:
+        if sample.uri in ledger.ingested:
+            ingested.append(sample.uri)
+        elif sample.uri in ledger.in_flight:
+            in_flight.setdefault(ledger.in_flight[sample.uri], []).append(sample.uri)
+        elif sample.uri in ledger.failed:
+            failed.setdefault(ledger.failed[sample.uri], []).append(sample.uri)
+        else:
+            keep.append(sample)
+    notes = []
+    if ingested:
+        notes.append(
+            f"skipped {len(ingested)} samples already ingested by earlier runs (--force-reingest ingests them again)"
+        )
+    for run_id, uris in in_flight.items():
+        notes.append(f"skipped {len(uris)} samples that jobs of run {run_id} are still ingesting")
+    for run_id, uris in failed.items():
+        notes.append(
+            f"skipped {len(uris)} samples of failed jobs of run {run_id}: resume that run with --resume {run_id} "
+            "(store --resume needs the original manifests), or pass --force-reingest to ingest them in new jobs"
+        )
+    return keep, notes
+
+
+def resume_batches(record: dict[str, Any], states: dict[str, str]) -> list[IngestBatch]:
+    """The batches of an earlier run with only the jobs that did not succeed, original manifests."""
+    in_flight = [key for key, state in states.items() if state == "IN_FLIGHT"]
+    if in_flight:
+        raise InputError(
+            f"run {record['run_id']} still has {len(in_flight)} unfinished jobs: wait for them, or cancel "
+            "them, before resuming it"
+        )
+    batches: dict[int, IngestBatch] = {}
+    for job in record["jobs"]:
+        kind, _, rest = job["stage"].partition("-")
+        if kind not in ("ingest", "register") or states[job["key"]] == "SUCCEEDED":
+            continue
+        number = int(rest)
+        batch = batches.setdefault(number, IngestBatch(number, []))
+        manifest = Manifest(parse_s3_uri(job["manifest"], "manifest"), list(job["samples"]), existing=True)
+        if kind == "register":
+            batch.register = manifest
+        else:
+            batch.shares.append(Share(number, int(job["key"].rsplit("-", 1)[1]), manifest))
+    return [batches[n] for n in sorted(batches)]
+
+
 # ---------------------------------------------------------------------------
 # Submit
 # ---------------------------------------------------------------------------
@@ -828,14 +1196,14 @@ class Pacer:
         self._next = now + 1.0 / self.rate
 
 
-def put_text(s3: Any, uri: S3Uri, body: bytes, content_type: str = "text/plain") -> None:
-    s3.put_object(Bucket=uri.bucket, Key=uri.key, Body=body, ContentType=content_type, ServerSideEncryption="AES256")
+def put_text(s3: Any, uri: S3Uri, body: bytes, encryption: dict[str, str], content_type: str = "text/plain") -> None:
+    s3.put_object(Bucket=uri.bucket, Key=uri.key, Body=body, ContentType=content_type, **encryption)
 
 
 def run_record(
     plan: Plan, options: dict[str, Any], job_ids: dict[str, str], job_queue: str, job_definition: str, region: str
 ) -> dict[str, Any]:
-    """What a later process needs to find, watch or cancel this run. No secrets."""
+    """What a later process needs to find, watch, resume or cancel this run. No secrets."""
     return {
         "run_id": plan.run_id,
         "kind": plan.kind,
@@ -844,6 +1212,7 @@ def run_record(
         "job_queue": job_queue,
         "job_definition": job_definition,
         "target": plan.target,
+        "record": str(plan.record_uri),
         "options": options,
         "jobs": [
             {
@@ -858,10 +1227,6 @@ def run_record(
             for job in plan.jobs
         ],
     }
-
-
-def write_run_record(s3: Any, plan: Plan, record: dict[str, Any]) -> None:
-    put_text(s3, plan.record_uri, json.dumps(record, indent=1).encode("utf-8"), "application/json")
 
 
 def rollback(clients: Clients, plan: Plan, job_ids: dict[str, str], uploaded: list[S3Uri]) -> list[str]:
@@ -888,13 +1253,14 @@ def submit_plan(
     job_definition: str,
     options: dict[str, Any],
     *,
+    encryption: dict[str, str],
+    keep_partial: bool = False,
     pacer: Pacer | None = None,
-    echo: Callable[[str], None] = click.echo,
 ) -> dict[str, str]:
-    """Upload manifests, submit every job in order, print the documented lines, record the run.
+    """Upload manifests, record the run, submit every job in order and print the documented lines.
 
-    On any failure the jobs already submitted are terminated and the uploads deleted, and
-    SubmissionError says what happened and anything that could not be undone.
+    On any failure, unless ``keep_partial``, the jobs already submitted are terminated and the
+    uploads deleted; SubmissionError says what happened and anything left behind.
     """
     pacer = pacer or Pacer(SUBMITS_PER_SECOND)
     job_ids: dict[str, str] = {}
@@ -902,13 +1268,24 @@ def submit_plan(
     stage_jobs: dict[str, list[PlannedJob]] = {}
     for job in plan.jobs:
         stage_jobs.setdefault(job.stage, []).append(job)
+
+    def record() -> None:
+        body = run_record(plan, options, job_ids, job_queue, job_definition, clients.region)
+        put_text(
+            clients.s3, plan.record_uri, json.dumps(body, indent=1).encode("utf-8"), encryption, "application/json"
+        )
+
     try:
         for manifest in plan.manifests():
-            put_text(clients.s3, manifest.uri, manifest.body())
+            put_text(clients.s3, manifest.uri, manifest.body(), encryption)
             uploaded.append(manifest.uri)
-        record = run_record(plan, options, job_ids, job_queue, job_definition, clients.region)
-        write_run_record(clients.s3, plan, record)
+        # The record goes up before any job: whatever happens next, the run can be found.
+        record()
         uploaded.append(plan.record_uri)
+        if plan.index_marker is not None:
+            marker = json.dumps({"run_record": str(plan.record_uri)}).encode("utf-8")
+            put_text(clients.s3, plan.index_marker, marker, encryption, "application/json")
+            uploaded.append(plan.index_marker)
         for job in plan.jobs:
             pacer.wait()
             response = clients.batch.submit_job(**job_payload(job, job_ids, job_queue, job_definition, plan.run_id))
@@ -917,27 +1294,55 @@ def submit_plan(
             if job is jobs_of_stage[-1]:
                 line = submitted_line(job.stage, jobs_of_stage, [job_ids[j.key] for j in jobs_of_stage])
                 # Barrier jobs are ours, not the documented system's: keep them off stdout.
-                if stage_kind(job.stage) == "gate":
-                    click.echo(line, err=True)
-                else:
-                    echo(line)
-        write_run_record(
-            clients.s3, plan, run_record(plan, options, job_ids, job_queue, job_definition, clients.region)
-        )
+                click.echo(line, err=stage_kind(job.stage) == "gate")
+        record()
     except (ClientError, BotoCoreError, KeyboardInterrupt) as error:
         cause = "interrupted" if isinstance(error, KeyboardInterrupt) else aws_message(error)
+        failed = f"submission of run {plan.run_id} failed after {len(job_ids)} of {len(plan.jobs)} jobs ({cause})"
+        if keep_partial:
+            raise SubmissionError(f"{failed}; {kept_message(clients, plan, job_ids, uploaded, record)}") from None
         left = rollback(clients, plan, job_ids, uploaded)
-        done = f"terminated the {len(job_ids)} job(s) already submitted and deleted {len(uploaded)} uploaded file(s)"
         if left:
             raise SubmissionError(
-                f"submission of run {plan.run_id} failed ({cause}); tried to undo it but these remain, "
-                f"remove them by hand: {'; '.join(left)}"
+                f"{failed}; tried to undo it but these remain, remove them by hand: {'; '.join(left)}"
             ) from None
         raise SubmissionError(
-            f"submission of run {plan.run_id} failed ({cause}); {done}; nothing is left behind"
+            f"{failed}; terminated the {len(job_ids)} job(s) already submitted and deleted "
+            f"{len(uploaded)} uploaded file(s); nothing is left behind"
         ) from None
     click.echo(f"Run {plan.run_id} recorded at {plan.record_uri}", err=True)
     return job_ids
+
+
+def kept_message(
+    clients: Clients, plan: Plan, job_ids: dict[str, str], uploaded: list[S3Uri], record: Callable[[], None]
+) -> str:
+    """--keep-partial: say exactly what is left and how to finish or remove it."""
+    if plan.record_uri not in uploaded:
+        # Never write a record now: its missing manifests would read as consumed, i.e. ingested.
+        return (
+            f"no job was submitted; kept {len(uploaded)} manifest(s) under {plan.run_prefix}: "
+            f"remove them with aws s3 rm --recursive {plan.run_prefix}"
+        )
+    try:
+        record()  # so that the record names the jobs that were submitted
+    except (ClientError, BotoCoreError) as error:
+        return (
+            f"kept {len(job_ids)} submitted job(s) ({' '.join(job_ids.values()) or 'none'}) and "
+            f"{len(uploaded)} uploaded file(s) under {plan.run_prefix}, but the run record could not be "
+            f"updated ({aws_message(error)}): terminate the jobs with aws batch terminate-job and remove "
+            f"the files with aws s3 rm --recursive {plan.run_prefix}"
+        )
+    if plan.kind == "export":
+        return (
+            f"kept {len(job_ids)} submitted job(s) and the run record {plan.record_uri}; cancel them with: "
+            f"python batch-runs.py cancel {plan.record_uri}"
+        )
+    return (
+        f"kept {len(job_ids)} submitted job(s) and {len(uploaded)} file(s) under {plan.run_prefix}; "
+        f"finish the run with the same command plus --resume {plan.run_id}, or stop it with: "
+        f"python batch-runs.py cancel {plan.record_uri}"
+    )
 
 
 # ---------------------------------------------------------------------------

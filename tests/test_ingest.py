@@ -94,13 +94,18 @@ def test_manifests_and_run_record_are_encrypted_and_complete(aws, samples_file, 
     assert result.exit_code == 0, result.stderr
     keys = aws.keys("bucket2-name")
     run_id = aws.submitted[0]["tags"]["tiledbvcf-batch-run"]
+    marker = f"md/x/{common.dataset_index(common.S3Uri('bucket2-name', 'md/x/'), DATASET).key[5:]}{run_id}.json"
     assert keys == [
+        marker,
         f"md/x/tiledbvcf-batch/runs/{run_id}/ingest-b001-j0001.txt",
         f"md/x/tiledbvcf-batch/runs/{run_id}/run.json",
     ]
     for key in keys:
         assert aws.s3.head_object(Bucket="bucket2-name", Key=key)["ServerSideEncryption"] == "AES256"
-    record = json.loads(aws.text("bucket2-name", keys[1]))
+    assert json.loads(aws.text("bucket2-name", marker)) == {
+        "run_record": f"s3://bucket2-name/md/x/tiledbvcf-batch/runs/{run_id}/run.json"
+    }
+    record = json.loads(aws.text("bucket2-name", keys[2]))
     assert record["run_id"] == run_id
     assert [job["job_id"] for job in record["jobs"]] == [
         ids_of(line, line.rsplit(" ", 1)[0] + " ")[0] for line in result.lines
@@ -332,14 +337,11 @@ def test_failure_mid_submission_terminates_submitted_jobs_and_removes_manifests(
         "--dataset-uri", DATASET, "--samples", str(samples_file(6)), "--metadata-s3", "bucket2-name", "--num-jobs", "6"
     )
     assert result.exit_code == 1
-    assert (
-        "terminated the 3 job(s) already submitted and deleted 7 uploaded file(s); nothing is left behind"
-        in result.stderr
-    )
-    assert len(terminated) == 3
+    assert "failed after 3 of 7 jobs (ServerException: injected ServerException)" in result.stderr
+    assert "terminated the 3 job(s) already submitted and deleted 8 uploaded file(s); nothing is left" in result.stderr
+    submitted_ids = [line.split()[-1] for line in result.lines[:1]]
+    assert terminated[:1] == submitted_ids and len(terminated) == 3
     assert aws.keys("bucket2-name") == []
-    statuses = {job["jobId"]: job for job in aws.describe(terminated)}
-    assert len(statuses) == 3
 
 
 def test_help_shows_the_documented_options():

@@ -17,6 +17,11 @@ def samples(n: int) -> list[common.Sample]:
     return [common.Sample(f"s3://bkt/s{i}.bcf") for i in range(n)]
 
 
+def plan_for(opts: common.IngestOptions, chosen: list[common.Sample]) -> common.Plan:
+    batches, notes = common.ingest_batches(chosen, opts, RUN)
+    return common.plan_ingest(opts, batches, "r1", RUN, notes)
+
+
 def ancestors(jobs: dict[str, common.PlannedJob], key: str) -> set[str]:
     seen: set[str] = set()
     stack = list(jobs[key].depends_on)
@@ -35,27 +40,36 @@ def ancestors(jobs: dict[str, common.PlannedJob], key: str) -> set[str]:
     incremental=st.integers(1, 12),
     create=st.booleans(),
     register=st.booleans(),
+    done=st.sets(st.integers(0, 399)),
 )
-def test_every_sample_lands_in_exactly_one_manifest_and_batches_run_in_order(
-    n, num_jobs, incremental, create, register
+def test_every_sample_lands_in_exactly_one_manifest_or_is_reported_skipped(
+    n, num_jobs, incremental, create, register, done
 ):
     opts = common.IngestOptions(
         "s3://bkt/ds", create_dataset=create, register=register, num_jobs=num_jobs, incremental=incremental
     )
-    plan = common.plan_ingest(opts, samples(n), "r1", RUN)
+    ledger = common.Ledger(ingested={f"s3://bkt/s{i}.bcf" for i in done})
+    chosen, notes = common.skip_known_samples(samples(n), ledger)
+    skipped = [s.uri for s in samples(n) if s not in chosen]
+    assert len(skipped) == len(done & set(range(n)))
+    assert (f"skipped {len(skipped)} samples already ingested" in " ".join(notes)) == bool(skipped)
+    if not chosen:
+        return
+    plan = plan_for(opts, chosen)
     jobs = {job.key: job for job in plan.jobs}
     assert len(jobs) == len(plan.jobs)
     stores = [job for job in plan.jobs if job.stage.startswith("ingest-")]
 
     # Exactly once, in the samples file's order, never an empty job.
     lines = [line for job in stores for line in job.manifest.lines]
-    assert lines == [s.uri for s in samples(n)]
+    assert lines == [s.uri for s in chosen]
+    assert sorted(lines + skipped) == sorted(s.uri for s in samples(n))
     assert all(job.manifest.lines for job in stores)
     assert len({m.uri for m in plan.manifests()}) == len(plan.manifests())
 
     # Batch sizes and job counts.
     batches = sorted({job.stage for job in stores}, key=lambda s: int(s.split("-")[1]))
-    assert len(batches) == min(incremental, n)
+    assert len(batches) == min(incremental, len(chosen))
     for stage in batches:
         in_batch = [job for job in stores if job.stage == stage]
         assert len(in_batch) == min(num_jobs, sum(len(j.manifest.lines) for j in in_batch))
@@ -97,7 +111,7 @@ def test_store_commands_current_and_legacy():
 def test_sample_with_index_and_hostile_characters_stays_one_argument():
     parsed = common.parse_samples(["s3://bkt/dir with space/a;rm -rf 'x'.bcf\ts3://bkt/idx/a.bcf.csi\n"], "f")
     assert parsed == [common.Sample("s3://bkt/dir with space/a;rm -rf 'x'.bcf", "s3://bkt/idx/a.bcf.csi")]
-    plan = common.plan_ingest(common.IngestOptions("s3://bkt/ds", create_dataset=False), parsed, "r1", RUN)
+    plan = plan_for(common.IngestOptions("s3://bkt/ds", create_dataset=False), parsed)
     assert plan.jobs[0].manifest.lines == ["s3://bkt/dir with space/a;rm -rf 'x'.bcf\ts3://bkt/idx/a.bcf.csi"]
 
 
