@@ -539,7 +539,7 @@ def ingest_batches(
     """Cut the samples into --incremental batches of --num-jobs shares, in file order."""
     batches, notes = [], []
     parts = split_evenly(samples, opts.incremental)
-    if len(parts) < opts.incremental:
+    if samples and len(parts) < opts.incremental:
         notes.append(f"--incremental {opts.incremental} asks for more batches than samples: using {len(parts)}")
     for b, part in enumerate(parts, start=1):
         shares = [
