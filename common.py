@@ -729,11 +729,16 @@ def resolve_region(region: str | None) -> str:
 
 
 def make_clients(region: str | None) -> Clients:
-    """Clients with adaptive retries: throttling is ridden out and slows the client down."""
+    """Clients whose retries ride out throttling (TooManyRequestsException, SlowDown) and 5xx.
+
+    botocore's standard mode with 10 attempts backs off exponentially (up to 20 s a retry).
+    Not adaptive mode: it is experimental, and its client-side rate limiter would second-guess
+    the pacing of submissions and the polling backoff that this module does itself.
+    """
     region = resolve_region(region)
     config = Config(
         region_name=region,
-        retries={"mode": "adaptive", "max_attempts": 10},
+        retries={"mode": "standard", "max_attempts": 10},
         user_agent_extra="tiledbvcf-batch",
     )
     return Clients(

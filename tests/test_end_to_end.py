@@ -9,8 +9,9 @@ import subprocess
 import sys
 
 import boto3
-import local_aws
 import pytest
+
+import local_aws
 from conftest import ROOT
 
 UUID = r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}"

@@ -135,6 +135,7 @@ def test_bad_names_file(aws, export_inputs, run_export, body, message):
 
 def test_help_shows_the_documented_options():
     from click.testing import CliRunner
+
     from conftest import EXPORT
 
     text = CliRunner().invoke(EXPORT.main, ["--help"]).output

@@ -346,6 +346,7 @@ def test_failure_mid_submission_terminates_submitted_jobs_and_removes_manifests(
 
 def test_help_shows_the_documented_options():
     from click.testing import CliRunner
+
     from conftest import INGEST
 
     text = CliRunner().invoke(INGEST.main, ["--help"]).output
