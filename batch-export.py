@@ -8,7 +8,7 @@ import click
 import common
 
 
-@click.command(cls=common.OneLineCommand)
+@click.command(cls=common.OneLineCommand, epilog=common.RUNS_EPILOG)
 @click.option(
     "--array",
     "--dataset-uri",
@@ -86,6 +86,17 @@ import common
     help="If submission fails part-way, keep the jobs already submitted (default: terminate them).",
 )
 @click.option("--kms-key-id", metavar="KEY", help="Encrypt the run record with this KMS key (default: AES256).")
+@click.option(
+    "--json", "as_json", is_flag=True, help="With --wait: the report as one JSON document on stdout (text on stderr)."
+)
+@click.option(
+    "--log-lines",
+    type=int,
+    default=common.DEFAULT_LOG_LINES,
+    show_default=True,
+    metavar="N",
+    help="With --wait: log lines shown for each failed job.",
+)
 @click.option("--dry-run", is_flag=True, help="Check the inputs and print the plan; submit nothing.")
 def main(
     array: str,
@@ -108,6 +119,8 @@ def main(
     instance_price: float,
     keep_partial: bool,
     kms_key_id: str | None,
+    as_json: bool,
+    log_lines: int,
     dry_run: bool,
 ) -> None:
     """Exports BCF sample data from a TileDB array via AWS Batch."""
@@ -191,17 +204,11 @@ def main(
         "memory": memory,
         "instance_price": instance_price,
     }
-    job_ids = common.submit_plan(
+    record = common.submit_plan(
         plan, clients, job_queue, job_definition, recorded, encryption=encryption, keep_partial=keep_partial
     )
-    if not wait:
-        return
-    report = common.wait_and_report(clients, plan, job_ids, instance_price)
-    missing = common.missing_exports(clients.s3, dest, names, output_format)
-    if missing:
-        shown = ", ".join(missing[:20]) + (f" and {len(missing) - 20} more" if len(missing) > 20 else "")
-        click.echo(f"MISSING {len(missing)} of {len(names)} exported files at {dest}: {shown}", err=True)
-    sys.exit(0 if report.succeeded == report.total and not missing else 1)
+    if wait:
+        sys.exit(common.watch_run(clients, record, instance_price=instance_price, log_lines=log_lines, as_json=as_json))
 
 
 def parse_uri(text: str, option: str, need_key: bool) -> common.S3Uri:

@@ -10,7 +10,7 @@ from botocore.exceptions import ClientError
 import common
 
 
-@click.command(cls=common.OneLineCommand)
+@click.command(cls=common.OneLineCommand, epilog=common.RUNS_EPILOG)
 @click.option(
     "--dataset-uri",
     required=True,
@@ -120,6 +120,17 @@ import common
 @click.option(
     "--kms-key-id", metavar="KEY", help="Encrypt manifests and run records with this KMS key (default: AES256)."
 )
+@click.option(
+    "--json", "as_json", is_flag=True, help="With --wait: the report as one JSON document on stdout (text on stderr)."
+)
+@click.option(
+    "--log-lines",
+    type=int,
+    default=common.DEFAULT_LOG_LINES,
+    show_default=True,
+    metavar="N",
+    help="With --wait: log lines shown for each failed job.",
+)
 @click.option("--dry-run", is_flag=True, help="Check the inputs and print the plan; upload and submit nothing.")
 def main(
     dataset_uri: str,
@@ -147,6 +158,8 @@ def main(
     resume_run: str | None,
     keep_partial: bool,
     kms_key_id: str | None,
+    as_json: bool,
+    log_lines: int,
     dry_run: bool,
 ) -> None:
     """Ingest VCF sample data into a TileDB-VCF dataset via AWS Batch.
@@ -280,12 +293,11 @@ def main(
         "resumes": resume_run,
         "instance_price": instance_price,
     }
-    job_ids = common.submit_plan(
+    record = common.submit_plan(
         plan, clients, job_queue, job_definition, recorded, encryption=encryption, keep_partial=keep_partial
     )
     if wait:
-        report = common.wait_and_report(clients, plan, job_ids, instance_price)
-        sys.exit(0 if report.succeeded == report.total else 1)
+        sys.exit(common.watch_run(clients, record, instance_price=instance_price, log_lines=log_lines, as_json=as_json))
 
 
 def resumed_batches(

@@ -18,10 +18,11 @@ import os
 import re
 import secrets
 import struct
+import sys
 import time
 import zlib
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import boto3
@@ -49,6 +50,12 @@ HOST_LOSS_ATTEMPTS = 3
 RUNS_PREFIX = "tiledbvcf-batch/runs"
 RUN_RECORD_NAME = "run.json"
 DATASETS_PREFIX = "tiledbvcf-batch/datasets"
+
+RUNS_EPILOG = (
+    "Every run is recorded in S3 (the path is printed on stderr). To show its status again, wait "
+    "on it from another terminal, print the logs of its failed jobs or cancel it, see: "
+    "python batch-runs.py --help"
+)
 
 EXPORT_SUFFIXES = {"b": ".bcf", "u": ".bcf", "z": ".vcf.gz", "v": ".vcf"}
 
@@ -90,14 +97,22 @@ class SubmissionError(click.ClickException):
         click.echo(f"Error: {self.message}", err=True)
 
 
-class OneLineCommand(click.Command):
-    """A Click command whose usage errors are one line that names the problem and the fix."""
+class OneLineErrors:
+    """Click usage errors as one line that names the problem and the fix (exit 2)."""
 
     def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
         try:
-            return super().parse_args(ctx, args)
+            return super().parse_args(ctx, args)  # type: ignore[misc]
         except click.UsageError as error:
             raise InputError(f"{error.format_message()} (see --help)") from None
+
+
+class OneLineCommand(OneLineErrors, click.Command):
+    pass
+
+
+class OneLineGroup(OneLineErrors, click.Group):
+    command_class = OneLineCommand
 
 
 # ---------------------------------------------------------------------------
@@ -770,8 +785,11 @@ def check_job_queue(batch: Any, name: str, region: str) -> list[str]:
     problems = []
     if queue.get("state") != "ENABLED":
         problems.append(f"--job-queue {name} is {queue.get('state')}: enable it or pick another queue")
-    if queue.get("status") == "INVALID":
-        problems.append(f"--job-queue {name} is INVALID ({queue.get('statusReason', 'no reason given')})")
+    if queue.get("status") not in ("VALID", "UPDATING"):
+        problems.append(
+            f"--job-queue {name} is {queue.get('status')} ({queue.get('statusReason', 'no reason given')}): "
+            "fix or recreate it"
+        )
     if not queue.get("computeEnvironmentOrder"):
         problems.append(f"--job-queue {name} has no compute environment: attach one")
     return problems
@@ -1261,8 +1279,10 @@ def submit_plan(
     encryption: dict[str, str],
     keep_partial: bool = False,
     pacer: Pacer | None = None,
-) -> dict[str, str]:
+) -> dict[str, Any]:
     """Upload manifests, record the run, submit every job in order and print the documented lines.
+
+    Returns the run record, as written to S3 with every job's id.
 
     On any failure, unless ``keep_partial``, the jobs already submitted are terminated and the
     uploads deleted; SubmissionError says what happened and anything left behind.
@@ -1274,11 +1294,12 @@ def submit_plan(
     for job in plan.jobs:
         stage_jobs.setdefault(job.stage, []).append(job)
 
-    def record() -> None:
+    def record() -> dict[str, Any]:
         body = run_record(plan, options, job_ids, job_queue, job_definition, clients.region)
         put_text(
             clients.s3, plan.record_uri, json.dumps(body, indent=1).encode("utf-8"), encryption, "application/json"
         )
+        return body
 
     try:
         for manifest in plan.manifests():
@@ -1300,7 +1321,7 @@ def submit_plan(
                 line = submitted_line(job.stage, jobs_of_stage, [job_ids[j.key] for j in jobs_of_stage])
                 # Barrier jobs are ours, not the documented system's: keep them off stdout.
                 click.echo(line, err=stage_kind(job.stage) == "gate")
-        record()
+        final = record()
     except (ClientError, BotoCoreError, KeyboardInterrupt) as error:
         cause = "interrupted" if isinstance(error, KeyboardInterrupt) else aws_message(error)
         failed = f"submission of run {plan.run_id} failed after {len(job_ids)} of {len(plan.jobs)} jobs ({cause})"
@@ -1316,11 +1337,11 @@ def submit_plan(
             f"{len(uploaded)} uploaded file(s); nothing is left behind"
         ) from None
     click.echo(f"Run {plan.run_id} recorded at {plan.record_uri}", err=True)
-    return job_ids
+    return final
 
 
 def kept_message(
-    clients: Clients, plan: Plan, job_ids: dict[str, str], uploaded: list[S3Uri], record: Callable[[], None]
+    clients: Clients, plan: Plan, job_ids: dict[str, str], uploaded: list[S3Uri], record: Callable[[], Any]
 ) -> str:
     """--keep-partial: say exactly what is left and how to finish or remove it."""
     if plan.record_uri not in uploaded:
@@ -1354,6 +1375,21 @@ def kept_message(
 # Watch
 # ---------------------------------------------------------------------------
 
+DEFAULT_LOG_GROUP = "/aws/batch/job"
+DEFAULT_LOG_LINES = 20
+# A CAPACITY reason often clears by itself (instances being launched); say so only if it lasts.
+CAPACITY_WARN_AFTER = 15 * 60
+PLAIN_PROGRESS_EVERY = 60
+EXIT_INTERRUPTED = 130
+MISCONFIGURATION_ADVICE = {
+    "COMPUTE_ENVIRONMENT_MAX_RESOURCE": "the job asks for more vCPUs or memory than any instance of the "
+    "compute environment has: lower --vcpus/--memory or allow larger instance types",
+    "JOB_RESOURCE_REQUIREMENT": "no instance type of the compute environment fits the job's resources: "
+    "lower --vcpus/--memory or change the allowed instance types",
+    "SERVICE_ROLE_PERMISSIONS": "the Batch service role lacks permissions: check the compute "
+    "environment's service role",
+}
+
 
 def chunks(items: Sequence[Any], size: int) -> Iterable[Sequence[Any]]:
     for start in range(0, len(items), size):
@@ -1378,13 +1414,13 @@ def wait_for_jobs(
     interval: float = 10.0,
     max_interval: float = 60.0,
     sleep: Callable[[float], None] = time.sleep,
-    progress: Callable[[dict[str, dict[str, Any]]], None] | None = None,
+    observe: Callable[[dict[str, dict[str, Any]], bool], None] | None = None,
 ) -> dict[str, dict[str, Any]]:
     """Poll until every job is terminal; return the last description of each job.
 
     Only unfinished jobs are polled, at most DESCRIBE_JOBS_MAX_IDS per call, and the
     interval backs off while nothing changes. Throttling slows polling down; it never
-    ends the wait.
+    ends the wait. ``observe(latest, changed)`` is called after every round.
     """
     latest: dict[str, dict[str, Any]] = {}
     pending = list(job_ids)
@@ -1406,12 +1442,123 @@ def wait_for_jobs(
                     changed = True
                 latest[description["jobId"]] = description
         pending = [i for i in pending if latest.get(i, {}).get("status") not in TERMINAL_STATUSES]
-        if progress is not None and changed:
-            progress(latest)
+        if observe is not None:
+            observe(latest, changed)
         if pending:
             delay = interval if changed and not throttled else min(delay * 2, max_interval)
             sleep(delay)
     return latest
+
+
+def record_job_ids(record: dict[str, Any]) -> list[str]:
+    return [job["job_id"] for job in record["jobs"] if job.get("job_id")]
+
+
+def stage_of_ids(record: dict[str, Any]) -> dict[str, str]:
+    return {job["job_id"]: job["stage"] for job in record["jobs"] if job.get("job_id")}
+
+
+def stage_counts(record: dict[str, Any], latest: dict[str, dict[str, Any]]) -> dict[str, dict[str, int]]:
+    """Jobs per status for each stage, in the run's stage order; unseen jobs count as SUBMITTED."""
+    counts: dict[str, dict[str, int]] = {}
+    for job in record["jobs"]:
+        if not job.get("job_id"):
+            continue
+        stage = counts.setdefault(job["stage"], dict.fromkeys(JOB_STATUSES, 0))
+        stage[latest.get(job["job_id"], {}).get("status", "SUBMITTED")] += 1
+    return counts
+
+
+def format_duration(seconds: float) -> str:
+    seconds = int(max(0, seconds))
+    hours, rest = divmod(seconds, 3600)
+    return f"{hours}h{rest // 60:02d}m{rest % 60:02d}s" if hours else f"{rest // 60}m{rest % 60:02d}s"
+
+
+def created_epoch(record: dict[str, Any]) -> float:
+    return datetime.datetime.fromisoformat(record["created_at"]).timestamp()
+
+
+def progress_lines(record: dict[str, Any], latest: dict[str, dict[str, Any]], now: float) -> list[str]:
+    counts = stage_counts(record, latest)
+    total = sum(sum(c.values()) for c in counts.values())
+    done = sum(c["SUCCEEDED"] + c["FAILED"] for c in counts.values())
+    elapsed = format_duration(now - created_epoch(record))
+    lines = [f"[{record['run_id']}] {done}/{total} jobs finished, {elapsed} since submission"]
+    lines += [f"  {stage_label(stage)}: {format_counts(c)}" for stage, c in counts.items()]
+    return lines
+
+
+@dataclass
+class Progress:
+    """Progress on stderr: redrawn in place on a terminal, else one line on change (at most once a minute)."""
+
+    record: dict[str, Any]
+    now: Callable[[], float] = time.time
+    tty: bool = False
+    stream: Any = None
+    _drawn: int = 0
+    _last_plain: float | None = None
+    _last_text: str = ""
+
+    def show(self, latest: dict[str, dict[str, Any]], changed: bool, final: bool = False) -> None:
+        stream = self.stream or click.get_text_stream("stderr")
+        lines = progress_lines(self.record, latest, self.now())
+        if self.tty:
+            # Move up over the previous drawing and clear it, then draw again.
+            erase = f"\x1b[{self._drawn}F\x1b[J" if self._drawn else ""
+            stream.write(erase + "\n".join(lines) + "\n")
+            stream.flush()
+            self._drawn = len(lines)
+            return
+        text = " | ".join(line.strip() for line in lines[1:])
+        due = self._last_plain is None or self.now() - self._last_plain >= PLAIN_PROGRESS_EVERY
+        if final or (text != self._last_text and due):
+            stream.write(f"{lines[0]}: {text}\n")
+            stream.flush()
+            self._last_plain = self.now()
+            self._last_text = text
+
+
+@dataclass
+class StuckJobs:
+    """Notices RUNNABLE jobs that will never start (MISCONFIGURATION) or wait long for capacity."""
+
+    now: Callable[[], float] = time.time
+    reported: set[str] = field(default_factory=set)
+    capacity_since: dict[str, float] = field(default_factory=dict)
+
+    def check(self, latest: dict[str, dict[str, Any]], names: dict[str, str]) -> list[str]:
+        messages = []
+        for job_id, description in latest.items():
+            reason = description.get("statusReason", "") if description["status"] == "RUNNABLE" else ""
+            name = names.get(job_id, job_id)
+            if reason.startswith("MISCONFIGURATION:") and reason not in self.reported:
+                self.reported.add(reason)
+                advice = MISCONFIGURATION_ADVICE.get(
+                    reason.split(":", 1)[1], "check the compute environment, its service role and the job's resources"
+                )
+                stuck = sum(1 for d in latest.values() if d.get("statusReason") == reason and d["status"] == "RUNNABLE")
+                messages.append(
+                    f"STUCK: {stuck} job(s) (e.g. {name}) are RUNNABLE with {reason} and will never start: "
+                    f"{advice}. Cancel the run with python batch-runs.py cancel ..."
+                )
+            if reason.startswith("CAPACITY:"):
+                since = self.capacity_since.setdefault(job_id, self.now())
+                key = f"capacity:{reason}"
+                if self.now() - since >= CAPACITY_WARN_AFTER and key not in self.reported:
+                    self.reported.add(key)
+                    messages.append(
+                        f"WARNING: {name} has waited {format_duration(self.now() - since)} for capacity "
+                        f"({reason}): the compute environment cannot get instances; consider other "
+                        "instance types, On-Demand instead of Spot, or another Availability Zone"
+                    )
+            else:
+                self.capacity_since.pop(job_id, None)
+        return messages
+
+
+# -- Report ---------------------------------------------------------------------
 
 
 @dataclass
@@ -1424,10 +1571,21 @@ class Report:
     instance_hours: float
     instance_price: float
     failed: list[dict[str, Any]] = field(default_factory=list)
+    stages: dict[str, dict[str, Any]] = field(default_factory=dict)
+    spot_interruptions: int = 0
+    samples_succeeded: int | None = None
+    samples_failed: int | None = None
+    missing_exports: list[str] = field(default_factory=list)
+    exports_expected: int = 0
+    export_dest: str = ""
 
     @property
     def cost(self) -> float:
         return self.instance_hours * self.instance_price
+
+    @property
+    def ok(self) -> bool:
+        return self.succeeded == self.total and not self.missing_exports
 
 
 def attempt_seconds(attempt: dict[str, Any]) -> float:
@@ -1436,17 +1594,45 @@ def attempt_seconds(attempt: dict[str, Any]) -> float:
     return max(0, attempt["stoppedAt"] - attempt["startedAt"]) / 1000.0
 
 
-def build_report(descriptions: Sequence[dict[str, Any]], instance_price: float) -> Report:
-    """The documented figures. Cost: each instance is billed from its first attempt's start
-    to its last attempt's stop, summed over instances."""
+def stage_durations(record: dict[str, Any], descriptions: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    """For each stage: jobs, succeeded, and wall time from its first start to its last stop."""
+    stages: dict[str, dict[str, Any]] = {}
+    for job in record["jobs"]:
+        description = descriptions.get(job.get("job_id") or "")
+        stage = stages.setdefault(job["stage"], {"jobs": 0, "succeeded": 0, "started_at": None, "stopped_at": None})
+        stage["jobs"] += 1
+        if description is None:
+            continue
+        stage["succeeded"] += description["status"] == "SUCCEEDED"
+        for attempt in description.get("attempts", []):
+            if "startedAt" in attempt:
+                stage["started_at"] = min(filter(None, [stage["started_at"], attempt["startedAt"]]))
+            if "stoppedAt" in attempt:
+                stage["stopped_at"] = max(filter(None, [stage["stopped_at"], attempt["stoppedAt"]]))
+    for stage in stages.values():
+        start, stop = stage["started_at"], stage["stopped_at"]
+        stage["seconds"] = (stop - start) / 1000.0 if start is not None and stop is not None else None
+    return stages
+
+
+def build_report(
+    descriptions: Sequence[dict[str, Any]], instance_price: float, record: dict[str, Any] | None = None
+) -> Report:
+    """The documented figures, plus per-stage durations, Spot interruptions and samples.
+
+    Cost: each instance is billed from its first attempt's start to its last attempt's stop,
+    summed over instances.
+    """
     spans: dict[str, tuple[int, int]] = {}
     longest = 0.0
     retried = 0
+    spot = 0
     failed = []
     for description in descriptions:
         attempts = description.get("attempts", [])
         retried += len(attempts) > 1
         longest = max(longest, sum(attempt_seconds(a) for a in attempts))
+        spot += sum(1 for a in attempts if a.get("statusReason", "").startswith("Host EC2"))
         for attempt in attempts:
             instance = attempt.get("container", {}).get("containerInstanceArn")
             if not instance or "startedAt" not in attempt or "stoppedAt" not in attempt:
@@ -1462,17 +1648,28 @@ def build_report(descriptions: Sequence[dict[str, Any]], instance_price: float) 
                     "reason": description.get("statusReason", "no status reason given"),
                 }
             )
-    hours = sum((stop - start) / 3_600_000 for start, stop in spans.values())
-    return Report(
+    report = Report(
         total=len(descriptions),
         succeeded=sum(d["status"] == "SUCCEEDED" for d in descriptions),
         retried=retried,
         instances=len(spans),
         longest_seconds=longest,
-        instance_hours=hours,
+        instance_hours=sum((stop - start) / 3_600_000 for start, stop in spans.values()),
         instance_price=instance_price,
         failed=failed,
+        spot_interruptions=spot,
     )
+    if record is not None:
+        by_id = {d["jobId"]: d for d in descriptions}
+        report.stages = stage_durations(record, by_id)
+        if record["kind"] == "ingest":
+            ingest_jobs = [job for job in record["jobs"] if stage_kind(job["stage"]) == "ingest"]
+            ok = {
+                job["key"] for job in ingest_jobs if by_id.get(job.get("job_id") or "", {}).get("status") == "SUCCEEDED"
+            }
+            report.samples_succeeded = sum(len(job["samples"]) for job in ingest_jobs if job["key"] in ok)
+            report.samples_failed = sum(len(job["samples"]) for job in ingest_jobs if job["key"] not in ok)
+    return report
 
 
 def format_report(report: Report) -> list[str]:
@@ -1485,38 +1682,248 @@ def format_report(report: Report) -> list[str]:
         f"- Total cost estimate ${report.cost:.2f} ({report.instance_hours:.2f} hours @ "
         f"${report.instance_price:.4f} / hr)",
     ]
+    if report.stages:
+        lines.append(f"- {report.spot_interruptions} Spot interruptions (Host EC2 ...) survived or retried.")
+        for stage, figures in report.stages.items():
+            took = "did not run" if figures["seconds"] is None else f"took {format_duration(figures['seconds'])}"
+            lines.append(f"- {stage_label(stage)}: {figures['succeeded']} / {figures['jobs']} jobs succeeded, {took}")
+    if report.samples_succeeded is not None:
+        lines.append(
+            f"- Samples: {report.samples_succeeded} in jobs that succeeded, "
+            f"{report.samples_failed} in jobs that did not."
+        )
     for failure in report.failed:
         lines.append(f"FAILED job {failure['job_id']} ({failure['name']}): {failure['reason']}")
+    if report.missing_exports:
+        shown = ", ".join(report.missing_exports[:20])
+        more = f" and {len(report.missing_exports) - 20} more" if len(report.missing_exports) > 20 else ""
+        lines.append(
+            f"MISSING {len(report.missing_exports)} of {report.exports_expected} exported files at "
+            f"{report.export_dest}: {shown}{more}"
+        )
     return lines
 
 
-def wait_and_report(
-    clients: Clients,
-    plan: Plan,
-    job_ids: dict[str, str],
-    instance_price: float,
-    *,
-    sleep: Callable[[float], None] = time.sleep,
-) -> Report:
-    """Wait for the run's jobs, print progress on stderr and the report on stdout."""
-    ids = [job_ids[job.key] for job in plan.jobs]
-    click.echo(f"Waiting on {len(ids)} jobs to terminate...", err=True)
-
-    def progress(latest: dict[str, dict[str, Any]]) -> None:
-        click.echo(f"[{plan.run_id}] {format_counts(status_counts(latest.values()))}", err=True)
-
-    latest = wait_for_jobs(clients.batch, ids, sleep=sleep, progress=progress)
-    report = build_report([latest[i] for i in ids], instance_price)
-    for line in format_report(report):
-        click.echo(line)
-    return report
+def report_json(report: Report, record: dict[str, Any], failures: list[dict[str, Any]]) -> dict[str, Any]:
+    document = asdict(report)
+    document.update(
+        {
+            "run_id": record["run_id"],
+            "kind": record["kind"],
+            "target": record["target"],
+            "record": record.get("record"),
+            "cost": round(report.cost, 4),
+            "ok": report.ok,
+            "failures": failures,
+        }
+    )
+    return document
 
 
 def missing_exports(s3: Any, dest: S3Uri, names: Sequence[str], output_format: str) -> list[str]:
     """Sample names whose exported file is not at ``dest`` (one listing, not one HEAD per file)."""
     prefix = dest.as_prefix()
-    present: set[str] = set()
-    for page in s3.get_paginator("list_objects_v2").paginate(Bucket=prefix.bucket, Prefix=prefix.key):
-        present.update(item["Key"] for item in page.get("Contents", []))
+    present = set(list_sizes(s3, prefix.bucket, prefix.key))
     suffix = EXPORT_SUFFIXES[output_format]
     return [name for name in names if f"{prefix.key}{name}{suffix}" not in present]
+
+
+# -- Failure diagnosis --------------------------------------------------------------
+
+
+def log_group_of(batch: Any, definition_arn: str, cache: dict[str, str]) -> str:
+    """The job definition's awslogs group, else Batch's default group."""
+    if definition_arn not in cache:
+        group = DEFAULT_LOG_GROUP
+        try:
+            found = batch.describe_job_definitions(jobDefinitions=[definition_arn])["jobDefinitions"]
+        except ClientError:
+            found = []
+        for definition in found:
+            config = definition.get("containerProperties", {}).get("logConfiguration", {})
+            if config.get("logDriver") == "awslogs":
+                group = config.get("options", {}).get("awslogs-group", DEFAULT_LOG_GROUP)
+        cache[definition_arn] = group
+    return cache[definition_arn]
+
+
+def tail_log(logs: Any, group: str, stream: str, lines: int) -> tuple[list[str], str | None]:
+    """The last ``lines`` messages of a log stream, or why they cannot be read."""
+    try:
+        events = logs.get_log_events(logGroupName=group, logStreamName=stream, limit=lines, startFromHead=False)
+    except ClientError as error:
+        if error_code(error) == "ResourceNotFoundException":
+            return [], f"log stream {stream} not found in log group {group}"
+        return [], f"cannot read log stream {stream} ({aws_message(error)})"
+    return [event["message"].rstrip("\n") for event in events.get("events", [])][-lines:], None
+
+
+def failure_signature(description: dict[str, Any]) -> tuple[Any, ...]:
+    last = (description.get("attempts") or [{}])[-1]
+    container = last.get("container", {})
+    return (description.get("statusReason"), container.get("exitCode"), container.get("reason"))
+
+
+def diagnose_failures(
+    clients: Clients, descriptions: Sequence[dict[str, Any]], log_lines: int = DEFAULT_LOG_LINES
+) -> list[dict[str, Any]]:
+    """Failed jobs grouped by identical failure, with every attempt and the log tail of the first job."""
+    groups: dict[tuple[Any, ...], list[dict[str, Any]]] = {}
+    for description in descriptions:
+        if description["status"] == "FAILED":
+            groups.setdefault(failure_signature(description), []).append(description)
+    cache: dict[str, str] = {}
+    diagnosed = []
+    fetch_logs = log_lines > 0
+    for (status_reason, exit_code, container_reason), jobs in groups.items():
+        first = jobs[0]
+        attempts = []
+        for number, attempt in enumerate(first.get("attempts", []), start=1):
+            container = attempt.get("container", {})
+            stream = container.get("logStreamName")
+            entry = {
+                "attempt": number,
+                "status_reason": attempt.get("statusReason"),
+                "exit_code": container.get("exitCode"),
+                "container_reason": container.get("reason"),
+                "log_stream": stream,
+                "log_group": None,
+                "log": [],
+                "log_error": None if stream else "no log stream: the attempt never reached RUNNING",
+            }
+            if stream and fetch_logs:
+                entry["log_group"] = log_group_of(clients.batch, first.get("jobDefinition", ""), cache)
+                entry["log"], entry["log_error"] = tail_log(clients.logs, entry["log_group"], stream, log_lines)
+            attempts.append(entry)
+        diagnosed.append(
+            {
+                "jobs": [{"job_id": j["jobId"], "name": j.get("jobName", "")} for j in jobs],
+                "status_reason": status_reason,
+                "exit_code": exit_code,
+                "container_reason": container_reason,
+                "attempts": attempts,
+            }
+        )
+    return diagnosed
+
+
+def format_failures(diagnosed: Sequence[dict[str, Any]]) -> list[str]:
+    lines = []
+    for group in diagnosed:
+        jobs = group["jobs"]
+        names = ", ".join(job["name"] or job["job_id"] for job in jobs[:10]) + (" ..." if len(jobs) > 10 else "")
+        head = f"{len(jobs)} jobs failed with the same error" if len(jobs) > 1 else "1 job failed"
+        lines.append(f"{head}: {names}")
+        lines.append(f"  status reason: {group['status_reason'] or 'none given'}")
+        if not group["attempts"]:
+            lines.append("  it never started (no attempt)")
+        for attempt in group["attempts"]:
+            lines.append(
+                f"  attempt {attempt['attempt']} of {jobs[0]['name'] or jobs[0]['job_id']}: "
+                f"exit code {attempt['exit_code']}, {attempt['status_reason'] or 'no status reason'}"
+                + (f", container: {attempt['container_reason']}" if attempt["container_reason"] else "")
+            )
+            if attempt["log_stream"]:
+                lines.append(f"    log: {attempt['log_group']} {attempt['log_stream']}")
+            if attempt["log_error"]:
+                lines.append(f"    ({attempt['log_error']})")
+            lines.extend(f"    | {message}" for message in attempt["log"])
+    return lines
+
+
+# -- Watching a run ------------------------------------------------------------------
+
+
+def record_location(record: dict[str, Any]) -> str:
+    return record.get("record") or record["run_id"]
+
+
+def interrupted_message(record: dict[str, Any]) -> str:
+    where = record_location(record)
+    return (
+        f"Stopped waiting. The jobs of run {record['run_id']} keep running on AWS Batch.\n"
+        f"  re-attach: python batch-runs.py wait {where}\n"
+        f"  cancel:    python batch-runs.py cancel {where}"
+    )
+
+
+def finish_report(
+    clients: Clients,
+    record: dict[str, Any],
+    latest: dict[str, dict[str, Any]],
+    *,
+    instance_price: float,
+    log_lines: int = DEFAULT_LOG_LINES,
+    as_json: bool = False,
+) -> Report:
+    """Report on a finished run (stdout, or stderr when the JSON document takes stdout)."""
+    descriptions = [latest[i] for i in record_job_ids(record) if i in latest]
+    report = build_report(descriptions, instance_price, record)
+    if record["kind"] == "export":
+        options = record["options"]
+        names = [name for job in record["jobs"] for name in job["samples"]]
+        dest = parse_s3_uri(record["target"], "destination", need_key=False)
+        report.missing_exports = missing_exports(clients.s3, dest, names, options.get("output_format", "b"))
+        report.exports_expected, report.export_dest = len(names), str(dest.as_prefix())
+    failures = diagnose_failures(clients, descriptions, log_lines) if report.failed else []
+    human = format_report(report) + format_failures(failures)
+    for line in human:
+        click.echo(line, err=as_json)
+    if as_json:
+        click.echo(json.dumps(report_json(report, record, failures), indent=1))
+    return report
+
+
+def watch_run(
+    clients: Clients,
+    record: dict[str, Any],
+    *,
+    instance_price: float,
+    log_lines: int = DEFAULT_LOG_LINES,
+    as_json: bool = False,
+    interval: float = 10.0,
+    sleep: Callable[[float], None] = time.sleep,
+    now: Callable[[], float] = time.time,
+    tty: bool | None = None,
+) -> int:
+    """Wait for a run with live progress, then report; the exit status (0, 1, or 130 on Ctrl-C)."""
+    tty = sys.stderr.isatty() if tty is None else tty
+    progress = Progress(record, now=now, tty=tty)
+    stuck = StuckJobs(now=now)
+    names = {job["job_id"]: job["name"] for job in record["jobs"] if job.get("job_id")}
+    ids = record_job_ids(record)
+    click.echo(f"Waiting on {len(ids)} jobs of run {record['run_id']} to terminate...", err=True)
+
+    def observe(latest: dict[str, dict[str, Any]], changed: bool) -> None:
+        progress.show(latest, changed)
+        for message in stuck.check(latest, names):
+            click.echo(message, err=True)
+
+    try:
+        latest = wait_for_jobs(clients.batch, ids, sleep=sleep, interval=interval, observe=observe)
+    except KeyboardInterrupt:
+        click.echo("\n" + interrupted_message(record), err=True)
+        return EXIT_INTERRUPTED
+    progress.show(latest, True, final=True)
+    report = finish_report(clients, record, latest, instance_price=instance_price, log_lines=log_lines, as_json=as_json)
+    return 0 if report.ok else 1
+
+
+def cancel_run(clients: Clients, record: dict[str, Any]) -> dict[str, list[str]]:
+    """Cancel the run's jobs that have not started and terminate those that have; say which."""
+    latest = describe_all(clients.batch, record_job_ids(record))
+    reason = f"cancelled with batch-runs.py (run {record['run_id']})"
+    outcome: dict[str, list[str]] = {"cancelled": [], "terminated": [], "finished": [], "unknown": []}
+    for job_id in record_job_ids(record):
+        status = latest.get(job_id, {}).get("status")
+        if status in ("SUBMITTED", "PENDING", "RUNNABLE"):
+            clients.batch.cancel_job(jobId=job_id, reason=reason)
+            outcome["cancelled"].append(job_id)
+        elif status in ("STARTING", "RUNNING"):
+            clients.batch.terminate_job(jobId=job_id, reason=reason)
+            outcome["terminated"].append(job_id)
+        elif status in TERMINAL_STATUSES:
+            outcome["finished"].append(job_id)
+        else:
+            outcome["unknown"].append(job_id)
+    return outcome

@@ -224,16 +224,19 @@ def test_wait_reports_success(aws, samples_file, run_ingest):
         "--num-jobs", "2", "--wait",
     )  # fmt: skip
     assert result.exit_code == 0, result.stderr
-    assert result.lines[2:] == [
+    report = result.lines[2:]
+    assert report[:4] == [
         "Finished waiting on 3 jobs:",
         "- 3 / 3 jobs succeeded",
         "- 0 jobs had more than 1 attempt.",
         "- 1 instances used.",
-        result.lines[6],
-        result.lines[7],
     ]
-    assert re.fullmatch(r"- Longest job took \d+\.\d{3} seconds \(includes retries\)\.", result.lines[6])
-    assert re.fullmatch(r"- Total cost estimate \$\d+\.\d\d \(\d+\.\d\d hours @ \$0\.7680 / hr\)", result.lines[7])
+    assert re.fullmatch(r"- Longest job took \d+\.\d{3} seconds \(includes retries\)\.", report[4])
+    assert re.fullmatch(r"- Total cost estimate \$\d+\.\d\d \(\d+\.\d\d hours @ \$0\.7680 / hr\)", report[5])
+    assert report[6] == "- 0 Spot interruptions (Host EC2 ...) survived or retried."
+    assert re.fullmatch(r"- array creation: 1 / 1 jobs succeeded, took 0m0\ds", report[7])
+    assert re.fullmatch(r"- ingestion 1: 2 / 2 jobs succeeded, took 0m0\ds", report[8])
+    assert report[9:] == ["- Samples: 4 in jobs that succeeded, 0 in jobs that did not."]
 
 
 def test_wait_names_failed_jobs_and_exits_1(aws, samples_file, run_ingest, monkeypatch):
