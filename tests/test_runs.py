@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import io
 import json
 import os
@@ -123,7 +124,7 @@ def test_stuck_misconfiguration_is_reported_at_once_and_capacity_only_if_it_last
         {"ingest-1/1": stuck, "ingest-1/2": stuck, "ingest-1/3": waiting},
         {"ingest-1/1": {"status": "FAILED"}, "ingest-1/2": {"status": "FAILED"}, "ingest-1/3": {"status": "SUCCEEDED"}},
     ]
-    now, read, sleep = clock()
+    _, read, sleep = clock()
     clients = common.Clients("us-east-1", Script(rounds), None, None)
     code = common.watch_run(clients, run, instance_price=1.0, sleep=sleep, now=read, tty=False, interval=1000)
     assert code == 1
@@ -180,10 +181,8 @@ def fail_with(aws, reason: str, exit_code: int, container_reason: str | None, st
 
 
 def put_log(aws, group: str, stream: str, lines: list[str]) -> None:
-    try:
+    with contextlib.suppress(aws.logs.exceptions.ResourceAlreadyExistsException):
         aws.logs.create_log_group(logGroupName=group)
-    except aws.logs.exceptions.ResourceAlreadyExistsException:
-        pass
     aws.logs.create_log_stream(logGroupName=group, logStreamName=stream)
     start = int(time.time() * 1000)
     events = [{"timestamp": start + i, "message": line} for i, line in enumerate(lines)]
