@@ -100,7 +100,9 @@ def aws() -> Any:
         )
         state.on(
             "before-parameter-build.*.*",
-            lambda params, model, **_: state.calls.append((model.name, copy.deepcopy(params))),
+            lambda params, model, **_: state.calls.append(
+                (model.name, {k: "<body>" if k == "Body" else copy.deepcopy(v) for k, v in params.items()})
+            ),
         )
         yield state
 

@@ -1,0 +1,161 @@
+#!/usr/bin/env python3
+"""ENTRYPOINT of the tiledbvcf image: runs ``tiledbvcf`` with the job's arguments, unchanged.
+
+One exception. Current tiledbvcf releases exit 0 from ``export --upload-dir s3://...``
+without uploading anything (see tiledbvcf-cli.md). For such an export this entrypoint:
+1. runs the same export into a fresh directory under ``-d``, without ``--upload-dir``;
+2. checks that every sample of the job's partition has its file;
+3. uploads the files with boto3 (credentials from the Batch job role) and checks each one
+   arrived with its size;
+4. exits 1 unless all of that worked, so that Batch marks the job FAILED (and retries it).
+
+Every other command, and an export to a local ``--upload-dir``, is handed to tiledbvcf
+with ``exec`` as it is.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+import boto3
+
+import common
+
+TILEDBVCF = os.environ.get("TILEDBVCF", "tiledbvcf")
+OPTION_NAMES = {
+    "upload": ("--upload-dir",),
+    "output_dir": ("-d", "--output-dir"),
+    "samples_file": ("-f", "--samples-file"),
+    "partition": ("--sample-partition",),
+    "format": ("-O", "--output-format"),
+}
+
+
+def log(message: str) -> None:
+    print(f"[tiledbvcf-batch] {message}", file=sys.stderr, flush=True)
+
+
+def option(args: Sequence[str], names: Sequence[str]) -> tuple[int, str] | None:
+    """Position and value of the first ``--name value`` or ``--name=value``."""
+    for i, arg in enumerate(args):
+        for name in names:
+            if arg == name and i + 1 < len(args):
+                return i, args[i + 1]
+            if name.startswith("--") and arg.startswith(name + "="):
+                return i, arg.split("=", 1)[1]
+    return None
+
+
+def value(args: Sequence[str], key: str) -> str | None:
+    found = option(args, OPTION_NAMES[key])
+    return found[1] if found else None
+
+
+def without_option(args: Sequence[str], names: Sequence[str]) -> list[str]:
+    found = option(args, names)
+    if found is None:
+        return list(args)
+    i = found[0]
+    width = 1 if "=" in args[i] else 2
+    return list(args[:i]) + list(args[i + width :])
+
+
+def with_value(args: Sequence[str], names: Sequence[str], new: str) -> list[str]:
+    found = option(args, names)
+    if found is None:
+        return [*args, names[0], new]
+    i = found[0]
+    if "=" in args[i]:
+        return [*args[:i], f"{args[i].split('=', 1)[0]}={new}", *args[i + 1 :]]
+    return [*args[: i + 1], new, *args[i + 2 :]]
+
+
+def expected_names(args: Sequence[str], s3: Any) -> list[str] | None:
+    """The sample names of this job's partition, cut as tiledbvcf cuts them; None if unknown."""
+    names_file = value(args, "samples_file")
+    if names_file is None:
+        return None
+    if names_file.startswith("s3://"):
+        text = common.read_s3_text(s3, common.parse_s3_uri(names_file, "-f"))
+    else:
+        text = Path(names_file).read_text()
+    names = sorted({line.strip() for line in text.splitlines() if line.strip()})
+    partition = value(args, "partition")
+    if partition is None:
+        return names
+    index, count = (int(part) for part in partition.split(":"))
+    chunks = common.split_evenly(names, count)
+    return chunks[index] if index < len(chunks) else []
+
+
+def upload_all(s3: Any, files: list[Path], dest: common.S3Uri) -> list[str]:
+    """Upload and check each file; return the problems."""
+    problems = []
+    for path in files:
+        key = dest.as_prefix().key + path.name
+        try:
+            s3.upload_file(str(path), dest.bucket, key)
+            size = s3.head_object(Bucket=dest.bucket, Key=key)["ContentLength"]
+        except Exception as error:  # any failure of one file must fail the job, with its reason
+            problems.append(f"{path.name}: upload to s3://{dest.bucket}/{key} failed ({error})")
+            continue
+        if size != path.stat().st_size:
+            problems.append(f"{path.name}: s3://{dest.bucket}/{key} has {size} bytes, the file {path.stat().st_size}")
+    return problems
+
+
+def export_and_upload(args: list[str], run: Callable[[list[str]], int], s3: Any) -> int:
+    dest = common.parse_s3_uri(value(args, "upload") or "", "--upload-dir", need_key=False)
+    parent = value(args, "output_dir") or "."
+    # A directory of its own: other jobs on the same instance write under the same -d.
+    workdir = Path(tempfile.mkdtemp(prefix="export-", dir=parent))
+    try:
+        local = with_value(without_option(args, OPTION_NAMES["upload"]), OPTION_NAMES["output_dir"], str(workdir))
+        code = run([TILEDBVCF, *local])
+        if code != 0:
+            log(f"tiledbvcf export exited {code}; nothing uploaded")
+            return code
+        files = sorted(p for p in workdir.iterdir() if p.is_file())
+        expected = expected_names(args, s3)
+        suffix = common.EXPORT_SUFFIXES.get(value(args, "format") or "b", "")
+        if expected is not None:
+            present = {p.name for p in files}
+            missing = [name for name in expected if f"{name}{suffix}" not in present]
+            if missing:
+                log(f"tiledbvcf wrote no file for {len(missing)} of {len(expected)} samples: {', '.join(missing)}")
+                return 1
+        if not files:
+            log("tiledbvcf export wrote no file; nothing to upload")
+            return 1
+        problems = upload_all(s3, files, dest)
+        for problem in problems:
+            log(problem)
+        if problems:
+            return 1
+        log(f"uploaded {len(files)} files to {dest.as_prefix()}")
+        return 0
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)
+
+
+def needs_own_upload(args: Sequence[str]) -> bool:
+    return bool(args) and args[0] == "export" and (value(args, "upload") or "").startswith("s3://")
+
+
+def main(argv: list[str], run: Callable[[list[str]], int] = subprocess.call, s3: Any = None) -> int:
+    if not needs_own_upload(argv):
+        os.execvp(TILEDBVCF, [TILEDBVCF, *argv])
+    return export_and_upload(argv, run, s3 or boto3.client("s3"))
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
