@@ -72,31 +72,11 @@ import common
     metavar="NAME",
     help="Bucket name or s3://bucket/prefix for the run record (default: the --dest-s3 bucket).",
 )
-@click.option(
-    "--instance-price",
-    type=float,
-    default=common.DEFAULT_INSTANCE_PRICE,
-    show_default=True,
-    metavar="USD",
-    help="Hourly instance price for the --wait cost estimate (on-demand m5.4xlarge, us-east-1).",
-)
-@click.option(
-    "--keep-partial",
-    is_flag=True,
-    help="If submission fails part-way, keep the jobs already submitted (default: terminate them).",
-)
-@click.option("--kms-key-id", metavar="KEY", help="Encrypt the run record with this KMS key (default: AES256).")
-@click.option(
-    "--json", "as_json", is_flag=True, help="With --wait: the report as one JSON document on stdout (text on stderr)."
-)
-@click.option(
-    "--log-lines",
-    type=int,
-    default=common.DEFAULT_LOG_LINES,
-    show_default=True,
-    metavar="N",
-    help="With --wait: log lines shown for each failed job.",
-)
+@common.instance_price_option
+@common.keep_partial_option
+@common.kms_key_option
+@common.json_option
+@common.log_lines_option
 @click.option("--dry-run", is_flag=True, help="Check the inputs and print the plan; submit nothing.")
 def main(
     array: str,

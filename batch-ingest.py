@@ -87,14 +87,7 @@ import common
     "0 streams the samples instead of downloading them.",
 )
 @click.option("--sample-batch-size", type=int, metavar="N", help="Samples per tiledbvcf store batch (store -e).")
-@click.option(
-    "--instance-price",
-    type=float,
-    default=common.DEFAULT_INSTANCE_PRICE,
-    show_default=True,
-    metavar="USD",
-    help="Hourly instance price for the --wait cost estimate (on-demand m5.4xlarge, us-east-1).",
-)
+@common.instance_price_option
 @click.option(
     "--check-headers",
     is_flag=True,
@@ -112,25 +105,10 @@ import common
     metavar="RUN_ID",
     help="Resubmit the jobs of an earlier run that did not succeed, with their original manifests.",
 )
-@click.option(
-    "--keep-partial",
-    is_flag=True,
-    help="If submission fails part-way, keep the jobs and files already submitted (default: remove them).",
-)
-@click.option(
-    "--kms-key-id", metavar="KEY", help="Encrypt manifests and run records with this KMS key (default: AES256)."
-)
-@click.option(
-    "--json", "as_json", is_flag=True, help="With --wait: the report as one JSON document on stdout (text on stderr)."
-)
-@click.option(
-    "--log-lines",
-    type=int,
-    default=common.DEFAULT_LOG_LINES,
-    show_default=True,
-    metavar="N",
-    help="With --wait: log lines shown for each failed job.",
-)
+@common.keep_partial_option
+@common.kms_key_option
+@common.json_option
+@common.log_lines_option
 @click.option("--dry-run", is_flag=True, help="Check the inputs and print the plan; upload and submit nothing.")
 def main(
     dataset_uri: str,
@@ -209,7 +187,7 @@ def main(
     sample_problems, sizes = common.check_samples(clients.s3, samples)
     problems += sample_problems
     if check_headers and not sample_problems:
-        problems += common.check_headers(clients.s3, samples)[0]
+        problems += common.check_headers(clients.s3, samples)
     if problems:
         raise common.InputError(problems)
     click.echo(

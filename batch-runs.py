@@ -75,23 +75,6 @@ def price_option(command: Callable[..., Any]) -> Callable[..., Any]:
     )(command)
 
 
-def json_option(command: Callable[..., Any]) -> Callable[..., Any]:
-    return click.option(
-        "--json", "as_json", is_flag=True, help="The report as one JSON document on stdout (text on stderr)."
-    )(command)
-
-
-def log_lines_option(command: Callable[..., Any]) -> Callable[..., Any]:
-    return click.option(
-        "--log-lines",
-        type=int,
-        default=common.DEFAULT_LOG_LINES,
-        show_default=True,
-        metavar="N",
-        help="Log lines shown for each failed job.",
-    )(command)
-
-
 def price_of(record: dict[str, Any], given: float | None) -> float:
     return given if given is not None else record["options"].get("instance_price", common.DEFAULT_INSTANCE_PRICE)
 
@@ -99,7 +82,7 @@ def price_of(record: dict[str, Any], given: float | None) -> float:
 @main.command()
 @run_options
 @price_option
-@json_option
+@common.json_option
 def status(clients: common.Clients, record: dict[str, Any], instance_price: float | None, as_json: bool) -> None:
     """Print a run's jobs per status and stage; its report once every job has finished.
 
@@ -122,8 +105,8 @@ def status(clients: common.Clients, record: dict[str, Any], instance_price: floa
 @main.command()
 @run_options
 @price_option
-@json_option
-@log_lines_option
+@common.json_option
+@common.log_lines_option
 def wait(
     clients: common.Clients, record: dict[str, Any], instance_price: float | None, as_json: bool, log_lines: int
 ) -> None:
@@ -137,8 +120,8 @@ def wait(
 
 @main.command()
 @run_options
-@log_lines_option
-@json_option
+@common.log_lines_option
+@common.json_option
 def logs(clients: common.Clients, record: dict[str, Any], log_lines: int, as_json: bool) -> None:
     """Print why a run's jobs failed: every attempt's reason, exit code, log stream and last log lines."""
     latest = common.describe_all(clients.batch, common.record_job_ids(record))

@@ -45,6 +45,7 @@ DEFAULT_SCRATCH_PATH = "/data"
 DEFAULT_SCRATCH_MB = 1000 * 1024  # the 1 TB scratch volume of the documented set-up
 # On-demand m5.4xlarge in us-east-1, the instance type of the documented compute environment.
 DEFAULT_INSTANCE_PRICE = 0.768
+DEFAULT_LOG_LINES = 20
 # When --retries is 1, jobs still get this many attempts, but only for host loss (Spot).
 HOST_LOSS_ATTEMPTS = 3
 RUNS_PREFIX = "tiledbvcf-batch/runs"
@@ -113,6 +114,36 @@ class OneLineCommand(OneLineErrors, click.Command):
 
 class OneLineGroup(OneLineErrors, click.Group):
     command_class = OneLineCommand
+
+
+# Options that batch-ingest.py, batch-export.py and batch-runs.py share, spelled once.
+json_option = click.option(
+    "--json", "as_json", is_flag=True, help="Print the report as one JSON document on stdout (the text goes to stderr)."
+)
+log_lines_option = click.option(
+    "--log-lines",
+    type=int,
+    default=DEFAULT_LOG_LINES,
+    show_default=True,
+    metavar="N",
+    help="Log lines shown for each failed job.",
+)
+instance_price_option = click.option(
+    "--instance-price",
+    type=float,
+    default=DEFAULT_INSTANCE_PRICE,
+    show_default=True,
+    metavar="USD",
+    help="Hourly instance price for the --wait cost estimate (on-demand m5.4xlarge, us-east-1).",
+)
+keep_partial_option = click.option(
+    "--keep-partial",
+    is_flag=True,
+    help="If submission fails part-way, keep the jobs and files already submitted (default: remove them).",
+)
+kms_key_option = click.option(
+    "--kms-key-id", metavar="KEY", help="Encrypt manifests and run records with this KMS key (default: AES256)."
+)
 
 
 # ---------------------------------------------------------------------------
@@ -975,10 +1006,9 @@ def read_header_sample_names(s3: Any, uri: S3Uri) -> list[str]:
         size *= 4
 
 
-def check_headers(s3: Any, samples: Sequence[Sample], workers: int = 16) -> tuple[list[str], dict[str, str]]:
+def check_headers(s3: Any, samples: Sequence[Sample], workers: int = 16) -> list[str]:
     """Each file holds exactly one sample, and no sample name appears in two files."""
     problems: list[str] = []
-    names: dict[str, str] = {}
 
     def read(sample: Sample) -> tuple[Sample, list[str] | str]:
         try:
@@ -1005,8 +1035,7 @@ def check_headers(s3: Any, samples: Sequence[Sample], workers: int = 16) -> tupl
                 )
             else:
                 first_file[result[0]] = sample.uri
-                names[sample.uri] = result[0]
-    return problems, names
+    return problems
 
 
 def check_writable(s3: Any, location: S3Uri, option: str, encryption: dict[str, str]) -> list[str]:
@@ -1376,7 +1405,6 @@ def kept_message(
 # ---------------------------------------------------------------------------
 
 DEFAULT_LOG_GROUP = "/aws/batch/job"
-DEFAULT_LOG_LINES = 20
 # A CAPACITY reason often clears by itself (instances being launched); say so only if it lasts.
 CAPACITY_WARN_AFTER = 15 * 60
 PLAIN_PROGRESS_EVERY = 60
@@ -1394,13 +1422,6 @@ MISCONFIGURATION_ADVICE = {
 def chunks(items: Sequence[Any], size: int) -> Iterable[Sequence[Any]]:
     for start in range(0, len(items), size):
         yield items[start : start + size]
-
-
-def status_counts(descriptions: Iterable[dict[str, Any]]) -> dict[str, int]:
-    counts = dict.fromkeys(JOB_STATUSES, 0)
-    for description in descriptions:
-        counts[description["status"]] = counts.get(description["status"], 0) + 1
-    return counts
 
 
 def format_counts(counts: dict[str, int]) -> str:
@@ -1452,10 +1473,6 @@ def wait_for_jobs(
 
 def record_job_ids(record: dict[str, Any]) -> list[str]:
     return [job["job_id"] for job in record["jobs"] if job.get("job_id")]
-
-
-def stage_of_ids(record: dict[str, Any]) -> dict[str, str]:
-    return {job["job_id"]: job["stage"] for job in record["jobs"] if job.get("job_id")}
 
 
 def stage_counts(record: dict[str, Any], latest: dict[str, dict[str, Any]]) -> dict[str, dict[str, int]]:
@@ -1598,20 +1615,21 @@ def stage_durations(record: dict[str, Any], descriptions: dict[str, dict[str, An
     """For each stage: jobs, succeeded, and wall time from its first start to its last stop."""
     stages: dict[str, dict[str, Any]] = {}
     for job in record["jobs"]:
-        description = descriptions.get(job.get("job_id") or "")
-        stage = stages.setdefault(job["stage"], {"jobs": 0, "succeeded": 0, "started_at": None, "stopped_at": None})
+        stage = stages.setdefault(job["stage"], {"jobs": 0, "succeeded": 0, "starts": [], "stops": []})
         stage["jobs"] += 1
+        description = descriptions.get(job.get("job_id") or "")
         if description is None:
             continue
         stage["succeeded"] += description["status"] == "SUCCEEDED"
         for attempt in description.get("attempts", []):
-            if "startedAt" in attempt:
-                stage["started_at"] = min(filter(None, [stage["started_at"], attempt["startedAt"]]))
-            if "stoppedAt" in attempt:
-                stage["stopped_at"] = max(filter(None, [stage["stopped_at"], attempt["stoppedAt"]]))
+            stage["starts"] += [attempt["startedAt"]] if "startedAt" in attempt else []
+            stage["stops"] += [attempt["stoppedAt"]] if "stoppedAt" in attempt else []
     for stage in stages.values():
-        start, stop = stage["started_at"], stage["stopped_at"]
-        stage["seconds"] = (stop - start) / 1000.0 if start is not None and stop is not None else None
+        starts, stops = stage.pop("starts"), stage.pop("stops")
+        stage["started_at"] = min(starts) if starts else None
+        stage["stopped_at"] = max(stops) if stops else None
+        ran = starts and stops
+        stage["seconds"] = (stage["stopped_at"] - stage["started_at"]) / 1000.0 if ran else None
     return stages
 
 
