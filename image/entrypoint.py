@@ -27,6 +27,7 @@ from typing import Any
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 import boto3
+from botocore.config import Config
 
 import common
 
@@ -154,7 +155,9 @@ def needs_own_upload(args: Sequence[str]) -> bool:
 def main(argv: list[str], run: Callable[[list[str]], int] = subprocess.call, s3: Any = None) -> int:
     if not needs_own_upload(argv):
         os.execvp(TILEDBVCF, [TILEDBVCF, *argv])
-    return export_and_upload(argv, run, s3 or boto3.client("s3"))
+    # The same retry behaviour as the scripts' clients: throttling (SlowDown) is ridden out.
+    config = Config(retries={"mode": "standard", "max_attempts": 10})
+    return export_and_upload(argv, run, s3 or boto3.client("s3", config=config))
 
 
 if __name__ == "__main__":
