@@ -1290,7 +1290,10 @@ def rollback(clients: Clients, plan: Plan, job_ids: dict[str, str], uploaded: li
             clients.batch.terminate_job(jobId=job_id, reason=f"submission of run {plan.run_id} failed")
         except (ClientError, BotoCoreError) as error:
             left.append(f"job {job_id} ({key}): {aws_message(error)}")
-    for uri in uploaded:
+    # Newest first: the index marker and the record go before the manifests. Were it the other
+    # way round, a record left behind would show manifests that are gone, and the ledger would
+    # take their samples for ingested.
+    for uri in reversed(uploaded):
         try:
             clients.s3.delete_object(Bucket=uri.bucket, Key=uri.key)
         except (ClientError, BotoCoreError) as error:

@@ -250,6 +250,19 @@ def test_keep_partial_keeps_the_jobs_and_says_what_is_left(aws, samples_file, ru
     assert [job["job_id"] is not None for job in record["jobs"]] == [True, True, False, False, False]
 
 
+def test_a_rollback_that_cannot_finish_never_leaves_a_record_without_its_manifests(aws, samples_file, run_ingest):
+    samples = samples_file(2)
+    aws.fail_call("batch.SubmitJob", "ServerException", after=1)
+    aws.fail_call("s3.DeleteObject", "AccessDenied", after=2)  # the write probe and one more deletion work
+    result = run_ingest(*base(samples), "--num-jobs", "2")
+    assert result.exit_code == 1
+    assert "tried to undo it but these remain, remove them by hand" in result.stderr
+    left = aws.keys("bucket2-name", "tiledbvcf-batch/runs/")
+    assert any(key.endswith("/run.json") for key in left)
+    assert len([key for key in left if key.endswith(".txt")]) == 2  # the record's manifests are all still there
+    assert aws.keys("bucket2-name", "tiledbvcf-batch/datasets/") == []  # the marker went first
+
+
 # -- Never twice, never lost ------------------------------------------------------------
 
 
