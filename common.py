@@ -1533,7 +1533,7 @@ class Progress:
             return
         text = " | ".join(line.strip() for line in lines[1:])
         due = self._last_plain is None or self.now() - self._last_plain >= PLAIN_PROGRESS_EVERY
-        if final or (text != self._last_text and due):
+        if (final and text != self._last_text) or (text != self._last_text and due):
             stream.write(f"{lines[0]}: {text}\n")
             stream.flush()
             self._last_plain = self.now()

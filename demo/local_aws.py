@@ -107,9 +107,17 @@ def put_samples(count: int, bucket: str = "bucket-name", region: str = REGION) -
     return uris
 
 
-def run(args: list[str], env: dict[str, str]) -> int:
-    print(f"\n$ {' '.join(args)}", flush=True)
-    return subprocess.run([sys.executable, *args], cwd=ROOT, env=env, check=False).returncode
+def run(args: list[str], env: dict[str, str]) -> tuple[int, str]:
+    """Run a script as a user would; show its output as it comes; return its exit status and stderr."""
+    print(f"\n$ python {' '.join(args)}", flush=True)
+    process = subprocess.Popen(
+        [sys.executable, *args], cwd=ROOT, env={**env, "PYTHONUNBUFFERED": "1"}, stderr=subprocess.PIPE, text=True
+    )
+    stderr = []
+    for line in process.stderr:
+        print(line, end="", file=sys.stderr, flush=True)
+        stderr.append(line)
+    return process.wait(), "".join(stderr)
 
 
 def main() -> int:
@@ -154,10 +162,20 @@ def main() -> int:
         # waits for its jobs and prints the report.
         waited = [*ingest, "--incremental", "2", "--wait"]
         waited[waited.index("--dataset-uri") + 1] = "s3://my-bucketname/second-dataset"
-        codes = [run(ingest, env), run(export, env), run(waited, env)]
-        print("\nObjects the runs left in s3://bucket2-name (manifests that no job consumed, run records):")
-        for item in s3.list_objects_v2(Bucket="bucket2-name").get("Contents", []):
-            print(f"  s3://bucket2-name/{item['Key']}")
+        results = [run(ingest, env), run(export, env), run(waited, env)]
+        # Come back to the last run, as from another terminal, with only its record.
+        record = results[-1][1].split("recorded at ")[1].split()[0]
+        results.append(run(["batch-runs.py", "status", record], env))
+        codes = [code for code, _ in results]
+        print("\nWhat the ingestion runs left in s3://bucket2-name (manifests no job consumed, run records):")
+        runs: dict[str, list[str]] = {}
+        for page in s3.get_paginator("list_objects_v2").paginate(Bucket="bucket2-name", Prefix="tiledbvcf-batch/runs/"):
+            for item in page.get("Contents", []):
+                run_id, name = item["Key"].split("/")[-2:]
+                runs.setdefault(run_id, []).append(name)
+        for run_id, names in runs.items():
+            manifests = sum(name.endswith(".txt") for name in names)
+            print(f"  s3://bucket2-name/tiledbvcf-batch/runs/{run_id}/: {manifests} manifests and run.json")
         print(
             "\nmoto ran no tiledbvcf, so the manifests stay (a real store job deletes its own) and "
             "no dataset or BCF file was written."

@@ -142,3 +142,5 @@ def test_local_demo_runs_green():
     assert "Submitted array creation job" in result.stdout
     assert "Submitted export job(s)" in result.stdout
     assert "Finished waiting on 21 jobs:" in result.stdout
+    assert "$ python batch-runs.py status s3://bucket2-name/tiledbvcf-batch/runs/ingest-" in result.stdout
+    assert "21/21 jobs finished" in result.stdout

@@ -263,6 +263,25 @@ def test_a_rollback_that_cannot_finish_never_leaves_a_record_without_its_manifes
     assert aws.keys("bucket2-name", "tiledbvcf-batch/datasets/") == []  # the marker went first
 
 
+def test_ctrl_c_while_submitting_removes_what_was_submitted(aws, samples_file, run_ingest):
+    samples = samples_file(3)
+    sent = []
+
+    def interrupt(**_):
+        sent.append(1)
+        if len(sent) == 3:
+            raise KeyboardInterrupt
+
+    aws.on("before-parameter-build.batch.SubmitJob", interrupt)
+    terminated = []
+    aws.on("before-parameter-build.batch.TerminateJob", lambda params, **_: terminated.append(params["jobId"]))
+    result = run_ingest(*base(samples), "--num-jobs", "3")
+    assert result.exit_code == 1
+    assert "failed after 2 of 4 jobs (interrupted); terminated the 2 job(s) already submitted" in result.stderr
+    assert len(terminated) == 2
+    assert aws.keys("bucket2-name") == []
+
+
 # -- Never twice, never lost ------------------------------------------------------------
 
 
