@@ -177,3 +177,21 @@ def test_redaction_hides_secret_values_only():
         common.redact_config("vfs.s3.region=x,vfs.s3.aws_secret_access_key=s,vfs.s3.aws_session_token=t")
         == "vfs.s3.region=x,vfs.s3.aws_secret_access_key=***,vfs.s3.aws_session_token=***"
     )
+
+
+class Queues:
+    def __init__(self, queue):
+        self.queue = queue
+
+    def describe_job_queues(self, jobQueues):
+        return {"jobQueues": [self.queue]}
+
+
+def test_job_queue_must_be_valid_and_have_a_compute_environment():
+    broken = {"state": "ENABLED", "status": "INVALID", "statusReason": "CE deleted", "computeEnvironmentOrder": []}
+    assert common.check_job_queue(Queues(broken), "q", "us-east-1") == [
+        "--job-queue q is INVALID (CE deleted): fix or recreate it",
+        "--job-queue q has no compute environment: attach one",
+    ]
+    fine = {"state": "ENABLED", "status": "VALID", "computeEnvironmentOrder": [{"order": 1}]}
+    assert common.check_job_queue(Queues(fine), "q", "us-east-1") == []
