@@ -132,13 +132,9 @@ def main(
     encryption = common.encryption_args(kms_key_id)
     problems += common.check_job_queue(clients.batch, job_queue, clients.region)
     problems += common.check_job_definition(clients.batch, job_definition, clients.region)
-    problems += common.check_bucket(clients.s3, dest.bucket, "--dest-s3") or common.check_writable(
-        clients.s3, dest, "--dest-s3", encryption
-    )
+    problems += common.check_writable(clients.s3, dest, "--dest-s3", encryption)
     if metadata.bucket != dest.bucket:
-        problems += common.check_bucket(clients.s3, metadata.bucket, "--metadata-s3") or common.check_writable(
-            clients.s3, metadata, "--metadata-s3", encryption
-        )
+        problems += common.check_writable(clients.s3, metadata, "--metadata-s3", encryption)
     problems += common.check_object(clients.s3, bed_uri, "--bed")
     samples_missing = common.check_object(clients.s3, samples_uri, "--samples")
     problems += samples_missing

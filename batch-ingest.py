@@ -181,8 +181,7 @@ def main(
     encryption = common.encryption_args(kms_key_id)
     problems += common.check_job_queue(clients.batch, job_queue, clients.region)
     problems += common.check_job_definition(clients.batch, job_definition, clients.region)
-    bucket_problems = common.check_bucket(clients.s3, metadata.bucket, "--metadata-s3")
-    problems += bucket_problems or common.check_writable(clients.s3, metadata, "--metadata-s3", encryption)
+    problems += common.check_writable(clients.s3, metadata, "--metadata-s3", encryption)
     problems += common.check_bucket(clients.s3, common.parse_s3_uri(dataset, "").bucket, "--dataset-uri")
     sample_problems, sizes = common.check_samples(clients.s3, samples)
     problems += sample_problems

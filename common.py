@@ -1039,7 +1039,10 @@ def check_headers(s3: Any, samples: Sequence[Sample], workers: int = 16) -> list
 
 
 def check_writable(s3: Any, location: S3Uri, option: str, encryption: dict[str, str]) -> list[str]:
-    """Write and delete a small object: the only sure test that the scripts may write there."""
+    """The bucket exists and a small object can be written and deleted there: the only sure test."""
+    missing = check_bucket(s3, location.bucket, option)
+    if missing:
+        return missing
     probe = location.as_prefix().child(f"tiledbvcf-batch/.write-check-{secrets.token_hex(4)}")
     try:
         s3.put_object(Bucket=probe.bucket, Key=probe.key, Body=b"", **encryption)
@@ -1438,13 +1441,13 @@ def wait_for_jobs(
     interval: float = 10.0,
     max_interval: float = 60.0,
     sleep: Callable[[float], None] = time.sleep,
-    observe: Callable[[dict[str, dict[str, Any]], bool], None] | None = None,
+    observe: Callable[[dict[str, dict[str, Any]]], None] | None = None,
 ) -> dict[str, dict[str, Any]]:
     """Poll until every job is terminal; return the last description of each job.
 
     Only unfinished jobs are polled, at most DESCRIBE_JOBS_MAX_IDS per call, and the
     interval backs off while nothing changes. Throttling slows polling down; it never
-    ends the wait. ``observe(latest, changed)`` is called after every round.
+    ends the wait. ``observe(latest)`` is called after every round.
     """
     latest: dict[str, dict[str, Any]] = {}
     pending = list(job_ids)
@@ -1467,7 +1470,7 @@ def wait_for_jobs(
                 latest[description["jobId"]] = description
         pending = [i for i in pending if latest.get(i, {}).get("status") not in TERMINAL_STATUSES]
         if observe is not None:
-            observe(latest, changed)
+            observe(latest)
         if pending:
             delay = interval if changed and not throttled else min(delay * 2, max_interval)
             sleep(delay)
@@ -1521,7 +1524,7 @@ class Progress:
     _last_plain: float | None = None
     _last_text: str = ""
 
-    def show(self, latest: dict[str, dict[str, Any]], changed: bool, final: bool = False) -> None:
+    def show(self, latest: dict[str, dict[str, Any]], final: bool = False) -> None:
         stream = self.stream or click.get_text_stream("stderr")
         lines = progress_lines(self.record, latest, self.now())
         if self.tty:
@@ -1533,7 +1536,7 @@ class Progress:
             return
         text = " | ".join(line.strip() for line in lines[1:])
         due = self._last_plain is None or self.now() - self._last_plain >= PLAIN_PROGRESS_EVERY
-        if (final and text != self._last_text) or (text != self._last_text and due):
+        if text != self._last_text and (final or due):
             stream.write(f"{lines[0]}: {text}\n")
             stream.flush()
             self._last_plain = self.now()
@@ -1915,8 +1918,8 @@ def watch_run(
     ids = record_job_ids(record)
     click.echo(f"Waiting on {len(ids)} jobs of run {record['run_id']} to terminate...", err=True)
 
-    def observe(latest: dict[str, dict[str, Any]], changed: bool) -> None:
-        progress.show(latest, changed)
+    def observe(latest: dict[str, dict[str, Any]]) -> None:
+        progress.show(latest)
         for message in stuck.check(latest, names):
             click.echo(message, err=True)
 
@@ -1925,7 +1928,7 @@ def watch_run(
     except KeyboardInterrupt:
         click.echo("\n" + interrupted_message(record), err=True)
         return EXIT_INTERRUPTED
-    progress.show(latest, True, final=True)
+    progress.show(latest, final=True)
     report = finish_report(clients, record, latest, instance_price=instance_price, log_lines=log_lines, as_json=as_json)
     return 0 if report.ok else 1
 

@@ -81,16 +81,16 @@ def test_plain_progress_prints_on_change_at_most_once_a_minute():
     out = io.StringIO()
     progress = common.Progress(run, now=read, tty=False, stream=out)
     latest = {j["job_id"]: {"status": "RUNNABLE"} for j in run["jobs"]}
-    progress.show(latest, True)
+    progress.show(latest)
     latest["create/1"] = {"status": "SUCCEEDED"}
     now[0] += 30
-    progress.show(latest, True)  # changed, but within the minute of the last line: nothing yet
+    progress.show(latest)  # changed, but within the minute of the last line: nothing yet
     now[0] += 31
-    progress.show(latest, False)  # a minute later, and different from the last line printed: printed
+    progress.show(latest)  # a minute later, and different from the last line printed: printed
     now[0] += 61
-    progress.show(latest, False)  # due, but the same as the last line printed: nothing
+    progress.show(latest)  # due, but the same as the last line printed: nothing
     latest = {j["job_id"]: {"status": "SUCCEEDED"} for j in run["jobs"]}
-    progress.show(latest, True, final=True)
+    progress.show(latest, final=True)
     created = common.created_epoch(run)
     elapsed = [common.format_duration(T0 + d - created) for d in (0, 61, 122)]
     assert out.getvalue().splitlines() == [
@@ -107,8 +107,8 @@ def test_terminal_progress_redraws_in_place():
     run = record({"export": 2}, kind="export")
     out = io.StringIO()
     progress = common.Progress(run, now=lambda: T0, tty=True, stream=out)
-    progress.show({"export/1": {"status": "RUNNING"}, "export/2": {"status": "RUNNABLE"}}, True)
-    progress.show({"export/1": {"status": "SUCCEEDED"}, "export/2": {"status": "RUNNING"}}, True)
+    progress.show({"export/1": {"status": "RUNNING"}, "export/2": {"status": "RUNNABLE"}})
+    progress.show({"export/1": {"status": "SUCCEEDED"}, "export/2": {"status": "RUNNING"}})
     first, second = out.getvalue().split("\x1b[2F\x1b[J")
     assert first.splitlines()[1] == "  export: RUNNABLE 1, RUNNING 1"
     assert second.splitlines()[1] == "  export: RUNNING 1, SUCCEEDED 1"
