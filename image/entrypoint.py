@@ -2,7 +2,7 @@
 """ENTRYPOINT of the tiledbvcf image: runs ``tiledbvcf`` with the job's arguments, unchanged.
 
 One exception. Current tiledbvcf releases exit 0 from ``export --upload-dir s3://...``
-without uploading anything (see tiledbvcf-cli.md). For such an export this entrypoint:
+without uploading anything (see the README, "The image"). For such an export this entrypoint:
 1. runs the same export into a fresh directory under ``-d``, without ``--upload-dir``;
 2. checks that every sample of the job's partition has its file;
 3. uploads the files with boto3 (credentials from the Batch job role) and checks each one
@@ -29,7 +29,8 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import boto3
 from botocore.config import Config
 
-import common
+from tiledbvcf_batch.commands import EXPORT_SUFFIXES, split_evenly
+from tiledbvcf_batch.storage import S3Uri, parse_s3_uri, read_s3_text
 
 TILEDBVCF = os.environ.get("TILEDBVCF", "tiledbvcf")
 OPTION_NAMES = {
@@ -86,7 +87,7 @@ def expected_names(args: Sequence[str], s3: Any) -> list[str] | None:
     if names_file is None:
         return None
     if names_file.startswith("s3://"):
-        text = common.read_s3_text(s3, common.parse_s3_uri(names_file, "-f"))
+        text = read_s3_text(s3, parse_s3_uri(names_file, "-f"))
     else:
         text = Path(names_file).read_text()
     names = sorted({line.strip() for line in text.splitlines() if line.strip()})
@@ -94,11 +95,11 @@ def expected_names(args: Sequence[str], s3: Any) -> list[str] | None:
     if partition is None:
         return names
     index, count = (int(part) for part in partition.split(":"))
-    chunks = common.split_evenly(names, count)
+    chunks = split_evenly(names, count)
     return chunks[index] if index < len(chunks) else []
 
 
-def upload_all(s3: Any, files: list[Path], dest: common.S3Uri) -> list[str]:
+def upload_all(s3: Any, files: list[Path], dest: S3Uri) -> list[str]:
     """Upload and check each file; return the problems."""
     problems = []
     for path in files:
@@ -115,7 +116,7 @@ def upload_all(s3: Any, files: list[Path], dest: common.S3Uri) -> list[str]:
 
 
 def export_and_upload(args: list[str], run: Callable[[list[str]], int], s3: Any) -> int:
-    dest = common.parse_s3_uri(value(args, "upload") or "", "--upload-dir", need_key=False)
+    dest = parse_s3_uri(value(args, "upload") or "", "--upload-dir", need_key=False)
     parent = value(args, "output_dir") or "."
     # A directory of its own: other jobs on the same instance write under the same -d.
     workdir = Path(tempfile.mkdtemp(prefix="export-", dir=parent))
@@ -127,7 +128,7 @@ def export_and_upload(args: list[str], run: Callable[[list[str]], int], s3: Any)
             return code
         files = sorted(p for p in workdir.iterdir() if p.is_file())
         expected = expected_names(args, s3)
-        suffix = common.EXPORT_SUFFIXES.get(value(args, "format") or "b", "")
+        suffix = EXPORT_SUFFIXES.get(value(args, "format") or "b", "")
         if expected is not None:
             present = {p.name for p in files}
             missing = [name for name in expected if f"{name}{suffix}" not in present]

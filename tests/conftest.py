@@ -1,9 +1,11 @@
-"""Fixtures: an in-process emulated AWS (moto) with the spec's Batch set-up, and the scripts."""
+"""Shared test helpers: the emulated AWS (in process and as a loopback server), one scripted Batch,
+one fake clock, and the scripts."""
 
 from __future__ import annotations
 
 import copy
 import importlib.util
+import json
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -20,6 +22,12 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "demo"))
 
 import local_aws  # noqa: E402
+from tiledbvcf_batch.aws import Clients  # noqa: E402
+from tiledbvcf_batch.executors.batch import BatchExecutor  # noqa: E402
+
+DATASET = "s3://my-bucketname/test-vcf-dataset"
+UUID = r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}"
+T0 = 1_800_000_000.0
 
 
 def load_script(filename: str) -> Any:
@@ -152,3 +160,123 @@ def run_export() -> Callable[..., Result]:
         return invoke(EXPORT.main, [*base, *args])
 
     return run
+
+
+class ScriptedBatch:
+    """A Batch whose describe_jobs replays one status map per poll round.
+
+    A round ends when a job is described a second time. ``rounds[i]`` maps job ids to the
+    fields of their description in round i (the last round repeats); ``throttle_rounds``
+    answer with TooManyRequestsException. Every call's ids are kept in ``calls``.
+    """
+
+    def __init__(self, rounds: list[dict[str, dict[str, Any]]], throttle_rounds: frozenset[int] = frozenset()):
+        self.rounds = rounds
+        self.throttle_rounds = throttle_rounds
+        self.round = 0
+        self.seen: set[str] = set()
+        self.calls: list[list[str]] = []
+
+    def describe_jobs(self, jobs: list[str]) -> dict[str, Any]:
+        from botocore.exceptions import ClientError
+
+        if set(jobs) & self.seen:
+            self.round += 1
+            self.seen = set()
+        self.seen |= set(jobs)
+        self.calls.append(list(jobs))
+        if self.round in self.throttle_rounds:
+            raise ClientError({"Error": {"Code": "TooManyRequestsException", "Message": "slow"}}, "DescribeJobs")
+        state = self.rounds[min(self.round, len(self.rounds) - 1)]
+        return {"jobs": [{"jobId": j, "jobName": j, "attempts": [], **state[j]} for j in jobs]}
+
+    def describe_job_definitions(self, **_: Any) -> dict[str, Any]:
+        return {"jobDefinitions": []}
+
+    def executor(self) -> BatchExecutor:
+        return BatchExecutor(Clients("us-east-1", self, None, None), "q", "jd")
+
+
+class FakeClock:
+    """Time that moves only when slept: ``now`` and ``sleep`` to inject; ``slept`` records each sleep."""
+
+    def __init__(self, start: float = T0):
+        self.time = start
+        self.slept: list[float] = []
+
+    def now(self) -> float:
+        return self.time
+
+    def sleep(self, seconds: float) -> None:
+        self.slept.append(seconds)
+        self.time += seconds
+
+
+@pytest.fixture
+def clock() -> FakeClock:
+    return FakeClock()
+
+
+@pytest.fixture
+def moto_server(monkeypatch: pytest.MonkeyPatch) -> Any:
+    """A moto server on 127.0.0.1 with the spec's buckets and Batch set-up; subprocesses reach it."""
+    server, endpoint = local_aws.start_server()
+    monkeypatch.setenv("AWS_ENDPOINT_URL", endpoint)
+    try:
+        local_aws.create_buckets()
+        local_aws.create_batch_environment()
+        yield endpoint
+    finally:
+        server.stop()
+
+
+def set_job_status(job_ids: list[str], status: str) -> None:
+    """Move jobs of the moto server (same process) to ``status``: a subprocess cannot use a botocore hook."""
+    from moto.batch.models import batch_backends
+
+    jobs = batch_backends["123456789012"]["us-east-1"]._jobs
+    for job_id in job_ids:
+        jobs[job_id].status = status
+        jobs[job_id].job_stopped = status in ("SUCCEEDED", "FAILED")
+
+
+def stop_requests(job_ids: list[str]) -> list[str | None]:
+    """The reason each job of the moto server was asked to stop (cancel or terminate), None if not asked."""
+    from moto.batch.models import batch_backends
+
+    jobs = batch_backends["123456789012"]["us-east-1"]._jobs
+    return [jobs[job_id].job_stopped_reason if jobs[job_id].stop else None for job_id in job_ids]
+
+
+# -- Helpers of the ingestion tests -------------------------------------------------------
+
+
+def base(samples: Any) -> list[str]:
+    return ["--dataset-uri", DATASET, "--samples", str(samples), "--metadata-s3", "bucket2-name"]
+
+
+def calls_of(aws, operation: str) -> list[dict]:
+    return [params for name, params in aws.calls if name == operation]
+
+
+def record_of(aws, stderr: str) -> dict:
+    uri = stderr.split("recorded at ")[1].split()[0]
+    bucket, _, key = uri.removeprefix("s3://").partition("/")
+    return json.loads(aws.text(bucket, key))
+
+
+def consume_manifests(aws, record: dict, which: list[int]) -> None:
+    """What store --remove-sample-file does after a successful ingestion."""
+    stores = [job for job in record["jobs"] if job["stage"].startswith("ingest")]
+    for i in which:
+        bucket, _, key = stores[i]["manifest"].removeprefix("s3://").partition("/")
+        aws.s3.delete_object(Bucket=bucket, Key=key)
+
+
+def manifest_of(job: dict) -> str:
+    command = job["containerOverrides"]["command"]
+    return command[command.index("-f") + 1]
+
+
+def make_dataset(aws) -> None:
+    aws.s3.put_object(Bucket="my-bucketname", Key="test-vcf-dataset/__tiledb_group.tdb", Body=b"")

@@ -12,27 +12,18 @@ import boto3
 import pytest
 
 import local_aws
-from conftest import ROOT
-
-UUID = r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}"
+from conftest import ROOT, UUID
 
 
 @pytest.fixture
-def server(monkeypatch, tmp_path):
-    server, endpoint = local_aws.start_server()
-    monkeypatch.setenv("AWS_ENDPOINT_URL", endpoint)
-    try:
-        local_aws.create_buckets()
-        local_aws.create_batch_environment()
-        uris = local_aws.put_samples(20)
-        (tmp_path / "samples.txt").write_text("".join(f"{uri}\n" for uri in uris))
-        s3 = boto3.client("s3", region_name="us-east-1")
-        names = "".join(f"SampleName{i}\n" for i in range(1, 11)).encode()
-        s3.put_object(Bucket="my-bucketname", Key="10-names.txt", Body=names)
-        s3.put_object(Bucket="my-bucketname", Key="bedfiles/sorted1000000.bed", Body=b"chr1\t0\t10\n")
-        yield endpoint
-    finally:
-        server.stop()
+def server(moto_server, tmp_path):
+    uris = local_aws.put_samples(20)
+    (tmp_path / "samples.txt").write_text("".join(f"{uri}\n" for uri in uris))
+    s3 = boto3.client("s3", region_name="us-east-1")
+    names = "".join(f"SampleName{i}\n" for i in range(1, 11)).encode()
+    s3.put_object(Bucket="my-bucketname", Key="10-names.txt", Body=names)
+    s3.put_object(Bucket="my-bucketname", Key="bedfiles/sorted1000000.bed", Body=b"chr1\t0\t10\n")
+    return moto_server
 
 
 def run(args: list[str], cwd) -> subprocess.CompletedProcess:

@@ -6,7 +6,8 @@ import json
 
 import pytest
 
-DATASET = "s3://my-bucketname/test-vcf-dataset"
+from conftest import DATASET
+
 NAMES = [f"SampleName{i}" for i in range(1, 11)]
 
 

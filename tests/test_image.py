@@ -13,14 +13,16 @@ from pathlib import Path
 import boto3
 import pytest
 
-import common
 from conftest import ROOT
+from tiledbvcf_batch.inputs import ExportOptions
+from tiledbvcf_batch.plan import plan_export
+from tiledbvcf_batch.storage import S3Uri
 
 sys.path.insert(0, str(ROOT / "image"))
 import entrypoint
 
 STANDIN = '''#!/usr/bin/env python3
-"""Stand-in for tiledbvcf, as tiledbvcf-cli.md describes it."""
+"""Stand-in for tiledbvcf, as the README describes its export (for failure paths)."""
 import json, os, sys
 args = sys.argv[1:]
 with open(os.environ["STANDIN_LOG"], "a") as log:
@@ -129,22 +131,22 @@ def test_the_command_batch_export_submits_works_through_the_entrypoint(aws, stan
     """The names file on S3, exactly the arguments of a planned export job."""
     scratch, calls = standin
     aws.s3.put_object(Bucket="my-bucketname", Key="names.txt", Body=b"S3\nS1\nS2\n")
-    opts = common.ExportOptions(
-        "s3://my-bucketname/ds", common.S3Uri("my-bucketname", "out/"), "s3://my-bucketname/names.txt",
-        "s3://my-bucketname/r.bed", num_jobs=2, scratch_path=str(scratch),
+    opts = ExportOptions(
+        "s3://my-bucketname/ds", S3Uri("my-bucketname", "out/"), S3Uri("my-bucketname", "names.txt"),
+        S3Uri("my-bucketname", "r.bed"), S3Uri("my-bucketname"), num_jobs=2, scratch_path=str(scratch),
     )  # fmt: skip
-    plan = common.plan_export(opts, ["S1", "S2", "S3"], "r", common.S3Uri("my-bucketname", "runs/r/"))
+    plan = plan_export(opts, ["S1", "S2", "S3"], "r", S3Uri("my-bucketname", "runs/r/"))
     monkeypatch.setenv("STANDIN_NAMES", "S1,S2")
-    assert entrypoint.main(plan.jobs[0].command, s3=aws.s3) == 0
+    assert entrypoint.main(list(plan.tasks[0].args), s3=aws.s3) == 0
     assert aws.keys("my-bucketname", "out/") == ["out/S1.bcf", "out/S2.bcf"]
     monkeypatch.setenv("STANDIN_NAMES", "S1")  # the wrong files for partition 1:2 (S3)
-    assert entrypoint.main(plan.jobs[1].command, s3=aws.s3) == 1
+    assert entrypoint.main(list(plan.tasks[1].args), s3=aws.s3) == 1
     assert calls()[1][calls()[1].index("--sample-partition") + 1] == "1:2"
 
 
 def test_every_other_command_runs_unchanged(standin, tmp_path):
     _, calls = standin
-    image_layout = dict(os.environ, PYTHONPATH=str(ROOT))  # common.py sits beside the entrypoint in the image
+    image_layout = dict(os.environ, PYTHONPATH=str(ROOT))  # the package sits beside the entrypoint in the image
     args = ["store", "-u", "s3://b/ds", "-f", "s3://b/m.txt", "--remove-sample-file", "--resume"]
     result = subprocess.run([sys.executable, str(ROOT / "image" / "entrypoint.py"), *args], env=image_layout)
     assert result.returncode == 0
@@ -187,8 +189,13 @@ def test_hadolint_reports_nothing_above_info():
 def test_dockerfile_shape():
     text = (ROOT / "Dockerfile-cli").read_text()
     assert text.count("\nFROM ") == 2  # multi-stage
-    for source in re.findall(r"^COPY (?!--from)(.+) /opt/tiledbvcf-batch/$", text, re.MULTILINE)[0].split():
-        assert (ROOT / source).is_file()
+    copies = re.findall(r"^COPY (?!--from)(\S+) (/opt/tiledbvcf-batch/\S*)$", text, re.MULTILINE)
+    assert copies == [
+        ("image/entrypoint.py", "/opt/tiledbvcf-batch/"),
+        ("tiledbvcf_batch", "/opt/tiledbvcf-batch/tiledbvcf_batch"),
+    ]
+    assert (ROOT / "tiledbvcf_batch" / "commands.py").is_file()
+    assert "click" not in text  # the package never imports click: the image does not install it
     assert 'ENTRYPOINT ["python3", "/opt/tiledbvcf-batch/entrypoint.py"]' in text
     assert re.search(r"^USER 1000$", text, re.MULTILINE)
     assert "AWS_EC2_METADATA_DISABLED" not in text and "AWS_CONTAINER_CREDENTIALS" not in text

@@ -7,10 +7,11 @@ import re
 
 import pytest
 
-import common
+from conftest import DATASET, UUID
+from tiledbvcf_batch.executors.batch import MAX_DEPENDS_ON
+from tiledbvcf_batch.record import dataset_index
+from tiledbvcf_batch.storage import S3Uri
 
-DATASET = "s3://my-bucketname/test-vcf-dataset"
-UUID = r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}"
 RETRY_ONCE = {
     "attempts": 3,
     "evaluateOnExit": [
@@ -94,7 +95,7 @@ def test_manifests_and_run_record_are_encrypted_and_complete(aws, samples_file, 
     assert result.exit_code == 0, result.stderr
     keys = aws.keys("bucket2-name")
     run_id = aws.submitted[0]["tags"]["tiledbvcf-batch-run"]
-    marker = f"md/x/{common.dataset_index(common.S3Uri('bucket2-name', 'md/x/'), DATASET).key[5:]}{run_id}.json"
+    marker = f"{dataset_index(S3Uri('bucket2-name', 'md/x/'), DATASET).key}{run_id}.json"
     assert keys == [
         marker,
         f"md/x/tiledbvcf-batch/runs/{run_id}/ingest-b001-j0001.txt",
@@ -181,7 +182,7 @@ def test_incremental_batches_chain_inside_batch_within_twenty_dependencies(aws, 
     assert len(first) == len(second) == 45
     assert "Submitted 3 barrier job(s) after ingestion batch 1" in result.stderr
 
-    assert all(len(job.get("dependsOn", [])) <= common.MAX_DEPENDS_ON for job in aws.submitted)
+    assert all(len(job.get("dependsOn", [])) <= MAX_DEPENDS_ON for job in aws.submitted)
     gates = [job for job in aws.submitted if job["jobName"].startswith("tiledbvcf-gate")]
     assert [len(g["dependsOn"]) for g in gates] == [15, 15, 15]
     assert {d["jobId"] for g in gates for d in g["dependsOn"]} == set(first)

@@ -1,103 +1,131 @@
-"""Polling, the report and the submit pacer, with a scripted Batch and a fake clock."""
+"""Waiting for a run: polling cost, backoff, progress, stuck jobs; with a scripted Batch and a fake clock."""
 
 from __future__ import annotations
 
+import io
 from typing import Any
 
-from botocore.exceptions import ClientError
-
-import common
-
-
-class ScriptedBatch:
-    """describe_jobs answers from a script: job i succeeds at poll round finish_round[i]."""
-
-    def __init__(self, finish_round: dict[str, int], throttle_rounds: frozenset[int] = frozenset()):
-        self.finish_round = finish_round
-        self.throttle_rounds = throttle_rounds
-        self.round = 0
-        self.calls: list[list[str]] = []
-        self._seen_in_round: set[str] = set()
-
-    def describe_jobs(self, jobs: list[str]) -> dict[str, Any]:
-        if set(jobs) & self._seen_in_round:
-            self.round += 1
-            self._seen_in_round = set()
-        self._seen_in_round |= set(jobs)
-        self.calls.append(list(jobs))
-        if self.round in self.throttle_rounds:
-            raise ClientError({"Error": {"Code": "TooManyRequestsException", "Message": "slow"}}, "DescribeJobs")
-        return {
-            "jobs": [
-                {"jobId": j, "status": "SUCCEEDED" if self.round >= self.finish_round[j] else "RUNNING"} for j in jobs
-            ]
-        }
+from conftest import DATASET, T0, ScriptedBatch
+from tiledbvcf_batch.record import RecordedJob, RunRecord
+from tiledbvcf_batch.watch import Progress, StuckJobs, format_duration, wait_for_jobs, watch_run
 
 
-def test_polling_uses_at_most_100_ids_and_never_polls_finished_jobs():
-    finish = {f"j{i}": (0 if i < 200 else 3) for i in range(250)}
-    batch = ScriptedBatch(finish)
-    sleeps: list[float] = []
-    latest = common.wait_for_jobs(batch, list(finish), sleep=sleeps.append, interval=10, max_interval=60)
-    assert all(len(call) <= common.DESCRIBE_JOBS_MAX_IDS for call in batch.calls)
+def record(stages: dict[str, int], kind: str = "ingest") -> RunRecord:
+    jobs = [
+        RecordedJob(
+            f"{stage}-{i}", stage, f"tiledbvcf-{stage}-{i}", f"{stage}/{i}", samples=[f"s3://b/{stage}-{i}.bcf"]
+        )
+        for stage, count in stages.items()
+        for i in range(1, count + 1)
+    ]
+    return RunRecord(
+        run_id="ingest-r1",
+        kind=kind,
+        created_at="2027-01-15T08:00:00+00:00",
+        region="us-east-1",
+        target=DATASET,
+        record="s3://bucket2-name/tiledbvcf-batch/runs/ingest-r1/run.json",
+        options={},
+        jobs=jobs,
+        executor={"kind": "batch", "job_queue": "q", "job_definition": "jd"},
+    )
+
+
+def statuses(run: RunRecord, status: str, **extra: Any) -> dict[str, dict[str, Any]]:
+    return {job.job_id: {"status": status, **extra} for job in run.jobs}
+
+
+def test_polling_uses_at_most_100_ids_and_never_polls_finished_jobs(clock):
+    ids = [f"j{i}" for i in range(250)]
+    early = {job_id: {"status": "SUCCEEDED" if i < 200 else "RUNNING"} for i, job_id in enumerate(ids)}
+    done = {job_id: {"status": "SUCCEEDED"} for job_id in ids}
+    batch = ScriptedBatch([early, early, early, done])
+    latest = wait_for_jobs(batch.executor(), ids, sleep=clock.sleep, interval=10, max_interval=60)
     assert [len(call) for call in batch.calls] == [100, 100, 50, 50, 50, 50]
     assert all(d["status"] == "SUCCEEDED" for d in latest.values()) and len(latest) == 250
     # Backs off while nothing changes: 10 after the first change, then 20, 40.
-    assert sleeps == [10, 20, 40]
+    assert clock.slept == [10, 20, 40]
 
 
-def test_throttling_slows_polling_down_but_never_ends_the_wait():
-    batch = ScriptedBatch({"a": 2}, throttle_rounds=frozenset({1}))
-    sleeps: list[float] = []
-    latest = common.wait_for_jobs(batch, ["a"], sleep=sleeps.append, interval=5, max_interval=60)
+def test_throttling_slows_polling_down_but_never_ends_the_wait(clock):
+    batch = ScriptedBatch([{"a": {"status": "RUNNING"}}] * 2 + [{"a": {"status": "SUCCEEDED"}}], frozenset({1}))
+    latest = wait_for_jobs(batch.executor(), ["a"], sleep=clock.sleep, interval=5, max_interval=60)
     assert latest["a"]["status"] == "SUCCEEDED"
-    assert sleeps == [5, 10]
+    assert clock.slept == [5, 10]
 
 
-def test_report_figures_and_cost():
-    hour = 3_600_000
-    jobs = [
-        {
-            "jobId": "a",
-            "jobName": "one",
-            "status": "SUCCEEDED",
-            "attempts": [
-                {"startedAt": 0, "stoppedAt": hour // 2, "container": {"containerInstanceArn": "i-1"}},
-                {"startedAt": hour, "stoppedAt": 2 * hour, "container": {"containerInstanceArn": "i-2"}},
-            ],
-        },
-        {
-            "jobId": "b",
-            "jobName": "two",
-            "status": "SUCCEEDED",
-            "attempts": [{"startedAt": 0, "stoppedAt": hour, "container": {"containerInstanceArn": "i-1"}}],
-        },
-        {"jobId": "c", "jobName": "three", "status": "FAILED", "statusReason": "Dependent Job failed", "attempts": []},
-    ]
-    report = common.build_report(jobs, instance_price=2.0)
-    assert (report.total, report.succeeded, report.retried, report.instances) == (3, 2, 1, 2)
-    assert report.longest_seconds == 5400.0
-    assert report.instance_hours == 2.0 and report.cost == 4.0
-    assert common.format_report(report) == [
-        "Finished waiting on 3 jobs:",
-        "- 2 / 3 jobs succeeded",
-        "- 1 jobs had more than 1 attempt.",
-        "- 2 instances used.",
-        "- Longest job took 5400.000 seconds (includes retries).",
-        "- Total cost estimate $4.00 (2.00 hours @ $2.0000 / hr)",
-        "FAILED job c (three): Dependent Job failed",
+def test_plain_progress_prints_on_change_at_most_once_a_minute(clock):
+    run = record({"create": 1, "ingest-1": 2})
+    out = io.StringIO()
+    progress = Progress(run, out, now=clock.now, tty=False)
+    latest = {j.job_id: {"status": "RUNNABLE"} for j in run.jobs}
+    progress.show(latest)
+    latest["create/1"] = {"status": "SUCCEEDED"}
+    clock.sleep(30)
+    progress.show(latest)  # changed, but within the minute of the last line: nothing yet
+    clock.sleep(31)
+    progress.show(latest)  # a minute later, and different from the last line printed: printed
+    clock.sleep(61)
+    progress.show(latest)  # due, but the same as the last line printed: nothing
+    latest = {j.job_id: {"status": "SUCCEEDED"} for j in run.jobs}
+    progress.show(latest, final=True)
+    elapsed = [format_duration(T0 + d - run.created_epoch()) for d in (0, 61, 122)]
+    assert out.getvalue().splitlines() == [
+        f"[ingest-r1] 0/3 jobs finished, {elapsed[0]} since submission: array creation: RUNNABLE 1 | "
+        "ingestion 1: RUNNABLE 2",
+        f"[ingest-r1] 1/3 jobs finished, {elapsed[1]} since submission: array creation: SUCCEEDED 1 | "
+        "ingestion 1: RUNNABLE 2",
+        f"[ingest-r1] 3/3 jobs finished, {elapsed[2]} since submission: array creation: SUCCEEDED 1 | "
+        "ingestion 1: SUCCEEDED 2",
     ]
 
 
-def test_pacer_keeps_submissions_under_the_account_limit():
-    now = [0.0]
-    pacer = common.Pacer(
-        common.SUBMITS_PER_SECOND, clock=lambda: now[0], sleep=lambda s: now.__setitem__(0, now[0] + s)
+def test_terminal_progress_redraws_in_place():
+    run = record({"export": 2}, kind="export")
+    out = io.StringIO()
+    progress = Progress(run, out, now=lambda: T0, tty=True)
+    progress.show({"export/1": {"status": "RUNNING"}, "export/2": {"status": "RUNNABLE"}})
+    progress.show({"export/1": {"status": "SUCCEEDED"}, "export/2": {"status": "RUNNING"}})
+    first, second = out.getvalue().split("\x1b[2F\x1b[J")
+    assert first.splitlines()[1] == "  export: RUNNABLE 1, RUNNING 1"
+    assert second.splitlines()[1] == "  export: RUNNING 1, SUCCEEDED 1"
+
+
+def test_stuck_misconfiguration_is_reported_at_once_and_capacity_only_if_it_lasts(clock):
+    run = record({"ingest-1": 3})
+    stuck = {"status": "RUNNABLE", "statusReason": "MISCONFIGURATION:JOB_RESOURCE_REQUIREMENT - too big"}
+    waiting = {"status": "RUNNABLE", "statusReason": "CAPACITY:INSUFFICIENT_INSTANCE_CAPACITY - none"}
+    rounds = [{"ingest-1/1": stuck, "ingest-1/2": stuck, "ingest-1/3": waiting}] * 3 + [
+        {"ingest-1/1": {"status": "FAILED"}, "ingest-1/2": {"status": "FAILED"}, "ingest-1/3": {"status": "SUCCEEDED"}}
+    ]
+    out = io.StringIO()
+    latest = watch_run(
+        run, ScriptedBatch(rounds).executor(), stream=out, sleep=clock.sleep, now=clock.now, tty=False, interval=1000
     )
-    stamps = []
-    for _ in range(200):
-        pacer.wait()
-        stamps.append(now[0])
-    # No one-second window holds more than 50 submissions (the account-wide SubmitJob limit).
-    assert max(sum(1 for t in stamps if start <= t < start + 1) for start in stamps) <= 50
-    assert stamps[-1] >= 199 / common.SUBMITS_PER_SECOND - 1e-9
+    assert latest["ingest-1/1"]["status"] == "FAILED"
+    err = out.getvalue().splitlines()
+    stuck_lines = [line for line in err if line.startswith("STUCK")]
+    assert stuck_lines == [
+        "STUCK: 2 job(s) (e.g. tiledbvcf-ingest-1-1) are RUNNABLE with MISCONFIGURATION:JOB_RESOURCE_REQUIREMENT"
+        " - too big and will never start: check the compute environment, its service role and the job's "
+        "resources. Cancel the run with python batch-runs.py cancel ..."
+    ]
+    assert err.index(stuck_lines[0]) < 3  # reported after the first poll, not at the end
+    warnings = [line for line in err if line.startswith("WARNING")]
+    assert len(warnings) == 1 and "has waited 16m40s for capacity (CAPACITY:INSUFFICIENT" in warnings[0]
+
+
+def test_known_misconfiguration_gets_specific_advice():
+    stuck = StuckJobs(now=lambda: T0)
+    latest = {"a": {"status": "RUNNABLE", "statusReason": "MISCONFIGURATION:COMPUTE_ENVIRONMENT_MAX_RESOURCE"}}
+    (message,) = stuck.check(latest, {"a": "job-a"})
+    assert "more vCPUs or memory than any instance" in message
+    assert stuck.check(latest, {"a": "job-a"}) == []  # said once
+
+
+def test_watch_backs_off_when_nothing_changes(clock):
+    run = record({"ingest-1": 1})
+    rounds = [statuses(run, "RUNNING")] * 5 + [statuses(run, "SUCCEEDED")]
+    latest = watch_run(run, ScriptedBatch(rounds).executor(), stream=io.StringIO(), sleep=clock.sleep, now=clock.now)
+    assert latest["ingest-1/1"]["status"] == "SUCCEEDED"
+    assert clock.slept == [10, 20, 40, 60, 60]

@@ -1,0 +1,124 @@
+"""Never twice, never lost: earlier runs of a dataset, skipping, resuming."""
+
+from __future__ import annotations
+
+import local_aws
+from conftest import base, consume_manifests, make_dataset, manifest_of, record_of
+
+
+def test_rerun_skips_what_earlier_runs_ingested(aws, samples_file, run_ingest, monkeypatch):
+    samples = samples_file(6)
+    monkeypatch.setenv("MOTO_SIMPLE_BATCH_FAIL_AFTER", "0")  # every job fails...
+    first = run_ingest(*base(samples), "--num-jobs", "3")
+    monkeypatch.delenv("MOTO_SIMPLE_BATCH_FAIL_AFTER")
+    assert first.exit_code == 0, first.stderr
+    make_dataset(aws)
+    consume_manifests(aws, record_of(aws, first.stderr), [0, 1])  # ...but jobs 1 and 2 had ingested
+    aws.submitted.clear()
+
+    again = run_ingest(*base(samples), "--num-jobs", "3")
+    assert again.exit_code == 0
+    assert "skipped 4 samples already ingested by earlier runs" in again.stderr
+    assert f"skipped 2 samples of failed jobs of run {record_of(aws, first.stderr)['run_id']}" in again.stderr
+    assert "Nothing to ingest: no job submitted" in again.stderr
+    assert again.stdout == "" and aws.submitted == []
+
+    with samples.open("a") as handle:
+        handle.write("".join(f"{uri}\n" for uri in local_aws.put_samples(8)[6:]))
+    more = run_ingest(*base(samples), "--num-jobs", "3")
+    assert more.exit_code == 0, more.stderr
+    manifests = [aws.text(*manifest_of(job)[5:].split("/", 1)) for job in aws.submitted]
+    assert "".join(manifests).splitlines() == [
+        "s3://bucket-name/samples/7.bcf",
+        "s3://bucket-name/samples/8.bcf",
+    ]
+
+
+def test_force_reingest_submits_everything(aws, samples_file, run_ingest):
+    samples = samples_file(2)
+    first = run_ingest(*base(samples))
+    make_dataset(aws)
+    consume_manifests(aws, record_of(aws, first.stderr), [0])
+    aws.submitted.clear()
+    result = run_ingest(*base(samples), "--force-reingest")
+    assert result.exit_code == 0 and len(aws.submitted) == 1
+    assert "skipped" not in result.stderr
+
+
+def running(aws):
+    def handler(parsed, **_):
+        for job in parsed.get("jobs", []):
+            job["status"] = "RUNNING"
+
+    aws.on("after-call.batch.DescribeJobs", handler)
+
+
+def test_samples_still_being_ingested_are_not_submitted_again(aws, samples_file, run_ingest):
+    samples = samples_file(2)
+    first = run_ingest(*base(samples))
+    make_dataset(aws)
+    running(aws)
+    aws.submitted.clear()
+    result = run_ingest(*base(samples))
+    assert f"skipped 2 samples that jobs of run {record_of(aws, first.stderr)['run_id']} are still ingesting" in (
+        result.stderr
+    )
+    assert aws.submitted == []
+
+
+def test_no_second_creation_while_a_first_run_is_still_creating(aws, samples_file, run_ingest):
+    samples = samples_file(2)
+    run_ingest(*base(samples))
+    running(aws)
+    aws.submitted.clear()
+    result = run_ingest(*base(samples))
+    assert result.exit_code == 2
+    assert "is still creating and ingesting s3://my-bucketname/test-vcf-dataset: wait for it" in result.stderr
+
+
+def test_resume_resubmits_only_failed_jobs_with_their_original_manifests(aws, samples_file, run_ingest, monkeypatch):
+    samples = samples_file(9)
+    monkeypatch.setenv("MOTO_SIMPLE_BATCH_FAIL_AFTER", "0")
+    first = run_ingest(*base(samples), "--num-jobs", "3", "--incremental", "2", "--sample-batch-size", "4")
+    monkeypatch.delenv("MOTO_SIMPLE_BATCH_FAIL_AFTER")
+    original = {job["jobName"]: job for job in aws.submitted}
+    record = record_of(aws, first.stderr)
+    make_dataset(aws)
+    consume_manifests(aws, record, [0, 2, 3])  # b1-j1, b1-j3 and b2-j1 succeeded
+    aws.submitted.clear()
+
+    result = run_ingest(*base(samples), "--num-jobs", "7", "--resume", record["run_id"])
+    assert result.exit_code == 0, result.stderr
+    assert f"resuming run {record['run_id']}: resubmitting 3 jobs that did not succeed" in result.stderr
+    names = [job["jobName"] for job in aws.submitted]
+    assert names == ["tiledbvcf-ingest-b1-j2", "tiledbvcf-ingest-b2-j2", "tiledbvcf-ingest-b2-j3"]
+    for job in aws.submitted:
+        # The very same command: same manifest, same sample batch size, so store --resume matches.
+        assert job["containerOverrides"]["command"] == original[job["jobName"]]["containerOverrides"]["command"]
+    b1 = aws.describe(result.lines[0].split()[-1:])[0]["jobId"]
+    assert all(d == {"jobId": b1} for job in aws.submitted[1:] for d in job["dependsOn"])
+    assert [line.split()[:3] for line in result.lines] == [["Submitted", "ingestion", "job(s)"]] * 2
+    new_record = record_of(aws, result.stderr)
+    assert new_record["options"]["resumes"] == record["run_id"]
+    # Nothing new was uploaded: the original manifests are reused.
+    assert not [
+        k for k in aws.keys("bucket2-name", f"tiledbvcf-batch/runs/{new_record['run_id']}/") if k.endswith(".txt")
+    ]
+
+
+def test_resume_refuses_another_samples_file(aws, samples_file, run_ingest, tmp_path):
+    samples = samples_file(3)
+    first = run_ingest(*base(samples))
+    other = tmp_path / "other.txt"
+    other.write_text("".join(samples.read_text().splitlines(keepends=True)[:2]))
+    result = run_ingest(*base(other), "--resume", record_of(aws, first.stderr)["run_id"])
+    assert result.exit_code == 2
+    assert "--samples lists 0 samples that run did not have and lacks 1 it had" in result.stderr
+
+
+def test_resume_refuses_a_run_with_unfinished_jobs(aws, samples_file, run_ingest):
+    samples = samples_file(2)
+    first = run_ingest(*base(samples))
+    running(aws)
+    result = run_ingest(*base(samples), "--resume", record_of(aws, first.stderr)["run_id"])
+    assert result.exit_code == 2 and "still has 2 unfinished jobs" in result.stderr

@@ -1,0 +1,174 @@
+"""The report of a finished run: figures, cost, Spot interruptions, and failure diagnosis with logs."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import re
+import time
+
+from conftest import DATASET
+from tiledbvcf_batch.report import build_report, format_report
+
+
+def test_report_figures_and_cost():
+    hour = 3_600_000
+    jobs = [
+        {
+            "jobId": "a",
+            "jobName": "one",
+            "status": "SUCCEEDED",
+            "attempts": [
+                {"startedAt": 0, "stoppedAt": hour // 2, "container": {"containerInstanceArn": "i-1"}},
+                {"startedAt": hour, "stoppedAt": 2 * hour, "container": {"containerInstanceArn": "i-2"}},
+            ],
+        },
+        {
+            "jobId": "b",
+            "jobName": "two",
+            "status": "SUCCEEDED",
+            "attempts": [{"startedAt": 0, "stoppedAt": hour, "container": {"containerInstanceArn": "i-1"}}],
+        },
+        {"jobId": "c", "jobName": "three", "status": "FAILED", "statusReason": "Dependent Job failed", "attempts": []},
+    ]
+    report = build_report(jobs, instance_price=2.0)
+    assert (report.total, report.succeeded, report.retried, report.instances) == (3, 2, 1, 2)
+    assert report.longest_seconds == 5400.0
+    assert report.instance_hours == 2.0 and report.cost == 4.0
+    assert format_report(report) == [
+        "Finished waiting on 3 jobs:",
+        "- 2 / 3 jobs succeeded",
+        "- 1 jobs had more than 1 attempt.",
+        "- 2 instances used.",
+        "- Longest job took 5400.000 seconds (includes retries).",
+        "- Total cost estimate $4.00 (2.00 hours @ $2.0000 / hr)",
+        "FAILED job c (three): Dependent Job failed",
+    ]
+
+
+def test_spot_interruptions_are_counted():
+    descriptions = [
+        {"jobId": "a", "status": "SUCCEEDED", "attempts": [
+            {"statusReason": "Host EC2 (instance i-1) terminated.", "startedAt": 0, "stoppedAt": 10},
+            {"statusReason": "Essential container in task exited", "startedAt": 20, "stoppedAt": 30},
+        ]},
+    ]  # fmt: skip
+    report = build_report(descriptions, 1.0)
+    assert report.spot_interruptions == 1 and report.retried == 1
+
+
+def fail_with(aws, reason: str, exit_code: int, container_reason: str | None, streams: bool = True) -> None:
+    """Give moto's failed jobs what a real failed attempt carries."""
+
+    def handler(parsed, **_):
+        for job in parsed.get("jobs", []):
+            if job["status"] != "FAILED":
+                continue
+            job["statusReason"] = reason
+            for attempt in job.get("attempts", []):
+                attempt["statusReason"] = reason
+                attempt["container"]["exitCode"] = exit_code
+                if container_reason:
+                    attempt["container"]["reason"] = container_reason
+                if not streams:
+                    attempt["container"].pop("logStreamName", None)
+
+    aws.on("after-call.batch.DescribeJobs", handler)
+
+
+def put_log(aws, group: str, stream: str, lines: list[str]) -> None:
+    with contextlib.suppress(aws.logs.exceptions.ResourceAlreadyExistsException):
+        aws.logs.create_log_group(logGroupName=group)
+    aws.logs.create_log_stream(logGroupName=group, logStreamName=stream)
+    start = int(time.time() * 1000)
+    events = [{"timestamp": start + i, "message": line} for i, line in enumerate(lines)]
+    aws.logs.put_log_events(logGroupName=group, logStreamName=stream, logEvents=events)
+
+
+def run_failing(aws, samples_file, run_ingest, monkeypatch, *extra: str):
+    monkeypatch.setenv("MOTO_SIMPLE_BATCH_FAIL_AFTER", "0")
+    samples = samples_file(3)
+    return run_ingest(
+        "--dataset-uri", DATASET, "--samples", str(samples), "--metadata-s3", "bucket2-name",
+        "--num-jobs", "3", "--wait", *extra,
+    )  # fmt: skip
+
+
+LOG = [f"[2027-01-15 08:0{i}:00] [tiledbvcf] [info] step {i}" for i in range(30)] + [
+    "[critical] Error: [TileDB::S3] Access Denied"
+]
+
+
+def test_failed_jobs_are_grouped_with_reason_exit_code_and_log_tail(aws, samples_file, run_ingest, monkeypatch):
+    fail_with(aws, "Essential container in task exited", 1, None)
+    original = aws.on
+    streams = []
+    original("before-parameter-build.logs.GetLogEvents", lambda params, **_: streams.append(params["logStreamName"]))
+    aws.on(
+        "after-call.batch.SubmitJob",
+        lambda parsed, **_: put_log(aws, "/aws/batch/job", f"tiledbvcf-24h/default/{parsed['jobId']}", LOG),
+    )
+    result = run_failing(aws, samples_file, run_ingest, monkeypatch, "--log-lines", "3")
+    assert result.exit_code == 1
+    out = result.stdout
+    assert "- 0 / 4 jobs succeeded" in out
+    assert "4 jobs failed with the same error: tiledbvcf-create, tiledbvcf-ingest-b1-j1" in out
+    assert "  status reason: Essential container in task exited" in out
+    assert "  attempt 1 of tiledbvcf-create: exit code 1, Essential container in task exited" in out
+    assert re.search(r"    log: /aws/batch/job tiledbvcf-24h/default/[0-9a-f-]{36}\n", out)
+    tail = [line for line in out.splitlines() if line.startswith("    | ")]
+    assert tail == [f"    | {line}" for line in LOG[-3:]]
+    assert len(streams) == 1  # one log read for the whole group, not one per job
+
+
+def test_missing_log_group_still_reports_everything_else(aws, samples_file, run_ingest, monkeypatch):
+    fail_with(aws, "Essential container in task exited", 137, "OutOfMemoryError: Container killed due to memory usage")
+    result = run_failing(aws, samples_file, run_ingest, monkeypatch)
+    assert result.exit_code == 1
+    assert "exit code 137, Essential container in task exited, container: OutOfMemoryError" in result.stdout
+    assert re.search(r"\(log stream tiledbvcf-24h/default/\S+ not found in log group /aws/batch/job\)", result.stdout)
+
+
+def test_attempt_without_log_stream(aws, samples_file, run_ingest, monkeypatch):
+    fail_with(aws, "CannotPullContainerError: pull image manifest has been retried", 0, None, streams=False)
+    result = run_failing(aws, samples_file, run_ingest, monkeypatch)
+    assert "(no log stream: the attempt never reached RUNNING)" in result.stdout
+    assert "status reason: CannotPullContainerError" in result.stdout
+
+
+def test_custom_log_group_of_the_job_definition(aws, samples_file, run_ingest, monkeypatch):
+    aws.batch.register_job_definition(
+        jobDefinitionName="tiledbvcf-24h",
+        type="container",
+        containerProperties={
+            "image": "tiledbvcf",
+            "resourceRequirements": [{"type": "VCPU", "value": "16"}, {"type": "MEMORY", "value": "61440"}],
+            "logConfiguration": {"logDriver": "awslogs", "options": {"awslogs-group": "/tiledbvcf/jobs"}},
+        },
+    )
+    fail_with(aws, "Essential container in task exited", 1, None)
+    aws.on(
+        "after-call.batch.SubmitJob",
+        lambda parsed, **_: put_log(aws, "/tiledbvcf/jobs", f"tiledbvcf-24h/default/{parsed['jobId']}", ["boom"]),
+    )
+    result = run_failing(aws, samples_file, run_ingest, monkeypatch)
+    assert re.search(r"    log: /tiledbvcf/jobs tiledbvcf-24h/default/\S+\n    \| boom\n", result.stdout)
+
+
+def test_json_report_document(aws, samples_file, run_ingest, monkeypatch):
+    fail_with(aws, "Essential container in task exited", 1, None)
+    result = run_failing(aws, samples_file, run_ingest, monkeypatch, "--json")
+    assert result.exit_code == 1
+    document = json.loads(result.stdout[result.stdout.index("\n{") :])  # after the Submitted lines
+    assert document["ok"] is False and document["kind"] == "ingest" and document["target"] == DATASET
+    assert (document["total"], document["succeeded"], document["samples_succeeded"], document["samples_failed"]) == (
+        4, 0, 0, 3,
+    )  # fmt: skip
+    assert set(document["stages"]) == {"create", "ingest-1"}
+    assert document["stages"]["ingest-1"]["jobs"] == 3
+    assert document["failures"][0]["status_reason"] == "Essential container in task exited"
+    assert len(document["failures"][0]["jobs"]) == 4
+    for key in ("retried", "instances", "longest_seconds", "instance_hours", "instance_price", "cost",
+                "spot_interruptions", "record", "run_id", "missing_exports"):  # fmt: skip
+        assert key in document
+    assert "Finished waiting on 4 jobs:" in result.stderr  # the human report moved to stderr

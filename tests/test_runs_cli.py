@@ -1,0 +1,123 @@
+"""batch-runs.py: a run that outlives the terminal, from fresh processes and only the run record."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+
+import boto3
+import pytest
+from click.testing import CliRunner
+
+import local_aws
+from conftest import DATASET, ROOT, load_script, set_job_status, stop_requests
+
+RUNS = load_script("batch-runs.py")
+
+
+@pytest.fixture
+def server(moto_server, tmp_path):
+    uris = local_aws.put_samples(4)
+    (tmp_path / "samples.txt").write_text("".join(f"{uri}\n" for uri in uris))
+    return moto_server
+
+
+def script(name: str, *args: str, cwd, **kwargs) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, str(ROOT / name), *args], cwd=cwd, env=dict(os.environ), capture_output=True, text=True,
+        timeout=120, **kwargs,
+    )  # fmt: skip
+
+
+def submit(tmp_path) -> tuple[str, list[str]]:
+    result = script(
+        "batch-ingest.py", "--dataset-uri", DATASET, "--samples", "samples.txt", "--metadata-s3", "bucket2-name",
+        "--job-queue", "tiledbvcf-job-queue", "--job-definition", "tiledbvcf-24h", "--num-jobs", "2", cwd=tmp_path,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    uri = re.search(r"recorded at (s3://\S+)", result.stderr).group(1)
+    return uri, [line.split()[-1] for line in result.stdout.splitlines()[:1]] + result.stdout.splitlines()[1].split()[
+        3:
+    ]
+
+
+def test_status_and_wait_again_from_a_fresh_process(server, tmp_path):
+    uri, ids = submit(tmp_path)
+    set_job_status(ids[1:], "RUNNING")
+    running = script("batch-runs.py", "status", uri, cwd=tmp_path)
+    assert running.returncode == 3
+    assert "1/3 jobs finished" in running.stdout
+    assert "  ingestion 1: RUNNING 2" in running.stdout
+
+    set_job_status(ids[1:], "SUCCEEDED")
+    run_id = uri.split("/")[-2]
+    by_id = script("batch-runs.py", "wait", run_id, "--metadata-s3", "bucket2-name", cwd=tmp_path)
+    assert by_id.returncode == 0, by_id.stderr
+    assert "- 3 / 3 jobs succeeded" in by_id.stdout
+    done = script("batch-runs.py", "status", uri, "--json", cwd=tmp_path)
+    assert done.returncode == 0 and json.loads(done.stdout)["ok"] is True
+    listed = script("batch-runs.py", "list", "--metadata-s3", "bucket2-name", cwd=tmp_path)
+    assert listed.stdout.startswith(f"{run_id}  3 jobs  {DATASET}  {uri}")
+
+
+def test_ctrl_c_stops_waiting_not_the_jobs(server, tmp_path):
+    uri, ids = submit(tmp_path)
+    set_job_status(ids, "RUNNING")
+    process = subprocess.Popen(
+        [sys.executable, str(ROOT / "batch-runs.py"), "wait", uri], cwd=tmp_path, env=dict(os.environ),
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    first = process.stderr.readline()  # "Waiting on ..." once the record is read
+    assert first.startswith("Waiting on 3 jobs of run ")
+    process.stderr.readline()  # the first progress line: it is polling
+    process.send_signal(signal.SIGINT)
+    _, err = process.communicate(timeout=60)
+    assert process.returncode == 130
+    assert "The jobs of run" in err and "keep running on AWS Batch" in err
+    assert f"re-attach: python batch-runs.py wait {uri}" in err
+    assert f"cancel:    python batch-runs.py cancel {uri}" in err
+    assert "Traceback" not in err
+    batch = boto3.client("batch", region_name="us-east-1")
+    assert {job["status"] for job in batch.describe_jobs(jobs=ids)["jobs"]} == {"RUNNING"}
+
+
+def test_cancel_from_a_fresh_process(server, tmp_path):
+    uri, ids = submit(tmp_path)
+    set_job_status(ids[:1], "SUCCEEDED")
+    set_job_status(ids[1:2], "RUNNING")
+    set_job_status(ids[2:], "RUNNABLE")
+    result = script("batch-runs.py", "cancel", uri, cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.splitlines() == [
+        f"1 job(s) cancelled (had not started): {ids[2]} (tiledbvcf-ingest-b1-j2)",
+        f"1 job(s) terminated (were running): {ids[1]} (tiledbvcf-ingest-b1-j1)",
+        f"1 job(s) had already finished: {ids[0]} (tiledbvcf-create)",
+    ]
+    stops = stop_requests(ids)
+    assert [stop is not None for stop in stops] == [False, True, True]
+    assert stops[1].startswith("cancelled with batch-runs.py")
+
+
+def test_logs_command_and_bad_run_argument(aws):
+    runner = CliRunner()
+    result = runner.invoke(RUNS.main, ["logs", "ingest-x"])
+    assert result.exit_code == 2
+    assert result.stderr == (
+        "Error: RUN 'ingest-x' is a run id: add --metadata-s3, or give the run record's s3:// URI instead\n"
+    )
+    missing = runner.invoke(RUNS.main, ["logs", "s3://bucket2-name/tiledbvcf-batch/runs/nope/run.json"])
+    assert missing.exit_code == 2 and "cannot read run record" in missing.stderr
+
+
+def test_help_makes_the_companion_discoverable():
+    from conftest import EXPORT, INGEST
+
+    for command in (INGEST.main, EXPORT.main):
+        assert "python batch-runs.py --help" in CliRunner().invoke(command, ["--help"]).output
+    text = CliRunner().invoke(RUNS.main, ["--help"]).output
+    for name in ("status", "wait", "logs", "cancel", "list"):
+        assert re.search(rf"^  {name}\s", text, re.MULTILINE)

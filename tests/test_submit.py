@@ -1,0 +1,168 @@
+"""Submission: throttling storms ridden out, pacing, rollback, --keep-partial, Ctrl-C, and what is sent."""
+
+from __future__ import annotations
+
+import json
+import time
+
+import pytest
+from botocore.awsrequest import AWSResponse
+
+import local_aws
+from conftest import DATASET, FakeClock, base, calls_of, manifest_of, record_of
+from tiledbvcf_batch.aws import make_clients
+from tiledbvcf_batch.executors.batch import SUBMITS_PER_SECOND, BatchExecutor, Pacer
+from tiledbvcf_batch.inputs import IngestOptions, Sample
+from tiledbvcf_batch.plan import ingest_batches, plan_ingest
+from tiledbvcf_batch.record import run_prefix_for
+from tiledbvcf_batch.storage import S3Uri, Storage
+from tiledbvcf_batch.submit import jobs_for, submit_plan
+
+
+class Raw:
+    def __init__(self, body: bytes):
+        self.body = body
+
+    def stream(self, **_):
+        yield self.body
+
+
+def storm(aws, operation: str, status: int, body: bytes, times: int) -> list[int]:
+    """Answer ``times`` requests of ``operation`` with a throttling error at the HTTP level."""
+    answered = []
+
+    def handler(request, **_):
+        if len(answered) < times:
+            answered.append(status)
+            return AWSResponse(request.url, status, {}, Raw(body))
+        return None
+
+    aws.on(f"before-send.{operation}", handler)
+    return answered
+
+
+@pytest.fixture
+def no_sleep(monkeypatch):
+    slept = []
+    monkeypatch.setattr(time, "sleep", slept.append)
+    return slept
+
+
+def test_throttling_storm_on_submit_is_ridden_out(aws, samples_file, run_ingest, no_sleep):
+    body = b'{"__type": "TooManyRequestsException", "message": "Too Many Requests"}'
+    samples = samples_file(4)
+    answered = storm(aws, "batch.SubmitJob", 429, body, times=6)
+    result = run_ingest(*base(samples), "--num-jobs", "4")
+    assert result.exit_code == 0, result.stderr
+    assert answered == [429] * 6
+    assert len(result.lines[1].split()) == 3 + 4
+    assert len(aws.describe([line.split()[-1] for line in result.lines])) == 2
+    assert no_sleep  # botocore backed off
+
+
+def test_slowdown_storm_on_s3_is_ridden_out(aws, samples_file, run_ingest, no_sleep):
+    body = b"<Error><Code>SlowDown</Code><Message>Please reduce your request rate.</Message></Error>"
+    samples = samples_file(4)
+    answered = storm(aws, "s3.PutObject", 503, body, times=5)
+    result = run_ingest(*base(samples), "--num-jobs", "4")
+    assert result.exit_code == 0, result.stderr
+    assert answered == [503] * 5
+    run = record_of(aws, result.stderr)
+    stores = [job for job in run["jobs"] if job["stage"] == "ingest-1"]
+    assert [len(aws.text(*job["manifest"][5:].split("/", 1)).splitlines()) for job in stores] == [1, 1, 1, 1]
+
+
+def test_submissions_are_paced_under_the_account_limit(aws):
+    """The executor paces its SubmitJob calls; the pacer is injected through the executor."""
+    opts = IngestOptions(DATASET, "samples.txt", S3Uri("bucket2-name"), num_jobs=30)
+    samples = [Sample(uri) for uri in local_aws.put_samples(30)]
+    prefix = run_prefix_for(opts.metadata_s3, "ingest-r1")
+    batches, _ = ingest_batches(samples, opts, prefix)
+    plan = plan_ingest(opts, batches, "ingest-r1", prefix)
+    clients = make_clients("us-east-1")
+    clock = FakeClock(0.0)
+    pacer = Pacer(SUBMITS_PER_SECOND, clock=clock.now, sleep=clock.sleep)
+    executor = BatchExecutor(clients, aws.job_queue, aws.job_definition, pacer=pacer)
+    jobs = jobs_for(plan, executor)
+    record = submit_plan(plan, jobs, executor, Storage(clients.s3), {}, region="us-east-1")
+    assert len(record.job_ids()) == len(aws.submitted) == 31
+    assert SUBMITS_PER_SECOND < 50
+    assert clock.time == pytest.approx(30 / SUBMITS_PER_SECOND)  # 31 submits, the first one at once
+
+
+def test_keep_partial_keeps_the_jobs_and_says_what_is_left(aws, samples_file, run_ingest):
+    aws.fail_call("batch.SubmitJob", "ServerException", after=2)
+    result = run_ingest(*base(samples_file(4)), "--num-jobs", "4", "--keep-partial")
+    assert result.exit_code == 1
+    error = result.stderr.splitlines()[-1]
+    run_id = error.split("submission of run ")[1].split()[0]
+    assert f"kept 2 submitted job(s) and 6 file(s) under s3://bucket2-name/tiledbvcf-batch/runs/{run_id}/" in error
+    assert f"the same command plus --resume {run_id}" in error
+    assert "python batch-runs.py cancel s3://bucket2-name/tiledbvcf-batch/runs/" in error
+    record = json.loads(aws.text("bucket2-name", f"tiledbvcf-batch/runs/{run_id}/run.json"))
+    assert [job["job_id"] is not None for job in record["jobs"]] == [True, True, False, False, False]
+
+
+def test_a_rollback_that_cannot_finish_never_leaves_a_record_without_its_manifests(aws, samples_file, run_ingest):
+    samples = samples_file(2)
+    aws.fail_call("batch.SubmitJob", "ServerException", after=1)
+    aws.fail_call("s3.DeleteObject", "AccessDenied", after=2)  # the write probe and one more deletion work
+    result = run_ingest(*base(samples), "--num-jobs", "2")
+    assert result.exit_code == 1
+    assert "tried to undo it but these remain, remove them by hand" in result.stderr
+    left = aws.keys("bucket2-name", "tiledbvcf-batch/runs/")
+    assert any(key.endswith("/run.json") for key in left)
+    assert len([key for key in left if key.endswith(".txt")]) == 2  # the record's manifests are all still there
+    assert aws.keys("bucket2-name", "tiledbvcf-batch/datasets/") == []  # the marker went first
+
+
+def test_ctrl_c_while_submitting_removes_what_was_submitted(aws, samples_file, run_ingest):
+    samples = samples_file(3)
+    sent = []
+
+    def interrupt(**_):
+        sent.append(1)
+        if len(sent) == 3:
+            raise KeyboardInterrupt
+
+    aws.on("before-parameter-build.batch.SubmitJob", interrupt)
+    terminated = []
+    aws.on("before-parameter-build.batch.TerminateJob", lambda params, **_: terminated.append(params["jobId"]))
+    result = run_ingest(*base(samples), "--num-jobs", "3")
+    assert result.exit_code == 1
+    assert "failed after 2 of 4 jobs (interrupted); terminated the 2 job(s) already submitted" in result.stderr
+    assert len(terminated) == 2
+    assert aws.keys("bucket2-name") == []
+
+
+# -- Security ------------------------------------------------------------------------------
+
+
+def test_hostile_sample_uris_stay_one_argument_in_the_manifest(aws, run_ingest, tmp_path):
+    keys = ["odd/with space.bcf", "odd/quote'\"s.bcf", "odd/semi;rm -rf $HOME.bcf"]
+    for key in keys:
+        aws.s3.put_object(Bucket="bucket-name", Key=key, Body=b"x")
+        aws.s3.put_object(Bucket="bucket-name", Key=key + ".csi", Body=b"i")
+    samples = tmp_path / "odd.txt"
+    samples.write_text("".join(f"s3://bucket-name/{key}\n" for key in keys))
+    result = run_ingest(*base(samples))
+    assert result.exit_code == 0, result.stderr
+    manifest = manifest_of(aws.submitted[1])
+    assert aws.text(*manifest[5:].split("/", 1)).splitlines() == [f"s3://bucket-name/{key}" for key in keys]
+
+
+def test_kms_key_encrypts_manifests_and_record(aws, samples_file, run_ingest):
+    result = run_ingest(*base(samples_file(1)), "--kms-key-id", "alias/tiledbvcf")
+    assert result.exit_code == 0, result.stderr
+    puts = [c for c in calls_of(aws, "PutObject") if c["Bucket"] == "bucket2-name"]
+    assert len(puts) >= 4  # probe, manifest, record (twice), marker
+    assert all(c["ServerSideEncryption"] == "aws:kms" and c["SSEKMSKeyId"] == "alias/tiledbvcf" for c in puts)
+
+
+def test_secrets_never_reach_the_record_or_the_output(aws, samples_file, run_ingest):
+    secret = "vfs.s3.aws_secret_access_key=TOPSECRET,vfs.s3.aws_session_token=TOKEN"
+    result = run_ingest(*base(samples_file(1)), "--tiledb-config", secret, "--wait")
+    assert result.exit_code == 0, result.stderr
+    assert "TOPSECRET" not in result.stdout + result.stderr
+    text = json.dumps(record_of(aws, result.stderr))
+    assert "TOPSECRET" not in text and "TOKEN" not in text.replace("session_token", "")

@@ -1,0 +1,115 @@
+"""The one module that spells ``tiledbvcf`` flags: every job's argument list is built here.
+
+Job commands are argument lists, never shell strings, so a sample URI with spaces, quotes or
+``;`` stays one argument. The image's entrypoint reads the same spellings back.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from typing import Any
+
+from .inputs import ExportOptions, IngestOptions
+
+EXPORT_SUFFIXES = {"b": ".bcf", "u": ".bcf", "z": ".vcf.gz", "v": ".vcf"}
+# ``tiledbvcf --version`` does nothing and exits 0 on every release: a barrier job's command.
+BARRIER_COMMAND = ("--version",)
+_SECRET_KEY_RE = re.compile(r"secret|token|password|session", re.IGNORECASE)
+
+
+def split_evenly(items: Sequence[Any], parts: int) -> list[list[Any]]:
+    """Contiguous chunks whose sizes differ by at most one, larger first; never an empty chunk.
+
+    This is also how ``tiledbvcf export --sample-partition`` cuts its sorted sample list.
+    """
+    parts = min(parts, len(items))
+    size, extra = divmod(len(items), parts) if parts else (0, 0)
+    chunks, start = [], 0
+    for i in range(parts):
+        end = start + size + (1 if i < extra else 0)
+        chunks.append(list(items[start:end]))
+        start = end
+    return chunks
+
+
+def config_args(tiledb_config: str | None) -> list[str]:
+    # --tiledb-config takes every following word as a value: it must come last.
+    return ["--tiledb-config", tiledb_config] if tiledb_config else []
+
+
+def scratch_args(path: str, size_mb: int) -> list[str]:
+    # Without -d/-s htslib streams the inputs instead of downloading them to scratch.
+    return ["-d", path, "-s", str(size_mb)] if size_mb > 0 else []
+
+
+def create_command(opts: IngestOptions) -> list[str]:
+    command = ["create", "-u", opts.dataset_uri]
+    if opts.attributes:
+        command += ["-a", ",".join(opts.attributes)]
+    return command + config_args(opts.tiledb_config)
+
+
+def register_command(opts: IngestOptions, manifest: str) -> list[str]:
+    # The legacy CLI's register takes no --tiledb-config.
+    return ["register", "-u", opts.dataset_uri, *scratch_args(opts.scratch_path, opts.scratch_size), "-f", manifest]
+
+
+def store_command(opts: IngestOptions, manifest: str) -> list[str]:
+    command = [
+        "store",
+        "-u",
+        opts.dataset_uri,
+        *scratch_args(opts.scratch_path, opts.scratch_size),
+        "-t",
+        str(opts.store_threads),
+        "-f",
+        manifest,
+        "--remove-sample-file",
+    ]
+    if not opts.register:
+        # A retried attempt skips what an earlier attempt of the same manifest already wrote.
+        command.append("--resume")
+    if opts.sample_batch_size:
+        command += ["-e", str(opts.sample_batch_size)]
+    return command + config_args(opts.tiledb_config)
+
+
+def export_command(opts: ExportOptions, partition: int, partitions: int) -> list[str]:
+    command = [
+        "export",
+        "-u",
+        opts.dataset_uri,
+        "-f",
+        str(opts.samples),
+        "-R",
+        str(opts.bed),
+        "--sample-partition",
+        f"{partition}:{partitions}",
+        "-d",
+        opts.scratch_path,
+        "--upload-dir",
+        str(opts.dest_s3),
+    ]
+    if opts.output_format != "b":  # the legacy CLI has no -O; b is the default of both
+        command += ["-O", opts.output_format]
+    return command + config_args(opts.tiledb_config)
+
+
+def redact_config(text: str | None) -> str | None:
+    """A TileDB config string safe to print or record: secret-looking values are hidden."""
+    if text is None:
+        return None
+    items = []
+    for item in text.split(","):
+        key = item.partition("=")[0]
+        items.append(f"{key}=***" if _SECRET_KEY_RE.search(key) else item)
+    return ",".join(items)
+
+
+def redact_command(command: Sequence[str]) -> list[str]:
+    shown = list(command)
+    for i, arg in enumerate(shown[:-1]):
+        if arg == "--tiledb-config":
+            shown[i + 1] = redact_config(shown[i + 1]) or ""
+    return shown

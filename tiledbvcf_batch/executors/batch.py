@@ -1,0 +1,313 @@
+"""AWS Batch, and only here: job payloads and their limits, barrier jobs, pacing, describe, cancel, logs.
+
+moto's Batch enforces none of the limits below (see README, "Development"), so they are
+enforced here, on every job, before the first upload of a run.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+from botocore.exceptions import BotoCoreError, ClientError
+
+from ..aws import Clients, aws_message, error_code
+from ..commands import BARRIER_COMMAND, split_evenly
+from ..inputs import Resources
+from ..plan import BARRIER, Plan, Stage, Task
+from .base import NOT_STARTED, TERMINAL_STATUSES, Attempt, CancelOutcome, JobDescription, LogTail, Throttled
+
+MAX_DEPENDS_ON = 20
+DESCRIBE_JOBS_MAX_IDS = 100
+# The account-wide SubmitJob limit is 50/s; staying below it leaves room for other clients.
+SUBMITS_PER_SECOND = 40
+MAX_ATTEMPTS = 10
+JOB_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,127}$")
+# When --retries is 1, jobs still get this many attempts, but only for host loss (Spot).
+HOST_LOSS_ATTEMPTS = 3
+BARRIER_RESOURCES = Resources(vcpus=1, memory=1024)
+DEFAULT_LOG_GROUP = "/aws/batch/job"
+THROTTLING_CODES = ("TooManyRequestsException", "ThrottlingException")
+
+
+def retry_strategy(retries: int) -> dict[str, Any]:
+    """Batch retry strategy for ``--retries N``.
+
+    With N = 1 a job is still retried, up to HOST_LOSS_ATTEMPTS attempts, when its host
+    went away (Spot reclaim, lost instance); any other failure ends it. With N > 1 every
+    failure is retried up to N attempts in all, host loss included.
+    """
+    if retries == 1:
+        return {
+            "attempts": HOST_LOSS_ATTEMPTS,
+            "evaluateOnExit": [
+                {"onStatusReason": "Host EC2*", "action": "RETRY"},
+                {"onReason": "*", "action": "EXIT"},
+            ],
+        }
+    return {"attempts": retries}
+
+
+def resource_requirements(resources: Resources) -> list[dict[str, str]]:
+    return [{"type": "VCPU", "value": str(resources.vcpus)}, {"type": "MEMORY", "value": str(resources.memory)}]
+
+
+def with_barriers(tasks: Sequence[Task]) -> list[Task]:
+    """The tasks in order, with barrier jobs wherever a task waits for more than MAX_DEPENDS_ON others.
+
+    Each barrier waits for up to MAX_DEPENDS_ON jobs, over as many levels as needed, and the
+    task then waits for the last level. Tasks that wait for the same set share the barriers.
+    """
+    stage_of = {task.key: task.stage for task in tasks}
+    jobs: list[Task] = []
+    gathered: dict[tuple[str, ...], tuple[str, ...]] = {}
+    for task in tasks:
+        after = task.after
+        if len(after) > MAX_DEPENDS_ON:
+            if after not in gathered:
+                barriers, gathered[after] = barrier_jobs(after, stage_of[after[0]].batch or 0, task.retries)
+                jobs.extend(barriers)
+            task = replace(task, after=gathered[after])
+        jobs.append(task)
+    return jobs
+
+
+def barrier_jobs(keys: tuple[str, ...], batch: int, retries: int) -> tuple[list[Task], tuple[str, ...]]:
+    barriers: list[Task] = []
+    level = 0
+    while len(keys) > MAX_DEPENDS_ON:
+        level += 1
+        next_keys = []
+        for i, group in enumerate(split_evenly(keys, -(-len(keys) // MAX_DEPENDS_ON)), start=1):
+            key = f"{BARRIER}-{batch}-{level}-{i}"
+            name = f"tiledbvcf-{BARRIER}-b{batch}-l{level}-{i}"
+            barriers.append(
+                Task(key, Stage(BARRIER, batch), name, BARRIER_COMMAND, BARRIER_RESOURCES, retries, tuple(group))
+            )
+            next_keys.append(key)
+        keys = tuple(next_keys)
+    return barriers, keys
+
+
+def job_problems(job: Task, earlier: set[str]) -> list[str]:
+    """What Batch would refuse in this job, or what would break the run's order."""
+    problems = []
+    if not JOB_NAME_RE.match(job.name):
+        problems.append(f"job name {job.name!r} is not a valid Batch job name")
+    if not job.args or any(not isinstance(arg, str) or arg == "" for arg in job.args):
+        problems.append(f"job {job.name}: a command may not be empty or contain an empty string")
+    if len(job.after) > MAX_DEPENDS_ON:
+        problems.append(f"job {job.name} depends on {len(job.after)} jobs; Batch allows {MAX_DEPENDS_ON}")
+    if not 1 <= retry_strategy(job.retries)["attempts"] <= MAX_ATTEMPTS:
+        problems.append(f"job {job.name}: retry attempts must be between 1 and {MAX_ATTEMPTS}")
+    missing = [key for key in job.after if key not in earlier]
+    if missing:
+        problems.append(f"job {job.name} depends on {', '.join(missing)}, not submitted before it")
+    return problems
+
+
+def payload(job: Task, ids: dict[str, str], job_queue: str, job_definition: str, run_id: str) -> dict[str, Any]:
+    """The SubmitJob request for ``job`` (checked beforehand by ``job_problems``)."""
+    request: dict[str, Any] = {
+        "jobName": job.name,
+        "jobQueue": job_queue,
+        "jobDefinition": job_definition,
+        "containerOverrides": {
+            "command": list(job.args),
+            "resourceRequirements": resource_requirements(job.resources),
+        },
+        "retryStrategy": retry_strategy(job.retries),
+        "tags": {"tiledbvcf-batch-run": run_id, "tiledbvcf-batch-stage": str(job.stage)},
+    }
+    if job.after:
+        request["dependsOn"] = [{"jobId": ids[key]} for key in job.after]
+    return request
+
+
+@dataclass
+class Pacer:
+    """Keeps calls under a rate (calls per second) with an injectable clock and sleep."""
+
+    rate: float
+    clock: Callable[[], float] = time.monotonic
+    sleep: Callable[[float], None] = time.sleep
+    _next: float = 0.0
+
+    def wait(self) -> None:
+        now = self.clock()
+        if now < self._next:
+            self.sleep(self._next - now)
+            now = self._next
+        self._next = now + 1.0 / self.rate
+
+
+def chunks(items: Sequence[Any], size: int) -> Iterable[Sequence[Any]]:
+    for start in range(0, len(items), size):
+        yield items[start : start + size]
+
+
+def check_job_queue(batch: Any, name: str, region: str) -> list[str]:
+    try:
+        queues = batch.describe_job_queues(jobQueues=[name])["jobQueues"]
+    except ClientError as error:
+        return [f"--job-queue {name}: cannot describe it ({aws_message(error)})"]
+    if not queues:
+        return [f"--job-queue {name}: no such job queue in {region}: check the name and --region"]
+    queue = queues[0]
+    problems = []
+    if queue.get("state") != "ENABLED":
+        problems.append(f"--job-queue {name} is {queue.get('state')}: enable it or pick another queue")
+    if queue.get("status") not in ("VALID", "UPDATING"):
+        problems.append(
+            f"--job-queue {name} is {queue.get('status')} ({queue.get('statusReason', 'no reason given')}): "
+            "fix or recreate it"
+        )
+    if not queue.get("computeEnvironmentOrder"):
+        problems.append(f"--job-queue {name} has no compute environment: attach one")
+    return problems
+
+
+def find_job_definition(batch: Any, name: str) -> dict[str, Any] | None:
+    """The ACTIVE job definition ``name``, ``name:revision`` or ARN (newest revision when none)."""
+    if ":" in name:
+        found = batch.describe_job_definitions(jobDefinitions=[name])["jobDefinitions"]
+    else:
+        found = []
+        for page in batch.get_paginator("describe_job_definitions").paginate(jobDefinitionName=name, status="ACTIVE"):
+            found.extend(page["jobDefinitions"])
+    active = [d for d in found if d.get("status", "ACTIVE") == "ACTIVE"]
+    return max(active, key=lambda d: d.get("revision", 0)) if active else None
+
+
+def check_job_definition(batch: Any, name: str, region: str) -> list[str]:
+    try:
+        definition = find_job_definition(batch, name)
+    except ClientError as error:
+        return [f"--job-definition {name}: cannot describe it ({aws_message(error)})"]
+    if definition is None:
+        return [
+            f"--job-definition {name}: no ACTIVE job definition of that name in {region}: check the name and --region"
+        ]
+    if definition.get("type") != "container":
+        return [f"--job-definition {name} is of type {definition.get('type')}: it must be a container job definition"]
+    return []
+
+
+@dataclass
+class BatchExecutor:
+    """Jobs on an AWS Batch job queue, with one job definition."""
+
+    clients: Clients
+    job_queue: str
+    job_definition: str
+    pacer: Pacer = field(default_factory=lambda: Pacer(SUBMITS_PER_SECOND))
+    kind: str = "batch"
+    _log_groups: dict[str, str] = field(default_factory=dict)
+
+    def settings(self) -> dict[str, Any]:
+        return {"kind": self.kind, "job_queue": self.job_queue, "job_definition": self.job_definition}
+
+    def where(self) -> str:
+        return f"on queue {self.job_queue}, job definition {self.job_definition}"
+
+    def preflight(self) -> list[str]:
+        batch, region = self.clients.batch, self.clients.region
+        return check_job_queue(batch, self.job_queue, region) + check_job_definition(batch, self.job_definition, region)
+
+    def submissions(self, plan: Plan) -> list[Task]:
+        jobs = with_barriers(plan.tasks)
+        earlier: set[str] = set()
+        problems = []
+        for job in jobs:
+            problems += job_problems(job, earlier)
+            earlier.add(job.key)
+        if problems:
+            raise ValueError("; ".join(problems))
+        return jobs
+
+    def submit(self, job: Task, ids: dict[str, str], run_id: str) -> str:
+        self.pacer.wait()
+        request = payload(job, ids, self.job_queue, self.job_definition, run_id)
+        return self.clients.batch.submit_job(**request)["jobId"]
+
+    def describe(self, ids: Sequence[str]) -> dict[str, JobDescription]:
+        found: dict[str, JobDescription] = {}
+        throttled = False
+        for group in chunks(list(ids), DESCRIBE_JOBS_MAX_IDS):
+            try:
+                described = self.clients.batch.describe_jobs(jobs=list(group))["jobs"]
+            except ClientError as error:
+                if error_code(error) not in THROTTLING_CODES:
+                    raise
+                throttled = True
+                continue
+            found.update((description["jobId"], description) for description in described)
+        if throttled:
+            raise Throttled(found)
+        return found
+
+    def cancel(self, ids: Sequence[str], reason: str) -> CancelOutcome:
+        latest = self.describe(ids)
+        outcome = CancelOutcome()
+        for job_id in ids:
+            status = latest.get(job_id, {}).get("status")
+            if status in NOT_STARTED:
+                self.clients.batch.cancel_job(jobId=job_id, reason=reason)
+                outcome.cancelled.append(job_id)
+            elif status in TERMINAL_STATUSES:
+                outcome.finished.append(job_id)
+            elif status is not None:
+                self.clients.batch.terminate_job(jobId=job_id, reason=reason)
+                outcome.terminated.append(job_id)
+            else:
+                outcome.unknown.append(job_id)
+        return outcome
+
+    def terminate(self, ids: Sequence[str], reason: str) -> list[str]:
+        left = []
+        for job_id in ids:
+            try:
+                # terminate_job cancels jobs that have not started and stops the others.
+                self.clients.batch.terminate_job(jobId=job_id, reason=reason)
+            except (ClientError, BotoCoreError) as error:
+                left.append(f"job {job_id}: {aws_message(error)}")
+        return left
+
+    def log_tail(self, job: JobDescription, attempt: Attempt, lines: int) -> LogTail | None:
+        stream = attempt.get("container", {}).get("logStreamName")
+        if not stream:
+            return None
+        group = self.log_group_of(job.get("jobDefinition", ""))
+        tail = LogTail(group, stream)
+        if lines > 0:
+            tail.lines, tail.error = tail_log(self.clients.logs, group, stream, lines)
+        return tail
+
+    def log_group_of(self, definition_arn: str) -> str:
+        """The job definition's awslogs group, else Batch's default group."""
+        if definition_arn not in self._log_groups:
+            group = DEFAULT_LOG_GROUP
+            try:
+                found = self.clients.batch.describe_job_definitions(jobDefinitions=[definition_arn])["jobDefinitions"]
+            except ClientError:
+                found = []
+            for definition in found:
+                config = definition.get("containerProperties", {}).get("logConfiguration", {})
+                if config.get("logDriver") == "awslogs":
+                    group = config.get("options", {}).get("awslogs-group", DEFAULT_LOG_GROUP)
+            self._log_groups[definition_arn] = group
+        return self._log_groups[definition_arn]
+
+
+def tail_log(logs: Any, group: str, stream: str, lines: int) -> tuple[list[str], str | None]:
+    """The last ``lines`` messages of a log stream, or why they cannot be read."""
+    try:
+        events = logs.get_log_events(logGroupName=group, logStreamName=stream, limit=lines, startFromHead=False)
+    except ClientError as error:
+        if error_code(error) == "ResourceNotFoundException":
+            return [], f"log stream {stream} not found in log group {group}"
+        return [], f"cannot read log stream {stream} ({aws_message(error)})"
+    return [event["message"].rstrip("\n") for event in events.get("events", [])][-lines:], None

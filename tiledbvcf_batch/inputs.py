@@ -1,0 +1,319 @@
+"""User input, parsed and checked before any AWS call: URIs, sample lists, the option dataclasses.
+
+Every problem found is collected, so that the user sees them all at once. Field names of the
+option dataclasses are the flags' names, so a value keeps one name from flag to run record.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, fields
+from typing import Any, TypeVar
+
+from .storage import BUCKET_RE, CONTROL_CHARS, S3Uri, parse_s3_uri
+
+DEFAULT_SCRATCH_PATH = "/data"
+DEFAULT_SCRATCH_SIZE = 1000 * 1024  # MB: the 1 TB scratch volume of the documented set-up
+MAX_RETRIES = 10  # --retries is a number of attempts, and Batch allows 1 to 10
+EXPORT_FORMATS = ("b", "u", "z", "v")
+_ATTRIBUTE_RE = re.compile(r"^(fmt|info)_[A-Za-z0-9_.]+$")
+
+T = TypeVar("T")
+
+
+class InputError(Exception):
+    """Bad input: one line per problem, exit status 2, nothing uploaded or submitted."""
+
+    def __init__(self, problems: str | Sequence[str]):
+        self.problems = [problems] if isinstance(problems, str) else list(problems)
+        super().__init__("; ".join(self.problems))
+
+
+@dataclass(frozen=True)
+class Resources:
+    vcpus: int
+    memory: int  # MiB
+
+
+@dataclass(frozen=True)
+class Sample:
+    """One line of an ingestion samples file: a VCF/BCF URI and, optionally, its index."""
+
+    uri: str
+    index_uri: str | None = None
+
+    def manifest_line(self) -> str:
+        return self.uri if self.index_uri is None else f"{self.uri}\t{self.index_uri}"
+
+
+@dataclass(frozen=True)
+class IngestOptions:
+    dataset_uri: str
+    samples: str  # the local samples file
+    metadata_s3: S3Uri
+    attributes: tuple[str, ...] = ()
+    num_jobs: int = 1
+    incremental: int = 1
+    retries: int = 1
+    register: bool = False  # legacy v2/v3 datasets: register before store, no --resume
+    tiledb_config: str | None = None
+    vcpus: int = 16
+    memory: int = 61440
+    threads: int | None = None  # default: vcpus
+    scratch_path: str = DEFAULT_SCRATCH_PATH
+    scratch_size: int = DEFAULT_SCRATCH_SIZE
+    sample_batch_size: int | None = None
+    check_headers: bool = False
+    force_reingest: bool = False
+    create_dataset: bool = True  # not a flag: decided by looking at the dataset
+
+    @property
+    def resources(self) -> Resources:
+        return Resources(self.vcpus, self.memory)
+
+    @property
+    def store_threads(self) -> int:
+        return self.threads or self.vcpus
+
+
+@dataclass(frozen=True)
+class ExportOptions:
+    dataset_uri: str
+    dest_s3: S3Uri
+    samples: S3Uri
+    bed: S3Uri
+    metadata_s3: S3Uri
+    num_jobs: int = 1
+    retries: int = 1
+    output_format: str = "b"
+    tiledb_config: str | None = None
+    vcpus: int = 4
+    memory: int = 15000
+    scratch_path: str = DEFAULT_SCRATCH_PATH
+
+    @property
+    def resources(self) -> Resources:
+        return Resources(self.vcpus, self.memory)
+
+
+class Problems:
+    """Collects the problems of many checks, so that all are listed at once."""
+
+    def __init__(self) -> None:
+        self.found: list[str] = []
+
+    def check(self, parse: Callable[..., T], *args: Any) -> T | None:
+        try:
+            return parse(*args)
+        except InputError as error:
+            self.found.extend(error.problems)
+            return None
+
+    def raise_any(self) -> None:
+        if self.found:
+            raise InputError(self.found)
+
+
+def check_range(value: int | None, option: str, low: int, high: int | None = None) -> int | None:
+    if value is not None and (value < low or (high is not None and value > high)):
+        bound = f"between {low} and {high}" if high is not None else f"at least {low}"
+        raise InputError(f"{option} is {value}: it must be {bound}")
+    return value
+
+
+def option_name(field_name: str) -> str:
+    return "--" + field_name.replace("_", "-")
+
+
+# The ranges of the numeric options: (low, high or None).
+RANGES = {
+    "num_jobs": (1, None),
+    "retries": (1, MAX_RETRIES),
+    "incremental": (1, None),
+    "vcpus": (1, None),
+    "memory": (4, None),
+    "scratch_size": (0, None),
+    "threads": (1, None),
+    "sample_batch_size": (1, None),
+}
+
+
+def check_ranges(problems: Problems, flags: Mapping[str, Any]) -> None:
+    for name, (low, high) in RANGES.items():
+        if name in flags:
+            problems.check(check_range, flags[name], option_name(name), low, high)
+
+
+def parse_uri(text: str, option: str, need_key: bool = True) -> S3Uri:
+    try:
+        return parse_s3_uri(text.strip(), option, need_key=need_key)
+    except ValueError as error:
+        raise InputError(str(error)) from None
+
+
+def parse_dataset_uri(text: str, option: str = "--dataset-uri") -> str:
+    uri = parse_uri(text, option)
+    return f"s3://{uri.bucket}/{uri.key.rstrip('/')}"
+
+
+def parse_metadata_location(text: str) -> S3Uri:
+    """``--metadata-s3`` takes a bucket name (as documented) or an ``s3://bucket/prefix``."""
+    text = text.strip()
+    if text.startswith("s3://"):
+        return parse_uri(text, "--metadata-s3", need_key=False).as_prefix()
+    if not BUCKET_RE.match(text) or "/" in text:
+        raise InputError(f"--metadata-s3 {text!r} is not a bucket name: give a bucket name or s3://bucket/prefix")
+    return S3Uri(text, "")
+
+
+def parse_samples(lines: Iterable[str], source: str) -> list[Sample]:
+    """Parse sample lines (``<vcf-uri>`` or ``<vcf-uri><TAB><index-uri>``); report every problem."""
+    samples: list[Sample] = []
+    problems: list[str] = []
+    first_seen: dict[str, int] = {}
+    for number, raw in enumerate(lines, start=1):
+        line = raw.rstrip("\r\n").strip(" ")
+        if not line.strip() or line.startswith("#"):
+            continue
+        parts = [part.strip(" ") for part in line.split("\t")]
+        if len(parts) > 2:
+            problems.append(
+                f"{source} line {number}: expected '<vcf-uri>' or '<vcf-uri><TAB><index-uri>', "
+                f"found {len(parts)} tab-separated fields"
+            )
+            continue
+        try:
+            for part, what in zip(parts, ("sample", "index")[: len(parts)], strict=True):
+                parse_s3_uri(part, f"{source} line {number}: {what}")
+        except ValueError as error:
+            problems.append(str(error))
+            continue
+        sample = Sample(parts[0], parts[1] if len(parts) == 2 else None)
+        if sample.uri in first_seen:
+            problems.append(
+                f"{source} line {number} repeats line {first_seen[sample.uri]} ({sample.uri}): "
+                "remove the duplicate, a sample ingested twice doubles its records"
+            )
+            continue
+        first_seen[sample.uri] = number
+        samples.append(sample)
+    if not samples and not problems:
+        problems.append(f"{source} lists no samples: give one s3:// sample URI per line")
+    if problems:
+        raise InputError(problems)
+    return samples
+
+
+def read_samples_file(path: str) -> list[Sample]:
+    try:
+        with open(path, encoding="utf-8") as handle:
+            return parse_samples(handle, path)
+    except OSError as error:
+        raise InputError(f"--samples: cannot read {path}: {error.strerror}") from None
+    except UnicodeDecodeError:
+        raise InputError(f"--samples: {path} is not a UTF-8 text file of sample URIs") from None
+
+
+def parse_sample_names(text: str, source: str) -> list[str]:
+    """Parse an export sample-names file (one name per line); report every problem."""
+    names: list[str] = []
+    problems: list[str] = []
+    first_seen: dict[str, int] = {}
+    for number, raw in enumerate(text.splitlines(), start=1):
+        name = raw.strip()
+        if not name:
+            continue
+        if CONTROL_CHARS.search(name):
+            problems.append(f"{source} line {number}: sample name {name!r} contains a control character")
+        elif name in first_seen:
+            problems.append(f"{source} line {number} repeats sample {name!r} of line {first_seen[name]}")
+        else:
+            first_seen[name] = number
+            names.append(name)
+    if not names and not problems:
+        problems.append(f"{source} lists no sample names: give one name per line")
+    if problems:
+        raise InputError(problems)
+    return names
+
+
+def parse_attributes(text: str | None) -> tuple[str, ...]:
+    """``fmt_X``/``info_X`` names for ``tiledbvcf create -a`` (case sensitive, no duplicates)."""
+    if text is None:
+        return ()
+    names = [name.strip() for name in text.split(",") if name.strip()]
+    problems = [
+        f"--attributes: {name!r} is not of the form fmt_<FIELD> or info_<FIELD> (e.g. fmt_DP, info_AF)"
+        for name in names
+        if not _ATTRIBUTE_RE.match(name)
+    ]
+    duplicates = sorted({name for name in names if names.count(name) > 1})
+    if duplicates:
+        problems.append(f"--attributes names {', '.join(duplicates)} more than once")
+    if not names and not problems:
+        problems.append("--attributes is empty: give field names such as fmt_DP,info_AF or leave it out")
+    if problems:
+        raise InputError(problems)
+    return tuple(names)
+
+
+def parse_tiledb_config(text: str | None) -> str | None:
+    """Check ``k=v,k=v`` (the form every tiledbvcf subcommand takes) and return it unchanged."""
+    if text is None:
+        return None
+    if CONTROL_CHARS.search(text):
+        raise InputError("--tiledb-config contains a control character")
+    for item in text.split(","):
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip() or not value.strip():
+            raise InputError(f"--tiledb-config: {item!r} is not key=value: write it as key1=val1,key2=val2")
+    return text
+
+
+def known(cls: type, flags: Mapping[str, Any]) -> dict[str, Any]:
+    """The flags that are fields of the options class ``cls``, as given."""
+    names = {f.name for f in fields(cls)}
+    return {name: value for name, value in flags.items() if name in names}
+
+
+def ingest_options(flags: Mapping[str, Any]) -> tuple[IngestOptions, list[Sample]]:
+    """batch-ingest.py's flags, parsed and checked: the options and the samples file's samples."""
+    problems = Problems()
+    check_ranges(problems, flags)
+    parsed = {
+        "dataset_uri": problems.check(parse_dataset_uri, flags["dataset_uri"]),
+        "metadata_s3": problems.check(parse_metadata_location, flags["metadata_s3"]),
+        "attributes": problems.check(parse_attributes, flags.get("attributes")),
+        "tiledb_config": problems.check(parse_tiledb_config, flags.get("tiledb_config")),
+    }
+    samples = problems.check(read_samples_file, flags["samples"])
+    problems.raise_any()
+    return IngestOptions(**{**known(IngestOptions, flags), **parsed}), samples or []
+
+
+EXPORT_ATTRIBUTES_REFUSED = (
+    "--attributes: tiledbvcf export cannot restrict the INFO/FORMAT fields of a BCF/VCF, so the "
+    "files would hold every field anyway: leave --attributes out (bcftools annotate -x trims fields)"
+)
+
+
+def export_options(flags: Mapping[str, Any]) -> ExportOptions:
+    """batch-export.py's flags, parsed and checked."""
+    problems = Problems()
+    if flags.get("attributes") is not None:
+        problems.found.append(EXPORT_ATTRIBUTES_REFUSED)
+    check_ranges(problems, flags)
+    metadata = flags.get("metadata_s3")
+    parsed = {
+        "dataset_uri": problems.check(parse_dataset_uri, flags["dataset_uri"], "--array"),
+        "dest_s3": problems.check(parse_uri, flags["dest_s3"], "--dest-s3", False),
+        "samples": problems.check(parse_uri, flags["samples"], "--samples", True),
+        "bed": problems.check(parse_uri, flags["bed"], "--bed", True),
+        "metadata_s3": problems.check(parse_metadata_location, metadata) if metadata else None,
+        "tiledb_config": problems.check(parse_tiledb_config, flags.get("tiledb_config")),
+    }
+    problems.raise_any()
+    parsed["dest_s3"] = parsed["dest_s3"].as_prefix()
+    parsed["metadata_s3"] = parsed["metadata_s3"] or S3Uri(parsed["dest_s3"].bucket)
+    return ExportOptions(**{**known(ExportOptions, flags), **parsed})

@@ -1,0 +1,208 @@
+"""S3 checks before anything is spent: buckets, objects, writability, every sample and its index, headers.
+
+Read-only, except for one small write probe of the places a run writes to.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import os
+import secrets
+import struct
+import zlib
+from collections.abc import Sequence
+from typing import Any
+
+from botocore.exceptions import ClientError
+
+from .aws import aws_message, error_code
+from .inputs import Sample
+from .storage import S3Uri, list_sizes, parse_s3_uri
+
+
+def check_bucket(s3: Any, bucket: str, option: str) -> list[str]:
+    try:
+        s3.head_bucket(Bucket=bucket)
+    except ClientError as error:
+        code = error_code(error)
+        if code in ("404", "NoSuchBucket", "NotFound"):
+            return [f"{option}: bucket {bucket} does not exist: create it or fix the name"]
+        if code in ("403", "AccessDenied", "Forbidden"):
+            return [f"{option}: access to bucket {bucket} is denied: check your credentials and its policy"]
+        return [f"{option}: cannot reach bucket {bucket} ({aws_message(error)})"]
+    return []
+
+
+def check_object(s3: Any, uri: S3Uri, option: str) -> list[str]:
+    try:
+        s3.head_object(Bucket=uri.bucket, Key=uri.key)
+    except ClientError as error:
+        if error_code(error) in ("404", "NoSuchKey", "NotFound", "NoSuchBucket"):
+            return [f"{option}: {uri} does not exist: upload it first (aws s3 cp FILE {uri})"]
+        return [f"{option}: cannot read {uri} ({aws_message(error)})"]
+    return []
+
+
+def dataset_exists(s3: Any, dataset_uri: str) -> bool:
+    """A dataset is a TileDB group: it exists when any object lives under ``<uri>/``."""
+    uri = parse_s3_uri(dataset_uri, "dataset").as_prefix()
+    response = s3.list_objects_v2(Bucket=uri.bucket, Prefix=uri.key, MaxKeys=1)
+    return response.get("KeyCount", 0) > 0
+
+
+def index_candidates(sample: Sample) -> list[S3Uri]:
+    if sample.index_uri is not None:
+        return [parse_s3_uri(sample.index_uri, "index")]
+    uri = parse_s3_uri(sample.uri, "sample")
+    return [S3Uri(uri.bucket, uri.key + ".csi"), S3Uri(uri.bucket, uri.key + ".tbi")]
+
+
+def check_samples(s3: Any, samples: Sequence[Sample]) -> tuple[list[str], dict[str, int]]:
+    """Every sample exists with its index; return the problems and each sample's size.
+
+    Samples that share a directory are checked with one listing of it (about N/1000 calls),
+    not one HEAD request per file.
+    """
+    wanted: dict[tuple[str, str], set[str]] = {}
+    for sample in samples:
+        for uri in [parse_s3_uri(sample.uri, "sample"), *index_candidates(sample)]:
+            directory = uri.key.rpartition("/")[0]
+            wanted.setdefault((uri.bucket, directory), set()).add(uri.key)
+    found: dict[tuple[str, str], int] = {}
+    problems: list[str] = []
+    for (bucket, _directory), keys in wanted.items():
+        # A key prefix, compared character by character on purpose: it narrows the listing.
+        prefix = os.path.commonprefix([min(keys), max(keys)])  # noqa: RUF071
+        try:
+            listed = list_sizes(s3, bucket, prefix, last=max(keys))
+        except ClientError as error:
+            problems.append(
+                f"cannot list s3://{bucket}/{prefix} to check {len(keys)} sample and index files "
+                f"({aws_message(error)}): the scripts need s3:ListBucket there"
+            )
+            found.update(dict.fromkeys(((bucket, key) for key in keys), -1))
+            continue
+        found.update(((bucket, key), size) for key, size in listed.items() if key in keys)
+    sizes: dict[str, int] = {}
+    for sample in samples:
+        uri = parse_s3_uri(sample.uri, "sample")
+        size = found.get((uri.bucket, uri.key))
+        if size is None:
+            problems.append(f"sample {sample.uri} does not exist: fix the samples file or upload it")
+            continue
+        sizes[sample.uri] = size
+        if size == -1:
+            continue  # its directory could not be listed, reported above
+        if not any((c.bucket, c.key) in found for c in index_candidates(sample)):
+            if sample.index_uri is not None:
+                problems.append(f"index {sample.index_uri} of sample {sample.uri} does not exist")
+            else:
+                problems.append(
+                    f"sample {sample.uri} has no index beside it ({uri.key.rpartition('/')[2]}.csi or .tbi): "
+                    "index it (bcftools index) or name the index after a TAB"
+                )
+    return problems, sizes
+
+
+HEADER_FIRST_READ = 64 * 1024
+HEADER_MAX_READ = 8 * 1024 * 1024
+
+
+def decompress_bgzf(data: bytes) -> bytes:
+    """Decompress the complete gzip members at the start of ``data`` (BGZF is a series of them)."""
+    out = []
+    while data:
+        inflater = zlib.decompressobj(wbits=31)
+        try:
+            out.append(inflater.decompress(data))
+        except zlib.error:
+            break
+        if not inflater.eof:
+            out.append(inflater.flush())
+            break
+        data = inflater.unused_data
+    return b"".join(out)
+
+
+def header_sample_names(data: bytes) -> list[str] | None:
+    """Sample names from the start of a bgzipped VCF or BCF; None while the header is incomplete."""
+    if not data.startswith(b"\x1f\x8b"):
+        raise ValueError("is not bgzip-compressed (tiledbvcf needs bgzipped, indexed VCF/BCF)")
+    text = decompress_bgzf(data)
+    if text.startswith(b"BCF\x02"):
+        if len(text) < 9 or len(text) < 9 + struct.unpack("<I", text[5:9])[0]:
+            return None
+        length = struct.unpack("<I", text[5:9])[0]
+        header = text[9 : 9 + length].rstrip(b"\x00").decode("utf-8", "replace") + "\n"
+    else:
+        header = text.decode("utf-8", "replace")
+    complete_lines = header.split("\n")[:-1]  # the last piece may be cut short
+    for line in complete_lines:
+        if line.startswith("#CHROM"):
+            return [name for name in line.rstrip("\r").split("\t")[9:] if name]
+        if not line.startswith("##"):
+            raise ValueError("has no #CHROM header line before its first record")
+    return None
+
+
+def read_header_sample_names(s3: Any, uri: S3Uri) -> list[str]:
+    """Range-read the first bytes of a sample file until its header is complete."""
+    size = HEADER_FIRST_READ
+    while True:
+        response = s3.get_object(Bucket=uri.bucket, Key=uri.key, Range=f"bytes=0-{size - 1}")
+        data = response["Body"].read()
+        names = header_sample_names(data)
+        if names is not None:
+            return names
+        if len(data) < size or size >= HEADER_MAX_READ:
+            raise ValueError(f"has no complete header in its first {len(data)} bytes")
+        size *= 4
+
+
+def check_headers(s3: Any, samples: Sequence[Sample], workers: int = 16) -> list[str]:
+    """Each file holds exactly one sample, and no sample name appears in two files."""
+    problems: list[str] = []
+
+    def read(sample: Sample) -> tuple[Sample, list[str] | str]:
+        try:
+            return sample, read_header_sample_names(s3, parse_s3_uri(sample.uri, "sample"))
+        except ValueError as error:
+            return sample, str(error)
+        except ClientError as error:
+            return sample, f"cannot be read ({aws_message(error)})"
+
+    first_file: dict[str, str] = {}
+    with concurrent.futures.ThreadPoolExecutor(max_workers=workers) as pool:
+        for sample, result in pool.map(read, samples):
+            if isinstance(result, str):
+                problems.append(f"sample {sample.uri} {result}")
+            elif len(result) != 1:
+                problems.append(
+                    f"sample {sample.uri} has {len(result)} samples in its header: tiledbvcf ingests "
+                    "single-sample files only (split it with bcftools +split)"
+                )
+            elif result[0] in first_file:
+                problems.append(
+                    f"sample name {result[0]} is in both {first_file[result[0]]} and {sample.uri}: "
+                    "remove one of them from the samples file"
+                )
+            else:
+                first_file[result[0]] = sample.uri
+    return problems
+
+
+def check_writable(s3: Any, location: S3Uri, option: str, encryption: dict[str, str]) -> list[str]:
+    """The bucket exists and a small object can be written and deleted there: the only sure test."""
+    missing = check_bucket(s3, location.bucket, option)
+    if missing:
+        return missing
+    probe = location.as_prefix().child(f"tiledbvcf-batch/.write-check-{secrets.token_hex(4)}")
+    try:
+        s3.put_object(Bucket=probe.bucket, Key=probe.key, Body=b"", **encryption)
+    except ClientError as error:
+        return [f"{option}: cannot write to {location.as_prefix()} ({aws_message(error)})"]
+    try:
+        s3.delete_object(Bucket=probe.bucket, Key=probe.key)
+    except ClientError as error:
+        return [f"{option}: can write to {location.as_prefix()} but not delete {probe} ({aws_message(error)})"]
+    return []

@@ -1,0 +1,174 @@
+"""The I/O around planning, for ingest and export side by side: preflight, the dataset, the ledger, resume.
+
+Reads only. The result is a ``Prepared``: the plan (None when there is nothing to do), the
+notes for the user, and the options as the run record keeps them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, fields, replace
+from typing import Any
+
+from .aws import Clients
+from .commands import redact_config
+from .executors import for_record
+from .executors.base import Executor
+from .inputs import ExportOptions, IngestOptions, InputError, Sample, parse_sample_names, parse_uri
+from .ledger import Ledger, dataset_ledger, job_states, resume_batches, skip_known_samples
+from .plan import IngestBatch, Plan, ingest_batches, plan_export, plan_ingest
+from .preflight import check_bucket, check_headers, check_object, check_samples, check_writable, dataset_exists
+from .record import dataset_index, load_or_fail, new_run_id, record_uri_of, run_prefix_for
+from .storage import S3Uri, Storage
+
+Say = Callable[[str], None]
+
+
+@dataclass
+class Prepared:
+    plan: Plan | None  # None: nothing to submit
+    notes: list[str]
+    options: dict[str, Any]  # what the run record keeps
+
+
+def recorded_options(opts: IngestOptions | ExportOptions, **extras: Any) -> dict[str, Any]:
+    """The options as the run record keeps them: the flags' names, secrets hidden."""
+    options: dict[str, Any] = {}
+    for name in (f.name for f in fields(opts)):
+        value = getattr(opts, name)
+        options[name] = str(value) if isinstance(value, S3Uri) else list(value) if isinstance(value, tuple) else value
+    options["tiledb_config"] = redact_config(opts.tiledb_config)
+    return options | extras
+
+
+def ingest_preflight(
+    opts: IngestOptions, samples: list[Sample], storage: Storage, executor: Executor
+) -> tuple[list[str], dict[str, int]]:
+    """A note on the samples and their sizes; or an InputError listing every problem that would waste the run."""
+    s3 = storage.s3
+    problems = executor.preflight()
+    problems += check_writable(s3, opts.metadata_s3, "--metadata-s3", storage.encryption)
+    problems += check_bucket(s3, parse_uri(opts.dataset_uri, "").bucket, "--dataset-uri")
+    sample_problems, sizes = check_samples(s3, samples)
+    problems += sample_problems
+    if opts.check_headers and not sample_problems:
+        problems += check_headers(s3, samples)
+    if problems:
+        raise InputError(problems)
+    return [f"{len(samples)} samples, {sum(sizes.values()) / 2**30:.2f} GiB, all present with their indexes"], sizes
+
+
+def ingest(
+    opts: IngestOptions,
+    samples: list[Sample],
+    clients: Clients,
+    storage: Storage,
+    executor: Executor,
+    *,
+    resume: str | None = None,
+    instance_price: float,
+) -> Prepared:
+    """Check everything, decide what to create and what to skip or resume, and plan the ingestion."""
+    notes, sizes = ingest_preflight(opts, samples, storage, executor)
+    exists = dataset_exists(storage.s3, opts.dataset_uri)
+    if exists:
+        notes.append(
+            f"dataset {opts.dataset_uri} exists: no array creation job"
+            + (" and --attributes is ignored (it only applies at creation)" if opts.attributes else "")
+        )
+    opts = replace(opts, create_dataset=not exists)
+    run_id = new_run_id("ingest")
+    run_prefix = run_prefix_for(opts.metadata_s3, run_id)
+    if resume:
+        opts, batches, more = resume_run(opts, samples, resume, storage, executor)
+    else:
+        executor_for = lambda record: for_record(record.executor, clients)  # noqa: E731
+        batches, more = new_batches(opts, samples, exists, run_prefix, storage, executor_for)
+    notes += more
+    if not batches:
+        return Prepared(None, [*notes, "Nothing to ingest: no job submitted"], {})
+    marker = dataset_index(opts.metadata_s3, opts.dataset_uri).child(f"{run_id}.json")
+    plan = plan_ingest(opts, batches, run_id, run_prefix, index_marker=marker)
+    uris = [uri for task in plan.tasks if task.stage.kind == "ingest" for uri in task.samples]
+    options = recorded_options(
+        opts,
+        samples_count=len(uris),
+        sample_bytes=sum(sizes.get(uri, 0) for uri in uris),
+        resumes=resume,
+        instance_price=instance_price,
+    )
+    return Prepared(plan, notes, options)
+
+
+def new_batches(
+    opts: IngestOptions,
+    samples: list[Sample],
+    exists: bool,
+    run_prefix: S3Uri,
+    storage: Storage,
+    executor_for: Callable[[Any], Executor],
+) -> tuple[list[IngestBatch], list[str]]:
+    """The samples no earlier run of the dataset has ingested or is ingesting, cut into batches."""
+    notes: list[str] = []
+    ledger = dataset_ledger(storage, executor_for, opts.metadata_s3, opts.dataset_uri)
+    if ledger.in_flight and not exists:
+        run_ids = sorted(set(ledger.in_flight.values()))
+        raise InputError(
+            f"run {', '.join(run_ids)} is still creating and ingesting {opts.dataset_uri}: wait for it to finish "
+            "(python batch-runs.py wait ...) before starting another run of this dataset"
+        )
+    if not exists and ledger.ingested:
+        notes.append(f"dataset {opts.dataset_uri} does not exist any more: the record of earlier runs is ignored")
+        ledger = Ledger()
+    if not opts.force_reingest:
+        samples, skipped = skip_known_samples(samples, ledger)
+        notes += skipped
+    batches, split_notes = ingest_batches(samples, opts, run_prefix)
+    return batches, notes + split_notes
+
+
+def resume_run(
+    opts: IngestOptions, samples: list[Sample], run_id: str, storage: Storage, executor: Executor
+) -> tuple[IngestOptions, list[IngestBatch], list[str]]:
+    """The unfinished jobs of run ``run_id``, checked against this command's dataset and samples."""
+    uri = record_uri_of(run_prefix_for(opts.metadata_s3, run_id))
+    record = load_or_fail(storage, uri, f"--resume {run_id}: check the run id and --metadata-s3")
+    if record.kind != "ingest" or record.target != opts.dataset_uri:
+        raise InputError(f"--resume {run_id}: that run ingested into {record.target}, not {opts.dataset_uri}")
+    recorded = {uri for job in record.jobs if job.kind == "ingest" for uri in job.samples}
+    given = {sample.uri for sample in samples}
+    if recorded != given:
+        raise InputError(
+            f"--resume {run_id}: --samples lists {len(given - recorded)} samples that run did not have and "
+            f"lacks {len(recorded - given)} it had: pass the samples file of that run"
+        )
+    # store --resume only matches the original sample batches: keep what shaped them.
+    original = record.options
+    opts = replace(opts, register=original.get("register", False), sample_batch_size=original.get("sample_batch_size"))
+    batches = resume_batches(record, job_states(record, storage, executor))
+    jobs = sum(len(b.shares) + (b.register is not None) for b in batches)
+    return opts, batches, [f"resuming run {run_id}: resubmitting {jobs} jobs that did not succeed"]
+
+
+def export(opts: ExportOptions, storage: Storage, executor: Executor, *, instance_price: float) -> Prepared:
+    """Check everything and plan the export: one job per partition of the sorted sample names."""
+    s3 = storage.s3
+    problems = executor.preflight()
+    problems += check_writable(s3, opts.dest_s3, "--dest-s3", storage.encryption)
+    if opts.metadata_s3.bucket != opts.dest_s3.bucket:
+        problems += check_writable(s3, opts.metadata_s3, "--metadata-s3", storage.encryption)
+    problems += check_object(s3, opts.bed, "--bed")
+    samples_missing = check_object(s3, opts.samples, "--samples")
+    problems += samples_missing
+    names: list[str] = []
+    if not samples_missing:
+        try:
+            names = parse_sample_names(storage.read_text(opts.samples), str(opts.samples))
+        except InputError as error:
+            problems += error.problems
+    if problems:
+        raise InputError(problems)
+    run_id = new_run_id("export")
+    plan = plan_export(opts, names, run_id, run_prefix_for(opts.metadata_s3, run_id))
+    options = recorded_options(opts, samples_count=len(names), instance_price=instance_price)
+    return Prepared(plan, list(plan.notes), options)

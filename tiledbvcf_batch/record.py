@@ -1,0 +1,169 @@
+"""Run identity and places, and the run record: what a later process needs to watch, resume or cancel a run.
+
+The JSON keys are those of every record written since the first release: the ledger reads
+all earlier records of a dataset, and ``batch-runs.py`` reads old ones.
+"""
+
+from __future__ import annotations
+
+import datetime
+import hashlib
+import json
+import secrets
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from botocore.exceptions import ClientError
+
+from .aws import aws_message
+from .inputs import InputError, parse_metadata_location, parse_uri
+from .plan import Plan, Stage, Task
+from .storage import S3Uri, Storage
+
+RUNS_PREFIX = "tiledbvcf-batch/runs"
+RUN_RECORD_NAME = "run.json"
+DATASETS_PREFIX = "tiledbvcf-batch/datasets"
+
+
+def new_run_id(kind: str, now: datetime.datetime | None = None) -> str:
+    now = now or datetime.datetime.now(datetime.timezone.utc)
+    return f"{kind}-{now:%Y%m%dT%H%M%SZ}-{secrets.token_hex(3)}"
+
+
+def run_prefix_for(location: S3Uri, run_id: str) -> S3Uri:
+    return location.as_prefix().child(f"{RUNS_PREFIX}/{run_id}/")
+
+
+def record_uri_of(run_prefix: S3Uri) -> S3Uri:
+    return run_prefix.child(RUN_RECORD_NAME)
+
+
+def dataset_index(metadata: S3Uri, dataset_uri: str) -> S3Uri:
+    """Where the runs of one dataset are listed (one small marker object per run)."""
+    digest = hashlib.sha256(dataset_uri.encode("utf-8")).hexdigest()[:16]
+    return metadata.as_prefix().child(f"{DATASETS_PREFIX}/{digest}/")
+
+
+@dataclass
+class RecordedJob:
+    key: str
+    stage: str
+    name: str
+    job_id: str | None
+    depends_on: list[str] = field(default_factory=list)
+    manifest: str | None = None
+    samples: list[str] = field(default_factory=list)
+
+    @property
+    def kind(self) -> str:
+        return Stage.parse(self.stage).kind
+
+    @classmethod
+    def of(cls, task: Task, job_id: str | None) -> RecordedJob:
+        manifest = str(task.manifest.uri) if task.manifest else None
+        return cls(task.key, str(task.stage), task.name, job_id, list(task.after), manifest, list(task.samples))
+
+
+@dataclass
+class RunRecord:
+    run_id: str
+    kind: str  # "ingest" or "export"
+    created_at: str  # ISO 8601, UTC
+    region: str
+    target: str
+    record: str | None  # where this record is stored
+    options: dict[str, Any]
+    jobs: list[RecordedJob]
+    executor: dict[str, Any]  # {"kind": "batch", "job_queue": ..., "job_definition": ...}
+
+    @classmethod
+    def new(
+        cls, plan: Plan, tasks: list[Task], options: dict[str, Any], executor: dict[str, Any], region: str
+    ) -> RunRecord:
+        return cls(
+            run_id=plan.run_id,
+            kind=plan.kind,
+            created_at=datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+            region=region,
+            target=plan.target,
+            record=str(record_uri_of(plan.run_prefix)),
+            options=options,
+            jobs=[RecordedJob.of(task, None) for task in tasks],
+            executor=executor,
+        )
+
+    def to_json(self) -> dict[str, Any]:
+        document = asdict(self)
+        # Readers of records older than the executor key look for these two at the top level.
+        document["job_queue"] = self.executor.get("job_queue")
+        document["job_definition"] = self.executor.get("job_definition")
+        return document
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> RunRecord:
+        executor = data.get("executor") or {
+            "kind": "batch",
+            "job_queue": data.get("job_queue"),
+            "job_definition": data.get("job_definition"),
+        }
+        return cls(
+            run_id=data["run_id"],
+            kind=data["kind"],
+            created_at=data["created_at"],
+            region=data["region"],
+            target=data["target"],
+            record=data.get("record"),
+            options=data.get("options", {}),
+            jobs=[RecordedJob(**job) for job in data["jobs"]],
+            executor=executor,
+        )
+
+    def job_ids(self) -> list[str]:
+        return [job.job_id for job in self.jobs if job.job_id]
+
+    def names(self) -> dict[str, str]:
+        return {job.job_id: job.name for job in self.jobs if job.job_id}
+
+    def set_job_ids(self, ids: dict[str, str]) -> None:
+        for job in self.jobs:
+            job.job_id = ids.get(job.key, job.job_id)
+
+    def created_epoch(self) -> float:
+        return datetime.datetime.fromisoformat(self.created_at).timestamp()
+
+    def location(self) -> str:
+        return self.record or self.run_id
+
+    def save(self, storage: Storage) -> None:
+        body = json.dumps(self.to_json(), indent=1).encode("utf-8")
+        storage.put(parse_uri(self.record or "", "record"), body, "application/json")
+
+
+def load_record(storage: Storage, uri: S3Uri) -> RunRecord:
+    return RunRecord.from_json(json.loads(storage.read_text(uri)))
+
+
+def load_or_fail(storage: Storage, uri: S3Uri, hint: str) -> RunRecord:
+    """The record at ``uri``, or an InputError that says what to check."""
+    try:
+        return load_record(storage, uri)
+    except ClientError as error:
+        raise InputError(f"cannot read run record {uri} ({aws_message(error)}): {hint}") from None
+
+
+def locate(run: str, metadata_s3: str | None) -> S3Uri:
+    """The record of ``run``: a record's s3:// URI, or a run id under --metadata-s3."""
+    if run.startswith("s3://"):
+        uri = parse_uri(run, "RUN")
+        return uri if uri.key.endswith(".json") else record_uri_of(uri.as_prefix())
+    if metadata_s3 is None:
+        raise InputError(f"RUN {run!r} is a run id: add --metadata-s3, or give the run record's s3:// URI instead")
+    return record_uri_of(run_prefix_for(parse_metadata_location(metadata_s3), run))
+
+
+def list_records(storage: Storage, location: S3Uri) -> list[S3Uri]:
+    """The records under ``location``, oldest first (run ids carry their creation time)."""
+    prefix = location.as_prefix().child(RUNS_PREFIX + "/")
+    keys = [key for key in storage.list_sizes(prefix) if key.endswith("/" + RUN_RECORD_NAME)]
+    keys.sort(key=lambda key: key.split("/")[-2].split("-", 1)[-1])
+    return [S3Uri(prefix.bucket, key) for key in keys]

@@ -1,0 +1,312 @@
+"""What a finished run did: the documented figures, cost, stage durations, export check, failure diagnosis."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from .commands import EXPORT_SUFFIXES
+from .executors.base import Executor, JobDescription
+from .plan import Stage
+from .record import RunRecord
+from .storage import S3Uri, Storage, parse_s3_uri
+from .watch import format_duration
+
+# On-demand m5.4xlarge in us-east-1, the instance type of the documented compute environment.
+DEFAULT_INSTANCE_PRICE = 0.768
+DEFAULT_LOG_LINES = 20
+MAX_LISTED_MISSING = 20
+
+
+@dataclass
+class Report:
+    total: int
+    succeeded: int
+    retried: int
+    instances: int
+    longest_seconds: float
+    instance_hours: float
+    instance_price: float
+    failed: list[dict[str, Any]] = field(default_factory=list)
+    stages: dict[str, dict[str, Any]] = field(default_factory=dict)
+    spot_interruptions: int = 0
+    samples_succeeded: int | None = None
+    samples_failed: int | None = None
+    missing_exports: list[str] = field(default_factory=list)
+    exports_expected: int = 0
+    export_dest: str = ""
+
+    @property
+    def cost(self) -> float:
+        return self.instance_hours * self.instance_price
+
+    @property
+    def ok(self) -> bool:
+        return self.succeeded == self.total and not self.missing_exports
+
+
+@dataclass(frozen=True)
+class ExportCheck:
+    """Which exported files are missing at the destination (export runs only)."""
+
+    missing: list[str]
+    expected: int
+    dest: str
+
+
+def attempt_seconds(attempt: dict[str, Any]) -> float:
+    if "startedAt" not in attempt or "stoppedAt" not in attempt:
+        return 0.0
+    return max(0, attempt["stoppedAt"] - attempt["startedAt"]) / 1000.0
+
+
+def stage_durations(record: RunRecord, descriptions: dict[str, JobDescription]) -> dict[str, dict[str, Any]]:
+    """For each stage: jobs, succeeded, and wall time from its first start to its last stop."""
+    stages: dict[str, dict[str, Any]] = {}
+    for job in record.jobs:
+        stage = stages.setdefault(job.stage, {"jobs": 0, "succeeded": 0, "starts": [], "stops": []})
+        stage["jobs"] += 1
+        description = descriptions.get(job.job_id or "")
+        if description is None:
+            continue
+        stage["succeeded"] += description["status"] == "SUCCEEDED"
+        for attempt in description.get("attempts", []):
+            stage["starts"] += [attempt["startedAt"]] if "startedAt" in attempt else []
+            stage["stops"] += [attempt["stoppedAt"]] if "stoppedAt" in attempt else []
+    for stage in stages.values():
+        starts, stops = stage.pop("starts"), stage.pop("stops")
+        stage["started_at"] = min(starts) if starts else None
+        stage["stopped_at"] = max(stops) if stops else None
+        ran = starts and stops
+        stage["seconds"] = (stage["stopped_at"] - stage["started_at"]) / 1000.0 if ran else None
+    return stages
+
+
+def instance_spans(descriptions: Sequence[JobDescription]) -> dict[str, tuple[int, int]]:
+    """Each instance's first start and last stop: what it was billed for."""
+    spans: dict[str, tuple[int, int]] = {}
+    for description in descriptions:
+        for attempt in description.get("attempts", []):
+            instance = attempt.get("container", {}).get("containerInstanceArn")
+            if not instance or "startedAt" not in attempt or "stoppedAt" not in attempt:
+                continue
+            start, stop = spans.get(instance, (attempt["startedAt"], attempt["stoppedAt"]))
+            spans[instance] = (min(start, attempt["startedAt"]), max(stop, attempt["stoppedAt"]))
+    return spans
+
+
+def failed_jobs(descriptions: Sequence[JobDescription]) -> list[dict[str, Any]]:
+    return [
+        {
+            "job_id": d["jobId"],
+            "name": d.get("jobName", ""),
+            "status": d["status"],
+            "reason": d.get("statusReason", "no status reason given"),
+        }
+        for d in descriptions
+        if d["status"] != "SUCCEEDED"
+    ]
+
+
+def build_report(
+    descriptions: Sequence[JobDescription],
+    instance_price: float,
+    record: RunRecord | None = None,
+    exports: ExportCheck | None = None,
+) -> Report:
+    """The documented figures, plus per-stage durations, Spot interruptions and samples.
+
+    Cost: each instance is billed from its first attempt's start to its last attempt's stop,
+    summed over instances.
+    """
+    spans = instance_spans(descriptions)
+    attempts = [d.get("attempts", []) for d in descriptions]
+    report = Report(
+        total=len(descriptions),
+        succeeded=sum(d["status"] == "SUCCEEDED" for d in descriptions),
+        retried=sum(len(a) > 1 for a in attempts),
+        instances=len(spans),
+        longest_seconds=max((sum(attempt_seconds(x) for x in a) for a in attempts), default=0.0),
+        instance_hours=sum((stop - start) / 3_600_000 for start, stop in spans.values()),
+        instance_price=instance_price,
+        failed=failed_jobs(descriptions),
+        spot_interruptions=sum(1 for a in attempts for x in a if x.get("statusReason", "").startswith("Host EC2")),
+    )
+    if record is not None:
+        by_id = {d["jobId"]: d for d in descriptions}
+        report.stages = stage_durations(record, by_id)
+        if record.kind == "ingest":
+            stores = [job for job in record.jobs if job.kind == "ingest"]
+            ok = {job.key for job in stores if by_id.get(job.job_id or "", {}).get("status") == "SUCCEEDED"}
+            report.samples_succeeded = sum(len(job.samples) for job in stores if job.key in ok)
+            report.samples_failed = sum(len(job.samples) for job in stores if job.key not in ok)
+    if exports is not None:
+        report.missing_exports, report.exports_expected, report.export_dest = (
+            exports.missing,
+            exports.expected,
+            exports.dest,
+        )
+    return report
+
+
+def format_report(report: Report) -> list[str]:
+    lines = [
+        f"Finished waiting on {report.total} jobs:",
+        f"- {report.succeeded} / {report.total} jobs succeeded",
+        f"- {report.retried} jobs had more than 1 attempt.",
+        f"- {report.instances} instances used.",
+        f"- Longest job took {report.longest_seconds:.3f} seconds (includes retries).",
+        f"- Total cost estimate ${report.cost:.2f} ({report.instance_hours:.2f} hours @ "
+        f"${report.instance_price:.4f} / hr)",
+    ]
+    if report.stages:
+        lines.append(f"- {report.spot_interruptions} Spot interruptions (Host EC2 ...) survived or retried.")
+        for stage, figures in report.stages.items():
+            took = "did not run" if figures["seconds"] is None else f"took {format_duration(figures['seconds'])}"
+            label = Stage.parse(stage).label
+            lines.append(f"- {label}: {figures['succeeded']} / {figures['jobs']} jobs succeeded, {took}")
+    if report.samples_succeeded is not None:
+        lines.append(
+            f"- Samples: {report.samples_succeeded} in jobs that succeeded, "
+            f"{report.samples_failed} in jobs that did not."
+        )
+    for failure in report.failed:
+        lines.append(f"FAILED job {failure['job_id']} ({failure['name']}): {failure['reason']}")
+    if report.missing_exports:
+        missing = report.missing_exports
+        shown = ", ".join(missing[:MAX_LISTED_MISSING])
+        more = f" and {len(missing) - MAX_LISTED_MISSING} more" if len(missing) > MAX_LISTED_MISSING else ""
+        lines.append(
+            f"MISSING {len(missing)} of {report.exports_expected} exported files at {report.export_dest}: {shown}{more}"
+        )
+    return lines
+
+
+def report_json(report: Report, record: RunRecord, failures: list[dict[str, Any]]) -> dict[str, Any]:
+    document = asdict(report)
+    document.update(
+        {
+            "run_id": record.run_id,
+            "kind": record.kind,
+            "target": record.target,
+            "record": record.record,
+            "cost": round(report.cost, 4),
+            "ok": report.ok,
+            "failures": failures,
+        }
+    )
+    return document
+
+
+def missing_exports(storage: Storage, dest: S3Uri, names: Sequence[str], output_format: str) -> list[str]:
+    """Sample names whose exported file is not at ``dest`` (one listing, not one HEAD per file)."""
+    prefix = dest.as_prefix()
+    present = set(storage.list_sizes(prefix))
+    suffix = EXPORT_SUFFIXES[output_format]
+    return [name for name in names if f"{prefix.key}{name}{suffix}" not in present]
+
+
+def check_exports(record: RunRecord, storage: Storage) -> ExportCheck:
+    names = [name for job in record.jobs for name in job.samples]
+    dest = parse_s3_uri(record.target, "destination", need_key=False).as_prefix()
+    missing = missing_exports(storage, dest, names, record.options.get("output_format", "b"))
+    return ExportCheck(missing, len(names), str(dest))
+
+
+def failure_signature(description: JobDescription) -> tuple[Any, ...]:
+    last = (description.get("attempts") or [{}])[-1]
+    container = last.get("container", {})
+    return (description.get("statusReason"), container.get("exitCode"), container.get("reason"))
+
+
+def diagnose_failures(
+    executor: Executor, descriptions: Sequence[JobDescription], log_lines: int = DEFAULT_LOG_LINES
+) -> list[dict[str, Any]]:
+    """Failed jobs grouped by identical failure, with every attempt and the log tail of the first job."""
+    groups: dict[tuple[Any, ...], list[JobDescription]] = {}
+    for description in descriptions:
+        if description["status"] == "FAILED":
+            groups.setdefault(failure_signature(description), []).append(description)
+    diagnosed = []
+    for (status_reason, exit_code, container_reason), jobs in groups.items():
+        first = jobs[0]
+        attempts = [
+            diagnose_attempt(executor, first, number, attempt, log_lines)
+            for number, attempt in enumerate(first.get("attempts", []), start=1)
+        ]
+        diagnosed.append(
+            {
+                "jobs": [{"job_id": j["jobId"], "name": j.get("jobName", "")} for j in jobs],
+                "status_reason": status_reason,
+                "exit_code": exit_code,
+                "container_reason": container_reason,
+                "attempts": attempts,
+            }
+        )
+    return diagnosed
+
+
+def diagnose_attempt(
+    executor: Executor, job: JobDescription, number: int, attempt: dict[str, Any], log_lines: int
+) -> dict[str, Any]:
+    container = attempt.get("container", {})
+    tail = executor.log_tail(job, attempt, log_lines)
+    return {
+        "attempt": number,
+        "status_reason": attempt.get("statusReason"),
+        "exit_code": container.get("exitCode"),
+        "container_reason": container.get("reason"),
+        "log_stream": tail.stream if tail else None,
+        "log_group": tail.group if tail else None,
+        "log": tail.lines if tail else [],
+        "log_error": tail.error if tail else "no log stream: the attempt never reached RUNNING",
+    }
+
+
+def format_failures(diagnosed: Sequence[dict[str, Any]]) -> list[str]:
+    lines = []
+    for group in diagnosed:
+        jobs = group["jobs"]
+        names = ", ".join(job["name"] or job["job_id"] for job in jobs[:10]) + (" ..." if len(jobs) > 10 else "")
+        head = f"{len(jobs)} jobs failed with the same error" if len(jobs) > 1 else "1 job failed"
+        lines.append(f"{head}: {names}")
+        lines.append(f"  status reason: {group['status_reason'] or 'none given'}")
+        if not group["attempts"]:
+            lines.append("  it never started (no attempt)")
+        for attempt in group["attempts"]:
+            lines.append(
+                f"  attempt {attempt['attempt']} of {jobs[0]['name'] or jobs[0]['job_id']}: "
+                f"exit code {attempt['exit_code']}, {attempt['status_reason'] or 'no status reason'}"
+                + (f", container: {attempt['container_reason']}" if attempt["container_reason"] else "")
+            )
+            if attempt["log_stream"]:
+                lines.append(f"    log: {attempt['log_group']} {attempt['log_stream']}")
+            if attempt["log_error"]:
+                lines.append(f"    ({attempt['log_error']})")
+            lines.extend(f"    | {message}" for message in attempt["log"])
+    return lines
+
+
+@dataclass
+class Finished:
+    report: Report
+    lines: list[str]  # the human report
+    document: dict[str, Any]  # the same as one JSON document
+
+
+def finish_report(
+    record: RunRecord,
+    latest: dict[str, JobDescription],
+    storage: Storage,
+    executor: Executor,
+    *,
+    instance_price: float,
+    log_lines: int = DEFAULT_LOG_LINES,
+) -> Finished:
+    """The report on a finished run, as lines and as a JSON document."""
+    descriptions = [latest[i] for i in record.job_ids() if i in latest]
+    exports = check_exports(record, storage) if record.kind == "export" else None
+    report = build_report(descriptions, instance_price, record, exports)
+    failures = diagnose_failures(executor, descriptions, log_lines) if report.failed else []
+    return Finished(report, format_report(report) + format_failures(failures), report_json(report, record, failures))

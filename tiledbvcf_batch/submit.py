@@ -1,0 +1,133 @@
+"""Submission through any executor: upload the manifests, record the run, submit in order, roll back.
+
+Every job is checked by the executor before the first upload, so that a refused job cannot
+leave half a run behind. Once uploading has started, any failure (an AWS error, a bug,
+Ctrl-C) is caught, and the run is rolled back, or with --keep-partial kept and described.
+"""
+
+from __future__ import annotations
+
+import json
+import shlex
+from collections.abc import Callable
+from typing import Any
+
+from botocore.exceptions import BotoCoreError, ClientError
+
+from .aws import aws_message
+from .executors.base import Executor
+from .inputs import InputError
+from .plan import Plan, Stage, Task
+from .record import RunRecord, record_uri_of
+from .storage import S3Uri, Storage
+
+OnStage = Callable[[Stage, list[Task], list[str]], None]
+
+
+class SubmissionError(Exception):
+    """Submission failed part-way; the message says what was rolled back and what is left."""
+
+
+def jobs_for(plan: Plan, executor: Executor) -> list[Task]:
+    """The executor's jobs for ``plan``, every one checked: nothing has been written yet."""
+    try:
+        return executor.submissions(plan)
+    except ValueError as error:
+        raise InputError(f"the {plan.kind} run cannot be submitted: {error}") from None
+
+
+def submit_plan(
+    plan: Plan,
+    jobs: list[Task],
+    executor: Executor,
+    storage: Storage,
+    options: dict[str, Any],
+    *,
+    region: str,
+    keep_partial: bool = False,
+    on_stage: OnStage | None = None,
+) -> RunRecord:
+    """Upload manifests, record the run, submit every job in order; the run record, with every job's id.
+
+    On any failure, unless ``keep_partial``, the jobs already submitted are stopped and the
+    uploads deleted; SubmissionError says what happened and anything left behind.
+    """
+    record = RunRecord.new(plan, jobs, options, executor.settings(), region)
+    ids: dict[str, str] = {}
+    uploaded: list[S3Uri] = []
+    last_of_stage = {job.stage: job.key for job in jobs}
+    try:
+        for manifest in plan.manifests():
+            storage.put(manifest.uri, manifest.body())
+            uploaded.append(manifest.uri)
+        # The record goes up before any job: whatever happens next, the run can be found.
+        record.save(storage)
+        uploaded.append(record_uri_of(plan.run_prefix))
+        if plan.index_marker is not None:
+            marker = json.dumps({"run_record": record.record}).encode("utf-8")
+            storage.put(plan.index_marker, marker, "application/json")
+            uploaded.append(plan.index_marker)
+        for job in jobs:
+            ids[job.key] = executor.submit(job, ids, plan.run_id)
+            if on_stage is not None and last_of_stage[job.stage] == job.key:
+                stage_jobs = [j for j in jobs if j.stage == job.stage]
+                on_stage(job.stage, stage_jobs, [ids[j.key] for j in stage_jobs])
+        record.set_job_ids(ids)
+        record.save(storage)
+    except (Exception, KeyboardInterrupt) as error:
+        cause = "interrupted" if isinstance(error, KeyboardInterrupt) else aws_message(error)
+        failed = f"submission of run {plan.run_id} failed after {len(ids)} of {len(jobs)} jobs ({cause})"
+        record.set_job_ids(ids)
+        if keep_partial:
+            raise SubmissionError(f"{failed}; {kept_message(plan, record, storage, ids, uploaded)}") from None
+        left = rollback(plan, executor, storage, ids, uploaded)
+        if left:
+            raise SubmissionError(
+                f"{failed}; tried to undo it but these remain, remove them by hand: {'; '.join(left)}"
+            ) from None
+        raise SubmissionError(
+            f"{failed}; terminated the {len(ids)} job(s) already submitted and deleted "
+            f"{len(uploaded)} uploaded file(s); nothing is left behind"
+        ) from None
+    return record
+
+
+def rollback(plan: Plan, executor: Executor, storage: Storage, ids: dict[str, str], uploaded: list[S3Uri]) -> list[str]:
+    """Stop the jobs this run submitted and delete what it uploaded; return what could not be undone."""
+    left = executor.terminate(list(ids.values()), f"submission of run {plan.run_id} failed")
+    # Newest first: the index marker and the record go before the manifests. Were it the other
+    # way round, a record left behind would show manifests that are gone, and the ledger would
+    # take their samples for ingested.
+    for uri in reversed(uploaded):
+        try:
+            storage.delete(uri)
+        except (ClientError, BotoCoreError) as error:
+            left.append(f"{uri}: {aws_message(error)}")
+    return left
+
+
+def kept_message(plan: Plan, record: RunRecord, storage: Storage, ids: dict[str, str], uploaded: list[S3Uri]) -> str:
+    """--keep-partial: say exactly what is left and how to finish or remove it."""
+    prefix = shlex.quote(str(plan.run_prefix))
+    cancel = f"python batch-runs.py cancel {shlex.quote(record.location())}"
+    if record_uri_of(plan.run_prefix) not in uploaded:
+        # Never write a record now: its missing manifests would read as consumed, i.e. ingested.
+        return (
+            f"no job was submitted; kept {len(uploaded)} manifest(s) under {plan.run_prefix}: "
+            f"remove them with aws s3 rm --recursive {prefix}"
+        )
+    try:
+        record.save(storage)  # so that the record names the jobs that were submitted
+    except (ClientError, BotoCoreError) as error:
+        return (
+            f"kept {len(ids)} submitted job(s) ({' '.join(ids.values()) or 'none'}) and "
+            f"{len(uploaded)} uploaded file(s) under {plan.run_prefix}, but the run record could not be "
+            f"updated ({aws_message(error)}): terminate the jobs with aws batch terminate-job and remove "
+            f"the files with aws s3 rm --recursive {prefix}"
+        )
+    if plan.kind == "export":
+        return f"kept {len(ids)} submitted job(s) and the run record {record.record}; cancel them with: {cancel}"
+    return (
+        f"kept {len(ids)} submitted job(s) and {len(uploaded)} file(s) under {plan.run_prefix}; "
+        f"finish the run with the same command plus --resume {plan.run_id}, or stop it with: {cancel}"
+    )

@@ -1,0 +1,215 @@
+"""Waiting for a run: polling that scales, live progress, stuck jobs, Ctrl-C, cancel."""
+
+from __future__ import annotations
+
+import shlex
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import TextIO
+
+from .executors.base import JOB_STATUSES, TERMINAL_STATUSES, CancelOutcome, Executor, JobDescription, Throttled
+from .plan import Stage
+from .record import RunRecord
+
+Latest = dict[str, JobDescription]
+# A CAPACITY reason often clears by itself (instances being launched); say so only if it lasts.
+CAPACITY_WARN_AFTER = 15 * 60
+PLAIN_PROGRESS_EVERY = 60
+EXIT_INTERRUPTED = 130
+MISCONFIGURATION_ADVICE = {
+    "COMPUTE_ENVIRONMENT_MAX_RESOURCE": "the job asks for more vCPUs or memory than any instance of the "
+    "compute environment has: lower --vcpus/--memory or allow larger instance types",
+    "JOB_RESOURCE_REQUIREMENT": "no instance type of the compute environment fits the job's resources: "
+    "lower --vcpus/--memory or change the allowed instance types",
+    "SERVICE_ROLE_PERMISSIONS": "the Batch service role lacks permissions: check the compute "
+    "environment's service role",
+}
+
+
+def wait_for_jobs(
+    executor: Executor,
+    job_ids: Sequence[str],
+    *,
+    interval: float = 10.0,
+    max_interval: float = 60.0,
+    sleep: Callable[[float], None] = time.sleep,
+    observe: Callable[[Latest], None] | None = None,
+) -> Latest:
+    """Poll until every job is terminal; return the last description of each job.
+
+    Only unfinished jobs are polled, and the interval backs off while nothing changes.
+    Throttling slows polling down; it never ends the wait. ``observe(latest)`` is called
+    after every round.
+    """
+    latest: Latest = {}
+    pending = list(job_ids)
+    delay = interval
+    while pending:
+        throttled = False
+        try:
+            described = executor.describe(pending)
+        except Throttled as partial:
+            described, throttled = partial.partial, True
+        changed = any(latest.get(job_id, {}).get("status") != d["status"] for job_id, d in described.items())
+        latest.update(described)
+        pending = [i for i in pending if latest.get(i, {}).get("status") not in TERMINAL_STATUSES]
+        if observe is not None:
+            observe(latest)
+        if pending:
+            delay = interval if changed and not throttled else min(delay * 2, max_interval)
+            sleep(delay)
+    return latest
+
+
+def stage_counts(record: RunRecord, latest: Latest) -> dict[str, dict[str, int]]:
+    """Jobs per status for each stage, in the run's stage order; unseen jobs count as SUBMITTED."""
+    counts: dict[str, dict[str, int]] = {}
+    for job in record.jobs:
+        if not job.job_id:
+            continue
+        stage = counts.setdefault(job.stage, dict.fromkeys(JOB_STATUSES, 0))
+        stage[latest.get(job.job_id, {}).get("status", "SUBMITTED")] += 1
+    return counts
+
+
+def format_counts(counts: dict[str, int]) -> str:
+    return ", ".join(f"{status} {n}" for status, n in counts.items() if n)
+
+
+def format_duration(seconds: float) -> str:
+    seconds = int(max(0, seconds))
+    hours, rest = divmod(seconds, 3600)
+    return f"{hours}h{rest // 60:02d}m{rest % 60:02d}s" if hours else f"{rest // 60}m{rest % 60:02d}s"
+
+
+def progress_lines(record: RunRecord, latest: Latest, now: float) -> list[str]:
+    counts = stage_counts(record, latest)
+    total = sum(sum(c.values()) for c in counts.values())
+    done = sum(c["SUCCEEDED"] + c["FAILED"] for c in counts.values())
+    elapsed = format_duration(now - record.created_epoch())
+    lines = [f"[{record.run_id}] {done}/{total} jobs finished, {elapsed} since submission"]
+    lines += [f"  {Stage.parse(stage).label}: {format_counts(c)}" for stage, c in counts.items()]
+    return lines
+
+
+@dataclass
+class Progress:
+    """Progress on a stream: redrawn in place on a terminal, else one line on change (at most once a minute)."""
+
+    record: RunRecord
+    stream: TextIO
+    now: Callable[[], float] = time.time
+    tty: bool = False
+    _drawn: int = 0
+    _last_plain: float | None = None
+    _last_text: str = ""
+
+    def show(self, latest: Latest, final: bool = False) -> None:
+        lines = progress_lines(self.record, latest, self.now())
+        if self.tty:
+            # Move up over the previous drawing and clear it, then draw again.
+            erase = f"\x1b[{self._drawn}F\x1b[J" if self._drawn else ""
+            self.stream.write(erase + "\n".join(lines) + "\n")
+            self.stream.flush()
+            self._drawn = len(lines)
+            return
+        text = " | ".join(line.strip() for line in lines[1:])
+        due = self._last_plain is None or self.now() - self._last_plain >= PLAIN_PROGRESS_EVERY
+        if text != self._last_text and (final or due):
+            self.stream.write(f"{lines[0]}: {text}\n")
+            self.stream.flush()
+            self._last_plain = self.now()
+            self._last_text = text
+
+
+@dataclass
+class StuckJobs:
+    """Notices RUNNABLE jobs that will never start (MISCONFIGURATION) or wait long for capacity."""
+
+    now: Callable[[], float] = time.time
+    reported: set[str] = field(default_factory=set)
+    capacity_since: dict[str, float] = field(default_factory=dict)
+
+    def check(self, latest: Latest, names: dict[str, str]) -> list[str]:
+        messages = []
+        for job_id, description in latest.items():
+            reason = description.get("statusReason", "") if description["status"] == "RUNNABLE" else ""
+            name = names.get(job_id, job_id)
+            if reason.startswith("MISCONFIGURATION:") and reason not in self.reported:
+                self.reported.add(reason)
+                advice = MISCONFIGURATION_ADVICE.get(
+                    reason.split(":", 1)[1], "check the compute environment, its service role and the job's resources"
+                )
+                stuck = sum(1 for d in latest.values() if d.get("statusReason") == reason and d["status"] == "RUNNABLE")
+                messages.append(
+                    f"STUCK: {stuck} job(s) (e.g. {name}) are RUNNABLE with {reason} and will never start: "
+                    f"{advice}. Cancel the run with python batch-runs.py cancel ..."
+                )
+            if reason.startswith("CAPACITY:"):
+                since = self.capacity_since.setdefault(job_id, self.now())
+                key = f"capacity:{reason}"
+                if self.now() - since >= CAPACITY_WARN_AFTER and key not in self.reported:
+                    self.reported.add(key)
+                    messages.append(
+                        f"WARNING: {name} has waited {format_duration(self.now() - since)} for capacity "
+                        f"({reason}): the compute environment cannot get instances; consider other "
+                        "instance types, On-Demand instead of Spot, or another Availability Zone"
+                    )
+            else:
+                self.capacity_since.pop(job_id, None)
+        return messages
+
+
+def interrupted_message(record: RunRecord) -> str:
+    where = shlex.quote(record.location())
+    return (
+        f"Stopped waiting. The jobs of run {record.run_id} keep running on AWS Batch.\n"
+        f"  re-attach: python batch-runs.py wait {where}\n"
+        f"  cancel:    python batch-runs.py cancel {where}"
+    )
+
+
+def watch_run(
+    record: RunRecord,
+    executor: Executor,
+    *,
+    stream: TextIO,
+    interval: float = 10.0,
+    sleep: Callable[[float], None] = time.sleep,
+    now: Callable[[], float] = time.time,
+    tty: bool | None = None,
+) -> Latest | None:
+    """Wait for a run with live progress on ``stream``; the last descriptions, or None on Ctrl-C."""
+    tty = stream.isatty() if tty is None else tty
+    progress = Progress(record, stream, now=now, tty=tty)
+    stuck = StuckJobs(now=now)
+    names = record.names()
+    ids = record.job_ids()
+
+    def say(line: str) -> None:
+        print(line, file=stream, flush=True)
+
+    say(f"Waiting on {len(ids)} jobs of run {record.run_id} to terminate...")
+
+    def observe(latest: Latest) -> None:
+        progress.show(latest)
+        for message in stuck.check(latest, names):
+            say(message)
+
+    try:
+        latest = wait_for_jobs(executor, ids, sleep=sleep, interval=interval, observe=observe)
+    except KeyboardInterrupt:
+        say("\n" + interrupted_message(record))
+        return None
+    progress.show(latest, final=True)
+    return latest
+
+
+def cancel_run(record: RunRecord, executor: Executor) -> CancelOutcome:
+    """Cancel the run's jobs that have not started and stop those that have; say which."""
+    return executor.cancel(record.job_ids(), f"cancelled with batch-runs.py (run {record.run_id})")
+
+
+def is_finished(latest: Latest) -> bool:
+    return all(d["status"] in TERMINAL_STATUSES for d in latest.values())
