@@ -120,6 +120,22 @@ def run(args: list[str], env: dict[str, str]) -> tuple[int, str]:
     return process.wait(), "".join(stderr)
 
 
+def show_what_is_left(s3: Any) -> None:
+    print("\nWhat the ingestion runs left in s3://bucket2-name (manifests no job consumed, run records):")
+    runs: dict[str, list[str]] = {}
+    for page in s3.get_paginator("list_objects_v2").paginate(Bucket="bucket2-name", Prefix="tiledbvcf-batch/runs/"):
+        for item in page.get("Contents", []):
+            run_id, name = item["Key"].split("/")[-2:]
+            runs.setdefault(run_id, []).append(name)
+    for run_id, names in runs.items():
+        manifests = sum(name.endswith(".txt") for name in names)
+        print(f"  s3://bucket2-name/tiledbvcf-batch/runs/{run_id}/: {manifests} manifests and run.json")
+    print(
+        "\nmoto ran no tiledbvcf, so the manifests stay (a real store job deletes its own) and "
+        "no dataset or BCF file was written."
+    )
+
+
 def main() -> int:
     os.environ.update(FAKE_CREDENTIALS)
     server, endpoint = start_server()
@@ -167,19 +183,7 @@ def main() -> int:
         record = results[-1][1].split("recorded at ")[1].split()[0]
         results.append(run(["batch-runs.py", "status", record], env))
         codes = [code for code, _ in results]
-        print("\nWhat the ingestion runs left in s3://bucket2-name (manifests no job consumed, run records):")
-        runs: dict[str, list[str]] = {}
-        for page in s3.get_paginator("list_objects_v2").paginate(Bucket="bucket2-name", Prefix="tiledbvcf-batch/runs/"):
-            for item in page.get("Contents", []):
-                run_id, name = item["Key"].split("/")[-2:]
-                runs.setdefault(run_id, []).append(name)
-        for run_id, names in runs.items():
-            manifests = sum(name.endswith(".txt") for name in names)
-            print(f"  s3://bucket2-name/tiledbvcf-batch/runs/{run_id}/: {manifests} manifests and run.json")
-        print(
-            "\nmoto ran no tiledbvcf, so the manifests stay (a real store job deletes its own) and "
-            "no dataset or BCF file was written."
-        )
+        show_what_is_left(s3)
         return max(codes)
     finally:
         server.stop()

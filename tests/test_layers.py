@@ -1,0 +1,102 @@
+"""The rules that make the layers real (see tiledbvcf_batch/__init__.py), checked on the source."""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+from conftest import ROOT
+
+PACKAGE = ROOT / "tiledbvcf_batch"
+MODULES = {path.relative_to(PACKAGE).with_suffix("").as_posix(): path for path in PACKAGE.rglob("*.py")}
+BATCH_REQUEST_KEYS = {"containerOverrides", "retryStrategy", "dependsOn", "arrayProperties", "resourceRequirements"}
+TILEDBVCF_FLAGS = {
+    "--remove-sample-file",
+    "--sample-partition",
+    "--upload-dir",
+    "-u",
+    "-f",
+    "-d",
+    "-s",
+    "-t",
+    "-e",
+    "-R",
+}
+
+
+def imports(path: Path) -> set[str]:
+    """Modules imported, package-relative imports resolved to their module path (e.g. ``executors/base``)."""
+    found = set()
+    module = path.relative_to(PACKAGE).with_suffix("").as_posix()
+    here = module.split("/")[:-1]
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Import):
+            found.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom):
+            if node.level == 0:
+                found.add(node.module or "")
+                continue
+            base = here[: len(here) - node.level + 1]
+            target = "/".join([*base, *(node.module or "").split(".")]).strip("/")
+            found.add(target if target + ".py" in {p + ".py" for p in MODULES} else target + "/__init__")
+    return found
+
+
+def constants(path: Path) -> set[str]:
+    return {
+        n.value for n in ast.walk(ast.parse(path.read_text())) if isinstance(n, ast.Constant) and type(n.value) is str
+    }
+
+
+def test_the_domain_never_imports_click_or_the_cli_layer():
+    for name, path in MODULES.items():
+        assert not {"click", "common"} & {m.split(".")[0] for m in imports(path)}, name
+
+
+def test_plan_commands_and_inputs_do_no_io_and_know_no_executor():
+    for name in ("plan", "commands", "inputs"):
+        used = imports(MODULES[name])
+        assert not {m for m in used if m.split(".")[0] in ("boto3", "botocore", "subprocess", "socket")}, name
+        assert not {m for m in used if m.startswith(("executors", "record", "aws", "submit", "preflight"))}, name
+    for name in ("plan", "commands"):
+        calls = {n.func.id for n in ast.walk(ast.parse(MODULES[name].read_text())) if isinstance(n, ast.Call)
+                 and isinstance(n.func, ast.Name)}  # fmt: skip
+        assert "open" not in calls, name
+
+
+def test_batch_request_keys_only_in_the_batch_executor():
+    for name, path in MODULES.items():
+        if name != "executors/batch":
+            assert not constants(path) & BATCH_REQUEST_KEYS, name
+    assert constants(MODULES["executors/batch"]) >= BATCH_REQUEST_KEYS - {"arrayProperties"}
+
+
+def test_domain_modules_see_executors_only_through_the_base_protocol():
+    for name in ("submit", "watch", "report", "ledger"):
+        executor_imports = {m for m in imports(MODULES[name]) if m.startswith("executors")}
+        assert executor_imports <= {"executors/base"}, name
+
+
+def test_only_commands_spells_tiledbvcf_flags():
+    for name, path in MODULES.items():
+        if name != "commands":
+            assert not constants(path) & TILEDBVCF_FLAGS, name
+
+
+def test_no_import_cycles():
+    graph = {name: {m for m in imports(path) if m in MODULES} for name, path in MODULES.items()}
+    visiting: list[str] = []
+    done: set[str] = set()
+
+    def visit(name: str) -> None:
+        assert name not in visiting, " -> ".join([*visiting, name])
+        if name in done:
+            return
+        visiting.append(name)
+        for target in graph[name]:
+            visit(target)
+        visiting.pop()
+        done.add(name)
+
+    for name in graph:
+        visit(name)
