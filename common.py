@@ -182,12 +182,13 @@ class Session:
 
 def execute(prepared: Prepared, session: Session, flags: Mapping[str, Any]) -> None:
     """Notes, then the plan (--dry-run) or the submission, then (--wait) the watch and the report."""
+    plan = prepared.plan
+    # Every job is checked before anything is said or written: a refused job is bad input.
+    jobs = submit.jobs_for(plan, session.executor) if plan is not None else []
     for note in prepared.notes:
         click.echo(note, err=True)
-    plan = prepared.plan
     if plan is None:
         return
-    jobs = submit.jobs_for(plan, session.executor)
     if flags["dry_run"]:
         for line in describe_plan(plan, jobs, session.executor.where()):
             click.echo(line)

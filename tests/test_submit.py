@@ -116,6 +116,22 @@ def test_a_rollback_that_cannot_finish_never_leaves_a_record_without_its_manifes
     assert aws.keys("bucket2-name", "tiledbvcf-batch/datasets/") == []  # the marker went first
 
 
+def test_an_unexpected_error_mid_submission_is_rolled_back_too(aws, samples_file, run_ingest):
+    """Not only AWS errors: nothing that goes wrong after the first upload may leave half a run."""
+    sent = []
+
+    def fail(**_):
+        sent.append(1)
+        if len(sent) == 2:
+            raise RuntimeError("something unexpected")
+
+    aws.on("before-parameter-build.batch.SubmitJob", fail)
+    result = run_ingest(*base(samples_file(2)), "--num-jobs", "2")
+    assert result.exit_code == 1
+    assert "failed after 1 of 3 jobs (something unexpected); terminated the 1 job(s)" in result.stderr
+    assert aws.keys("bucket2-name") == []
+
+
 def test_ctrl_c_while_submitting_removes_what_was_submitted(aws, samples_file, run_ingest):
     samples = samples_file(3)
     sent = []
