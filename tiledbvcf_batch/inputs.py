@@ -6,12 +6,13 @@ option dataclasses are the flags' names, so a value keeps one name from flag to 
 
 from __future__ import annotations
 
+import os
 import re
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, fields
 from typing import Any, TypeVar
 
-from .storage import BUCKET_RE, CONTROL_CHARS, S3Uri, parse_s3_uri
+from .storage import BUCKET_RE, CONTROL_CHARS, LocalPath, Location, S3Uri, parse_location, parse_s3_uri
 
 DEFAULT_SCRATCH_PATH = "/data"
 DEFAULT_SCRATCH_SIZE = 1000 * 1024  # MB: the 1 TB scratch volume of the documented set-up
@@ -51,7 +52,7 @@ class Sample:
 class IngestOptions:
     dataset_uri: str
     samples: str  # the local samples file
-    metadata_s3: S3Uri
+    metadata_s3: Location
     attributes: tuple[str, ...] = ()
     num_jobs: int = 1
     incremental: int = 1
@@ -80,10 +81,10 @@ class IngestOptions:
 @dataclass(frozen=True)
 class ExportOptions:
     dataset_uri: str
-    dest_s3: S3Uri
-    samples: S3Uri
-    bed: S3Uri
-    metadata_s3: S3Uri
+    dest_s3: Location
+    samples: Location
+    bed: Location
+    metadata_s3: Location
     num_jobs: int = 1
     retries: int = 1
     output_format: str = "b"
@@ -145,30 +146,38 @@ def check_ranges(problems: Problems, flags: Mapping[str, Any]) -> None:
             problems.check(check_range, flags[name], option_name(name), low, high)
 
 
-def parse_uri(text: str, option: str, need_key: bool = True) -> S3Uri:
+def parse_uri(text: str, option: str, need_key: bool = True, *, local: bool = False) -> Location:
+    """An ``s3://`` URI; with ``local`` (the local executor) a local path too."""
     try:
+        if local:
+            return parse_location(text.strip(), option, need_key=need_key)
         return parse_s3_uri(text.strip(), option, need_key=need_key)
     except ValueError as error:
         raise InputError(str(error)) from None
 
 
-def parse_dataset_uri(text: str, option: str = "--dataset-uri") -> str:
-    uri = parse_uri(text, option)
+def parse_dataset_uri(text: str, option: str = "--dataset-uri", *, local: bool = False) -> str:
+    uri = parse_uri(text, option, local=local)
+    if isinstance(uri, LocalPath):
+        return uri.key.rstrip("/") or "/"
     return f"s3://{uri.bucket}/{uri.key.rstrip('/')}"
 
 
-def parse_metadata_location(text: str) -> S3Uri:
-    """``--metadata-s3`` takes a bucket name (as documented) or an ``s3://bucket/prefix``."""
+def parse_metadata_location(text: str, *, local: bool = False) -> Location:
+    """``--metadata-s3`` takes a bucket name (as documented) or an ``s3://bucket/prefix``; locally, a path too."""
     text = text.strip()
-    if text.startswith("s3://"):
-        return parse_uri(text, "--metadata-s3", need_key=False).as_prefix()
+    if text.startswith("s3://") or local:
+        return parse_uri(text, "--metadata-s3", need_key=False, local=local).as_prefix()
     if not BUCKET_RE.match(text) or "/" in text:
         raise InputError(f"--metadata-s3 {text!r} is not a bucket name: give a bucket name or s3://bucket/prefix")
     return S3Uri(text, "")
 
 
-def parse_samples(lines: Iterable[str], source: str) -> list[Sample]:
-    """Parse sample lines (``<vcf-uri>`` or ``<vcf-uri><TAB><index-uri>``); report every problem."""
+def parse_samples(lines: Iterable[str], source: str, base: str | None = None) -> list[Sample]:
+    """Parse sample lines (``<vcf-uri>`` or ``<vcf-uri><TAB><index-uri>``); report every problem.
+
+    With ``base`` (the local executor), a line may also be a path, relative to ``base``.
+    """
     samples: list[Sample] = []
     problems: list[str] = []
     first_seen: dict[str, int] = {}
@@ -184,8 +193,8 @@ def parse_samples(lines: Iterable[str], source: str) -> list[Sample]:
             )
             continue
         try:
-            for part, what in zip(parts, ("sample", "index")[: len(parts)], strict=True):
-                parse_s3_uri(part, f"{source} line {number}: {what}")
+            parts = [sample_location(part, f"{source} line {number}: {what}", base) for part, what in
+                     zip(parts, ("sample", "index")[: len(parts)], strict=True)]  # fmt: skip
         except ValueError as error:
             problems.append(str(error))
             continue
@@ -205,10 +214,17 @@ def parse_samples(lines: Iterable[str], source: str) -> list[Sample]:
     return samples
 
 
-def read_samples_file(path: str) -> list[Sample]:
+def sample_location(text: str, what: str, base: str | None) -> str:
+    if base is None or text.startswith("s3://"):
+        parse_s3_uri(text, what)
+        return text
+    return str(parse_location(os.path.join(base, os.path.expanduser(text)), what))
+
+
+def read_samples_file(path: str, *, local: bool = False) -> list[Sample]:
     try:
         with open(path, encoding="utf-8") as handle:
-            return parse_samples(handle, path)
+            return parse_samples(handle, path, os.path.dirname(os.path.abspath(path)) if local else None)
     except OSError as error:
         raise InputError(f"--samples: cannot read {path}: {error.strerror}") from None
     except UnicodeDecodeError:
@@ -281,13 +297,14 @@ def ingest_options(flags: Mapping[str, Any]) -> tuple[IngestOptions, list[Sample
     """batch-ingest.py's flags, parsed and checked: the options and the samples file's samples."""
     problems = Problems()
     check_ranges(problems, flags)
+    local = flags.get("executor") == "local"
     parsed = {
-        "dataset_uri": problems.check(parse_dataset_uri, flags["dataset_uri"]),
-        "metadata_s3": problems.check(parse_metadata_location, flags["metadata_s3"]),
+        "dataset_uri": problems.check(lambda: parse_dataset_uri(flags["dataset_uri"], local=local)),
+        "metadata_s3": problems.check(lambda: parse_metadata_location(flags["metadata_s3"], local=local)),
         "attributes": problems.check(parse_attributes, flags.get("attributes")),
         "tiledb_config": problems.check(parse_tiledb_config, flags.get("tiledb_config")),
     }
-    samples = problems.check(read_samples_file, flags["samples"])
+    samples = problems.check(lambda: read_samples_file(flags["samples"], local=local))
     problems.raise_any()
     return IngestOptions(**{**known(IngestOptions, flags), **parsed}), samples or []
 
@@ -305,15 +322,17 @@ def export_options(flags: Mapping[str, Any]) -> ExportOptions:
         problems.found.append(EXPORT_ATTRIBUTES_REFUSED)
     check_ranges(problems, flags)
     metadata = flags.get("metadata_s3")
+    local = flags.get("executor") == "local"
     parsed = {
-        "dataset_uri": problems.check(parse_dataset_uri, flags["dataset_uri"], "--array"),
-        "dest_s3": problems.check(parse_uri, flags["dest_s3"], "--dest-s3", False),
-        "samples": problems.check(parse_uri, flags["samples"], "--samples", True),
-        "bed": problems.check(parse_uri, flags["bed"], "--bed", True),
-        "metadata_s3": problems.check(parse_metadata_location, metadata) if metadata else None,
+        "dataset_uri": problems.check(lambda: parse_dataset_uri(flags["dataset_uri"], "--array", local=local)),
+        "dest_s3": problems.check(lambda: parse_uri(flags["dest_s3"], "--dest-s3", False, local=local)),
+        "samples": problems.check(lambda: parse_uri(flags["samples"], "--samples", True, local=local)),
+        "bed": problems.check(lambda: parse_uri(flags["bed"], "--bed", True, local=local)),
+        "metadata_s3": problems.check(lambda: parse_metadata_location(metadata, local=local)) if metadata else None,
         "tiledb_config": problems.check(parse_tiledb_config, flags.get("tiledb_config")),
     }
     problems.raise_any()
-    parsed["dest_s3"] = parsed["dest_s3"].as_prefix()
-    parsed["metadata_s3"] = parsed["metadata_s3"] or S3Uri(parsed["dest_s3"].bucket)
+    dest = parsed["dest_s3"] = parsed["dest_s3"].as_prefix()
+    if parsed["metadata_s3"] is None:  # the destination's bucket, or locally the destination itself
+        parsed["metadata_s3"] = dest if isinstance(dest, LocalPath) else S3Uri(dest.bucket)
     return ExportOptions(**{**known(ExportOptions, flags), **parsed})

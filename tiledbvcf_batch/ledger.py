@@ -8,7 +8,7 @@ has long forgotten the job.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from botocore.exceptions import ClientError
 
@@ -16,7 +16,7 @@ from .executors.base import IN_FLIGHT, Executor, describe_fully
 from .inputs import InputError, Sample
 from .plan import IngestBatch, Manifest, StoreShare
 from .record import RunRecord, dataset_index, load_record, record_uri_of, run_prefix_for
-from .storage import S3Uri, Storage, parse_s3_uri
+from .storage import Location, Storage, parse_location
 
 SUCCEEDED, FAILED, RUNNING = "SUCCEEDED", "FAILED", "IN_FLIGHT"
 
@@ -27,10 +27,10 @@ def job_states(record: RunRecord, storage: Storage, executor: Executor) -> dict[
     Jobs other than ingestion are judged by their status; a job the executor no longer
     knows counts as FAILED.
     """
-    manifests = [parse_s3_uri(job.manifest, "manifest") for job in record.jobs if job.manifest]
+    manifests = [parse_location(job.manifest, "manifest") for job in record.jobs if job.manifest]
     present: set[tuple[str, str]] = set()
-    for bucket, directory in {(m.bucket, m.key.rpartition("/")[0] + "/") for m in manifests}:
-        present.update((bucket, key) for key in storage.list_sizes(S3Uri(bucket, directory)))
+    for directory in {replace(m, key=m.key.rpartition("/")[0] + "/") for m in manifests}:
+        present.update((directory.bucket, key) for key in storage.list_sizes(directory))
     described = describe_fully(executor, record.job_ids())
     states = {}
     for job in record.jobs:
@@ -38,7 +38,7 @@ def job_states(record: RunRecord, storage: Storage, executor: Executor) -> dict[
         if status in IN_FLIGHT:
             states[job.key] = RUNNING
         elif job.kind == "ingest":
-            manifest = parse_s3_uri(job.manifest or "", "manifest")
+            manifest = parse_location(job.manifest or "", "manifest")
             gone = (manifest.bucket, manifest.key) not in present
             states[job.key] = SUCCEEDED if gone or status == SUCCEEDED else FAILED
         else:
@@ -57,7 +57,7 @@ class Ledger:
 
 
 def dataset_ledger(
-    storage: Storage, executor_for: Callable[[RunRecord], Executor], metadata: S3Uri, dataset_uri: str
+    storage: Storage, executor_for: Callable[[RunRecord], Executor], metadata: Location, dataset_uri: str
 ) -> Ledger:
     ledger = Ledger()
     for key in sorted(storage.list_sizes(dataset_index(metadata, dataset_uri))):
@@ -125,7 +125,7 @@ def resume_batches(record: RunRecord, states: dict[str, str]) -> list[IngestBatc
         if job.kind not in ("ingest", "register") or states[job.key] == SUCCEEDED:
             continue
         number = int(job.stage.partition("-")[2])
-        manifest = Manifest(parse_s3_uri(job.manifest or "", "manifest"), tuple(job.samples), existing=True)
+        manifest = Manifest(parse_location(job.manifest or "", "manifest"), tuple(job.samples), existing=True)
         if job.kind == "register":
             registers[number] = manifest
         else:

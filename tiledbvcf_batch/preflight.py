@@ -17,7 +17,7 @@ from botocore.exceptions import ClientError
 
 from .aws import aws_message, error_code
 from .inputs import Sample
-from .storage import S3Uri, list_sizes, parse_s3_uri
+from .storage import LocalPath, Location, S3Uri, list_sizes, parse_location, parse_s3_uri
 
 
 def check_bucket(s3: Any, bucket: str, option: str) -> list[str]:
@@ -33,7 +33,9 @@ def check_bucket(s3: Any, bucket: str, option: str) -> list[str]:
     return []
 
 
-def check_object(s3: Any, uri: S3Uri, option: str) -> list[str]:
+def check_object(s3: Any, uri: Location, option: str) -> list[str]:
+    if isinstance(uri, LocalPath):
+        return [] if os.path.isfile(uri.key) else [f"{option}: {uri} does not exist (or is not a file)"]
     try:
         s3.head_object(Bucket=uri.bucket, Key=uri.key)
     except ClientError as error:
@@ -45,6 +47,8 @@ def check_object(s3: Any, uri: S3Uri, option: str) -> list[str]:
 
 def dataset_exists(s3: Any, dataset_uri: str) -> bool:
     """A dataset is a TileDB group: it exists when any object lives under ``<uri>/``."""
+    if not dataset_uri.startswith("s3://"):
+        return os.path.isdir(dataset_uri) and bool(os.listdir(dataset_uri))
     uri = parse_s3_uri(dataset_uri, "dataset").as_prefix()
     response = s3.list_objects_v2(Bucket=uri.bucket, Prefix=uri.key, MaxKeys=1)
     return response.get("KeyCount", 0) > 0
@@ -58,6 +62,23 @@ def index_candidates(sample: Sample) -> list[S3Uri]:
 
 
 def check_samples(s3: Any, samples: Sequence[Sample]) -> tuple[list[str], dict[str, int]]:
+    """Every sample exists with its index; return the problems and each sample's size."""
+    on_s3 = [sample for sample in samples if sample.uri.startswith("s3://")]
+    problems, sizes = check_s3_samples(s3, on_s3) if on_s3 else ([], {})
+    for sample in samples:
+        if sample.uri in sizes or sample.uri.startswith("s3://"):
+            continue
+        if not os.path.isfile(sample.uri):
+            problems.append(f"sample {sample.uri} does not exist: fix the samples file")
+            continue
+        sizes[sample.uri] = os.path.getsize(sample.uri)
+        indexes = [sample.index_uri] if sample.index_uri else [sample.uri + ".csi", sample.uri + ".tbi"]
+        if not any(os.path.isfile(index) for index in indexes):
+            problems.append(f"sample {sample.uri} has no index ({' or '.join(indexes)}): index it (bcftools index)")
+    return problems, sizes
+
+
+def check_s3_samples(s3: Any, samples: Sequence[Sample]) -> tuple[list[str], dict[str, int]]:
     """Every sample exists with its index; return the problems and each sample's size.
 
     Samples that share a directory are checked with one listing of it (about N/1000 calls),
@@ -145,12 +166,18 @@ def header_sample_names(data: bytes) -> list[str] | None:
     return None
 
 
-def read_header_sample_names(s3: Any, uri: S3Uri) -> list[str]:
+def read_head(s3: Any, uri: Location, size: int) -> bytes:
+    if isinstance(uri, LocalPath):
+        with open(uri.key, "rb") as handle:
+            return handle.read(size)
+    return s3.get_object(Bucket=uri.bucket, Key=uri.key, Range=f"bytes=0-{size - 1}")["Body"].read()
+
+
+def read_header_sample_names(s3: Any, uri: Location) -> list[str]:
     """Range-read the first bytes of a sample file until its header is complete."""
     size = HEADER_FIRST_READ
     while True:
-        response = s3.get_object(Bucket=uri.bucket, Key=uri.key, Range=f"bytes=0-{size - 1}")
-        data = response["Body"].read()
+        data = read_head(s3, uri, size)
         names = header_sample_names(data)
         if names is not None:
             return names
@@ -165,9 +192,11 @@ def check_headers(s3: Any, samples: Sequence[Sample], workers: int = 16) -> list
 
     def read(sample: Sample) -> tuple[Sample, list[str] | str]:
         try:
-            return sample, read_header_sample_names(s3, parse_s3_uri(sample.uri, "sample"))
+            return sample, read_header_sample_names(s3, parse_location(sample.uri, "sample"))
         except ValueError as error:
             return sample, str(error)
+        except OSError as error:
+            return sample, f"cannot be read ({error.strerror})"
         except ClientError as error:
             return sample, f"cannot be read ({aws_message(error)})"
 
@@ -191,8 +220,10 @@ def check_headers(s3: Any, samples: Sequence[Sample], workers: int = 16) -> list
     return problems
 
 
-def check_writable(s3: Any, location: S3Uri, option: str, encryption: dict[str, str]) -> list[str]:
+def check_writable(s3: Any, location: Location, option: str, encryption: dict[str, str]) -> list[str]:
     """The bucket exists and a small object can be written and deleted there: the only sure test."""
+    if isinstance(location, LocalPath):
+        return check_local_writable(location, option)
     missing = check_bucket(s3, location.bucket, option)
     if missing:
         return missing
@@ -205,4 +236,17 @@ def check_writable(s3: Any, location: S3Uri, option: str, encryption: dict[str, 
         s3.delete_object(Bucket=probe.bucket, Key=probe.key)
     except ClientError as error:
         return [f"{option}: can write to {location.as_prefix()} but not delete {probe} ({aws_message(error)})"]
+    return []
+
+
+def check_local_writable(location: LocalPath, option: str) -> list[str]:
+    """The directory exists (or can be made) and a file can be written and deleted there."""
+    probe = os.path.join(location.key, "tiledbvcf-batch", f".write-check-{secrets.token_hex(4)}")
+    try:
+        os.makedirs(os.path.dirname(probe), exist_ok=True)
+        with open(probe, "wb"):
+            pass
+        os.remove(probe)
+    except OSError as error:
+        return [f"{option}: cannot write to {location} ({error.strerror})"]
     return []

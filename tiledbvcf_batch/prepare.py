@@ -48,7 +48,8 @@ def ingest_preflight(
     s3 = storage.s3
     problems = executor.preflight()
     problems += check_writable(s3, opts.metadata_s3, "--metadata-s3", storage.encryption)
-    problems += check_bucket(s3, parse_uri(opts.dataset_uri, "").bucket, "--dataset-uri")
+    if opts.dataset_uri.startswith("s3://"):
+        problems += check_bucket(s3, parse_uri(opts.dataset_uri, "").bucket, "--dataset-uri")
     sample_problems, sizes = check_samples(s3, samples)
     problems += sample_problems
     if opts.check_headers and not sample_problems:

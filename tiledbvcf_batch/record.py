@@ -9,6 +9,7 @@ from __future__ import annotations
 import datetime
 import hashlib
 import json
+import os
 import secrets
 from dataclasses import asdict, dataclass, field
 from typing import Any
@@ -18,7 +19,7 @@ from botocore.exceptions import ClientError
 from .aws import aws_message
 from .inputs import InputError, parse_metadata_location, parse_uri
 from .plan import Plan, Stage, Task
-from .storage import S3Uri, Storage
+from .storage import LocalPath, Location, S3Uri, Storage, parse_location
 
 RUNS_PREFIX = "tiledbvcf-batch/runs"
 RUN_RECORD_NAME = "run.json"
@@ -30,15 +31,15 @@ def new_run_id(kind: str, now: datetime.datetime | None = None) -> str:
     return f"{kind}-{now:%Y%m%dT%H%M%SZ}-{secrets.token_hex(3)}"
 
 
-def run_prefix_for(location: S3Uri, run_id: str) -> S3Uri:
+def run_prefix_for(location: Location, run_id: str) -> Location:
     return location.as_prefix().child(f"{RUNS_PREFIX}/{run_id}/")
 
 
-def record_uri_of(run_prefix: S3Uri) -> S3Uri:
+def record_uri_of(run_prefix: Location) -> Location:
     return run_prefix.child(RUN_RECORD_NAME)
 
 
-def dataset_index(metadata: S3Uri, dataset_uri: str) -> S3Uri:
+def dataset_index(metadata: Location, dataset_uri: str) -> Location:
     """Where the runs of one dataset are listed (one small marker object per run)."""
     digest = hashlib.sha256(dataset_uri.encode("utf-8")).hexdigest()[:16]
     return metadata.as_prefix().child(f"{DATASETS_PREFIX}/{digest}/")
@@ -136,34 +137,37 @@ class RunRecord:
 
     def save(self, storage: Storage) -> None:
         body = json.dumps(self.to_json(), indent=1).encode("utf-8")
-        storage.put(parse_uri(self.record or "", "record"), body, "application/json")
+        storage.put(parse_location(self.record or "", "record"), body, "application/json")
 
 
-def load_record(storage: Storage, uri: S3Uri) -> RunRecord:
+def load_record(storage: Storage, uri: Location) -> RunRecord:
     return RunRecord.from_json(json.loads(storage.read_text(uri)))
 
 
-def load_or_fail(storage: Storage, uri: S3Uri, hint: str) -> RunRecord:
+def load_or_fail(storage: Storage, uri: Location, hint: str) -> RunRecord:
     """The record at ``uri``, or an InputError that says what to check."""
     try:
         return load_record(storage, uri)
     except ClientError as error:
         raise InputError(f"cannot read run record {uri} ({aws_message(error)}): {hint}") from None
+    except OSError as error:
+        raise InputError(f"cannot read run record {uri} ({error.strerror}): {hint}") from None
 
 
-def locate(run: str, metadata_s3: str | None) -> S3Uri:
-    """The record of ``run``: a record's s3:// URI, or a run id under --metadata-s3."""
-    if run.startswith("s3://"):
-        uri = parse_uri(run, "RUN")
+def locate(run: str, metadata_s3: str | None) -> Location:
+    """The record of ``run``: a record's s3:// URI or path, or a run id under --metadata-s3."""
+    if run.startswith("s3://") or run.endswith(".json") or os.sep in run:
+        uri = parse_uri(run, "RUN", local=not run.startswith("s3://"))
         return uri if uri.key.endswith(".json") else record_uri_of(uri.as_prefix())
     if metadata_s3 is None:
         raise InputError(f"RUN {run!r} is a run id: add --metadata-s3, or give the run record's s3:// URI instead")
-    return record_uri_of(run_prefix_for(parse_metadata_location(metadata_s3), run))
+    local = not metadata_s3.startswith("s3://") and (os.sep in metadata_s3 or os.path.isdir(metadata_s3))
+    return record_uri_of(run_prefix_for(parse_metadata_location(metadata_s3, local=local), run))
 
 
-def list_records(storage: Storage, location: S3Uri) -> list[S3Uri]:
+def list_records(storage: Storage, location: Location) -> list[Location]:
     """The records under ``location``, oldest first (run ids carry their creation time)."""
     prefix = location.as_prefix().child(RUNS_PREFIX + "/")
     keys = [key for key in storage.list_sizes(prefix) if key.endswith("/" + RUN_RECORD_NAME)]
     keys.sort(key=lambda key: key.split("/")[-2].split("-", 1)[-1])
-    return [S3Uri(prefix.bucket, key) for key in keys]
+    return [LocalPath(key) if isinstance(prefix, LocalPath) else S3Uri(prefix.bucket, key) for key in keys]

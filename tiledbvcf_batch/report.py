@@ -10,7 +10,7 @@ from .commands import EXPORT_SUFFIXES
 from .executors.base import Executor, JobDescription
 from .plan import Stage
 from .record import RunRecord
-from .storage import S3Uri, Storage, parse_s3_uri
+from .storage import Location, Storage, parse_location
 from .watch import format_duration
 
 # On-demand m5.4xlarge in us-east-1, the instance type of the documented compute environment.
@@ -199,7 +199,7 @@ def report_json(report: Report, record: RunRecord, failures: list[dict[str, Any]
     return document
 
 
-def missing_exports(storage: Storage, dest: S3Uri, names: Sequence[str], output_format: str) -> list[str]:
+def missing_exports(storage: Storage, dest: Location, names: Sequence[str], output_format: str) -> list[str]:
     """Sample names whose exported file is not at ``dest`` (one listing, not one HEAD per file)."""
     prefix = dest.as_prefix()
     present = set(storage.list_sizes(prefix))
@@ -209,7 +209,7 @@ def missing_exports(storage: Storage, dest: S3Uri, names: Sequence[str], output_
 
 def check_exports(record: RunRecord, storage: Storage) -> ExportCheck:
     names = [name for job in record.jobs for name in job.samples]
-    dest = parse_s3_uri(record.target, "destination", need_key=False).as_prefix()
+    dest = parse_location(record.target, "destination", need_key=False).as_prefix()
     missing = missing_exports(storage, dest, names, record.options.get("output_format", "b"))
     return ExportCheck(missing, len(names), str(dest))
 

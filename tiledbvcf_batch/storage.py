@@ -1,9 +1,11 @@
-"""S3 locations, and the object store the run's manifests and records go to."""
+"""Locations (on S3, or on this machine for the local executor), and the store a run's files go to."""
 
 from __future__ import annotations
 
+import os
 import re
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 CONTROL_CHARS = re.compile(r"[\x00-\x1f\x7f]")
@@ -28,6 +30,35 @@ class S3Uri:
         return S3Uri(self.bucket, key + "/" if key else "")
 
 
+@dataclass(frozen=True)
+class LocalPath:
+    """A file or directory on this machine, with the shape of an S3Uri (bucket "", key = absolute path)."""
+
+    key: str
+    bucket: str = ""
+
+    def __str__(self) -> str:
+        return self.key
+
+    def child(self, name: str) -> LocalPath:
+        return LocalPath(os.path.join(self.key, name))
+
+    def as_prefix(self) -> LocalPath:
+        return LocalPath(self.key.rstrip("/") + "/")
+
+
+Location = S3Uri | LocalPath
+
+
+def parse_location(text: str, what: str, *, need_key: bool = True) -> Location:
+    """An ``s3://`` URI, or else a local path (made absolute): the local executor takes both."""
+    if text.startswith("s3://"):
+        return parse_s3_uri(text, what, need_key=need_key)
+    if CONTROL_CHARS.search(text) or not text.strip():
+        raise ValueError(f"{what} {text!r} is neither an s3:// URI nor a path")
+    return LocalPath(os.path.abspath(os.path.expanduser(text)))
+
+
 def parse_s3_uri(text: str, what: str, *, need_key: bool = True) -> S3Uri:
     """Parse ``s3://bucket/key``; raise ValueError with a message that says how to fix it."""
     if CONTROL_CHARS.search(text):
@@ -50,22 +81,46 @@ def encryption_args(kms_key_id: str | None) -> dict[str, str]:
 
 @dataclass
 class Storage:
-    """Where a run's small files live: reads, encrypted writes, deletes and listings."""
+    """Where a run's small files live: reads, encrypted writes, deletes and listings, on S3 or on disk."""
 
     s3: Any
     encryption: dict[str, str] = field(default_factory=lambda: encryption_args(None))
 
-    def read_text(self, uri: S3Uri) -> str:
+    def read_text(self, uri: Location) -> str:
+        if isinstance(uri, LocalPath):
+            return Path(uri.key).read_text(encoding="utf-8")
         return read_s3_text(self.s3, uri)
 
-    def put(self, uri: S3Uri, body: bytes, content_type: str = "text/plain") -> None:
+    def put(self, uri: Location, body: bytes, content_type: str = "text/plain") -> None:
+        if isinstance(uri, LocalPath):
+            Path(uri.key).parent.mkdir(parents=True, exist_ok=True)
+            Path(uri.key).write_bytes(body)
+            return
         self.s3.put_object(Bucket=uri.bucket, Key=uri.key, Body=body, ContentType=content_type, **self.encryption)
 
-    def delete(self, uri: S3Uri) -> None:
+    def delete(self, uri: Location) -> None:
+        if isinstance(uri, LocalPath):
+            Path(uri.key).unlink(missing_ok=True)
+            return
         self.s3.delete_object(Bucket=uri.bucket, Key=uri.key)
 
-    def list_sizes(self, prefix: S3Uri, last: str | None = None) -> dict[str, int]:
+    def list_sizes(self, prefix: Location, last: str | None = None) -> dict[str, int]:
+        """Keys (S3) or paths (local) under ``prefix`` with their sizes."""
+        if isinstance(prefix, LocalPath):
+            return list_local_sizes(prefix.key)
         return list_sizes(self.s3, prefix.bucket, prefix.key, last)
+
+
+def list_local_sizes(prefix: str) -> dict[str, int]:
+    """Files whose path starts with ``prefix``, as S3 lists keys: a directory prefix lists its whole tree."""
+    directory = prefix if prefix.endswith("/") else os.path.dirname(prefix) or "."
+    sizes: dict[str, int] = {}
+    for root, _dirs, files in os.walk(directory):
+        for name in files:
+            path = os.path.join(root, name)
+            if path.startswith(prefix):
+                sizes[path] = os.path.getsize(path)
+    return sizes
 
 
 def list_sizes(s3: Any, bucket: str, prefix: str, last: str | None = None) -> dict[str, int]:
