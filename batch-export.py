@@ -64,12 +64,13 @@ from tiledbvcf_batch import inputs, prepare
     metavar="NAME",
     help="Bucket name or s3://bucket/prefix for the run record (default: the --dest-s3 bucket).",
 )
+@common.executor_options
 @common.run_tail_options
 @click.option("--dry-run", is_flag=True, help="Check the inputs and print the plan; submit nothing.")
 def main(**flags: Any) -> None:
     """Exports BCF sample data from a TileDB array via AWS Batch."""
-    opts = inputs.export_options(flags)
     session = common.Session.for_flags(flags)
+    opts = inputs.export_options(flags)
     prepared = prepare.export(opts, session.storage, session.executor, instance_price=flags["instance_price"])
     common.execute(prepared, session, flags)
 

@@ -92,6 +92,7 @@ from tiledbvcf_batch import inputs, prepare
     metavar="RUN_ID",
     help="Resubmit the jobs of an earlier run that did not succeed, with their original manifests.",
 )
+@common.executor_options
 @common.run_tail_options
 @click.option("--dry-run", is_flag=True, help="Check the inputs and print the plan; upload and submit nothing.")
 def main(**flags: Any) -> None:
@@ -112,8 +113,8 @@ def main(**flags: Any) -> None:
     The bucket specified with the --metadata-s3 argument is used to store a file for each job
     containing the list of samples the job should ingest.
     """
-    opts, samples = inputs.ingest_options(flags)
     session = common.Session.for_flags(flags)
+    opts, samples = inputs.ingest_options(flags)
     prepared = prepare.ingest(
         opts,
         samples,

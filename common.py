@@ -9,7 +9,9 @@ dry-run, or submit then (with --wait) watch and report. The domain lives in the
 from __future__ import annotations
 
 import json
+import shutil
 import sys
+import tempfile
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -20,6 +22,7 @@ from tiledbvcf_batch import report, submit, watch
 from tiledbvcf_batch.aws import Clients, make_clients
 from tiledbvcf_batch.executors.base import Executor
 from tiledbvcf_batch.executors.batch import BatchExecutor
+from tiledbvcf_batch.executors.local import LocalExecutor, find_tiledbvcf, is_legacy
 from tiledbvcf_batch.inputs import DEFAULT_SCRATCH_PATH, InputError
 from tiledbvcf_batch.plan import BARRIER, Stage, Task, describe_plan
 from tiledbvcf_batch.prepare import Prepared
@@ -88,10 +91,44 @@ def options(*decorators: Decorator) -> Decorator:
     return apply
 
 
+class BatchOption(click.Option):
+    """Shown as [required], as the spec documents it, but only AWS Batch needs it (checked in inputs)."""
+
+    def process_value(self, ctx: click.Context, value: Any) -> Any:
+        self.required = False
+        try:
+            return super().process_value(ctx, value)
+        finally:
+            self.required = True
+
+
 # Options the scripts share, spelled once; their help texts are the spec's.
-job_queue_option = click.option("--job-queue", required=True, metavar="NAME", help="Name of job queue to use for jobs.")
+job_queue_option = click.option(
+    "--job-queue", cls=BatchOption, required=True, metavar="NAME", help="Name of job queue to use for jobs."
+)
 job_definition_option = click.option(
-    "--job-definition", required=True, metavar="NAME", help="Name of job definition to use for jobs."
+    "--job-definition", cls=BatchOption, required=True, metavar="NAME", help="Name of job definition to use for jobs."
+)
+executor_options = options(
+    click.option(
+        "--executor",
+        type=click.Choice(["batch", "local"]),
+        default="batch",
+        show_default=True,
+        help="Where the jobs run: AWS Batch, or this machine (the same job commands, with the real tiledbvcf; "
+        "implies --wait). Locally, every location may also be a local path.",
+    ),
+    click.option(
+        "--max-parallel",
+        type=int,
+        metavar="N",
+        help="With --executor local: jobs at a time (default: the cores divided by the jobs' --vcpus, at least 1).",
+    ),
+    click.option(
+        "--tiledbvcf",
+        metavar="PATH",
+        help="With --executor local: the tiledbvcf to run (default: $TILEDBVCF, else tiledbvcf on PATH).",
+    ),
 )
 retries_option = click.option(
     "--retries", type=int, default=1, metavar="N", help="Max number (1-10) of retries for failed jobs."
@@ -138,9 +175,8 @@ def resources_options(what: str, vcpus: int, memory: int) -> Decorator:
 
 
 def scratch_path_option(help_text: str) -> Decorator:
-    return click.option(
-        "--scratch-path", default=DEFAULT_SCRATCH_PATH, show_default=True, metavar="PATH", help=help_text
-    )
+    more = f" Default: {DEFAULT_SCRATCH_PATH}; with --executor local, a temporary directory of the run."
+    return click.option("--scratch-path", metavar="PATH", help=help_text + more)
 
 
 # The tail every submitting script shares: after --json and --log-lines, before --dry-run.
@@ -174,10 +210,27 @@ class Session:
     executor: Executor
 
     @classmethod
-    def for_flags(cls, flags: Mapping[str, Any]) -> Session:
+    def for_flags(cls, flags: dict[str, Any]) -> Session:
+        """The session the flags ask for. Locally: tiledbvcf is found and checked, and scratch made if not given."""
         clients = make_clients(flags.get("region"))
         storage = Storage(clients.s3, encryption_args(flags.get("kms_key_id")))
-        return cls(clients, storage, BatchExecutor(clients, flags["job_queue"], flags["job_definition"]))
+        if flags.get("executor") != "local":
+            if flags.get("scratch_path") is None:
+                flags["scratch_path"] = DEFAULT_SCRATCH_PATH
+            return cls(
+                clients, storage, BatchExecutor(clients, flags["job_queue"] or "", flags["job_definition"] or "")
+            )
+        path, version = find_tiledbvcf(flags.get("tiledbvcf"))
+        if path is None:
+            raise InputError(version)
+        if is_legacy(version) and not flags.get("register"):
+            raise InputError(f"{path} is {version}, a legacy release (v2/v3 datasets): pass --register, or use "
+                             "tiledbvcf 0.7 or later")  # fmt: skip
+        if flags.get("scratch_path") is None:
+            scratch = tempfile.mkdtemp(prefix="tiledbvcf-scratch-")
+            click.get_current_context().call_on_close(lambda: shutil.rmtree(scratch, ignore_errors=True))
+            flags["scratch_path"] = scratch
+        return cls(clients, storage, LocalExecutor(path, version, flags.get("max_parallel")))
 
 
 def execute(prepared: Prepared, session: Session, flags: Mapping[str, Any]) -> None:
@@ -204,13 +257,14 @@ def execute(prepared: Prepared, session: Session, flags: Mapping[str, Any]) -> N
         on_stage=print_submitted,
     )
     click.echo(f"Run {record.run_id} recorded at {record.record}", err=True)
-    if flags["wait"]:
+    if flags["wait"] or session.executor.kind == "local":  # nothing to detach from locally
         sys.exit(wait_and_report(record, session, flags["instance_price"], flags["log_lines"], flags["as_json"]))
 
 
 def wait_and_report(record: RunRecord, session: Session, instance_price: float, log_lines: int, as_json: bool) -> int:
     """Watch a run to its end and print the report; the exit status (0, 1, or 130 on Ctrl-C)."""
-    latest = watch.watch_run(record, session.executor, stream=sys.stderr)
+    interval, max_interval = session.executor.poll_interval
+    latest = watch.watch_run(record, session.executor, stream=sys.stderr, interval=interval, max_interval=max_interval)
     if latest is None:
         return watch.EXIT_INTERRUPTED
     finished = report.finish_report(

@@ -32,7 +32,7 @@ def test_option_fields_keep_the_flag_names(tmp_path):
     samples = tmp_path / "s.txt"
     samples.write_text("s3://bkt/a.bcf\n")
     flags = {"dataset_uri": "s3://bkt/ds/", "samples": str(samples), "metadata_s3": "meta", "scratch_size": 0,
-             "vcpus": 8, "memory": 100, "job_queue": "q", "wait": True}  # fmt: skip
+             "vcpus": 8, "memory": 100, "job_queue": "q", "job_definition": "jd", "wait": True}  # fmt: skip
     opts, parsed = ingest_options(flags)
     assert (opts.dataset_uri, opts.samples, opts.metadata_s3) == ("s3://bkt/ds", str(samples), S3Uri("meta"))
     assert (opts.scratch_size, opts.vcpus, opts.memory, opts.store_threads) == (0, 8, 100, 8)
@@ -41,7 +41,7 @@ def test_option_fields_keep_the_flag_names(tmp_path):
 
 def test_every_input_problem_at_once(tmp_path):
     flags = {"dataset_uri": "/local", "samples": str(tmp_path / "none.txt"), "metadata_s3": "a/b", "num_jobs": 0,
-             "retries": 11, "attributes": "DP", "tiledb_config": "x"}  # fmt: skip
+             "retries": 11, "attributes": "DP", "tiledb_config": "x", "job_queue": "q", "job_definition": "jd"}  # fmt: skip
     with pytest.raises(InputError) as raised:
         ingest_options(flags)
     assert len(raised.value.problems) == 7
@@ -50,3 +50,18 @@ def test_every_input_problem_at_once(tmp_path):
 def test_names_file_problems():
     with pytest.raises(InputError, match="line 3 repeats sample 'A' of line 1"):
         parse_sample_names("A\nB\nA\n", "names")
+
+
+def test_queue_and_definition_are_required_for_batch_only(tmp_path):
+    samples = tmp_path / "s.txt"
+    samples.write_text(f"{tmp_path}/a.bcf\n")
+    flags = {"dataset_uri": str(tmp_path / "ds"), "samples": str(samples), "metadata_s3": str(tmp_path)}
+    with pytest.raises(InputError) as raised:
+        ingest_options(flags)
+    assert raised.value.problems[:2] == [
+        "Missing option '--job-queue'. (see --help)",
+        "Missing option '--job-definition'. (see --help)",
+    ]
+    assert "is not an S3 URI" in raised.value.problems[2]  # Batch mode refuses local paths
+    opts, parsed = ingest_options({**flags, "executor": "local"})
+    assert opts.dataset_uri == str(tmp_path / "ds") and parsed[0].uri == str(tmp_path / "a.bcf")

@@ -137,6 +137,7 @@ RANGES = {
     "scratch_size": (0, None),
     "threads": (1, None),
     "sample_batch_size": (1, None),
+    "max_parallel": (1, None),
 }
 
 
@@ -144,6 +145,10 @@ def check_ranges(problems: Problems, flags: Mapping[str, Any]) -> None:
     for name, (low, high) in RANGES.items():
         if name in flags:
             problems.check(check_range, flags[name], option_name(name), low, high)
+    if flags.get("executor", "batch") == "batch":  # the local executor needs neither
+        for name in ("job_queue", "job_definition"):
+            if not flags.get(name):
+                problems.found.append(f"Missing option '{option_name(name)}'. (see --help)")
 
 
 def parse_uri(text: str, option: str, need_key: bool = True, *, local: bool = False) -> Location:

@@ -161,12 +161,24 @@ class StuckJobs:
         return messages
 
 
-def interrupted_message(record: RunRecord) -> str:
+def interrupted_message(record: RunRecord, stopped: CancelOutcome | None) -> str:
     where = shlex.quote(record.location())
+    if stopped is None:
+        return (
+            f"Stopped waiting. The jobs of run {record.run_id} keep running on AWS Batch.\n"
+            f"  re-attach: python batch-runs.py wait {where}\n"
+            f"  cancel:    python batch-runs.py cancel {where}"
+        )
+    again = (
+        f"run the same command again with --resume {record.run_id}"
+        if record.kind == "ingest"
+        else "run the same command again"
+    )
     return (
-        f"Stopped waiting. The jobs of run {record.run_id} keep running on AWS Batch.\n"
-        f"  re-attach: python batch-runs.py wait {where}\n"
-        f"  cancel:    python batch-runs.py cancel {where}"
+        f"Stopped run {record.run_id}: {len(stopped.terminated)} running job(s) stopped, "
+        f"{len(stopped.cancelled)} not started, {len(stopped.finished)} had finished (recorded).\n"
+        f"  to finish it: {again}\n"
+        f"  its state:    python batch-runs.py status {where}"
     )
 
 
@@ -176,6 +188,7 @@ def watch_run(
     *,
     stream: TextIO,
     interval: float = 10.0,
+    max_interval: float = 60.0,
     sleep: Callable[[float], None] = time.sleep,
     now: Callable[[], float] = time.time,
     tty: bool | None = None,
@@ -198,9 +211,11 @@ def watch_run(
             say(message)
 
     try:
-        latest = wait_for_jobs(executor, ids, sleep=sleep, interval=interval, observe=observe)
+        latest = wait_for_jobs(
+            executor, ids, sleep=sleep, interval=interval, max_interval=max_interval, observe=observe
+        )
     except KeyboardInterrupt:
-        say("\n" + interrupted_message(record))
+        say("\n" + interrupted_message(record, executor.interrupted(ids)))
         return None
     progress.show(latest, final=True)
     return latest

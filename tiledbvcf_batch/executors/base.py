@@ -70,6 +70,7 @@ class CancelOutcome:
 
 class Executor(Protocol):
     kind: str  # recorded in RunRecord.executor
+    poll_interval: tuple[float, float]  # the first interval between polls, and the backoff's ceiling
 
     def settings(self) -> dict[str, Any]:
         """What the run record keeps to find this executor's jobs again."""
@@ -94,6 +95,9 @@ class Executor(Protocol):
 
     def terminate(self, ids: Sequence[str], reason: str) -> list[str]:
         """Stop these jobs whatever their state; what could not be stopped."""
+
+    def interrupted(self, ids: Sequence[str]) -> CancelOutcome | None:
+        """Ctrl-C while waiting: None if the jobs go on without this process, else what was stopped."""
 
     def log_tail(self, job: JobDescription, attempt: Attempt, lines: int) -> LogTail | None:
         """The last ``lines`` lines an attempt logged; None if it never logged."""

@@ -205,6 +205,7 @@ class BatchExecutor:
     job_definition: str
     pacer: Pacer = field(default_factory=lambda: Pacer(SUBMITS_PER_SECOND))
     kind: str = "batch"
+    poll_interval: tuple[float, float] = (10.0, 60.0)  # seconds: the first poll interval, and its backoff's ceiling
     _log_groups: dict[str, str] = field(default_factory=dict)
 
     def settings(self) -> dict[str, Any]:
@@ -275,6 +276,9 @@ class BatchExecutor:
             except (ClientError, BotoCoreError) as error:
                 left.append(f"job {job_id}: {aws_message(error)}")
         return left
+
+    def interrupted(self, ids: Sequence[str]) -> CancelOutcome | None:
+        return None  # Ctrl-C stops waiting, not the jobs: they run on AWS Batch
 
     def log_tail(self, job: JobDescription, attempt: Attempt, lines: int) -> LogTail | None:
         stream = attempt.get("container", {}).get("logStreamName")
