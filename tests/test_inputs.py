@@ -41,7 +41,8 @@ def test_option_fields_keep_the_flag_names(tmp_path):
 
 def test_every_input_problem_at_once(tmp_path):
     flags = {"dataset_uri": "/local", "samples": str(tmp_path / "none.txt"), "metadata_s3": "a/b", "num_jobs": 0,
-             "retries": 11, "attributes": "DP", "tiledb_config": "x", "job_queue": "q", "job_definition": "jd"}  # fmt: skip
+             "retries": 11, "attributes": "DP", "tiledb_config": "x", "job_queue": "q",
+             "job_definition": "jd"}  # fmt: skip
     with pytest.raises(InputError) as raised:
         ingest_options(flags)
     assert len(raised.value.problems) == 7
