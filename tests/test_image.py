@@ -60,6 +60,9 @@ def standin(tmp_path, monkeypatch):
     program.chmod(0o755)
     log = tmp_path / "standin.log"
     monkeypatch.setenv("PATH", f"{bin_dir}{os.pathsep}{os.environ['PATH']}")
+    # The stand-in, not the real tiledbvcf that TILEDBVCF may name: these tests are of failure paths.
+    monkeypatch.setenv("TILEDBVCF", str(program))
+    monkeypatch.setattr(entrypoint, "TILEDBVCF", str(program))
     monkeypatch.setenv("STANDIN_LOG", str(log))
     scratch = tmp_path / "data"
     scratch.mkdir()

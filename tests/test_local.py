@@ -1,0 +1,210 @@
+"""--executor local with the real tiledbvcf: the same job commands as on Batch, run on this machine.
+
+Run whenever TILEDBVCF names a tiledbvcf (``.ci/run`` unpacks ../shared/tools and sets it).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import boto3
+import pytest
+
+import cohort
+from conftest import ROOT
+
+TILEDBVCF = os.environ.get("TILEDBVCF", "")
+pytestmark = pytest.mark.skipif(
+    not TILEDBVCF, reason="TILEDBVCF is not set: these tests run the real tiledbvcf (.ci/run unpacks and sets it)"
+)
+BED = "chr1\t0\t2000000\nchr2\t0\t2000000\nchr3\t0\t2000000\n"
+
+
+@pytest.fixture
+def here(tmp_path, monkeypatch):
+    """A working directory with a state root of its own for the local executor's job states and logs."""
+    monkeypatch.setenv("TILEDBVCF_BATCH_STATE", str(tmp_path / "state"))
+    monkeypatch.chdir(tmp_path)
+    return tmp_path
+
+
+def script(name: str, *args: str) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, str(ROOT / name), "--executor", "local", *args],
+        capture_output=True, text=True, timeout=300, env=dict(os.environ),
+    )  # fmt: skip
+
+
+def tiledbvcf(*args: str) -> str:
+    return subprocess.run([TILEDBVCF, *args], capture_output=True, text=True, check=True, timeout=120).stdout
+
+
+def samples_file(path: Path, samples: list[Path] | list[str]) -> Path:
+    path.write_text("".join(f"{sample}\n" for sample in samples))
+    return path
+
+
+def ingest(here: Path, samples: Path, *extra: str) -> subprocess.CompletedProcess:
+    return script("batch-ingest.py", "--dataset-uri", str(here / "ds"), "--samples", str(samples),
+                  "--metadata-s3", str(here / "meta"), "--vcpus", "1", "--memory", "1024", *extra)  # fmt: skip
+
+
+def export_all(here: Path, dataset: str, out: str, fmt: str) -> subprocess.CompletedProcess:
+    names = here / "names.txt"
+    names.write_text(tiledbvcf("list", "-u", dataset))
+    (here / "regions.bed").write_text(BED)
+    return script("batch-export.py", "--dataset-uri", dataset, "--dest-s3", out, "--samples", str(names),
+                  "--bed", str(here / "regions.bed"), "--num-jobs", "2", "--vcpus", "1",
+                  "--output-format", fmt)  # fmt: skip
+
+
+def listed(dataset: str) -> list[str]:
+    return tiledbvcf("list", "-u", dataset).split()
+
+
+def test_ingest_12_samples_over_3_jobs_then_export_round_trip(here):
+    inputs = cohort.make_cohort(here / "in", 12, records=200)
+    result = ingest(here, samples_file(here / "samples.txt", inputs), "--num-jobs", "3")
+    assert result.returncode == 0, result.stderr
+    assert len(result.stdout.splitlines()[1].split()) == 3 + 3  # "Submitted ingestion job(s)" and 3 ids
+    assert "- 4 / 4 jobs succeeded" in result.stdout
+    assert sorted(listed(str(here / "ds"))) == sorted(p.name.removesuffix(".bcf") for p in inputs)
+    # The manifests were consumed by store --remove-sample-file: the ledger's proof of success.
+    assert not list((here / "meta").rglob("ingest-b*.txt"))
+    by_name = {p.name.removesuffix(".bcf"): p for p in inputs}
+    for fmt, suffix in (("b", ".bcf"), ("v", ".vcf")):
+        exported = export_all(here, str(here / "ds"), str(here / f"out-{fmt}"), fmt)
+        assert exported.returncode == 0, exported.stderr
+        assert cohort.compare_exported(by_name, here / f"out-{fmt}", suffix) == []
+
+    again = ingest(here, here / "samples.txt", "--num-jobs", "3")
+    assert again.returncode == 0 and again.stdout == ""
+    assert "skipped 12 samples already ingested by earlier runs" in again.stderr
+    assert len(listed(str(here / "ds"))) == 12
+
+
+def test_incremental_batches_run_one_after_another(here):
+    inputs = cohort.make_cohort(here / "in", 6, records=100)
+    result = ingest(here, samples_file(here / "samples.txt", inputs), "--num-jobs", "2", "--incremental", "3")
+    assert result.returncode == 0, result.stderr
+    assert [line.split()[1] for line in result.stdout.splitlines()[:4]] == ["array", "ingestion", "ingestion",
+                                                                           "ingestion"]  # fmt: skip
+    stages = re.findall(r"- ingestion (\d): 2 / 2 jobs succeeded", result.stdout)
+    assert stages == ["1", "2", "3"]
+    record = json.loads(next((here / "meta").rglob("run.json")).read_text())
+    started = {}
+    for job in record["jobs"]:
+        state = json.loads((here / "state" / f"{job['job_id']}.json").read_text())
+        started[job["key"]] = (state["attempts"][0]["startedAt"], state["attempts"][0]["stoppedAt"])
+    assert max(started["ingest-1-1"][1], started["ingest-1-2"][1]) <= min(started["ingest-2-1"][0],
+                                                                          started["ingest-2-2"][0])  # fmt: skip
+    assert sorted(listed(str(here / "ds"))) == sorted(p.name.removesuffix(".bcf") for p in inputs)
+
+
+def test_a_corrupt_sample_fails_its_job_and_resume_finishes_the_run(here):
+    inputs = cohort.make_cohort(here / "in", 6, records=150)
+    good = inputs[4].read_bytes()
+    cohort.corrupt(inputs[4])
+    samples = samples_file(here / "samples.txt", inputs)
+    failed = ingest(here, samples, "--num-jobs", "3", "--log-lines", "5")
+    assert failed.returncode == 1
+    assert "- 2 / 3 jobs succeeded" in failed.stdout or "- 3 / 4 jobs succeeded" in failed.stdout
+    assert "1 job failed: tiledbvcf-ingest-b1-j3" in failed.stdout
+    assert re.search(r"    log: \S+ ingest-1-3\.log\n", failed.stdout)
+    assert "    | " in failed.stdout  # the tail of its log
+    run_id = re.search(r"Run (\S+) recorded", failed.stderr).group(1)
+
+    inputs[4].write_bytes(good)  # the corrected file, same path
+    resumed = ingest(here, samples, "--num-jobs", "3", "--resume", run_id)
+    assert resumed.returncode == 0, resumed.stdout + resumed.stderr
+    assert f"resuming run {run_id}: resubmitting 1 jobs that did not succeed" in resumed.stderr
+    by_name = {p.name.removesuffix(".bcf"): p for p in inputs}
+    assert sorted(listed(str(here / "ds"))) == sorted(by_name)
+    exported = export_all(here, str(here / "ds"), str(here / "out"), "v")
+    assert exported.returncode == 0, exported.stderr
+    assert cohort.compare_exported(by_name, here / "out", ".vcf") == []  # each sample once, every record
+
+
+def tiledbvcf_processes(subcommand: str = "") -> list[int]:
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                command = (entry / "cmdline").read_bytes().decode(errors="replace").split("\0")
+            except OSError:
+                continue
+            if command[0] == TILEDBVCF and subcommand in [*command[1:2], ""]:
+                found.append(int(entry.name))
+    return found
+
+
+def test_ctrl_c_stops_every_tiledbvcf_and_says_how_to_resume(here):
+    inputs = cohort.make_cohort(here / "in", 60, records=4000)
+    samples = samples_file(here / "samples.txt", inputs)
+    process = subprocess.Popen(
+        [sys.executable, str(ROOT / "batch-ingest.py"), "--executor", "local", "--dataset-uri", str(here / "ds"),
+         "--samples", str(samples), "--metadata-s3", str(here / "meta"), "--vcpus", "1", "--num-jobs", "2",
+         "--sample-batch-size", "2"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=dict(os.environ),
+    )  # fmt: skip
+    deadline = time.monotonic() + 60
+    while not tiledbvcf_processes("store") and time.monotonic() < deadline and process.poll() is None:
+        time.sleep(0.05)
+    assert tiledbvcf_processes("store"), "a store job should be running"
+    process.send_signal(signal.SIGINT)
+    _, err = process.communicate(timeout=60)
+    assert process.returncode == 130, err
+    assert "running job(s) stopped" in err and "--resume ingest-" in err
+    assert "Traceback" not in err
+    assert tiledbvcf_processes() == []
+    record = json.loads(next((here / "meta").rglob("run.json")).read_text())
+    states = [json.loads((here / "state" / f"{job['job_id']}.json").read_text()) for job in record["jobs"]]
+    assert states[0]["status"] == "SUCCEEDED"  # the creation job finished, and that is recorded
+    assert {state["status"] for state in states[1:]} == {"FAILED"}
+
+
+@pytest.fixture
+def emulated_s3(moto_server, here):
+    return boto3.client("s3", region_name="us-east-1")
+
+
+def test_on_the_emulated_s3_ingest_and_export(emulated_s3, here):
+    s3 = emulated_s3
+    inputs = cohort.make_cohort(here / "in", 4, records=120)
+    for path in inputs:
+        for file in (path, Path(f"{path}.csi")):
+            s3.upload_file(str(file), "bucket-name", f"cohort/{file.name}")
+    samples = samples_file(here / "samples.txt", [f"s3://bucket-name/cohort/{p.name}" for p in inputs])
+    dataset = "s3://my-bucketname/ds"
+    result = script("batch-ingest.py", "--dataset-uri", dataset, "--samples", str(samples),
+                    "--metadata-s3", "s3://bucket2-name", "--vcpus", "1", "--num-jobs", "2")  # fmt: skip
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert sorted(listed(dataset)) == sorted(p.name.removesuffix(".bcf") for p in inputs)
+    left = [item["Key"] for item in s3.list_objects_v2(Bucket="bucket2-name")["Contents"]]
+    assert [key for key in left if key.endswith(".txt")] == []  # store consumed every manifest on S3
+    exported = export_all(here, dataset, "s3://my-bucketname/exports/", "b")
+    assert exported.returncode == 0, exported.stdout + exported.stderr
+    (here / "down").mkdir()
+    for path in inputs:
+        s3.download_file("my-bucketname", f"exports/{path.name}", str(here / "down" / path.name))
+    assert cohort.compare_exported({p.name.removesuffix(".bcf"): p for p in inputs}, here / "down", ".bcf") == []
+
+
+def test_the_demo_runs_the_main_job_with_the_real_tiledbvcf():
+    result = subprocess.run([sys.executable, str(ROOT / "demo" / "local_run.py"), "--samples", "6", "--records", "100"],
+                            capture_output=True, text=True, timeout=300, env=dict(os.environ))  # fmt: skip
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "- Number of samples: 6" in result.stdout  # tiledbvcf stat
+    assert "All 6 samples exported back: every record equals its input." in result.stdout
+
+
+def test_the_image_pins_the_release_the_tests_run():
+    version = tiledbvcf("--version").splitlines()[0].split()[-1]
+    assert f"ARG TILEDBVCF_VERSION={version}\n" in (ROOT / "Dockerfile-cli").read_text()
