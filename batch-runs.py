@@ -16,7 +16,6 @@ from tiledbvcf_batch import report, watch
 from tiledbvcf_batch.aws import make_clients
 from tiledbvcf_batch.executors import for_record
 from tiledbvcf_batch.executors.base import describe_fully
-from tiledbvcf_batch.inputs import parse_metadata_location
 from tiledbvcf_batch.record import RunRecord
 from tiledbvcf_batch.storage import Storage
 
@@ -146,7 +145,7 @@ def cancel(session: common.Session, record: RunRecord) -> None:
 def list_runs(metadata_s3: str, region: str | None, last: int) -> None:
     """List the runs recorded under --metadata-s3, newest last."""
     storage = Storage(make_clients(region).s3)
-    for uri in records.list_records(storage, parse_metadata_location(metadata_s3))[-last:]:
+    for uri in records.list_records(storage, records.metadata_location(metadata_s3))[-last:]:
         record = records.load_record(storage, uri)
         click.echo(f"{record.run_id}  {len(record.jobs)} jobs  {record.target}  {uri}")
 

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import click
+from click.core import ParameterSource
 
 from tiledbvcf_batch import report, submit, watch
 from tiledbvcf_batch.aws import Clients, make_clients
@@ -226,6 +227,8 @@ class Session:
         if is_legacy(version) and not flags.get("register"):
             raise InputError(f"{path} is {version}, a legacy release (v2/v3 datasets): pass --register, or use "
                              "tiledbvcf 0.7 or later")  # fmt: skip
+        if click.get_current_context().get_parameter_source("instance_price") == ParameterSource.DEFAULT:
+            flags["instance_price"] = 0.0  # this machine costs no instance hours, unless the user prices it
         if flags.get("scratch_path") is None:
             scratch = tempfile.mkdtemp(prefix="tiledbvcf-scratch-")
             click.get_current_context().call_on_close(lambda: shutil.rmtree(scratch, ignore_errors=True))

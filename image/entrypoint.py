@@ -26,35 +26,14 @@ from typing import Any
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-import boto3
-from botocore.config import Config
-
-from tiledbvcf_batch.commands import EXPORT_SUFFIXES, split_evenly
+from tiledbvcf_batch.commands import EXPORT_SUFFIXES, OPTION_NAMES, needs_own_upload, option, split_evenly
 from tiledbvcf_batch.storage import S3Uri, parse_s3_uri, read_s3_text
 
 TILEDBVCF = os.environ.get("TILEDBVCF", "tiledbvcf")
-OPTION_NAMES = {
-    "upload": ("--upload-dir",),
-    "output_dir": ("-d", "--output-dir"),
-    "samples_file": ("-f", "--samples-file"),
-    "partition": ("--sample-partition",),
-    "format": ("-O", "--output-format"),
-}
 
 
 def log(message: str) -> None:
     print(f"[tiledbvcf-batch] {message}", file=sys.stderr, flush=True)
-
-
-def option(args: Sequence[str], names: Sequence[str]) -> tuple[int, str] | None:
-    """Position and value of the first ``--name value`` or ``--name=value``."""
-    for i, arg in enumerate(args):
-        for name in names:
-            if arg == name and i + 1 < len(args):
-                return i, args[i + 1]
-            if name.startswith("--") and arg.startswith(name + "="):
-                return i, arg.split("=", 1)[1]
-    return None
 
 
 def value(args: Sequence[str], key: str) -> str | None:
@@ -149,16 +128,19 @@ def export_and_upload(args: list[str], run: Callable[[list[str]], int], s3: Any)
         shutil.rmtree(workdir, ignore_errors=True)
 
 
-def needs_own_upload(args: Sequence[str]) -> bool:
-    return bool(args) and args[0] == "export" and (value(args, "upload") or "").startswith("s3://")
-
-
 def main(argv: list[str], run: Callable[[list[str]], int] = subprocess.call, s3: Any = None) -> int:
     if not needs_own_upload(argv):
         os.execvp(TILEDBVCF, [TILEDBVCF, *argv])
+    return export_and_upload(argv, run, s3 or s3_client())
+
+
+def s3_client() -> Any:
+    # Imported here: boto3 takes a third of a second to import, and only an export to S3 needs it.
+    import boto3
+    from botocore.config import Config
+
     # The same retry behaviour as the scripts' clients: throttling (SlowDown) is ridden out.
-    config = Config(retries={"mode": "standard", "max_attempts": 10})
-    return export_and_upload(argv, run, s3 or boto3.client("s3", config=config))
+    return boto3.client("s3", config=Config(retries={"mode": "standard", "max_attempts": 10}))
 
 
 if __name__ == "__main__":

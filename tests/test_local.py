@@ -115,11 +115,20 @@ def test_a_corrupt_sample_fails_its_job_and_resume_finishes_the_run(here):
     samples = samples_file(here / "samples.txt", inputs)
     failed = ingest(here, samples, "--num-jobs", "3", "--log-lines", "5")
     assert failed.returncode == 1
-    assert "- 2 / 3 jobs succeeded" in failed.stdout or "- 3 / 4 jobs succeeded" in failed.stdout
+    assert "- 3 / 4 jobs succeeded" in failed.stdout
+    assert "- Total cost estimate $0.00 (0.00 hours @ $0.0000 / hr)" in failed.stdout  # this machine is not billed
     assert "1 job failed: tiledbvcf-ingest-b1-j3" in failed.stdout
     assert re.search(r"    log: \S+ ingest-1-3\.log\n", failed.stdout)
     assert "    | " in failed.stdout  # the tail of its log
     run_id = re.search(r"Run (\S+) recorded", failed.stderr).group(1)
+    record = re.search(r"recorded at (\S+)", failed.stderr).group(1)
+    runs = [sys.executable, str(ROOT / "batch-runs.py")]
+    status = subprocess.run([*runs, "status", record], capture_output=True, text=True, env=dict(os.environ))
+    assert status.returncode == 1 and "- 3 / 4 jobs succeeded" in status.stdout, status.stderr
+    logs = subprocess.run([*runs, "logs", run_id, "--metadata-s3", str(here / "meta")], capture_output=True, text=True)
+    assert "1 job failed: tiledbvcf-ingest-b1-j3" in logs.stdout and "[critical]" in logs.stdout, logs.stderr
+    listed_runs = subprocess.run([*runs, "list", "--metadata-s3", str(here / "meta")], capture_output=True, text=True)
+    assert listed_runs.stdout.startswith(f"{run_id}  4 jobs  {here / 'ds'}  {record}"), listed_runs.stderr
 
     inputs[4].write_bytes(good)  # the corrected file, same path
     resumed = ingest(here, samples, "--num-jobs", "3", "--resume", run_id)

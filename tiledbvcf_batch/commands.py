@@ -16,6 +16,14 @@ EXPORT_SUFFIXES = {"b": ".bcf", "u": ".bcf", "z": ".vcf.gz", "v": ".vcf"}
 # ``tiledbvcf --version`` does nothing and exits 0 on every release: a barrier job's command.
 BARRIER_COMMAND = ("--version",)
 _SECRET_KEY_RE = re.compile(r"secret|token|password|session", re.IGNORECASE)
+# How the image's entrypoint finds the options of an export job it uploads itself.
+OPTION_NAMES = {
+    "upload": ("--upload-dir",),
+    "output_dir": ("-d", "--output-dir"),
+    "samples_file": ("-f", "--samples-file"),
+    "partition": ("--sample-partition",),
+    "format": ("-O", "--output-format"),
+}
 
 
 def split_evenly(items: Sequence[Any], parts: int) -> list[list[Any]]:
@@ -113,3 +121,20 @@ def redact_command(command: Sequence[str]) -> list[str]:
         if arg == "--tiledb-config":
             shown[i + 1] = redact_config(shown[i + 1]) or ""
     return shown
+
+
+def option(args: Sequence[str], names: Sequence[str]) -> tuple[int, str] | None:
+    """Position and value of the first ``--name value`` or ``--name=value``."""
+    for i, arg in enumerate(args):
+        for name in names:
+            if arg == name and i + 1 < len(args):
+                return i, args[i + 1]
+            if name.startswith("--") and arg.startswith(name + "="):
+                return i, arg.split("=", 1)[1]
+    return None
+
+
+def needs_own_upload(args: Sequence[str]) -> bool:
+    """An export to ``s3://``: tiledbvcf 0.40.x exits 0 without uploading, so the entrypoint uploads."""
+    found = option(args, OPTION_NAMES["upload"])
+    return bool(args) and args[0] == "export" and found is not None and found[1].startswith("s3://")

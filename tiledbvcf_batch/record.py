@@ -161,8 +161,13 @@ def locate(run: str, metadata_s3: str | None) -> Location:
         return uri if uri.key.endswith(".json") else record_uri_of(uri.as_prefix())
     if metadata_s3 is None:
         raise InputError(f"RUN {run!r} is a run id: add --metadata-s3, or give the run record's s3:// URI instead")
-    local = not metadata_s3.startswith("s3://") and (os.sep in metadata_s3 or os.path.isdir(metadata_s3))
-    return record_uri_of(run_prefix_for(parse_metadata_location(metadata_s3, local=local), run))
+    return record_uri_of(run_prefix_for(metadata_location(metadata_s3), run))
+
+
+def metadata_location(text: str) -> Location:
+    """--metadata-s3 of a recorded run: a bucket, s3://bucket/prefix, or (a local run's) a directory."""
+    local = not text.startswith("s3://") and (os.sep in text or os.path.isdir(text))
+    return parse_metadata_location(text, local=local)
 
 
 def list_records(storage: Storage, location: Location) -> list[Location]:

@@ -189,7 +189,7 @@ def watch_run(
     stream: TextIO,
     interval: float = 10.0,
     max_interval: float = 60.0,
-    sleep: Callable[[float], None] = time.sleep,
+    sleep: Callable[[float], None] | None = None,
     now: Callable[[], float] = time.time,
     tty: bool | None = None,
 ) -> Latest | None:
@@ -212,7 +212,7 @@ def watch_run(
 
     try:
         latest = wait_for_jobs(
-            executor, ids, sleep=sleep, interval=interval, max_interval=max_interval, observe=observe
+            executor, ids, sleep=sleep or executor.pause, interval=interval, max_interval=max_interval, observe=observe
         )
     except KeyboardInterrupt:
         say("\n" + interrupted_message(record, executor.interrupted(ids)))

@@ -96,6 +96,9 @@ class Executor(Protocol):
     def terminate(self, ids: Sequence[str], reason: str) -> list[str]:
         """Stop these jobs whatever their state; what could not be stopped."""
 
+    def pause(self, seconds: float) -> None:
+        """Wait between two polls: at most ``seconds``, less when the executor knows a job changed."""
+
     def interrupted(self, ids: Sequence[str]) -> CancelOutcome | None:
         """Ctrl-C while waiting: None if the jobs go on without this process, else what was stopped."""
 

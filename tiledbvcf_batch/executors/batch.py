@@ -277,6 +277,9 @@ class BatchExecutor:
                 left.append(f"job {job_id}: {aws_message(error)}")
         return left
 
+    def pause(self, seconds: float) -> None:
+        time.sleep(seconds)
+
     def interrupted(self, ids: Sequence[str]) -> CancelOutcome | None:
         return None  # Ctrl-C stops waiting, not the jobs: they run on AWS Batch
 

@@ -26,6 +26,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, BinaryIO
 
+from ..commands import needs_own_upload
 from ..plan import Plan, Task
 from .base import NOT_STARTED, TERMINAL_STATUSES, Attempt, CancelOutcome, JobDescription, LogTail
 
@@ -85,16 +86,20 @@ class LocalExecutor:
     version: str = ""
     max_parallel: int | None = None  # None: what the cores allow for the jobs' vCPUs
     root: Path = field(default_factory=state_root)
-    poll: float = 0.2
+    poll: float = 0.05  # how often running processes are checked (a cheap waitpid each)
     kind: str = "local"
-    poll_interval: tuple[float, float] = (0.5, 2.0)  # seconds: local jobs are watched closely
+    poll_interval: tuple[float, float] = (2.0, 2.0)  # seconds; pause() returns as soon as a job changes
     _jobs: dict[str, JobDescription] = field(default_factory=dict)
     _after: dict[str, list[str]] = field(default_factory=dict)
     _attempts: dict[str, int] = field(default_factory=dict)
     _args: dict[str, list[str]] = field(default_factory=dict)
     _running: dict[str, Running] = field(default_factory=dict)
     _lock: threading.Lock = field(default_factory=threading.Lock)
+    _changed: threading.Condition = field(init=False)
     _thread: threading.Thread | None = None
+
+    def __post_init__(self) -> None:
+        self._changed = threading.Condition(self._lock)
 
     def settings(self) -> dict[str, Any]:
         return {"kind": self.kind, "root": str(self.root), "tiledbvcf": self.tiledbvcf, "version": self.version,
@@ -166,8 +171,11 @@ class LocalExecutor:
         pythonpath = os.pathsep.join(filter(None, [str(ENTRYPOINT.parents[1]), os.environ.get("PYTHONPATH")]))
         env = {**os.environ, "TILEDBVCF": self.tiledbvcf, "PYTHONPATH": pythonpath}
         # A session of its own: the terminal's Ctrl-C reaches this process, which stops the jobs itself.
+        args = self._args[job_id]
+        # The entrypoint's own rule: it runs tiledbvcf unchanged unless an export must be uploaded.
+        command = [sys.executable, str(ENTRYPOINT), *args] if needs_own_upload(args) else [self.tiledbvcf, *args]
         process = subprocess.Popen(
-            [sys.executable, str(ENTRYPOINT), *self._args[job_id]],
+            command,
             stdout=log,
             stderr=subprocess.STDOUT,
             env=env,
@@ -222,6 +230,11 @@ class LocalExecutor:
 
     def _save(self, job_id: str) -> None:
         self._path(job_id, ".json").write_text(json.dumps(self._jobs[job_id]))
+        self._changed.notify_all()
+
+    def pause(self, seconds: float) -> None:
+        with self._changed:
+            self._changed.wait(seconds)
 
     # -- Watching and stopping ------------------------------------------------------------------
 

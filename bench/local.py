@@ -1,0 +1,105 @@
+#!/usr/bin/env python3
+"""The local executor's cost: a real ingestion of a generated cohort, against the same commands by hand.
+
+Three ways of ingesting the same cohort into a fresh dataset, each timed from start to end:
+
+1. ``batch-ingest.py --executor local --max-parallel 1``: the whole script (checks, plan,
+   manifests, run record, the jobs one at a time, the report);
+2. by hand: ``tiledbvcf create``, then the very ``store`` commands of that plan, one after another;
+3. ``batch-ingest.py --executor local --max-parallel 2``.
+
+The overhead is (1) against (2); the speed-up is (1) against (3). Each is run --repeat times, into
+a fresh dataset each time, and the best time is kept (the machine's noise is larger than the
+overhead). Needs TILEDBVCF (or tiledbvcf on PATH).
+
+    TILEDBVCF=... python bench/local.py [--samples 200] [--records 2000] [--num-jobs 4] [--repeat 3]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path[:0] = [str(ROOT), str(ROOT / "demo")]
+
+import cohort  # noqa: E402
+from tiledbvcf_batch.commands import create_command  # noqa: E402
+from tiledbvcf_batch.executors.local import find_tiledbvcf  # noqa: E402
+from tiledbvcf_batch.inputs import IngestOptions, read_samples_file  # noqa: E402
+from tiledbvcf_batch.plan import ingest_batches, plan_ingest  # noqa: E402
+from tiledbvcf_batch.storage import LocalPath  # noqa: E402
+
+
+def timed(command: list[str], **kwargs) -> float:
+    start = time.perf_counter()
+    subprocess.run(command, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, **kwargs)
+    return time.perf_counter() - start
+
+
+def with_executor(work: Path, samples: Path, name: str, num_jobs: int, parallel: int) -> float:
+    """The whole script, as a user runs it."""
+    env = {**os.environ, "TILEDBVCF_BATCH_STATE": str(work / "state")}
+    return timed([sys.executable, str(ROOT / "batch-ingest.py"), "--executor", "local", "--dataset-uri",
+                  str(work / name), "--samples", str(samples), "--metadata-s3", str(work / f"meta-{name}"),
+                  "--num-jobs", str(num_jobs), "--vcpus", "1", "--max-parallel", str(parallel),
+                  "--scratch-path", str(work / "scratch")], env=env)  # fmt: skip
+
+
+def by_hand(tiledbvcf: str, work: Path, samples: Path, name: str, num_jobs: int) -> float:
+    """The same create and store commands as the executor's plan, run one after another."""
+    opts = IngestOptions(str(work / name), str(samples), LocalPath(str(work / f"meta-{name}")),
+                         num_jobs=num_jobs, vcpus=1, scratch_path=str(work / "scratch"))  # fmt: skip
+    prefix = LocalPath(str(work / f"meta-{name}/runs/r/"))
+    batches, _ = ingest_batches(read_samples_file(str(samples), local=True), opts, prefix)
+    plan = plan_ingest(opts, batches, "r", prefix)
+    for manifest in plan.manifests():  # what the script uploads; not timed
+        Path(manifest.uri.key).parent.mkdir(parents=True, exist_ok=True)
+        Path(manifest.uri.key).write_bytes(manifest.body())
+    start = time.perf_counter()
+    for args in [create_command(opts), *(list(task.args) for task in plan.tasks if task.stage.kind == "ingest")]:
+        subprocess.run([tiledbvcf, *args], check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    return time.perf_counter() - start
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--samples", type=int, default=200)
+    parser.add_argument("--records", type=int, default=2000)
+    parser.add_argument("--num-jobs", type=int, default=4)
+    parser.add_argument("--repeat", type=int, default=3)
+    args = parser.parse_args()
+    tiledbvcf, version = find_tiledbvcf(None)
+    if tiledbvcf is None:
+        print(version)
+        return 2
+    os.environ["TILEDBVCF"] = tiledbvcf
+    work = Path(tempfile.mkdtemp(prefix="tiledbvcf-bench-"))
+    (work / "scratch").mkdir()
+    inputs = cohort.make_cohort(work / "in", args.samples, records=args.records)
+    samples = work / "samples.txt"
+    samples.write_text("".join(f"{path}\n" for path in inputs))
+    serial, hand, parallel = (float("inf"),) * 3
+    for i in range(args.repeat):  # interleaved, so that a slow moment of the machine hits all three
+        serial = min(serial, with_executor(work, samples, f"serial-{i}", args.num_jobs, 1))
+        hand = min(hand, by_hand(tiledbvcf, work, samples, f"by-hand-{i}", args.num_jobs))
+        parallel = min(parallel, with_executor(work, samples, f"parallel-{i}", args.num_jobs, 2))
+    print(f"{args.samples} samples x {args.records} records, --num-jobs {args.num_jobs}, {version}, "
+          f"{os.cpu_count()} cores, best of {args.repeat}")  # fmt: skip
+    print("| run | seconds |")
+    print("|---|---|")
+    print(f"| by hand: create + {args.num_jobs} store commands, one after another | {hand:.2f} |")
+    print(f"| batch-ingest.py --executor local --max-parallel 1 | {serial:.2f} |")
+    print(f"| batch-ingest.py --executor local --max-parallel 2 | {parallel:.2f} |")
+    print(f"overhead of the executor: {100 * (serial - hand) / hand:+.1f}% ({serial - hand:+.2f} s); "
+          f"speed-up from --max-parallel 2: {serial / parallel:.2f}x")  # fmt: skip
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
