@@ -1,0 +1,108 @@
+"""The local executor's failure paths, with a stand-in tiledbvcf: finding it, retries, failed dependencies.
+
+The real tiledbvcf runs in tests/test_local.py; a stand-in is for what the real one cannot be
+made to do on demand (fail once, then succeed; be a legacy release).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from pathlib import Path
+
+import pytest
+
+from conftest import INGEST, invoke
+
+STANDIN = """#!PYTHON
+import json, os, sys
+args = sys.argv[1:]
+if args[:1] == ["--version"]:
+    print(os.environ.get("STANDIN_VERSION", "TileDB-VCF version 0.40.3"))
+    sys.exit(0)
+with open(os.environ["STANDIN_LOG"], "a") as log:
+    log.write(json.dumps(args) + "\\n")
+if args[0] == "create":
+    os.makedirs(args[2], exist_ok=True)
+    open(os.path.join(args[2], "__group"), "w").close()
+if args[0] == "store":
+    counter = os.environ["STANDIN_LOG"] + ".attempts"
+    seen = int(open(counter).read()) if os.path.exists(counter) else 0
+    open(counter, "w").write(str(seen + 1))
+    if seen < int(os.environ.get("STANDIN_FAIL_TIMES", "0")):
+        print("[critical] Error: stand-in failure " + str(seen + 1))
+        sys.exit(1)
+    os.remove(args[args.index("-f") + 1])  # --remove-sample-file
+"""
+
+
+@pytest.fixture
+def standin(tmp_path, monkeypatch):
+    program = tmp_path / "tiledbvcf"
+    program.write_text(STANDIN.replace("PYTHON", sys.executable))
+    program.chmod(0o755)
+    monkeypatch.setenv("STANDIN_LOG", str(tmp_path / "calls.log"))
+    monkeypatch.setenv("TILEDBVCF", str(program))
+    monkeypatch.setenv("TILEDBVCF_BATCH_STATE", str(tmp_path / "state"))
+    monkeypatch.chdir(tmp_path)
+    for i in range(4):
+        (tmp_path / f"s{i}.bcf").write_bytes(b"x")
+        (tmp_path / f"s{i}.bcf.csi").write_bytes(b"i")
+    (tmp_path / "samples.txt").write_text("".join(f"s{i}.bcf\n" for i in range(4)))
+
+    def calls() -> list[list[str]]:
+        log = tmp_path / "calls.log"
+        return [json.loads(line) for line in log.read_text().splitlines()] if log.exists() else []
+
+    return calls
+
+
+def ingest(tmp_path: Path, *extra: str):
+    local = ["--executor", "local", "--vcpus", "1", "--metadata-s3", str(tmp_path / "meta")]
+    return invoke(INGEST.main, [*local, "--dataset-uri", str(tmp_path / "ds"), "--samples", "samples.txt", *extra])
+
+
+def test_a_missing_tiledbvcf_is_one_line_with_the_install_hint(tmp_path, standin, monkeypatch):
+    monkeypatch.setenv("TILEDBVCF", str(tmp_path / "nowhere" / "tiledbvcf"))
+    result = ingest(tmp_path)
+    assert result.exit_code == 2 and result.stdout == ""
+    assert len(result.stderr.splitlines()) == 1
+    assert "conda install -c conda-forge -c tiledb libtiledbvcf" in result.stderr
+    assert not (tmp_path / "meta").exists() and standin() == []
+
+
+def test_a_legacy_tiledbvcf_needs_register(tmp_path, standin, monkeypatch):
+    monkeypatch.setenv("STANDIN_VERSION", "TileDB-VCF version 0.6.2")
+    result = ingest(tmp_path)
+    assert result.exit_code == 2
+    assert "is TileDB-VCF version 0.6.2, a legacy release (v2/v3 datasets): pass --register" in result.stderr
+
+
+def test_dry_run_names_the_tiledbvcf_and_runs_nothing(tmp_path, standin):
+    result = ingest(tmp_path, "--dry-run", "--num-jobs", "2")
+    assert result.exit_code == 0, result.stderr
+    cores_allow = max(1, os.cpu_count() or 1)  # --vcpus 1
+    assert result.lines[0].endswith(f"on this machine, {cores_allow} at a time, with TileDB-VCF version 0.40.3")
+    assert standin() == [] and not (tmp_path / "meta" / "tiledbvcf-batch" / "runs").exists()
+
+
+def test_retries_give_more_attempts_with_resume(tmp_path, standin, monkeypatch):
+    monkeypatch.setenv("STANDIN_FAIL_TIMES", "1")
+    result = ingest(tmp_path, "--retries", "2")
+    assert result.exit_code == 0, result.stdout + result.stderr
+    assert "- 1 jobs had more than 1 attempt." in result.lines
+    stores = [call for call in standin() if call[0] == "store"]
+    assert len(stores) == 2 and stores[0] == stores[1] and "--resume" in stores[0]
+
+
+def test_a_failed_job_fails_its_dependents_without_running_them(tmp_path, standin, monkeypatch):
+    monkeypatch.setenv("STANDIN_FAIL_TIMES", "1")
+    result = ingest(tmp_path, "--incremental", "2", "--log-lines", "3")
+    assert result.exit_code == 1
+    assert [call[0] for call in standin()] == ["create", "store"]  # batch 2 never ran
+    assert "- ingestion 1: 0 / 1 jobs succeeded" in result.stdout
+    assert "- ingestion 2: 0 / 1 jobs succeeded, did not run" in result.stdout
+    assert "Dependent job failed: it did not run" in result.stdout
+    assert "    | [critical] Error: stand-in failure 1" in result.stdout  # the failed job's log tail
+    assert "- Samples: 0 in jobs that succeeded, 4 in jobs that did not." in result.stdout
