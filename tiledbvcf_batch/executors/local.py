@@ -122,7 +122,8 @@ class LocalExecutor:
         if problems:
             raise ValueError("; ".join(problems))
         if self.max_parallel is None:
-            vcpus = max((task.resources.vcpus for task in plan.tasks), default=1)
+            # Sized by the jobs that do the work (they carry samples), not the small creation job.
+            vcpus = max((task.resources.vcpus for task in plan.tasks if task.samples), default=1)
             self.max_parallel = max(1, (os.cpu_count() or 1) // vcpus)
         return list(plan.tasks)
 
