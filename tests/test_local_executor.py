@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import os
 import sys
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -106,3 +107,18 @@ def test_a_failed_job_fails_its_dependents_without_running_them(tmp_path, standi
     assert "Dependent job failed: it did not run" in result.stdout
     assert "    | [critical] Error: stand-in failure 1" in result.stdout  # the failed job's log tail
     assert "- Samples: 0 in jobs that succeeded, 4 in jobs that did not." in result.stdout
+
+
+def test_scratch_is_a_temporary_directory_of_the_run_unless_given(tmp_path, standin, monkeypatch):
+    temporary = tmp_path / "tmp"
+    temporary.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(temporary))
+    assert ingest(tmp_path).exit_code == 0
+    store = next(call for call in standin() if call[0] == "store")
+    scratch = store[store.index("-d") + 1]
+    assert Path(scratch).parent == temporary and Path(scratch).name.startswith("tiledbvcf-scratch-")
+    assert list(temporary.iterdir()) == []  # removed at the end of the run
+    given = ingest(tmp_path, "--scratch-path", str(tmp_path), "--force-reingest")
+    assert given.exit_code == 0, given.stderr
+    store = [call for call in standin() if call[0] == "store"][-1]
+    assert store[store.index("-d") + 1] == str(tmp_path)
