@@ -16,6 +16,7 @@ from tiledbvcf_batch import report, watch
 from tiledbvcf_batch.aws import make_clients
 from tiledbvcf_batch.executors import for_record
 from tiledbvcf_batch.executors.base import describe_fully
+from tiledbvcf_batch.inputs import check_range
 from tiledbvcf_batch.record import RunRecord
 from tiledbvcf_batch.storage import Storage
 
@@ -144,6 +145,7 @@ def cancel(session: common.Session, record: RunRecord) -> None:
 @click.option("--last", type=int, default=20, show_default=True, metavar="N", help="Show the N most recent runs.")
 def list_runs(metadata_s3: str, region: str | None, last: int) -> None:
     """List the runs recorded under --metadata-s3, newest last."""
+    check_range(last, "--last", 1)
     storage = Storage(make_clients(region).s3)
     for uri in records.list_records(storage, records.metadata_location(metadata_s3))[-last:]:
         record = records.load_record(storage, uri)

@@ -278,5 +278,6 @@ def manifest_of(job: dict) -> str:
     return command[command.index("-f") + 1]
 
 
-def make_dataset(aws) -> None:
-    aws.s3.put_object(Bucket="my-bucketname", Key="test-vcf-dataset/__tiledb_group.tdb", Body=b"")
+def make_dataset(aws, key: str = "test-vcf-dataset") -> None:
+    """What a creation job leaves: moto's Batch runs none, so tests that need the dataset make it."""
+    aws.s3.put_object(Bucket="my-bucketname", Key=f"{key}/__tiledb_group.tdb", Body=b"")

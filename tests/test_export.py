@@ -6,13 +6,14 @@ import json
 
 import pytest
 
-from conftest import DATASET
+from conftest import DATASET, make_dataset
 
 NAMES = [f"SampleName{i}" for i in range(1, 11)]
 
 
 @pytest.fixture
 def export_inputs(aws):
+    make_dataset(aws)
     aws.s3.put_object(Bucket="my-bucketname", Key="10-names.txt", Body="\n".join(NAMES).encode() + b"\n")
     aws.s3.put_object(Bucket="my-bucketname", Key="bedfiles/sorted1000000.bed", Body=b"chr1\t0\t100\n")
     return [

@@ -5,6 +5,7 @@ from __future__ import annotations
 import gzip
 import hashlib
 import struct
+import zlib
 
 from conftest import base, calls_of
 from tiledbvcf_batch.preflight import HEADER_FIRST_READ, read_header_sample_names
@@ -23,6 +24,9 @@ def test_every_preflight_problem_is_listed_and_nothing_is_written(aws, samples_f
     assert result.exit_code == 2
     assert result.stderr.splitlines() == [
         "Error: --job-queue tiledbvcf-job-queue is DISABLED: enable it or pick another queue",
+        "Error: 1 samples name their index after a TAB (e.g. s3://bucket-name/other/x.bcf): with scratch space "
+        "tiledbvcf downloads such an index over the sample's own copy and the job fails; pass --scratch-size 0 "
+        "to stream the samples, or put each index beside its sample (<sample>.csi) and drop it from the line",
         "Error: sample s3://bucket-name/samples/2.bcf has no index beside it (2.bcf.csi or .tbi): "
         "index it (bcftools index) or name the index after a TAB",
         "Error: sample s3://bucket-name/samples/missing.bcf does not exist: fix the samples file or upload it",
@@ -69,14 +73,29 @@ def test_metadata_location_must_be_writable(aws, samples_file, run_ingest):
     assert aws.submitted == []
 
 
+def bgzf(data: bytes) -> bytes:
+    """BGZF as bgzip writes it: gzip members whose extra field "BC" holds the block size, then the EOF block."""
+    blocks = []
+    for start in range(0, len(data), 60000):
+        chunk = data[start : start + 60000]
+        compressor = zlib.compressobj(6, zlib.DEFLATED, -15)
+        deflated = compressor.compress(chunk) + compressor.flush()
+        header = (
+            b"\x1f\x8b\x08\x04" + b"\x00" * 4 + b"\x00\xff" + struct.pack("<HBBHH", 6, 66, 67, 2, len(deflated) + 25)
+        )
+        blocks.append(header + deflated + struct.pack("<II", zlib.crc32(chunk), len(chunk)))
+    eof = bytes.fromhex("1f8b08040000000000ff0600424302001b0003000000000000000000")
+    return b"".join(blocks) + eof
+
+
 def bgzip_vcf(samples: list[str]) -> bytes:
     header = "##fileformat=VCFv4.2\n##contig=<ID=chr1>\n#CHROM\tPOS\tID\tREF\tALT\tQUAL\tFILTER\tINFO\tFORMAT"
-    return gzip.compress(("\t".join([header, *samples]) + "\nchr1\t1\t.\tA\tC\t.\t.\t.\tGT\n").encode())
+    return bgzf(("\t".join([header, *samples]) + "\nchr1\t1\t.\tA\tC\t.\t.\t.\tGT\n").encode())
 
 
 def bgzip_bcf(sample: str) -> bytes:
     text = f"##fileformat=VCFv4.2\n#CHROM\tPOS\tID\tREF\tALT\tQUAL\tFILTER\tINFO\tFORMAT\t{sample}\n\0".encode()
-    return gzip.compress(b"BCF\x02\x02" + struct.pack("<I", len(text)) + text + b"\x00" * 32)
+    return bgzf(b"BCF\x02\x02" + struct.pack("<I", len(text)) + text + b"\x00" * 32)
 
 
 def test_check_headers_refuses_multi_sample_files_and_repeated_names(aws, run_ingest, tmp_path):
@@ -86,6 +105,9 @@ def test_check_headers_refuses_multi_sample_files_and_repeated_names(aws, run_in
         "h/multi.vcf.gz": bgzip_vcf(["NA3", "NA4"]),
         "h/again.bcf": bgzip_bcf("NA1"),
         "h/plain.vcf": b"##fileformat=VCFv4.2\n",
+        "h/gzip.vcf.gz": gzip.compress(
+            b"##fileformat=VCFv4.2\n#CHROM\tPOS\tID\tREF\tALT\tQUAL\tFILTER\tINFO\tFORMAT\tG\n"
+        ),
     }
     for key, body in files.items():
         aws.s3.put_object(Bucket="bucket-name", Key=key, Body=body)
@@ -102,6 +124,8 @@ def test_check_headers_refuses_multi_sample_files_and_repeated_names(aws, run_in
         "remove one of them from the samples file",
         "Error: sample s3://bucket-name/h/plain.vcf is not bgzip-compressed (tiledbvcf needs bgzipped, "
         "indexed VCF/BCF)",
+        "Error: sample s3://bucket-name/h/gzip.vcf.gz is compressed with plain gzip, not BGZF: tiledbvcf needs it "
+        "recompressed with bgzip",
     ]
     ranges = {c["Range"] for c in calls_of(aws, "GetObject") if c["Key"].startswith("h/")}
     assert ranges == {f"bytes=0-{HEADER_FIRST_READ - 1}"}
@@ -110,9 +134,7 @@ def test_check_headers_refuses_multi_sample_files_and_repeated_names(aws, run_in
 def test_header_larger_than_the_first_read_is_read_further(aws):
     # Contig names that do not compress away, as in real assemblies with many scaffolds.
     contigs = "".join(f"##contig=<ID={hashlib.sha1(str(i).encode()).hexdigest()}>\n" for i in range(4000))
-    body = gzip.compress(
-        f"##fileformat=VCFv4.2\n{contigs}#CHROM\tPOS\tID\tREF\tALT\tQUAL\tFILTER\tINFO\tFORMAT\tBIG\n".encode()
-    )
+    body = bgzf(f"##fileformat=VCFv4.2\n{contigs}#CHROM\tPOS\tID\tREF\tALT\tQUAL\tFILTER\tINFO\tFORMAT\tBIG\n".encode())
     assert len(body) > 20_000
     aws.s3.put_object(Bucket="bucket-name", Key="big.vcf.gz", Body=body)
     assert read_header_sample_names(aws.s3, S3Uri("bucket-name", "big.vcf.gz")) == ["BIG"]

@@ -19,6 +19,10 @@ DEFAULT_SCRATCH_SIZE = 1000 * 1024  # MB: the 1 TB scratch volume of the documen
 MAX_RETRIES = 10  # --retries is a number of attempts, and Batch allows 1 to 10
 EXPORT_FORMATS = ("b", "u", "z", "v")
 _ATTRIBUTE_RE = re.compile(r"^(fmt|info)_[A-Za-z0-9_.]+$")
+_REGION_RE = re.compile(r"^[a-z]{2}(-[a-z]+)+-\d{1,2}$")
+# S3 keys are at most 1,024 bytes; TileDB's fragment paths under a dataset take up to about 200.
+MAX_DATASET_KEY = 1024 - 224
+BOM = "\ufeff"
 
 T = TypeVar("T")
 
@@ -138,6 +142,7 @@ RANGES = {
     "threads": (1, None),
     "sample_batch_size": (1, None),
     "max_parallel": (1, None),
+    "last": (1, None),
 }
 
 
@@ -145,6 +150,7 @@ def check_ranges(problems: Problems, flags: Mapping[str, Any]) -> None:
     for name, (low, high) in RANGES.items():
         if name in flags:
             problems.check(check_range, flags[name], option_name(name), low, high)
+    problems.check(parse_region, flags.get("region"))
     if flags.get("executor", "batch") == "batch":  # the local executor needs neither
         for name in ("job_queue", "job_definition"):
             if not flags.get(name):
@@ -165,7 +171,13 @@ def parse_dataset_uri(text: str, option: str = "--dataset-uri", *, local: bool =
     uri = parse_uri(text, option, local=local)
     if isinstance(uri, LocalPath):
         return uri.key.rstrip("/") or "/"
-    return f"s3://{uri.bucket}/{uri.key.rstrip('/')}"
+    key = uri.key.rstrip("/")
+    if len(key.encode("utf-8")) > MAX_DATASET_KEY:
+        raise InputError(
+            f"{option} has a key of {len(key.encode('utf-8'))} bytes: S3 keys are at most 1,024 bytes and TileDB "
+            f"adds up to {1024 - MAX_DATASET_KEY} under the dataset; choose a shorter path"
+        )
+    return f"s3://{uri.bucket}/{key}"
 
 
 def parse_metadata_location(text: str, *, local: bool = False) -> Location:
@@ -229,11 +241,37 @@ def sample_location(text: str, what: str, base: str | None) -> str:
 def read_samples_file(path: str, *, local: bool = False) -> list[Sample]:
     try:
         with open(path, encoding="utf-8") as handle:
-            return parse_samples(handle, path, os.path.dirname(os.path.abspath(path)) if local else None)
+            text = handle.read()
+        refuse_bom(text, "--samples", path)
+        return parse_samples(text.splitlines(), path, os.path.dirname(os.path.abspath(path)) if local else None)
     except OSError as error:
         raise InputError(f"--samples: cannot read {path}: {error.strerror}") from None
     except UnicodeDecodeError:
         raise InputError(f"--samples: {path} is not a UTF-8 text file of sample URIs") from None
+
+
+def refuse_bom(text: str, option: str, source: str) -> None:
+    if text.startswith(BOM):
+        raise InputError(
+            f"{option}: {source} starts with a byte-order mark (BOM), which tiledbvcf takes as part of the first "
+            "line: save it as UTF-8 without BOM"
+        )
+
+
+def decode_names(data: bytes, source: str) -> str:
+    """An export names file's text, as tiledbvcf will read it: UTF-8, no byte-order mark."""
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError:
+        raise InputError(f"--samples: {source} is not a UTF-8 text file of sample names") from None
+    refuse_bom(text, "--samples", source)
+    return text
+
+
+def parse_region(text: str | None) -> str | None:
+    if text is not None and not _REGION_RE.match(text):
+        raise InputError(f"--region {text!r} is not an AWS region name: write it as e.g. us-east-1")
+    return text
 
 
 def parse_sample_names(text: str, source: str) -> list[str]:

@@ -72,9 +72,14 @@ def check_samples(s3: Any, samples: Sequence[Sample]) -> tuple[list[str], dict[s
             problems.append(f"sample {sample.uri} does not exist: fix the samples file")
             continue
         sizes[sample.uri] = os.path.getsize(sample.uri)
+        if sizes[sample.uri] == 0:
+            problems.append(f"sample {sample.uri} is empty (0 bytes)")
         indexes = [sample.index_uri] if sample.index_uri else [sample.uri + ".csi", sample.uri + ".tbi"]
-        if not any(os.path.isfile(index) for index in indexes):
+        present = [index for index in indexes if os.path.isfile(index)]
+        if not present:
             problems.append(f"sample {sample.uri} has no index ({' or '.join(indexes)}): index it (bcftools index)")
+        elif not any(os.path.getsize(index) for index in present):
+            problems.append(f"the index of sample {sample.uri} is empty (0 bytes): index it again (bcftools index)")
     return problems, sizes
 
 
@@ -114,7 +119,12 @@ def check_s3_samples(s3: Any, samples: Sequence[Sample]) -> tuple[list[str], dic
         sizes[sample.uri] = size
         if size == -1:
             continue  # its directory could not be listed, reported above
-        if not any((c.bucket, c.key) in found for c in index_candidates(sample)):
+        if size == 0:
+            problems.append(f"sample {sample.uri} is empty (0 bytes): upload it again")
+        indexes = [found[(c.bucket, c.key)] for c in index_candidates(sample) if (c.bucket, c.key) in found]
+        if indexes and not any(indexes):
+            problems.append(f"the index of sample {sample.uri} is empty (0 bytes): index it again (bcftools index)")
+        if not indexes:
             if sample.index_uri is not None:
                 problems.append(f"index {sample.index_uri} of sample {sample.uri} does not exist")
             else:
@@ -149,6 +159,9 @@ def header_sample_names(data: bytes) -> list[str] | None:
     """Sample names from the start of a bgzipped VCF or BCF; None while the header is incomplete."""
     if not data.startswith(b"\x1f\x8b"):
         raise ValueError("is not bgzip-compressed (tiledbvcf needs bgzipped, indexed VCF/BCF)")
+    # BGZF is gzip whose every member carries the extra subfield "BC" (its block size); plain gzip has none.
+    if len(data) >= 14 and not (data[3] & 4 and data[12:14] == b"BC"):
+        raise ValueError("is compressed with plain gzip, not BGZF: tiledbvcf needs it recompressed with bgzip")
     text = decompress_bgzf(data)
     if text.startswith(b"BCF\x02"):
         if len(text) < 9 or len(text) < 9 + struct.unpack("<I", text[5:9])[0]:

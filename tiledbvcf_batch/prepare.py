@@ -14,7 +14,7 @@ from .aws import Clients
 from .commands import redact_config
 from .executors import for_record
 from .executors.base import Executor
-from .inputs import ExportOptions, IngestOptions, InputError, Sample, parse_sample_names, parse_uri
+from .inputs import ExportOptions, IngestOptions, InputError, Sample, decode_names, parse_sample_names, parse_uri
 from .ledger import Ledger, dataset_ledger, job_states, resume_batches, skip_known_samples
 from .plan import IngestBatch, Plan, ingest_batches, plan_export, plan_ingest
 from .preflight import check_bucket, check_headers, check_object, check_samples, check_writable, dataset_exists
@@ -50,6 +50,7 @@ def ingest_preflight(
     problems += check_writable(s3, opts.metadata_s3, "--metadata-s3", storage.encryption)
     if opts.dataset_uri.startswith("s3://"):
         problems += check_bucket(s3, parse_uri(opts.dataset_uri, "").bucket, "--dataset-uri")
+    problems += named_index_with_scratch(opts, samples)
     sample_problems, sizes = check_samples(s3, samples)
     problems += sample_problems
     if opts.check_headers and not sample_problems:
@@ -57,6 +58,18 @@ def ingest_preflight(
     if problems:
         raise InputError(problems)
     return [f"{len(samples)} samples, {sum(sizes.values()) / 2**30:.2f} GiB, all present with their indexes"], sizes
+
+
+def named_index_with_scratch(opts: IngestOptions, samples: list[Sample]) -> list[str]:
+    """tiledbvcf's trap: with -d/-s it downloads a named S3 index over the sample's own scratch copy."""
+    named = [s for s in samples if s.index_uri is not None and s.uri.startswith("s3://")]
+    if not named or opts.scratch_size == 0:
+        return []
+    return [
+        f"{len(named)} samples name their index after a TAB (e.g. {named[0].uri}): with scratch space tiledbvcf "
+        "downloads such an index over the sample's own copy and the job fails; pass --scratch-size 0 to stream "
+        "the samples, or put each index beside its sample (<sample>.csi) and drop it from the line"
+    ]
 
 
 def ingest(
@@ -158,13 +171,17 @@ def export(opts: ExportOptions, storage: Storage, executor: Executor, *, instanc
     problems += check_writable(s3, opts.dest_s3, "--dest-s3", storage.encryption)
     if opts.metadata_s3.bucket != opts.dest_s3.bucket:
         problems += check_writable(s3, opts.metadata_s3, "--metadata-s3", storage.encryption)
+    if not dataset_exists(s3, opts.dataset_uri):
+        problems.append(f"--array {opts.dataset_uri} does not exist (nothing is stored under it): check the URI")
     problems += check_object(s3, opts.bed, "--bed")
     samples_missing = check_object(s3, opts.samples, "--samples")
     problems += samples_missing
     names: list[str] = []
     if not samples_missing:
         try:
-            names = parse_sample_names(storage.read_text(opts.samples), str(opts.samples))
+            names = parse_sample_names(
+                decode_names(storage.read_bytes(opts.samples), str(opts.samples)), str(opts.samples)
+            )
         except InputError as error:
             problems += error.problems
     if problems:

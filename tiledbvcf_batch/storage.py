@@ -86,10 +86,13 @@ class Storage:
     s3: Any
     encryption: dict[str, str] = field(default_factory=lambda: encryption_args(None))
 
-    def read_text(self, uri: Location) -> str:
+    def read_bytes(self, uri: Location) -> bytes:
         if isinstance(uri, LocalPath):
-            return Path(uri.key).read_text(encoding="utf-8")
-        return read_s3_text(self.s3, uri)
+            return Path(uri.key).read_bytes()
+        return self.s3.get_object(Bucket=uri.bucket, Key=uri.key)["Body"].read()
+
+    def read_text(self, uri: Location) -> str:
+        return self.read_bytes(uri).decode("utf-8")
 
     def put(self, uri: Location, body: bytes, content_type: str = "text/plain") -> None:
         if isinstance(uri, LocalPath):
