@@ -69,9 +69,11 @@ from tiledbvcf_batch import inputs, prepare
 @click.option("--dry-run", is_flag=True, help="Check the inputs and print the plan; submit nothing.")
 def main(**flags: Any) -> None:
     """Exports BCF sample data from a TileDB array via AWS Batch."""
-    session = common.Session.for_flags(flags)
     opts = inputs.export_options(flags)
-    prepared = prepare.export(opts, session.storage, session.executor, instance_price=flags["instance_price"])
+    session = common.Session.for_flags(flags)
+    prepared = prepare.export(
+        session.complete(opts), session.storage, session.executor, instance_price=session.instance_price
+    )
     common.execute(prepared, session, flags)
 
 

@@ -113,16 +113,16 @@ def main(**flags: Any) -> None:
     The bucket specified with the --metadata-s3 argument is used to store a file for each job
     containing the list of samples the job should ingest.
     """
-    session = common.Session.for_flags(flags)
     opts, samples = inputs.ingest_options(flags)
+    session = common.Session.for_flags(flags)
     prepared = prepare.ingest(
-        opts,
+        session.complete(opts),
         samples,
-        session.clients,
         session.storage,
         session.executor,
+        session.executor_for,
         resume=flags["resume"],
-        instance_price=flags["instance_price"],
+        instance_price=session.instance_price,
     )
     common.execute(prepared, session, flags)
 

@@ -13,18 +13,19 @@ import shutil
 import sys
 import tempfile
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
-from typing import Any
+from dataclasses import dataclass, replace
+from typing import Any, TypeVar
 
 import click
 from click.core import ParameterSource
 
 from tiledbvcf_batch import report, submit, watch
 from tiledbvcf_batch.aws import Clients, make_clients
+from tiledbvcf_batch.executors import for_record
 from tiledbvcf_batch.executors.base import Executor
 from tiledbvcf_batch.executors.batch import BatchExecutor
-from tiledbvcf_batch.executors.local import LocalExecutor, find_tiledbvcf, is_legacy
-from tiledbvcf_batch.inputs import DEFAULT_SCRATCH_PATH, InputError
+from tiledbvcf_batch.executors.local import LocalExecutor, default_parallel, find_tiledbvcf, is_legacy
+from tiledbvcf_batch.inputs import DEFAULT_SCRATCH_PATH, ExportOptions, IngestOptions, InputError
 from tiledbvcf_batch.plan import BARRIER, Stage, Task, describe_plan
 from tiledbvcf_batch.prepare import Prepared
 from tiledbvcf_batch.record import RunRecord
@@ -32,11 +33,12 @@ from tiledbvcf_batch.storage import Storage, encryption_args
 
 MAX_LISTED_PROBLEMS = 20
 RUNS_EPILOG = (
-    "Every run is recorded in S3 (the path is printed on stderr). To show its status again, wait "
+    "Every run is recorded (the path is printed on stderr). To show its status again, wait "
     "on it from another terminal, print the logs of its failed jobs or cancel it, see: "
     "python batch-runs.py --help"
 )
 Decorator = Callable[[Callable[..., Any]], Callable[..., Any]]
+T = TypeVar("T", IngestOptions, ExportOptions)
 
 
 class ShownError(click.ClickException):
@@ -204,36 +206,52 @@ def print_submitted(stage: Stage, jobs: list[Task], ids: list[str]) -> None:
 
 @dataclass
 class Session:
-    """The AWS clients, the run's storage and the executor a command works with."""
+    """What a command works with: AWS clients, the run's storage, the executor, and its defaults."""
 
     clients: Clients
     storage: Storage
     executor: Executor
+    scratch_path: str = DEFAULT_SCRATCH_PATH  # the jobs' scratch when --scratch-path is not given
+    instance_price: float = report.DEFAULT_INSTANCE_PRICE
 
     @classmethod
-    def for_flags(cls, flags: dict[str, Any]) -> Session:
-        """The session the flags ask for. Locally: tiledbvcf is found and checked, and scratch made if not given."""
+    def for_flags(cls, flags: Mapping[str, Any]) -> Session:
+        """The session the flags ask for. Locally, tiledbvcf is found and checked, and scratch is made."""
         clients = make_clients(flags.get("region"))
         storage = Storage(clients.s3, encryption_args(flags.get("kms_key_id")))
         if flags.get("executor") != "local":
-            if flags.get("scratch_path") is None:
-                flags["scratch_path"] = DEFAULT_SCRATCH_PATH
-            return cls(
-                clients, storage, BatchExecutor(clients, flags["job_queue"] or "", flags["job_definition"] or "")
-            )
-        path, version = find_tiledbvcf(flags.get("tiledbvcf"))
-        if path is None:
-            raise InputError(version)
-        if is_legacy(version) and not flags.get("register"):
-            raise InputError(f"{path} is {version}, a legacy release (v2/v3 datasets): pass --register, or use "
-                             "tiledbvcf 0.7 or later")  # fmt: skip
-        if click.get_current_context().get_parameter_source("instance_price") == ParameterSource.DEFAULT:
-            flags["instance_price"] = 0.0  # this machine costs no instance hours, unless the user prices it
-        if flags.get("scratch_path") is None:
+            executor = BatchExecutor(clients, flags["job_queue"] or "", flags["job_definition"] or "")
+            return cls(clients, storage, executor, instance_price=flags["instance_price"])
+        executor = local_executor(flags)
+        scratch = flags.get("scratch_path")
+        if scratch is None:  # a temporary directory of the run, removed when the command ends
             scratch = tempfile.mkdtemp(prefix="tiledbvcf-scratch-")
             click.get_current_context().call_on_close(lambda: shutil.rmtree(scratch, ignore_errors=True))
-            flags["scratch_path"] = scratch
-        return cls(clients, storage, LocalExecutor(path, version, flags.get("max_parallel")))
+        priced = click.get_current_context().get_parameter_source("instance_price") != ParameterSource.DEFAULT
+        # This machine costs no instance hours, unless the user prices it.
+        return cls(clients, storage, executor, scratch, flags["instance_price"] if priced else 0.0)
+
+    def executor_for(self, record: RunRecord) -> Executor:
+        """The executor that ran a recorded run."""
+        return for_record(record.executor, self.clients)
+
+    def complete(self, opts: T) -> T:
+        """The options with this session's scratch, where --scratch-path was not given."""
+        return opts if opts.scratch_path is not None else replace(opts, scratch_path=self.scratch_path)
+
+
+def local_executor(flags: Mapping[str, Any]) -> LocalExecutor:
+    """The local executor, with a tiledbvcf that is there, works, and fits the run; else bad input."""
+    path, version = find_tiledbvcf(flags.get("tiledbvcf"))
+    if path is None:
+        raise InputError(version)
+    if is_legacy(version) and not flags.get("register"):
+        fix = "pass --register, or use" if "register" in flags else "use"
+        raise InputError(
+            f"{path} is {version}, a legacy release (v2/v3 datasets): {fix} tiledbvcf 0.7 or later "
+            "(conda install -c conda-forge -c tiledb libtiledbvcf)"
+        )
+    return LocalExecutor(path, version, flags.get("max_parallel") or default_parallel(flags["vcpus"]))
 
 
 def execute(prepared: Prepared, session: Session, flags: Mapping[str, Any]) -> None:
@@ -261,7 +279,7 @@ def execute(prepared: Prepared, session: Session, flags: Mapping[str, Any]) -> N
     )
     click.echo(f"Run {record.run_id} recorded at {record.record}", err=True)
     if flags["wait"] or session.executor.kind == "local":  # nothing to detach from locally
-        sys.exit(wait_and_report(record, session, flags["instance_price"], flags["log_lines"], flags["as_json"]))
+        sys.exit(wait_and_report(record, session, session.instance_price, flags["log_lines"], flags["as_json"]))
 
 
 def wait_and_report(record: RunRecord, session: Session, instance_price: float, log_lines: int, as_json: bool) -> int:

@@ -26,7 +26,16 @@ from typing import Any
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-from tiledbvcf_batch.commands import EXPORT_SUFFIXES, OPTION_NAMES, needs_own_upload, option, split_evenly
+from tiledbvcf_batch.commands import (
+    EXPORT_SUFFIXES,
+    OPTION_NAMES,
+    needs_own_upload,
+    option,
+    scratch_dir,
+    split_evenly,
+    with_own_scratch,
+    with_value,
+)
 from tiledbvcf_batch.storage import S3Uri, parse_s3_uri, read_s3_text
 
 TILEDBVCF = os.environ.get("TILEDBVCF", "tiledbvcf")
@@ -48,16 +57,6 @@ def without_option(args: Sequence[str], names: Sequence[str]) -> list[str]:
     i = found[0]
     width = 1 if "=" in args[i] else 2
     return list(args[:i]) + list(args[i + width :])
-
-
-def with_value(args: Sequence[str], names: Sequence[str], new: str) -> list[str]:
-    found = option(args, names)
-    if found is None:
-        return [*args, names[0], new]
-    i = found[0]
-    if "=" in args[i]:
-        return [*args[:i], f"{args[i].split('=', 1)[0]}={new}", *args[i + 1 :]]
-    return [*args[: i + 1], new, *args[i + 2 :]]
 
 
 def expected_names(args: Sequence[str], s3: Any) -> list[str] | None:
@@ -129,9 +128,21 @@ def export_and_upload(args: list[str], run: Callable[[list[str]], int], s3: Any)
 
 
 def main(argv: list[str], run: Callable[[list[str]], int] = subprocess.call, s3: Any = None) -> int:
-    if not needs_own_upload(argv):
+    if needs_own_upload(argv):
+        return export_and_upload(argv, run, s3 or s3_client())
+    scratch = scratch_dir(argv)
+    if scratch is None:
         os.execvp(TILEDBVCF, [TILEDBVCF, *argv])
-    return export_and_upload(argv, run, s3 or s3_client())
+    return with_scratch_of_its_own(argv, scratch, run)
+
+
+def with_scratch_of_its_own(args: list[str], scratch: str, run: Callable[[list[str]], int]) -> int:
+    """Run the job in a directory of its own under its -d, removed afterwards (jobs may share the volume)."""
+    workdir = tempfile.mkdtemp(prefix=f"{args[0]}-", dir=scratch)
+    try:
+        return run([TILEDBVCF, *with_own_scratch(args, workdir)])
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)
 
 
 def s3_client() -> Any:

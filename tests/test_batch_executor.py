@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from conftest import ScriptedBatch
-from tiledbvcf_batch.executors.base import Throttled
+from tiledbvcf_batch.executors.base import Throttled, order_problems
 from tiledbvcf_batch.executors.batch import (
     DESCRIBE_JOBS_MAX_IDS,
     SUBMITS_PER_SECOND,
@@ -57,9 +57,10 @@ def make_task(**changes) -> Task:
     ],
 )
 def test_every_job_is_checked_against_the_batch_limits(changes, message):
-    earlier = {f"d{i}" for i in range(21)}
-    assert any(message in problem for problem in job_problems(make_task(**changes), earlier))
-    assert job_problems(make_task(), earlier) == []
+    earlier = [make_task(key=f"d{i}", name=f"d{i}") for i in range(21)]
+    problems = order_problems([*earlier, make_task(**changes)]) + job_problems(make_task(**changes))
+    assert any(message in problem for problem in problems), problems
+    assert order_problems([*earlier, make_task()]) + job_problems(make_task()) == []
 
 
 def test_a_refused_job_stops_the_whole_plan_before_anything_is_submitted():

@@ -147,21 +147,31 @@ def test_the_command_batch_export_submits_works_through_the_entrypoint(aws, stan
     assert calls()[1][calls()[1].index("--sample-partition") + 1] == "1:2"
 
 
-def test_every_other_command_runs_unchanged(standin, tmp_path):
-    _, calls = standin
+def test_every_other_command_runs_unchanged_with_a_scratch_directory_of_its_own(standin, tmp_path):
+    scratch, calls = standin
     image_layout = dict(os.environ, PYTHONPATH=str(ROOT))  # the package sits beside the entrypoint in the image
+    entry = [sys.executable, str(ROOT / "image" / "entrypoint.py")]
     args = ["store", "-u", "s3://b/ds", "-f", "s3://b/m.txt", "--remove-sample-file", "--resume"]
-    result = subprocess.run([sys.executable, str(ROOT / "image" / "entrypoint.py"), *args], env=image_layout)
-    assert result.returncode == 0
+    assert subprocess.run([*entry, *args], env=image_layout).returncode == 0
+    # Two jobs on one instance share /data: each gets a directory of its own there, removed afterwards.
+    with_scratch = ["store", "-u", "s3://b/ds", "-d", str(scratch), "-s", "100", "-f", "s3://b/m.txt", "--resume"]
+    assert subprocess.run([*entry, *with_scratch], env=dict(image_layout, STANDIN_EXIT="2")).returncode == 2
     names = names_file(tmp_path, ["A"])
     local_export = [
         "export", "-u", "s3://b/ds", "-f", names, "--sample-partition", "0:1",
         "-d", str(tmp_path), "--upload-dir", str(tmp_path / "up"),
     ]  # fmt: skip
     env = dict(image_layout, STANDIN_EXIT="3")
-    result = subprocess.run([sys.executable, str(ROOT / "image" / "entrypoint.py"), *local_export], env=env)
-    assert result.returncode == 3
-    assert calls() == [args, local_export]
+    assert subprocess.run([*entry, *local_export], env=env).returncode == 3
+    first, second, third = calls()
+    assert first == args
+    own = second[second.index("-d") + 1]
+    assert Path(own).parent == scratch and Path(own).name.startswith("store-")
+    assert second[: second.index("-d") + 1] + second[second.index("-d") + 2 :] == [
+        a for a in with_scratch if a != str(scratch)
+    ]
+    assert Path(third[third.index("-d") + 1]).parent == tmp_path
+    assert list(scratch.iterdir()) == []
 
 
 def test_option_forms():

@@ -138,3 +138,30 @@ def needs_own_upload(args: Sequence[str]) -> bool:
     """An export to ``s3://``: tiledbvcf 0.40.x exits 0 without uploading, so the entrypoint uploads."""
     found = option(args, OPTION_NAMES["upload"])
     return bool(args) and args[0] == "export" and found is not None and found[1].startswith("s3://")
+
+
+def scratch_dir(args: Sequence[str]) -> str | None:
+    """The scratch (store, register) or output (export) directory a job names with -d, if any."""
+    found = option(args, OPTION_NAMES["output_dir"])
+    return found[1] if found and args and args[0] in ("store", "register", "export") else None
+
+
+def with_own_scratch(args: Sequence[str], directory: str) -> list[str]:
+    """The job's arguments with ``directory`` as its -d.
+
+    Jobs that share a scratch volume (two on one instance, or on this machine) must not share
+    the directory: tiledbvcf cleans up its downloads there, and would delete the other job's.
+    """
+    if option(args, OPTION_NAMES["output_dir"]) is None:
+        return list(args)
+    return with_value(args, OPTION_NAMES["output_dir"], directory)
+
+
+def with_value(args: Sequence[str], names: Sequence[str], new: str) -> list[str]:
+    found = option(args, names)
+    if found is None:
+        return [*args, names[0], new]
+    i = found[0]
+    if "=" in args[i]:
+        return [*args[:i], f"{args[i].split('=', 1)[0]}={new}", *args[i + 1 :]]
+    return [*args[: i + 1], new, *args[i + 2 :]]

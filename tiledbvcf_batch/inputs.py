@@ -66,7 +66,7 @@ class IngestOptions:
     vcpus: int = 16
     memory: int = 61440
     threads: int | None = None  # default: vcpus
-    scratch_path: str = DEFAULT_SCRATCH_PATH
+    scratch_path: str | None = DEFAULT_SCRATCH_PATH  # None: the executor's default
     scratch_size: int = DEFAULT_SCRATCH_SIZE
     sample_batch_size: int | None = None
     check_headers: bool = False
@@ -95,7 +95,7 @@ class ExportOptions:
     tiledb_config: str | None = None
     vcpus: int = 4
     memory: int = 15000
-    scratch_path: str = DEFAULT_SCRATCH_PATH
+    scratch_path: str | None = DEFAULT_SCRATCH_PATH  # None: the executor's default
 
     @property
     def resources(self) -> Resources:

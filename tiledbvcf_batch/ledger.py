@@ -64,7 +64,7 @@ def dataset_ledger(
         run_id = key.rpartition("/")[2].removesuffix(".json")
         try:
             record = load_record(storage, record_uri_of(run_prefix_for(metadata, run_id)))
-        except ClientError:
+        except (ClientError, OSError):
             continue  # the marker outlived its run record: nothing to learn from it
         ledger.runs.append(run_id)
         states = job_states(record, storage, executor_for(record))

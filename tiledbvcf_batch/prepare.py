@@ -10,18 +10,16 @@ from collections.abc import Callable
 from dataclasses import dataclass, fields, replace
 from typing import Any
 
-from .aws import Clients
 from .commands import redact_config
-from .executors import for_record
 from .executors.base import Executor
 from .inputs import ExportOptions, IngestOptions, InputError, Sample, decode_names, parse_sample_names, parse_uri
 from .ledger import Ledger, dataset_ledger, job_states, resume_batches, skip_known_samples
 from .plan import IngestBatch, Plan, ingest_batches, plan_export, plan_ingest
 from .preflight import check_bucket, check_headers, check_object, check_samples, check_writable, dataset_exists
-from .record import dataset_index, load_or_fail, new_run_id, record_uri_of, run_prefix_for
-from .storage import S3Uri, Storage
+from .record import RunRecord, dataset_index, load_or_fail, new_run_id, record_uri_of, run_prefix_for
+from .storage import LocalPath, S3Uri, Storage
 
-Say = Callable[[str], None]
+ExecutorFor = Callable[[RunRecord], Executor]  # the executor that ran a recorded run
 
 
 @dataclass
@@ -36,7 +34,9 @@ def recorded_options(opts: IngestOptions | ExportOptions, **extras: Any) -> dict
     options: dict[str, Any] = {}
     for name in (f.name for f in fields(opts)):
         value = getattr(opts, name)
-        options[name] = str(value) if isinstance(value, S3Uri) else list(value) if isinstance(value, tuple) else value
+        options[name] = (
+            str(value) if isinstance(value, S3Uri | LocalPath) else list(value) if isinstance(value, tuple) else value
+        )
     options["tiledb_config"] = redact_config(opts.tiledb_config)
     return options | extras
 
@@ -75,9 +75,9 @@ def named_index_with_scratch(opts: IngestOptions, samples: list[Sample]) -> list
 def ingest(
     opts: IngestOptions,
     samples: list[Sample],
-    clients: Clients,
     storage: Storage,
     executor: Executor,
+    executor_for: ExecutorFor,
     *,
     resume: str | None = None,
     instance_price: float,
@@ -94,9 +94,8 @@ def ingest(
     run_id = new_run_id("ingest")
     run_prefix = run_prefix_for(opts.metadata_s3, run_id)
     if resume:
-        opts, batches, more = resume_run(opts, samples, resume, storage, executor)
+        opts, batches, more = resume_run(opts, samples, resume, storage, executor_for)
     else:
-        executor_for = lambda record: for_record(record.executor, clients)  # noqa: E731
         batches, more = new_batches(opts, samples, exists, run_prefix, storage, executor_for)
     notes += more
     if not batches:
@@ -120,7 +119,7 @@ def new_batches(
     exists: bool,
     run_prefix: S3Uri,
     storage: Storage,
-    executor_for: Callable[[Any], Executor],
+    executor_for: ExecutorFor,
 ) -> tuple[list[IngestBatch], list[str]]:
     """The samples no earlier run of the dataset has ingested or is ingesting, cut into batches."""
     notes: list[str] = []
@@ -142,7 +141,7 @@ def new_batches(
 
 
 def resume_run(
-    opts: IngestOptions, samples: list[Sample], run_id: str, storage: Storage, executor: Executor
+    opts: IngestOptions, samples: list[Sample], run_id: str, storage: Storage, executor_for: ExecutorFor
 ) -> tuple[IngestOptions, list[IngestBatch], list[str]]:
     """The unfinished jobs of run ``run_id``, checked against this command's dataset and samples."""
     uri = record_uri_of(run_prefix_for(opts.metadata_s3, run_id))
@@ -159,7 +158,8 @@ def resume_run(
     # store --resume only matches the original sample batches: keep what shaped them.
     original = record.options
     opts = replace(opts, register=original.get("register", False), sample_batch_size=original.get("sample_batch_size"))
-    batches = resume_batches(record, job_states(record, storage, executor))
+    # Asked of the executor that ran it: a Batch run resumed here must not read as finished.
+    batches = resume_batches(record, job_states(record, storage, executor_for(record)))
     jobs = sum(len(b.shares) + (b.register is not None) for b in batches)
     return opts, batches, [f"resuming run {run_id}: resubmitting {jobs} jobs that did not succeed"]
 
@@ -169,7 +169,7 @@ def export(opts: ExportOptions, storage: Storage, executor: Executor, *, instanc
     s3 = storage.s3
     problems = executor.preflight()
     problems += check_writable(s3, opts.dest_s3, "--dest-s3", storage.encryption)
-    if opts.metadata_s3.bucket != opts.dest_s3.bucket:
+    if opts.metadata_s3.bucket != opts.dest_s3.bucket or isinstance(opts.metadata_s3, LocalPath):
         problems += check_writable(s3, opts.metadata_s3, "--metadata-s3", storage.encryption)
     if not dataset_exists(s3, opts.dataset_uri):
         problems.append(f"--array {opts.dataset_uri} does not exist (nothing is stored under it): check the URI")

@@ -164,8 +164,11 @@ class StuckJobs:
 def interrupted_message(record: RunRecord, stopped: CancelOutcome | None) -> str:
     where = shlex.quote(record.location())
     if stopped is None:
+        where_jobs = (
+            "on AWS Batch" if record.executor.get("kind", "batch") == "batch" else "in the process that runs them"
+        )
         return (
-            f"Stopped waiting. The jobs of run {record.run_id} keep running on AWS Batch.\n"
+            f"Stopped waiting. The jobs of run {record.run_id} keep running {where_jobs}.\n"
             f"  re-attach: python batch-runs.py wait {where}\n"
             f"  cancel:    python batch-runs.py cancel {where}"
         )

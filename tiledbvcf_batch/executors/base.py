@@ -118,3 +118,17 @@ def describe_fully(
             sleep(delay)
             delay *= 2
     return executor.describe(ids)
+
+
+def order_problems(jobs: Sequence[Task]) -> list[str]:
+    """What every executor refuses: an empty argument (or none), a dependency not submitted before."""
+    problems = []
+    earlier: set[str] = set()
+    for job in jobs:
+        if not job.args or any(not isinstance(arg, str) or arg == "" for arg in job.args):
+            problems.append(f"job {job.name}: a command may not be empty or contain an empty string")
+        missing = [key for key in job.after if key not in earlier]
+        if missing:
+            problems.append(f"job {job.name} depends on {', '.join(missing)}, not submitted before it")
+        earlier.add(job.key)
+    return problems

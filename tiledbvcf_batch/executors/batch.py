@@ -18,7 +18,16 @@ from ..aws import Clients, aws_message, error_code
 from ..commands import BARRIER_COMMAND, split_evenly
 from ..inputs import Resources
 from ..plan import BARRIER, Plan, Stage, Task
-from .base import NOT_STARTED, TERMINAL_STATUSES, Attempt, CancelOutcome, JobDescription, LogTail, Throttled
+from .base import (
+    NOT_STARTED,
+    TERMINAL_STATUSES,
+    Attempt,
+    CancelOutcome,
+    JobDescription,
+    LogTail,
+    Throttled,
+    order_problems,
+)
 
 MAX_DEPENDS_ON = 20
 DESCRIBE_JOBS_MAX_IDS = 100
@@ -92,20 +101,15 @@ def barrier_jobs(keys: tuple[str, ...], batch: int, retries: int) -> tuple[list[
     return barriers, keys
 
 
-def job_problems(job: Task, earlier: set[str]) -> list[str]:
-    """What Batch would refuse in this job, or what would break the run's order."""
+def job_problems(job: Task) -> list[str]:
+    """What Batch would refuse in this job, beyond what every executor refuses (``order_problems``)."""
     problems = []
     if not JOB_NAME_RE.match(job.name):
         problems.append(f"job name {job.name!r} is not a valid Batch job name")
-    if not job.args or any(not isinstance(arg, str) or arg == "" for arg in job.args):
-        problems.append(f"job {job.name}: a command may not be empty or contain an empty string")
     if len(job.after) > MAX_DEPENDS_ON:
         problems.append(f"job {job.name} depends on {len(job.after)} jobs; Batch allows {MAX_DEPENDS_ON}")
     if not 1 <= retry_strategy(job.retries)["attempts"] <= MAX_ATTEMPTS:
         problems.append(f"job {job.name}: retry attempts must be between 1 and {MAX_ATTEMPTS}")
-    missing = [key for key in job.after if key not in earlier]
-    if missing:
-        problems.append(f"job {job.name} depends on {', '.join(missing)}, not submitted before it")
     return problems
 
 
@@ -220,11 +224,7 @@ class BatchExecutor:
 
     def submissions(self, plan: Plan) -> list[Task]:
         jobs = with_barriers(plan.tasks)
-        earlier: set[str] = set()
-        problems = []
-        for job in jobs:
-            problems += job_problems(job, earlier)
-            earlier.add(job.key)
+        problems = order_problems(jobs) + [problem for job in jobs for problem in job_problems(job)]
         if problems:
             raise ValueError("; ".join(problems))
         return jobs

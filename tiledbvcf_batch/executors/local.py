@@ -1,12 +1,14 @@
-"""This machine: the jobs run as subprocesses, each with exactly the arguments its Batch job would carry.
+"""This machine: the jobs run as processes, each with exactly the arguments its Batch job would carry.
 
-Every job runs through the image's entrypoint (``image/entrypoint.py``), as on Batch, so an
-export to ``s3://`` is uploaded and checked the same way. Dependencies are honoured as Batch
-honours them (a failed job fails its dependents without running them), and ``--retries N``
-gives N attempts (a local job has no host to lose, so ``--retries 1`` is one attempt).
+Each job is run by the rule of the image's entrypoint (``image/entrypoint.py``), through the same
+functions of ``commands``: an export to ``s3://`` goes through the entrypoint itself, which
+uploads and checks the files; every other job runs ``tiledbvcf`` with a scratch directory of its
+own under its ``-d``. Dependencies are honoured as Batch honours them (a failed job fails its
+dependents without running them), and ``--retries N`` gives N attempts (a local job has no host
+to lose, so ``--retries 1`` is one attempt).
 
-Each job's state is a small JSON file and its output a log file, under
-``<state root>/<run id>/``, so that ``batch-runs.py`` can read a local run later.
+Each job's state is a small JSON file and its output a log file, under ``<state root>/<run id>/``,
+so that ``batch-runs.py`` can read a local run from another process, and cancel it.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from collections.abc import Sequence
@@ -26,9 +29,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, BinaryIO
 
-from ..commands import needs_own_upload
+from ..commands import needs_own_upload, scratch_dir, with_own_scratch
 from ..plan import Plan, Task
-from .base import NOT_STARTED, TERMINAL_STATUSES, Attempt, CancelOutcome, JobDescription, LogTail
+from .base import NOT_STARTED, TERMINAL_STATUSES, Attempt, CancelOutcome, JobDescription, LogTail, order_problems
 
 ENTRYPOINT = Path(__file__).resolve().parents[2] / "image" / "entrypoint.py"
 INSTALL_HINT = (
@@ -37,6 +40,7 @@ INSTALL_HINT = (
 )
 VERSION_RE = re.compile(r"TileDB-VCF version (\d+)\.(\d+)(?:\.(\d+))?")
 FIRST_CURRENT_RELEASE = (0, 7)  # v4 datasets, store --resume; earlier releases need --register
+CANCEL_MARKER = "cancel"
 
 
 def state_root() -> Path:
@@ -68,23 +72,43 @@ def is_legacy(version: str) -> bool:
     return bool(match) and (int(match.group(1)), int(match.group(2))) < FIRST_CURRENT_RELEASE
 
 
+def default_parallel(vcpus: int) -> int:
+    """As many jobs as the cores allow for each job's vCPUs, at least one."""
+    return max(1, (os.cpu_count() or 1) // max(1, vcpus))
+
+
 def now_ms() -> int:
     return int(time.time() * 1000)
+
+
+def process_exists(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except OSError:
+        return False
+    return True
+
+
+def kill_group(process: subprocess.Popen[bytes]) -> None:
+    """SIGTERM the job's process group: tiledbvcf stops at once on SIGTERM (one SIGINT it ignores)."""
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(process.pid, signal.SIGTERM)
 
 
 @dataclass
 class Running:
     process: subprocess.Popen[bytes]
     log: BinaryIO
+    scratch: str | None  # the job's own scratch directory, removed when it ends
 
 
 @dataclass
 class LocalExecutor:
-    """Jobs as subprocesses on this machine, up to ``max_parallel`` at a time."""
+    """Jobs as processes on this machine, up to ``max_parallel`` at a time."""
 
     tiledbvcf: str
     version: str = ""
-    max_parallel: int | None = None  # None: what the cores allow for the jobs' vCPUs
+    max_parallel: int = 1
     root: Path = field(default_factory=state_root)
     poll: float = 0.05  # how often running processes are checked (a cheap waitpid each)
     kind: str = "local"
@@ -106,25 +130,15 @@ class LocalExecutor:
                 "max_parallel": self.max_parallel}  # fmt: skip
 
     def where(self) -> str:
-        return f"on this machine, {self.max_parallel or 'as many as the cores allow'} at a time, with {self.version}"
+        return f"on this machine, {self.max_parallel} at a time, with {self.version}"
 
     def preflight(self) -> list[str]:
         return []  # tiledbvcf itself is checked when the executor is made (find_tiledbvcf)
 
     def submissions(self, plan: Plan) -> list[Task]:
-        earlier: set[str] = set()
-        problems = []
-        for task in plan.tasks:
-            if not task.args or any(arg == "" for arg in task.args):
-                problems.append(f"job {task.name}: a command may not be empty or contain an empty string")
-            problems += [f"job {task.name} depends on {key}, not before it" for key in task.after if key not in earlier]
-            earlier.add(task.key)
+        problems = order_problems(plan.tasks)
         if problems:
             raise ValueError("; ".join(problems))
-        if self.max_parallel is None:
-            # Sized by the jobs that do the work (they carry samples), not the small creation job.
-            vcpus = max((task.resources.vcpus for task in plan.tasks if task.samples), default=1)
-            self.max_parallel = max(1, (os.cpu_count() or 1) // vcpus)
         return list(plan.tasks)
 
     # -- Running ---------------------------------------------------------------------------
@@ -133,9 +147,10 @@ class LocalExecutor:
         job_id = f"{run_id}/{job.key}"
         with self._lock:
             self._jobs[job_id] = {"jobId": job_id, "jobName": job.name, "status": "SUBMITTED", "attempts": []}
+            self._jobs[job_id]["owner"] = os.getpid()  # type: ignore[typeddict-unknown-key]
             self._after[job_id] = [ids[key] for key in job.after]
             self._args[job_id] = list(job.args)
-            self._attempts[job_id] = 1 if job.retries == 1 else job.retries
+            self._attempts[job_id] = job.retries
             self._save(job_id)
         if self._thread is None:
             self._thread = threading.Thread(target=self._schedule, name="local-executor", daemon=True)
@@ -145,6 +160,8 @@ class LocalExecutor:
     def _schedule(self) -> None:
         while True:
             with self._lock:
+                if self._cancelled():
+                    self._stop_all("cancelled with batch-runs.py cancel")
                 self._reap()
                 self._fail_dependents()
                 self._start_ready()
@@ -155,34 +172,37 @@ class LocalExecutor:
 
     def _start_ready(self) -> None:
         for job_id, description in self._jobs.items():
-            if len(self._running) >= (self.max_parallel or 1):
+            if len(self._running) >= self.max_parallel:
                 return
             if description["status"] in NOT_STARTED and all(
                 self._jobs[dep]["status"] == "SUCCEEDED" for dep in self._after[job_id]
             ):
-                self._start(job_id)
+                try:
+                    self._start(job_id)
+                except OSError as error:  # a job that cannot start fails, it does not hang the run
+                    self._finish(job_id, f"could not start: {error}")
 
     def _start(self, job_id: str) -> None:
         description = self._jobs[job_id]
+        args = self._args[job_id]
         log_path = self._path(job_id, ".log")
-        log = open(log_path, "ab")  # noqa: SIM115  (closed when the job is reaped)
         number = len(description["attempts"]) + 1
-        log.write(f"--- attempt {number}: tiledbvcf {' '.join(self._args[job_id])}\n".encode())
+        # The entrypoint's rule: an export to s3:// goes through it; other jobs get scratch of their own.
+        scratch = None
+        if needs_own_upload(args):
+            command = [sys.executable, str(ENTRYPOINT), *args]
+        else:
+            parent = scratch_dir(args)
+            scratch = tempfile.mkdtemp(prefix=f"{args[0]}-", dir=parent) if parent else None
+            command = [self.tiledbvcf, *(with_own_scratch(args, scratch) if scratch else args)]
+        log = open(log_path, "ab")  # noqa: SIM115  (closed when the job is reaped)
+        log.write(f"--- attempt {number}: tiledbvcf {' '.join(args)}\n".encode())
         log.flush()
         pythonpath = os.pathsep.join(filter(None, [str(ENTRYPOINT.parents[1]), os.environ.get("PYTHONPATH")]))
         env = {**os.environ, "TILEDBVCF": self.tiledbvcf, "PYTHONPATH": pythonpath}
         # A session of its own: the terminal's Ctrl-C reaches this process, which stops the jobs itself.
-        args = self._args[job_id]
-        # The entrypoint's own rule: it runs tiledbvcf unchanged unless an export must be uploaded.
-        command = [sys.executable, str(ENTRYPOINT), *args] if needs_own_upload(args) else [self.tiledbvcf, *args]
-        process = subprocess.Popen(
-            command,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            env=env,
-            start_new_session=True,
-        )
-        self._running[job_id] = Running(process, log)
+        process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True)
+        self._running[job_id] = Running(process, log, scratch)
         description["status"] = "RUNNING"
         description["attempts"].append(
             {"startedAt": now_ms(), "container": {"logStreamName": str(log_path), "containerInstanceArn": "local"}}
@@ -196,12 +216,14 @@ class LocalExecutor:
             if code is None:
                 continue
             running.log.close()
+            if running.scratch:
+                shutil.rmtree(running.scratch, ignore_errors=True)
             del self._running[job_id]
             description = self._jobs[job_id]
             attempt = description["attempts"][-1]
             attempt["stoppedAt"] = now_ms()
             attempt["container"]["exitCode"] = code
-            attempt["statusReason"] = "tiledbvcf exited with 0" if code == 0 else f"tiledbvcf exited with {code}"
+            attempt["statusReason"] = f"tiledbvcf exited with {code}"
             if code == 0:
                 description["status"] = "SUCCEEDED"
             elif len(description["attempts"]) < self._attempts[job_id]:
@@ -230,14 +252,21 @@ class LocalExecutor:
         return path
 
     def _save(self, job_id: str) -> None:
-        self._path(job_id, ".json").write_text(json.dumps(self._jobs[job_id]))
+        # Whole files only: another process (batch-runs.py) may read the state at any moment.
+        path = self._path(job_id, ".json")
+        partial = path.with_suffix(".json.partial")
+        partial.write_text(json.dumps(self._jobs[job_id]))
+        os.replace(partial, path)
         self._changed.notify_all()
+
+    def _cancelled(self) -> bool:
+        return any((self.root / job_id).parent.joinpath(CANCEL_MARKER).exists() for job_id in list(self._jobs)[:1])
+
+    # -- Watching and stopping ------------------------------------------------------------------
 
     def pause(self, seconds: float) -> None:
         with self._changed:
             self._changed.wait(seconds)
-
-    # -- Watching and stopping ------------------------------------------------------------------
 
     def describe(self, ids: Sequence[str]) -> dict[str, JobDescription]:
         found: dict[str, JobDescription] = {}
@@ -246,7 +275,7 @@ class LocalExecutor:
                 if job_id in self._jobs:
                     found[job_id] = json.loads(json.dumps(self._jobs[job_id]))
                 elif (self.root / f"{job_id}.json").is_file():
-                    found[job_id] = json.loads((self.root / f"{job_id}.json").read_text())
+                    found[job_id] = orphaned(json.loads((self.root / f"{job_id}.json").read_text()))
         return found
 
     def terminate(self, ids: Sequence[str], reason: str) -> list[str]:
@@ -257,6 +286,7 @@ class LocalExecutor:
         """Stop running jobs (SIGTERM to their process group) and fail those not started."""
         outcome = CancelOutcome()
         with self._lock:
+            stopping = []
             for job_id in ids:
                 description = self._jobs.get(job_id)
                 if description is None:
@@ -264,39 +294,50 @@ class LocalExecutor:
                 elif description["status"] in TERMINAL_STATUSES:
                     outcome.finished.append(job_id)
                 elif job_id in self._running:
+                    self._attempts[job_id] = 0  # no retry of a job being stopped
+                    stopping.append(self._running[job_id].process)
                     kill_group(self._running[job_id].process)
                     outcome.terminated.append(job_id)
                 else:
                     self._finish(job_id, reason)
                     outcome.cancelled.append(job_id)
-        for job_id in outcome.terminated:
-            self._running[job_id].process.wait()
+        for process in stopping:
+            process.wait()
         with self._lock:
             self._reap()
             for job_id in outcome.terminated:
                 self._finish(job_id, reason)
         return outcome
 
+    def _stop_all(self, reason: str) -> None:
+        """Called with the lock held, by the scheduler, when another process asked to cancel."""
+        for job_id, running in self._running.items():
+            self._attempts[job_id] = 0
+            kill_group(running.process)
+        for job_id, description in self._jobs.items():
+            if description["status"] in NOT_STARTED:
+                self._finish(job_id, reason)
+
     def cancel(self, ids: Sequence[str], reason: str) -> CancelOutcome:
         if self._jobs:
             return self.stop(ids, reason)
-        # Another process runs these jobs: stop the running ones through their recorded process ids.
+        # Another process runs these jobs: ask it to stop (it checks for the marker), and say what it runs.
         outcome = CancelOutcome()
-        for job_id, description in self.describe(ids).items():
-            pid = description.get("pid")
-            if description["status"] == "RUNNING" and pid:
-                if process_exists(pid):
-                    os.killpg(pid, signal.SIGTERM)
-                outcome.terminated.append(job_id)
-            elif description["status"] in TERMINAL_STATUSES:
+        described = self.describe(ids)
+        for job_id in ids:
+            status = described.get(job_id, {}).get("status")
+            if status is None:
+                outcome.unknown.append(job_id)
+            elif status in TERMINAL_STATUSES:
                 outcome.finished.append(job_id)
             else:
-                outcome.unknown.append(job_id)
+                (self.root / job_id).parent.joinpath(CANCEL_MARKER).touch()
+                (outcome.terminated if status == "RUNNING" else outcome.cancelled).append(job_id)
         return outcome
 
-    def interrupted(self, ids: Sequence[str]) -> CancelOutcome:
-        """Ctrl-C: a local run cannot outlive this process, so its jobs are stopped."""
-        return self.stop(ids, "interrupted (Ctrl-C)")
+    def interrupted(self, ids: Sequence[str]) -> CancelOutcome | None:
+        """Ctrl-C: a local run cannot outlive its process, so the jobs this process runs are stopped."""
+        return self.stop(ids, "interrupted (Ctrl-C)") if self._jobs else None
 
     def log_tail(self, job: JobDescription, attempt: Attempt, lines: int) -> LogTail | None:
         stream = attempt.get("container", {}).get("logStreamName")
@@ -305,23 +346,26 @@ class LocalExecutor:
         path = Path(stream)
         tail = LogTail(str(path.parent), path.name)
         try:
-            text = path.read_text(errors="replace").splitlines()
+            text = path.read_text(errors="replace")
         except OSError as error:
             tail.error = f"cannot read {path} ({error.strerror})"
             return tail
-        tail.lines = [line for line in text if not line.startswith("--- attempt ")][-lines:] if lines > 0 else []
+        number = next((i for i, a in enumerate(job.get("attempts", []), start=1) if a is attempt or a == attempt), 0)
+        tail.lines = attempt_lines(text, number)[-lines:] if lines > 0 else []
         return tail
 
 
-def kill_group(process: subprocess.Popen[bytes]) -> None:
-    """SIGTERM the job's process group: tiledbvcf stops at once on SIGTERM (one SIGINT it ignores)."""
-    with contextlib.suppress(ProcessLookupError):
-        os.killpg(process.pid, signal.SIGTERM)
+def attempt_lines(text: str, number: int) -> list[str]:
+    """The lines one attempt logged: every attempt appends to the job's log after a marker line."""
+    parts = re.split(r"^--- attempt (\d+): .*$\n?", text, flags=re.MULTILINE)
+    by_attempt = {int(parts[i]): parts[i + 1] for i in range(1, len(parts) - 1, 2)}
+    return by_attempt.get(number, text).splitlines()
 
 
-def process_exists(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except OSError:
-        return False
-    return True
+def orphaned(description: dict[str, Any]) -> JobDescription:
+    """A state read from another process: unfinished jobs whose owner has died are failed."""
+    owner = description.get("owner")
+    if description["status"] not in TERMINAL_STATUSES and owner and not process_exists(owner):
+        description["status"] = "FAILED"
+        description["statusReason"] = f"the process that ran it (pid {owner}) ended before it did"
+    return description  # type: ignore[return-value]
