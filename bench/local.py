@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -80,6 +81,13 @@ def main() -> int:
         return 2
     os.environ["TILEDBVCF"] = tiledbvcf
     work = Path(tempfile.mkdtemp(prefix="tiledbvcf-bench-"))
+    try:
+        return measure(args, tiledbvcf, version, work)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+def measure(args: argparse.Namespace, tiledbvcf: str, version: str, work: Path) -> int:
     (work / "scratch").mkdir()
     inputs = cohort.make_cohort(work / "in", args.samples, records=args.records)
     samples = work / "samples.txt"

@@ -118,7 +118,8 @@ def test_bad_input_as_a_subprocess_is_one_line_and_exit_2(server, tmp_path):
     assert result.returncode == 2
     assert result.stdout == ""
     assert result.stderr == (
-        "Error: samples.txt line 2: sample 'samples/2.bcf' is not an S3 URI: write it as s3://bucket/path\n"
+        "Error: samples.txt line 2: sample 'samples/2.bcf' is not an S3 URI: write it as s3://bucket/path "
+        "(local paths need --executor local)\n"
     )
 
 

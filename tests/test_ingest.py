@@ -9,7 +9,7 @@ import pytest
 
 from conftest import DATASET, UUID
 from tiledbvcf_batch.executors.batch import MAX_DEPENDS_ON
-from tiledbvcf_batch.record import dataset_index
+from tiledbvcf_batch.record import RunRecord, dataset_index
 from tiledbvcf_batch.storage import S3Uri
 
 RETRY_ONCE = {
@@ -362,3 +362,27 @@ def test_help_shows_the_documented_options():
         "--attributes CSV", "--num-jobs N", "--region NAME", "--retries N", "--wait", "--incremental N",
     ):  # fmt: skip
         assert option in text
+
+
+OLD_RECORD = {  # as batch-ingest.py wrote it before the typed RunRecord (commit 60a4df0)
+    "run_id": "ingest-20261120T080000Z-abcdef", "kind": "ingest", "created_at": "2026-11-20T08:00:00+00:00",
+    "region": "us-east-1", "job_queue": "tiledbvcf-job-queue", "job_definition": "tiledbvcf-24h",
+    "target": DATASET, "record": "s3://bucket2-name/tiledbvcf-batch/runs/ingest-20261120T080000Z-abcdef/run.json",
+    "options": {"dataset_uri": DATASET, "samples": "samples.txt", "samples_count": 1, "sample_bytes": 5,
+                "metadata_s3": "s3://bucket2-name/", "attributes": [], "num_jobs": 1, "incremental": 1, "retries": 1,
+                "register": False, "sample_batch_size": None, "tiledb_config": None, "vcpus": 16, "memory": 61440,
+                "scratch_path": "/data", "scratch_size": 1024000, "resumes": None, "instance_price": 0.768},
+    "jobs": [{"key": "ingest-1-1", "stage": "ingest-1", "name": "tiledbvcf-ingest-b1-j1", "job_id": "j-1",
+              "depends_on": [], "manifest": "s3://bucket2-name/tiledbvcf-batch/runs/x/ingest-b001-j0001.txt",
+              "samples": ["s3://bucket-name/samples/1.bcf"]}],
+}  # fmt: skip
+
+
+def test_records_written_before_the_typed_record_still_load_and_keep_their_keys(aws, samples_file, run_ingest):
+    loaded = RunRecord.from_json(OLD_RECORD)
+    assert loaded.executor == {"kind": "batch", "job_queue": "tiledbvcf-job-queue", "job_definition": "tiledbvcf-24h"}
+    assert loaded.to_json() | OLD_RECORD == loaded.to_json()  # every old key, with its value, is still there
+    result = run_ingest("--dataset-uri", DATASET, "--samples", str(samples_file(2)), "--metadata-s3", "bucket2-name")
+    written = json.loads(aws.text("bucket2-name", re.search(r"recorded at s3://bucket2-name/(\S+)", result.stderr)[1]))
+    assert set(OLD_RECORD) < set(written) and set(OLD_RECORD["options"]) < set(written["options"])
+    assert set(OLD_RECORD["jobs"][0]) == set(written["jobs"][0])

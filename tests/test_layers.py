@@ -9,7 +9,14 @@ from conftest import ROOT
 
 PACKAGE = ROOT / "tiledbvcf_batch"
 MODULES = {path.relative_to(PACKAGE).with_suffix("").as_posix(): path for path in PACKAGE.rglob("*.py")}
-BATCH_REQUEST_KEYS = {"containerOverrides", "retryStrategy", "dependsOn", "arrayProperties", "resourceRequirements"}
+BATCH_REQUEST_KEYS = {
+    "containerOverrides",
+    "retryStrategy",
+    "dependsOn",
+    "arrayProperties",
+    "resourceRequirements",
+    "tags",
+}
 TILEDBVCF_FLAGS = {
     "--remove-sample-file",
     "--sample-partition",
@@ -72,7 +79,7 @@ def test_batch_request_keys_only_in_the_batch_executor():
 
 
 def test_domain_modules_see_executors_only_through_the_base_protocol():
-    for name in ("submit", "watch", "report", "ledger"):
+    for name in ("submit", "watch", "report", "ledger", "prepare"):
         executor_imports = {m for m in imports(MODULES[name]) if m.startswith("executors")}
         assert executor_imports <= {"executors/base"}, name
 

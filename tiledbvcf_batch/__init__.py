@@ -15,7 +15,8 @@ hand over to ``common.py``, the thin command-line layer they share. Everything e
 - ``submit``    executor-neutral submission: upload, record, submit in order, roll back
 - ``watch``     polling, progress, stuck jobs, cancel
 - ``report``    the figures of a finished run, export verification, failure diagnosis
-- ``executors`` the seam: ``base`` (the protocol) and ``batch`` (the only module that speaks Batch)
+- ``executors`` the seam: ``base`` (the protocol), ``batch`` (the only module that speaks Batch), and
+                ``local`` (the same jobs as processes on this machine)
 
 Rules (checked by ``tests/test_layers.py``): nothing here imports click or ``common``;
 ``plan``, ``commands`` and ``inputs`` make no I/O and import no executor; only

@@ -16,7 +16,8 @@ from .inputs import ExportOptions, IngestOptions, Resources, Sample
 from .storage import S3Uri
 
 CREATE_RESOURCES = Resources(vcpus=2, memory=4096)
-# Run records written since the first release spell the barrier stage "gate": keep reading them.
+# An executor may add stages of its own: AWS Batch's barrier jobs (executors/batch.py), whose stage
+# records have spelled "gate" since the first release. Named here so that every record reads.
 BARRIER = "gate"
 STAGE_LABELS = {
     "create": "array creation",
@@ -70,7 +71,7 @@ class Task:
     name: str
     args: tuple[str, ...]  # tiledbvcf's arguments
     resources: Resources
-    retries: int  # --retries: 1 = retry host loss only, N > 1 = N attempts for any failure
+    retries: int  # --retries, as given: what it means is the executor's (see its retry policy)
     after: tuple[str, ...] = ()  # keys of the tasks that must succeed first
     manifest: Manifest | None = None
     samples: tuple[str, ...] = ()  # sample URIs (ingest) or names (export)

@@ -64,7 +64,9 @@ def parse_s3_uri(text: str, what: str, *, need_key: bool = True) -> S3Uri:
     if CONTROL_CHARS.search(text):
         raise ValueError(f"{what} {text!r} contains a control character (newline, tab, NUL...)")
     if not text.startswith("s3://"):
-        raise ValueError(f"{what} {text!r} is not an S3 URI: write it as s3://bucket/path")
+        raise ValueError(
+            f"{what} {text!r} is not an S3 URI: write it as s3://bucket/path (local paths need --executor local)"
+        )
     bucket, _, key = text[len("s3://") :].partition("/")
     if not BUCKET_RE.match(bucket):
         raise ValueError(f"{what} {text!r} has no valid bucket name: write it as s3://bucket/path")
