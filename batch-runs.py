@@ -148,7 +148,11 @@ def list_runs(metadata_s3: str, region: str | None, last: int) -> None:
     check_range(last, "--last", 1)
     storage = Storage(make_clients(region).s3)
     for uri in records.list_records(storage, records.metadata_location(metadata_s3))[-last:]:
-        record = records.load_record(storage, uri)
+        try:
+            record = records.load_record(storage, uri)
+        except records.DamagedRecord as damaged:  # named, and the others still listed
+            click.echo(f"{str(uri).split('/')[-2]}  DAMAGED ({damaged.reason})  {uri}")
+            continue
         click.echo(f"{record.run_id}  {len(record.jobs)} jobs  {record.target}  {uri}")
 
 

@@ -17,10 +17,11 @@ from dataclasses import dataclass, replace
 from typing import Any, TypeVar
 
 import click
+from botocore.exceptions import BotoCoreError, ClientError
 from click.core import ParameterSource
 
 from tiledbvcf_batch import report, submit, watch
-from tiledbvcf_batch.aws import Clients, make_clients
+from tiledbvcf_batch.aws import AwsSetupError, Clients, aws_message, make_clients, setup_message
 from tiledbvcf_batch.executors import for_record
 from tiledbvcf_batch.executors.base import Executor
 from tiledbvcf_batch.executors.batch import BatchExecutor
@@ -28,10 +29,11 @@ from tiledbvcf_batch.executors.local import LocalExecutor, default_parallel, fin
 from tiledbvcf_batch.inputs import DEFAULT_SCRATCH_PATH, ExportOptions, IngestOptions, InputError
 from tiledbvcf_batch.plan import BARRIER, Stage, Task, describe_plan
 from tiledbvcf_batch.prepare import Prepared
-from tiledbvcf_batch.record import RunRecord
+from tiledbvcf_batch.record import DamagedRecord, RunRecord
 from tiledbvcf_batch.storage import Storage, encryption_args
 
 MAX_LISTED_PROBLEMS = 20
+EXIT_AWS = 4  # AWS could not be used: credentials, profile, region, endpoint, permissions
 RUNS_EPILOG = (
     "Every run is recorded (the path is printed on stderr). To show its status again, wait "
     "on it from another terminal, print the logs of its failed jobs or cancel it, see: "
@@ -73,6 +75,14 @@ class OneLineErrors:
             raise ShownError(error.problems, 2) from None
         except submit.SubmissionError as error:
             raise ShownError([str(error)], 1) from None
+        except AwsSetupError as error:
+            raise ShownError([str(error)], EXIT_AWS) from None
+        except BotoCoreError as error:
+            raise ShownError([setup_message(error)], EXIT_AWS) from None
+        except ClientError as error:
+            raise ShownError([f"AWS refused a request ({aws_message(error)})"], EXIT_AWS) from None
+        except DamagedRecord as error:
+            raise ShownError([str(error)], 2) from None
 
 
 class OneLineCommand(OneLineErrors, click.Command):

@@ -6,7 +6,50 @@ import os
 from dataclasses import dataclass
 from typing import Any
 
-from botocore.exceptions import ClientError
+from botocore.exceptions import (
+    BotoCoreError,
+    ClientError,
+    ConnectTimeoutError,
+    EndpointConnectionError,
+    NoCredentialsError,
+    PartialCredentialsError,
+    ProfileNotFound,
+)
+
+# Answers that mean the credentials, not the request, are wrong: no check can go on without them.
+CREDENTIAL_CODES = frozenset({
+    "ExpiredToken", "ExpiredTokenException", "InvalidClientTokenId", "UnrecognizedClientException",
+    "SignatureDoesNotMatch", "InvalidAccessKeyId", "InvalidToken", "RequestExpired", "AuthFailure",
+})  # fmt: skip
+
+
+class AwsSetupError(Exception):
+    """AWS cannot be used at all (credentials, profile, region, endpoint): one line, exit status 4."""
+
+
+def credentials_refused(parsed: dict[str, Any], model: Any, **_: Any) -> None:
+    """after-call hook: a credentials error ends everything at once, whatever check asked."""
+    code = (parsed or {}).get("Error", {}).get("Code", "")
+    if code in CREDENTIAL_CODES:
+        message = (parsed.get("Error", {}).get("Message") or "").rstrip(".")
+        raise AwsSetupError(
+            f"AWS refused your credentials ({code}: {message}) in {model.name}: they have expired or are wrong; "
+            "refresh them (aws sso login, aws configure, or new keys) and run the command again"
+        )
+
+
+def setup_message(error: BotoCoreError) -> str:
+    """One line for what botocore raises before any request is answered."""
+    if isinstance(error, NoCredentialsError | PartialCredentialsError):
+        return (
+            "no AWS credentials found: run aws configure (or aws sso login), or set AWS_PROFILE, or "
+            "AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY"
+        )
+    if isinstance(error, ProfileNotFound):
+        return f"{error}: check AWS_PROFILE (aws configure list-profiles lists the profiles)"
+    if isinstance(error, EndpointConnectionError | ConnectTimeoutError):
+        return f"cannot reach AWS ({error}): check the network, --region and AWS_ENDPOINT_URL"
+    return f"AWS cannot be used: {error}"
 
 
 class LazyClient:
@@ -56,7 +99,9 @@ def make_client(service: str, region: str) -> Any:
         retries={"mode": "standard", "max_attempts": 10},
         user_agent_extra="tiledbvcf-batch",
     )
-    return boto3.client(service, config=config)
+    client = boto3.client(service, config=config)
+    client.meta.events.register("after-call.*.*", credentials_refused)
+    return client
 
 
 def make_clients(region: str | None) -> Clients:

@@ -15,7 +15,7 @@ from botocore.exceptions import ClientError
 from .executors.base import IN_FLIGHT, Executor, describe_fully
 from .inputs import InputError, Sample
 from .plan import IngestBatch, Manifest, StoreShare
-from .record import RunRecord, dataset_index, load_record, record_uri_of, run_prefix_for
+from .record import DamagedRecord, RunRecord, dataset_index, load_record, record_uri_of, run_prefix_for
 from .storage import Location, Storage, parse_location
 
 SUCCEEDED, FAILED, RUNNING = "SUCCEEDED", "FAILED", "IN_FLIGHT"
@@ -54,6 +54,7 @@ class Ledger:
     in_flight: dict[str, str] = field(default_factory=dict)  # sample -> run id
     failed: dict[str, str] = field(default_factory=dict)  # sample -> run id, not ingested since
     runs: list[str] = field(default_factory=list)
+    damaged: list[DamagedRecord] = field(default_factory=list)  # records that could not be read
 
 
 def dataset_ledger(
@@ -66,6 +67,9 @@ def dataset_ledger(
             record = load_record(storage, record_uri_of(run_prefix_for(metadata, run_id)))
         except (ClientError, OSError):
             continue  # the marker outlived its run record: nothing to learn from it
+        except DamagedRecord as damaged:
+            ledger.damaged.append(damaged)
+            continue
         ledger.runs.append(run_id)
         states = job_states(record, storage, executor_for(record))
         for job in record.jobs:

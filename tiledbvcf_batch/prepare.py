@@ -124,6 +124,11 @@ def new_batches(
     """The samples no earlier run of the dataset has ingested or is ingesting, cut into batches."""
     notes: list[str] = []
     ledger = dataset_ledger(storage, executor_for, opts.metadata_s3, opts.dataset_uri)
+    for damaged in ledger.damaged:
+        notes.append(
+            f"WARNING: {damaged}. Its samples are unknown to the check of earlier runs: a sample it ingested "
+            "would be ingested again"
+        )
     if ledger.in_flight and not exists:
         run_ids = sorted(set(ledger.in_flight.values()))
         raise InputError(

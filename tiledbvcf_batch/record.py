@@ -140,8 +140,24 @@ class RunRecord:
         storage.put(parse_location(self.record or "", "record"), body, "application/json")
 
 
+class DamagedRecord(Exception):
+    """A run record that cannot be read as one (truncated, edited, not JSON): named, never a traceback."""
+
+    def __init__(self, uri: Location, reason: str):
+        super().__init__(
+            f"run record {uri} is damaged ({reason}): restore it from a copy or S3 versioning, or remove the "
+            "run's files (its manifests and record) if nothing of it must be kept"
+        )
+        self.uri = uri
+        self.reason = reason
+
+
 def load_record(storage: Storage, uri: Location) -> RunRecord:
-    return RunRecord.from_json(json.loads(storage.read_text(uri)))
+    try:
+        return RunRecord.from_json(json.loads(storage.read_bytes(uri).decode("utf-8")))
+    except (ValueError, KeyError, TypeError, AttributeError) as error:  # JSONDecodeError is a ValueError
+        reason = f"{type(error).__name__}: {error}" if not isinstance(error, KeyError) else f"no {error} in it"
+        raise DamagedRecord(uri, reason) from None
 
 
 def load_or_fail(storage: Storage, uri: Location, hint: str) -> RunRecord:

@@ -1,0 +1,159 @@
+"""Never a traceback: AWS set-up problems, damaged run records and bad files are one line each."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from botocore.awsrequest import AWSResponse
+from click.testing import CliRunner
+
+from conftest import DATASET, EXPORT, INGEST, base, invoke, load_script, make_dataset, record_of
+
+RUNS = load_script("batch-runs.py")
+
+
+class Raw:
+    def __init__(self, body: bytes):
+        self.body = body
+
+    def stream(self, **_):
+        yield self.body
+
+
+def one_line(result, code: int, text: str) -> None:
+    assert result.exit_code == code, result.stderr
+    assert len(result.stderr.splitlines()) == 1, result.stderr
+    assert result.stderr.startswith("Error: ") and text in result.stderr, result.stderr
+    assert "Traceback" not in result.stderr and result.stdout == ""
+
+
+# -- AWS cannot be used: exit status 4, not the "jobs failed" status ------------------------------------
+
+
+@pytest.fixture
+def no_aws_configuration(monkeypatch, tmp_path):
+    for name in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")  # never ask an instance metadata service
+    monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "no-config"))
+    (tmp_path / "samples.txt").write_text("s3://bucket-name/a.bcf\n")
+    return ["--dataset-uri", DATASET, "--samples", str(tmp_path / "samples.txt"), "--metadata-s3", "bucket2-name",
+            "--job-queue", "q", "--job-definition", "d"]  # fmt: skip
+
+
+def test_missing_credentials(no_aws_configuration):
+    one_line(invoke(INGEST.main, no_aws_configuration), 4, "no AWS credentials found: run aws configure")
+
+
+def test_unknown_profile(no_aws_configuration, monkeypatch):
+    monkeypatch.setenv("AWS_PROFILE", "nope")
+    one_line(invoke(INGEST.main, no_aws_configuration), 4, "(nope) could not be found: check AWS_PROFILE")
+
+
+def test_expired_credentials_end_everything_at_once(aws, samples_file, run_ingest):
+    body = b'{"__type": "ExpiredTokenException", "message": "The security token included in the request is expired"}'
+    aws.on("before-send.batch.DescribeJobQueues", lambda request, **_: AWSResponse(request.url, 403, {}, Raw(body)))
+    one_line(run_ingest(*base(samples_file(2))), 4, "AWS refused your credentials (ExpiredTokenException")
+    assert aws.submitted == [] and aws.keys("bucket2-name") == []
+
+
+def test_malformed_region_is_bad_input(no_aws_configuration):
+    one_line(invoke(INGEST.main, [*no_aws_configuration, "--region", "us east 1"]), 2, "is not an AWS region name")
+
+
+# -- Damaged run records: named; they stop nothing else -----------------------------------------------------
+
+
+def damage(aws, uri: str) -> None:
+    bucket, _, key = uri.removeprefix("s3://").partition("/")
+    aws.s3.put_object(Bucket=bucket, Key=key, Body=b'{"run_id": "ingest-x", "jobs": [')
+
+
+def test_a_damaged_record_is_named_everywhere_and_blocks_no_new_ingestion(aws, samples_file, run_ingest):
+    samples = samples_file(2)
+    first = run_ingest(*base(samples))
+    record = record_of(aws, first.stderr)["record"]
+    damage(aws, record)
+    resumed = run_ingest(*base(samples), "--resume", record.split("/")[-2])
+    one_line(resumed, 2, f"run record {record} is damaged (JSONDecodeError")
+
+    make_dataset(aws)
+    again = run_ingest(*base(samples))
+    assert again.exit_code == 0, again.stderr
+    assert f"WARNING: run record {record} is damaged" in again.stderr
+    runner = CliRunner()
+    listed = runner.invoke(RUNS.main, ["list", "--metadata-s3", "bucket2-name"])
+    assert listed.exit_code == 0 and len(listed.stdout.splitlines()) == 2
+    assert (
+        "DAMAGED (JSONDecodeError" in listed.stdout.splitlines()[0] and "2 jobs" not in listed.stdout.splitlines()[0]
+    )
+    status = runner.invoke(RUNS.main, ["status", record])
+    assert status.exit_code == 2 and f"run record {record} is damaged" in status.stderr
+    assert "Traceback" not in status.stderr
+
+
+# -- Accepted, though it must fail -------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "extra, message",
+    [
+        (["--threads", "0"], "--threads is 0: it must be at least 1"),
+        (["--sample-batch-size", "0"], "--sample-batch-size is 0: it must be at least 1"),
+        (["--dataset-uri", "s3://my-bucketname/" + "d" * 900], "S3 keys are at most 1,024 bytes"),
+    ],
+)
+def test_values_the_readme_says_are_refused(aws, samples_file, run_ingest, extra, message):
+    one_line(run_ingest(*base(samples_file(1)), *extra), 2, message)
+    assert aws.submitted == [] and aws.keys("bucket2-name") == []
+
+
+def test_empty_sample_and_index_files(aws, samples_file, run_ingest):
+    samples = samples_file(2)
+    aws.s3.put_object(Bucket="bucket-name", Key="samples/1.bcf", Body=b"")
+    aws.s3.put_object(Bucket="bucket-name", Key="samples/2.bcf.csi", Body=b"")
+    result = run_ingest(*base(samples))
+    assert result.exit_code == 2
+    assert result.stderr.splitlines() == [
+        "Error: sample s3://bucket-name/samples/1.bcf is empty (0 bytes): upload it again",
+        "Error: the index of sample s3://bucket-name/samples/2.bcf is empty (0 bytes): index it again (bcftools index)",
+    ]
+
+
+def test_a_samples_file_with_a_bom(tmp_path, aws, run_ingest):
+    (tmp_path / "bom.txt").write_text("\ufeffs3://bucket-name/samples/1.bcf\n", encoding="utf-8")
+    result = run_ingest("--dataset-uri", DATASET, "--samples", str(tmp_path / "bom.txt"), "--metadata-s3", "b2")
+    one_line(result, 2, "starts with a byte-order mark (BOM)")
+
+
+@pytest.fixture
+def export_args(aws):
+    aws.s3.put_object(Bucket="my-bucketname", Key="bedfiles/r.bed", Body=b"chr1\t0\t100\n")
+    return ["--array", DATASET, "--dest-s3", "s3://my-bucketname/out/", "--samples", "s3://my-bucketname/n.txt",
+            "--bed", "s3://my-bucketname/bedfiles/r.bed", "--job-queue", aws.job_queue,
+            "--job-definition", aws.job_definition]  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    "body, message",
+    [
+        ("\ufeffS1\nS2\n".encode(), "s3://my-bucketname/n.txt starts with a byte-order mark (BOM)"),
+        (b"S1\n\xff\xfeS2\n", "s3://my-bucketname/n.txt is not a UTF-8 text file of sample names"),
+    ],
+)
+def test_export_names_files_tiledbvcf_would_reject(aws, export_args, body, message):
+    make_dataset(aws)
+    aws.s3.put_object(Bucket="my-bucketname", Key="n.txt", Body=body)
+    one_line(invoke(EXPORT.main, export_args), 2, message)
+
+
+def test_export_of_a_dataset_that_does_not_exist(aws, export_args):
+    aws.s3.put_object(Bucket="my-bucketname", Key="n.txt", Body=b"S1\n")
+    one_line(invoke(EXPORT.main, export_args), 2, f"--array {DATASET} does not exist")
+    assert aws.submitted == [] and json.dumps(aws.keys("my-bucketname")).count("tiledbvcf-batch") == 0
+
+
+def test_list_last_must_be_positive(aws):
+    result = CliRunner().invoke(RUNS.main, ["list", "--metadata-s3", "bucket2-name", "--last", "-1"])
+    assert result.exit_code == 2 and result.stderr == "Error: --last is -1: it must be at least 1\n"
