@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 
+import boto3
 import pytest
 from botocore.awsrequest import AWSResponse
 from click.testing import CliRunner
@@ -37,6 +38,8 @@ def no_aws_configuration(monkeypatch, tmp_path):
         monkeypatch.delenv(name, raising=False)
     monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")  # never ask an instance metadata service
     monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "no-config"))
+    monkeypatch.setattr(boto3, "DEFAULT_SESSION", None)  # earlier tests' session holds their credentials
+    monkeypatch.setenv("AWS_ENDPOINT_URL", "http://127.0.0.1:9")  # should a request go out after all: nowhere
     (tmp_path / "samples.txt").write_text("s3://bucket-name/a.bcf\n")
     return ["--dataset-uri", DATASET, "--samples", str(tmp_path / "samples.txt"), "--metadata-s3", "bucket2-name",
             "--job-queue", "q", "--job-definition", "d"]  # fmt: skip
