@@ -23,12 +23,17 @@ def export_inputs(aws):
     ]  # fmt: skip
 
 
-def export_command(partition: str, dest: str = "s3://my-bucketname/bcf-exports/") -> list[str]:
+def export_command(names: str, dest: str = "s3://my-bucketname/bcf-exports/") -> list[str]:
     return [
-        "export", "-u", DATASET, "-f", "s3://my-bucketname/10-names.txt",
-        "-R", "s3://my-bucketname/bedfiles/sorted1000000.bed",
-        "--sample-partition", partition, "-d", "/data", "--upload-dir", dest,
+        "export", "-u", DATASET, "-f", names, "-R", "s3://my-bucketname/bedfiles/sorted1000000.bed",
+        "-d", "/data", "--upload-dir", dest,
     ]  # fmt: skip
+
+
+def names_of(aws, command: list[str]) -> list[str]:
+    """The names file a job exports: its own partition's names."""
+    bucket, _, key = command[command.index("-f") + 1].removeprefix("s3://").partition("/")
+    return aws.text(bucket, key).splitlines()
 
 
 @pytest.mark.parametrize("array_option", ["--dataset-uri", "--array"])
@@ -38,20 +43,25 @@ def test_spec_example_submits_one_job_per_partition(aws, export_inputs, run_expo
     assert len(result.lines) == 1
     ids = result.lines[0].removeprefix("Submitted export job(s) ").split()
     assert len(ids) == 2 and result.lines[0].startswith("Submitted export job(s) ")
+    # The run record and each partition's names land in the destination bucket, outside its prefix.
+    run_id = aws.submitted[0]["tags"]["tiledbvcf-batch-run"]
+    prefix = f"s3://my-bucketname/tiledbvcf-batch/runs/{run_id}/"
     for i, job in enumerate(aws.submitted):
         assert job["jobName"] == f"tiledbvcf-export-{i + 1}-of-2"
         assert job["containerOverrides"] == {
-            "command": export_command(f"{i}:2"),
+            "command": export_command(f"{prefix}export-names-{i + 1:04d}.txt"),
             "resourceRequirements": [{"type": "VCPU", "value": "4"}, {"type": "MEMORY", "value": "15000"}],
         }
         assert job["jobQueue"] == "tiledbvcf-job-queue" and job["jobDefinition"] == "tiledbvcf-24h"
         assert "dependsOn" not in job
+    # Sorted names cut into contiguous partitions, as tiledbvcf's --sample-partition would: one file each.
+    assert [names_of(aws, job["containerOverrides"]["command"]) for job in aws.submitted] == [
+        sorted(NAMES)[:5],
+        sorted(NAMES)[5:],
+    ]
     described = aws.describe(ids)
-    assert [d["container"]["command"] for d in described] == [export_command("0:2"), export_command("1:2")]
-    # The run record lands in the destination bucket, outside the destination prefix.
-    (record_key,) = aws.keys("my-bucketname", "tiledbvcf-batch/runs/")
-    record = json.loads(aws.text("my-bucketname", record_key))
-    # tiledbvcf sorts the names and cuts contiguous partitions: the record says which job has which.
+    assert [d["container"]["command"] for d in described] == [j["containerOverrides"]["command"] for j in aws.submitted]
+    record = json.loads(aws.text("my-bucketname", f"tiledbvcf-batch/runs/{run_id}/run.json"))
     assert record["jobs"][0]["samples"] == sorted(NAMES)[:5]
     assert record["jobs"][1]["samples"] == sorted(NAMES)[5:]
 
@@ -61,7 +71,9 @@ def test_never_more_jobs_than_samples(aws, export_inputs, run_export):
     assert result.exit_code == 0, result.stderr
     assert len(result.lines[0].split()) == 3 + 10
     assert "10 samples to export: submitting 10 jobs instead of 25" in result.stderr
-    assert [job["containerOverrides"]["command"][8] for job in aws.submitted] == [f"{i}:10" for i in range(10)]
+    assert [names_of(aws, job["containerOverrides"]["command"]) for job in aws.submitted] == [
+        [n] for n in sorted(NAMES)
+    ]
 
 
 def test_output_format_retries_and_config(aws, export_inputs, run_export):
@@ -71,8 +83,9 @@ def test_output_format_retries_and_config(aws, export_inputs, run_export):
     )  # fmt: skip
     assert result.exit_code == 0, result.stderr
     (job,) = aws.submitted
+    names = job["containerOverrides"]["command"][4]
     assert job["containerOverrides"]["command"] == [
-        *export_command("0:1"), "-O", "z", "--tiledb-config", "vfs.s3.region=us-east-1",
+        *export_command(names), "-O", "z", "--tiledb-config", "vfs.s3.region=us-east-1",
     ]  # fmt: skip
     assert job["retryStrategy"] == {"attempts": 5}
 

@@ -217,3 +217,20 @@ def test_the_demo_runs_the_main_job_with_the_real_tiledbvcf():
 def test_the_image_pins_the_release_the_tests_run():
     version = tiledbvcf("--version").splitlines()[0].split()[-1]
     assert f"ARG TILEDBVCF_VERSION={version}\n" in (ROOT / "Dockerfile-cli").read_text()
+
+
+def test_one_unknown_name_fails_only_its_own_partition(here):
+    inputs = cohort.make_cohort(here / "in", 6, records=80)
+    assert ingest(here, samples_file(here / "samples.txt", inputs), "--num-jobs", "2").returncode == 0
+    (here / "names.txt").write_text("".join(f"{p.name.removesuffix('.bcf')}\n" for p in inputs) + "NOPE\n")
+    (here / "regions.bed").write_text(BED)
+    result = script("batch-export.py", "--dataset-uri", str(here / "ds"), "--dest-s3", str(here / "out"),
+                    "--samples", "names.txt", "--bed", "regions.bed", "--num-jobs", "3", "--vcpus", "1",
+                    "--output-format", "v", "--log-lines", "50")  # fmt: skip
+    assert result.returncode == 1
+    assert "- 2 / 3 jobs succeeded" in result.stdout
+    assert "1 job failed: tiledbvcf-export-1-of-3" in result.stdout  # sorted: NOPE, S0000, S0001 | ...
+    assert "NOPE" in result.stdout.split("1 job failed")[1]  # its log names the unknown sample
+    landed = sorted(path.name for path in (here / "out").glob("*.vcf"))
+    assert landed == ["S0002.vcf", "S0003.vcf", "S0004.vcf", "S0005.vcf"]
+    assert "MISSING 3 of 7 exported files" in result.stdout

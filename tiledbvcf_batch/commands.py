@@ -83,19 +83,22 @@ def store_command(opts: IngestOptions, manifest: str) -> list[str]:
     return command + config_args(opts.tiledb_config)
 
 
-def export_command(opts: ExportOptions, partition: int, partitions: int) -> list[str]:
+def export_command(opts: ExportOptions, names: str) -> list[str]:
+    """One partition's export: ``names`` is a file of that partition's sample names only.
+
+    Not the whole list with --sample-partition I:N: tiledbvcf rejects a whole names file for
+    one unknown name, so one typo would fail every partition instead of its own.
+    """
     command = [
         "export",
         "-u",
         opts.dataset_uri,
         "-f",
-        str(opts.samples),
+        names,
         "-R",
         str(opts.bed),
-        "--sample-partition",
-        f"{partition}:{partitions}",
         "-d",
-        opts.scratch_path,
+        opts.scratch_path or "",
         "--upload-dir",
         str(opts.dest_s3),
     ]

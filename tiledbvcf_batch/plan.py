@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 from .commands import create_command, export_command, redact_command, register_command, split_evenly, store_command
 from .inputs import ExportOptions, IngestOptions, Resources, Sample
-from .storage import S3Uri
+from .storage import Location
 
 CREATE_RESOURCES = Resources(vcpus=2, memory=4096)
 # An executor may add stages of its own: AWS Batch's barrier jobs (executors/batch.py), whose stage
@@ -51,7 +51,7 @@ class Stage:
 
 @dataclass(frozen=True)
 class Manifest:
-    uri: S3Uri
+    uri: Location
     lines: tuple[str, ...]
     existing: bool = False  # already in S3 (a resumed run reuses the original manifests)
 
@@ -81,10 +81,10 @@ class Task:
 class Plan:
     kind: str  # "ingest" or "export"
     run_id: str
-    run_prefix: S3Uri
+    run_prefix: Location
     tasks: tuple[Task, ...]
     target: str  # the dataset (ingest) or the destination prefix (export)
-    index_marker: S3Uri | None = None  # lists this run among the dataset's runs (ingest)
+    index_marker: Location | None = None  # lists this run among the dataset's runs (ingest)
     notes: tuple[str, ...] = ()
 
     def manifests(self) -> list[Manifest]:
@@ -108,7 +108,7 @@ class IngestBatch:
 
 
 def ingest_batches(
-    samples: Sequence[Sample], opts: IngestOptions, run_prefix: S3Uri
+    samples: Sequence[Sample], opts: IngestOptions, run_prefix: Location
 ) -> tuple[list[IngestBatch], list[str]]:
     """Cut the samples into --incremental batches of --num-jobs shares, in file order."""
     batches, notes = [], []
@@ -127,7 +127,7 @@ def ingest_batches(
     return batches, notes
 
 
-def manifest(uri: S3Uri, samples: Sequence[Sample]) -> Manifest:
+def manifest(uri: Location, samples: Sequence[Sample]) -> Manifest:
     return Manifest(uri, tuple(sample.manifest_line() for sample in samples))
 
 
@@ -135,9 +135,9 @@ def plan_ingest(
     opts: IngestOptions,
     batches: Sequence[IngestBatch],
     run_id: str,
-    run_prefix: S3Uri,
+    run_prefix: Location,
     *,
-    index_marker: S3Uri | None = None,
+    index_marker: Location | None = None,
     notes: Sequence[str] = (),
 ) -> Plan:
     """The ingestion tasks: [create] -> per batch: [register] -> store tasks -> the next batch."""
@@ -166,25 +166,28 @@ def plan_ingest(
     return Plan("ingest", run_id, run_prefix, tuple(tasks), opts.dataset_uri, index_marker, tuple(notes))
 
 
-def plan_export(opts: ExportOptions, names: Sequence[str], run_id: str, run_prefix: S3Uri) -> Plan:
-    """One task per sample partition; never more partitions than samples (tiledbvcf fails then)."""
+def plan_export(opts: ExportOptions, names: Sequence[str], run_id: str, run_prefix: Location) -> Plan:
+    """One task per partition of the sorted names, each with a file of its own names; never an empty one."""
     partitions = split_evenly(sorted(names), opts.num_jobs)
     notes = []
     if len(partitions) < opts.num_jobs:
         notes.append(f"{len(names)} samples to export: submitting {len(partitions)} jobs instead of {opts.num_jobs}")
-    tasks = tuple(
-        Task(
-            key=f"export-{i + 1}",
-            stage=Stage("export"),
-            name=f"tiledbvcf-export-{i + 1}-of-{len(partitions)}",
-            args=tuple(export_command(opts, i, len(partitions))),
-            resources=opts.resources,
-            retries=opts.retries,
-            samples=tuple(chunk),
+    tasks = []
+    for i, chunk in enumerate(partitions, start=1):
+        names_file = Manifest(run_prefix.child(f"export-names-{i:04d}.txt"), tuple(chunk))
+        tasks.append(
+            Task(
+                key=f"export-{i}",
+                stage=Stage("export"),
+                name=f"tiledbvcf-export-{i}-of-{len(partitions)}",
+                args=tuple(export_command(opts, str(names_file.uri))),
+                resources=opts.resources,
+                retries=opts.retries,
+                manifest=names_file,
+                samples=tuple(chunk),
+            )
         )
-        for i, chunk in enumerate(partitions)
-    )
-    return Plan("export", run_id, run_prefix, tasks, str(opts.dest_s3), notes=tuple(notes))
+    return Plan("export", run_id, run_prefix, tuple(tasks), str(opts.dest_s3), notes=tuple(notes))
 
 
 def retries_text(retries: int) -> str:
