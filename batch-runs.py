@@ -77,7 +77,7 @@ def status(session: common.Session, record: RunRecord, instance_price: float | N
 
     Exit status: 0 all succeeded, 1 some failed, 3 still running.
     """
-    latest = describe_fully(session.executor, record.job_ids())
+    latest = watch.describe_now(session.executor, record)
     for line in watch.progress_lines(record, latest, time.time()):
         click.echo(line, err=as_json)
     if not watch.is_finished(latest):

@@ -121,3 +121,29 @@ def test_help_makes_the_companion_discoverable():
     text = CliRunner().invoke(RUNS.main, ["--help"]).output
     for name in ("status", "wait", "logs", "cancel", "list"):
         assert re.search(rf"^  {name}\s", text, re.MULTILINE)
+
+
+def test_status_of_a_run_batch_has_forgotten_says_what_is_known(aws):
+    prefix = "tiledbvcf-batch/runs/ingest-20261101T000000Z-000000/"
+    jobs = [
+        {"key": "create", "stage": "create", "name": "tiledbvcf-create", "job_id": "gone-0", "depends_on": [],
+         "manifest": None, "samples": []},
+    ] + [
+        {"key": f"ingest-1-{i}", "stage": "ingest-1", "name": f"tiledbvcf-ingest-b1-j{i}", "job_id": f"gone-{i}",
+         "depends_on": ["create"], "manifest": f"s3://bucket2-name/{prefix}ingest-b001-j000{i}.txt",
+         "samples": [f"s3://bucket-name/samples/{i}.bcf"]}
+        for i in (1, 2)
+    ]  # fmt: skip
+    record = {"run_id": "ingest-20261101T000000Z-000000", "kind": "ingest", "created_at": "2026-11-01T00:00:00+00:00",
+              "region": "us-east-1", "target": DATASET, "record": f"s3://bucket2-name/{prefix}run.json",
+              "options": {}, "jobs": jobs, "job_queue": "q", "job_definition": "d"}  # fmt: skip
+    aws.s3.put_object(Bucket="bucket2-name", Key=f"{prefix}run.json", Body=json.dumps(record).encode())
+    aws.s3.put_object(Bucket="bucket2-name", Key=f"{prefix}ingest-b001-j0002.txt", Body=b"s3://x/2.bcf\n")
+    result = CliRunner().invoke(RUNS.main, ["status", f"s3://bucket2-name/{prefix}run.json"])
+    assert result.exit_code == 1, result.output
+    assert "3/3 jobs finished" in result.stdout and "FORGOTTEN 1" in result.stdout
+    assert (
+        "- 3 jobs are no longer known to AWS Batch (it forgets jobs some days after they end); by their manifests, "
+        "1 ingestion jobs succeeded and 1 did not." in result.stdout
+    )
+    assert "- Samples: 1 in jobs that succeeded, 1 in jobs that did not." in result.stdout

@@ -129,3 +129,23 @@ def test_watch_backs_off_when_nothing_changes(clock):
     latest = watch_run(run, ScriptedBatch(rounds).executor(), stream=io.StringIO(), sleep=clock.sleep, now=clock.now)
     assert latest["ingest-1/1"]["status"] == "SUCCEEDED"
     assert clock.slept == [10, 20, 40, 60, 60]
+
+
+class Forgetful:
+    """A Batch that no longer describes some jobs (it forgets them some days after they end)."""
+
+    def __init__(self, known: dict[str, str]):
+        self.known = known
+
+    def describe_jobs(self, jobs: list[str]) -> dict[str, Any]:
+        return {"jobs": [{"jobId": j, "status": self.known[j]} for j in jobs if j in self.known]}
+
+
+def test_a_job_batch_has_forgotten_ends_the_wait_after_three_polls(clock):
+    from tiledbvcf_batch.aws import Clients
+    from tiledbvcf_batch.executors.batch import BatchExecutor
+
+    executor = BatchExecutor(Clients("us-east-1", Forgetful({"a": "SUCCEEDED"}), None, None), "q", "jd")
+    latest = wait_for_jobs(executor, ["a", "gone"], sleep=clock.sleep, interval=10, max_interval=60)
+    assert latest["gone"]["status"] == "FORGOTTEN" and "forgets jobs" in latest["gone"]["statusReason"]
+    assert len(clock.slept) == 2  # three polls

@@ -7,7 +7,8 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from .commands import EXPORT_SUFFIXES
-from .executors.base import Executor, JobDescription
+from .executors.base import FORGOTTEN, Executor, JobDescription
+from .ledger import FAILED, SUCCEEDED, job_states
 from .plan import Stage
 from .record import RunRecord
 from .storage import Location, Storage, parse_location
@@ -36,6 +37,8 @@ class Report:
     missing_exports: list[str] = field(default_factory=list)
     exports_expected: int = 0
     export_dest: str = ""
+    forgotten: int = 0  # jobs the executor no longer knows
+    forgotten_judged: str = ""  # what is known of them all the same
 
     @property
     def cost(self) -> float:
@@ -171,6 +174,11 @@ def format_report(report: Report) -> list[str]:
             f"- Samples: {report.samples_succeeded} in jobs that succeeded, "
             f"{report.samples_failed} in jobs that did not."
         )
+    if report.forgotten:
+        lines.append(
+            f"- {report.forgotten} jobs are no longer known to AWS Batch (it forgets jobs some days after they "
+            f"end){report.forgotten_judged}."
+        )
     for failure in report.failed:
         lines.append(f"FAILED job {failure['job_id']} ({failure['name']}): {failure['reason']}")
     if report.missing_exports:
@@ -288,6 +296,26 @@ def format_failures(diagnosed: Sequence[dict[str, Any]]) -> list[str]:
     return lines
 
 
+def judge_by_manifests(
+    record: RunRecord, descriptions: list[JobDescription], storage: Storage, executor: Executor
+) -> tuple[list[JobDescription], str]:
+    """Forgotten ingestion jobs judged as the ledger judges them: a consumed manifest means it succeeded."""
+    states = job_states(record, storage, executor)
+    key_of = {job.job_id: job for job in record.jobs if job.job_id}
+    judged: list[JobDescription] = []
+    counts = {SUCCEEDED: 0, FAILED: 0}
+    for description in descriptions:
+        job = key_of.get(description["jobId"])
+        if description["status"] == FORGOTTEN and job is not None and job.kind == "ingest":
+            state = states[job.key]
+            counts[state] += 1
+            left = "consumed" if state == SUCCEEDED else "still there"
+            description = {**description, "status": state, "statusReason": f"forgotten; its manifest is {left}"}
+        judged.append(description)
+    text = f"; by their manifests, {counts[SUCCEEDED]} ingestion jobs succeeded and {counts[FAILED]} did not"
+    return judged, text if any(counts.values()) else ""
+
+
 @dataclass
 class Finished:
     report: Report
@@ -306,7 +334,12 @@ def finish_report(
 ) -> Finished:
     """The report on a finished run, as lines and as a JSON document."""
     descriptions = [latest[i] for i in record.job_ids() if i in latest]
+    lost = sum(d["status"] == FORGOTTEN for d in descriptions)
+    judged = ""
+    if lost and record.kind == "ingest":
+        descriptions, judged = judge_by_manifests(record, descriptions, storage, executor)
     exports = check_exports(record, storage) if record.kind == "export" else None
     report = build_report(descriptions, instance_price, record, exports)
+    report.forgotten, report.forgotten_judged = lost, judged
     failures = diagnose_failures(executor, descriptions, log_lines) if report.failed else []
     return Finished(report, format_report(report) + format_failures(failures), report_json(report, record, failures))

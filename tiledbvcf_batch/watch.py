@@ -8,7 +8,16 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import TextIO
 
-from .executors.base import JOB_STATUSES, TERMINAL_STATUSES, CancelOutcome, Executor, JobDescription, Throttled
+from .executors.base import (
+    JOB_STATUSES,
+    TERMINAL_STATUSES,
+    CancelOutcome,
+    Executor,
+    JobDescription,
+    Throttled,
+    describe_fully,
+    forgotten,
+)
 from .plan import Stage
 from .record import RunRecord
 
@@ -17,6 +26,7 @@ Latest = dict[str, JobDescription]
 CAPACITY_WARN_AFTER = 15 * 60
 PLAIN_PROGRESS_EVERY = 60
 EXIT_INTERRUPTED = 130
+FORGOTTEN_AFTER_ROUNDS = 3  # polls in a row that do not describe a job: the executor has forgotten it
 MISCONFIGURATION_ADVICE = {
     "COMPUTE_ENVIRONMENT_MAX_RESOURCE": "the job asks for more vCPUs or memory than any instance of the "
     "compute environment has: lower --vcpus/--memory or allow larger instance types",
@@ -35,6 +45,7 @@ def wait_for_jobs(
     max_interval: float = 60.0,
     sleep: Callable[[float], None] = time.sleep,
     observe: Callable[[Latest], None] | None = None,
+    names: dict[str, str] | None = None,
 ) -> Latest:
     """Poll until every job is terminal; return the last description of each job.
 
@@ -44,6 +55,7 @@ def wait_for_jobs(
     """
     latest: Latest = {}
     pending = list(job_ids)
+    unseen: dict[str, int] = {}  # rounds in a row a job was not described at all
     delay = interval
     while pending:
         throttled = False
@@ -51,6 +63,11 @@ def wait_for_jobs(
             described = executor.describe(pending)
         except Throttled as partial:
             described, throttled = partial.partial, True
+        if not throttled:
+            for job_id in pending:
+                unseen[job_id] = 0 if job_id in described else unseen.get(job_id, 0) + 1
+                if unseen[job_id] >= FORGOTTEN_AFTER_ROUNDS:
+                    described[job_id] = forgotten(job_id, (names or {}).get(job_id, ""))
         changed = any(latest.get(job_id, {}).get("status") != d["status"] for job_id, d in described.items())
         latest.update(described)
         pending = [i for i in pending if latest.get(i, {}).get("status") not in TERMINAL_STATUSES]
@@ -60,6 +77,13 @@ def wait_for_jobs(
             delay = interval if changed and not throttled else min(delay * 2, max_interval)
             sleep(delay)
     return latest
+
+
+def describe_now(executor: Executor, record: RunRecord) -> Latest:
+    """One look at every job of a run; a job the executor does not describe at all has been forgotten."""
+    latest = describe_fully(executor, record.job_ids())
+    names = record.names()
+    return {job_id: latest.get(job_id) or forgotten(job_id, names[job_id]) for job_id in record.job_ids()}
 
 
 def stage_counts(record: RunRecord, latest: Latest) -> dict[str, dict[str, int]]:
@@ -86,7 +110,7 @@ def format_duration(seconds: float) -> str:
 def progress_lines(record: RunRecord, latest: Latest, now: float) -> list[str]:
     counts = stage_counts(record, latest)
     total = sum(sum(c.values()) for c in counts.values())
-    done = sum(c["SUCCEEDED"] + c["FAILED"] for c in counts.values())
+    done = sum(c[status] for c in counts.values() for status in TERMINAL_STATUSES)
     elapsed = format_duration(now - record.created_epoch())
     lines = [f"[{record.run_id}] {done}/{total} jobs finished, {elapsed} since submission"]
     lines += [f"  {Stage.parse(stage).label}: {format_counts(c)}" for stage, c in counts.items()]
@@ -215,7 +239,13 @@ def watch_run(
 
     try:
         latest = wait_for_jobs(
-            executor, ids, sleep=sleep or executor.pause, interval=interval, max_interval=max_interval, observe=observe
+            executor,
+            ids,
+            sleep=sleep or executor.pause,
+            interval=interval,
+            max_interval=max_interval,
+            observe=observe,
+            names=names,
         )
     except KeyboardInterrupt:
         say("\n" + interrupted_message(record, executor.interrupted(ids)))

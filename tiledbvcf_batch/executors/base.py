@@ -15,8 +15,10 @@ from typing import Any, Protocol, TypedDict
 
 from ..plan import Plan, Task
 
-JOB_STATUSES = ("SUBMITTED", "PENDING", "RUNNABLE", "STARTING", "RUNNING", "SUCCEEDED", "FAILED")
-TERMINAL_STATUSES = frozenset({"SUCCEEDED", "FAILED"})
+# FORGOTTEN is ours: AWS Batch forgets jobs some days after they end, and describes them no more.
+FORGOTTEN = "FORGOTTEN"
+JOB_STATUSES = ("SUBMITTED", "PENDING", "RUNNABLE", "STARTING", "RUNNING", "SUCCEEDED", "FAILED", FORGOTTEN)
+TERMINAL_STATUSES = frozenset({"SUCCEEDED", "FAILED", FORGOTTEN})
 IN_FLIGHT = frozenset(JOB_STATUSES) - TERMINAL_STATUSES
 NOT_STARTED = frozenset({"SUBMITTED", "PENDING", "RUNNABLE"})
 
@@ -132,3 +134,13 @@ def order_problems(jobs: Sequence[Task]) -> list[str]:
             problems.append(f"job {job.name} depends on {', '.join(missing)}, not submitted before it")
         earlier.add(job.key)
     return problems
+
+
+def forgotten(job_id: str, name: str = "") -> JobDescription:
+    return {
+        "jobId": job_id,
+        "jobName": name,
+        "status": FORGOTTEN,
+        "statusReason": "no longer known to the executor (AWS Batch forgets jobs some days after they end)",
+        "attempts": [],
+    }
