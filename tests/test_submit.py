@@ -182,3 +182,23 @@ def test_secrets_never_reach_the_record_or_the_output(aws, samples_file, run_ing
     assert "TOPSECRET" not in result.stdout + result.stderr
     text = json.dumps(record_of(aws, result.stderr))
     assert "TOPSECRET" not in text and "TOKEN" not in text.replace("session_token", "")
+
+
+def test_printed_commands_survive_copy_and_paste(aws, samples_file, run_ingest):
+    """A metadata prefix with a space and $(...) stays one argument, and runs nothing when pasted."""
+    import shlex
+
+    from tiledbvcf_batch.record import RunRecord
+    from tiledbvcf_batch.watch import interrupted_message
+
+    hostile = "s3://bucket2-name/my runs/$(touch pwned)"
+    aws.fail_call("batch.SubmitJob", "ServerException", after=1)
+    result = run_ingest(*base(samples_file(2))[:-2], "--metadata-s3", hostile, "--keep-partial")
+    assert result.exit_code == 1
+    cancel = result.stderr.split("stop it with: ")[1].strip()
+    words = shlex.split(cancel)
+    assert words[:3] == ["python", "batch-runs.py", "cancel"] and len(words) == 4
+    assert words[3].startswith(f"{hostile}/tiledbvcf-batch/runs/ingest-") and words[3].endswith("/run.json")
+    record = RunRecord.from_json(json.loads(aws.text("bucket2-name", words[3].removeprefix("s3://bucket2-name/"))))
+    for line in interrupted_message(record, None).splitlines()[1:]:
+        assert shlex.split(line.split(": ", 1)[1])[3] == words[3]
