@@ -286,6 +286,7 @@ def execute(prepared: Prepared, session: Session, flags: Mapping[str, Any]) -> N
         region=session.clients.region,
         keep_partial=flags["keep_partial"],
         on_stage=print_submitted,
+        sample_names=prepared.sample_names,
     )
     click.echo(f"Run {record.run_id} recorded at {record.record}", err=True)
     if flags["wait"] or session.executor.kind == "local":  # nothing to detach from locally

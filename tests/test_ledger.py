@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import local_aws
-from conftest import base, consume_manifests, make_dataset, manifest_of, record_of
+from conftest import DATASET, base, bgzip_vcf, consume_manifests, make_dataset, manifest_of, record_of
 
 
 def test_rerun_skips_what_earlier_runs_ingested(aws, samples_file, run_ingest, monkeypatch):
@@ -122,3 +122,31 @@ def test_resume_refuses_a_run_with_unfinished_jobs(aws, samples_file, run_ingest
     running(aws)
     result = run_ingest(*base(samples), "--resume", record_of(aws, first.stderr)["run_id"])
     assert result.exit_code == 2 and "still has 2 unfinished jobs" in result.stderr
+
+
+def test_a_name_already_ingested_from_another_file_is_refused(aws, run_ingest, tmp_path):
+    """A corrected file under a new path: store --resume would keep the old records, silently."""
+    for key in ("v1/NA1.vcf.gz", "v2/NA1.vcf.gz"):
+        aws.s3.put_object(Bucket="bucket-name", Key=key, Body=bgzip_vcf(["NA1"]))
+        aws.s3.put_object(Bucket="bucket-name", Key=key + ".tbi", Body=b"i")
+    first = tmp_path / "first.txt"
+    first.write_text("s3://bucket-name/v1/NA1.vcf.gz\n")
+    ran = run_ingest(*base(first), "--check-headers")
+    assert ran.exit_code == 0, ran.stderr
+    record = record_of(aws, ran.stderr)
+    assert record["sample_names"] == {"s3://bucket-name/v1/NA1.vcf.gz": "NA1"}
+    make_dataset(aws)
+    consume_manifests(aws, record, [0])  # it was ingested
+    corrected = tmp_path / "corrected.txt"
+    corrected.write_text("s3://bucket-name/v2/NA1.vcf.gz\n")
+    aws.submitted.clear()
+    refused = run_ingest(*base(corrected), "--check-headers")
+    assert refused.exit_code == 2 and aws.submitted == []
+    assert refused.stderr.splitlines() == [
+        f"Error: sample s3://bucket-name/v2/NA1.vcf.gz is NA1, which run {record['run_id']} already ingested from "
+        "s3://bucket-name/v1/NA1.vcf.gz: tiledbvcf would keep the old records (store --resume skips a sample that "
+        f"has data). To replace it, delete it first (tiledbvcf delete -u {DATASET} -s NA1), then ingest with "
+        "--force-reingest"
+    ]
+    replaced = run_ingest(*base(corrected), "--check-headers", "--force-reingest")
+    assert replaced.exit_code == 0 and len(aws.submitted) == 1

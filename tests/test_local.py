@@ -234,3 +234,21 @@ def test_one_unknown_name_fails_only_its_own_partition(here):
     landed = sorted(path.name for path in (here / "out").glob("*.vcf"))
     assert landed == ["S0002.vcf", "S0003.vcf", "S0004.vcf", "S0005.vcf"]
     assert "MISSING 3 of 7 exported files" in result.stdout
+
+
+def test_a_corrected_file_is_refused_then_replaced_as_the_readme_says(here):
+    inputs = cohort.make_cohort(here / "in", 3, records=100)
+    assert ingest(here, samples_file(here / "samples.txt", inputs)).returncode == 0
+    corrected = cohort.make_cohort(here / "fixed", 2, records=130, seed=7)[1]  # S0001 again, other records
+    refused = ingest(here, samples_file(here / "again.txt", [inputs[0], corrected, inputs[2]]))
+    assert refused.returncode == 2, refused.stderr
+    assert f"sample {corrected} is S0001, which run ingest-" in refused.stderr
+    assert f"already ingested from {inputs[1]}: tiledbvcf would keep the old records" in refused.stderr
+
+    tiledbvcf("delete", "-u", str(here / "ds"), "-s", "S0001")
+    replaced = ingest(here, samples_file(here / "fix.txt", [corrected]), "--force-reingest")
+    assert replaced.returncode == 0, replaced.stdout + replaced.stderr
+    exported = export_all(here, str(here / "ds"), str(here / "out"), "v")
+    assert exported.returncode == 0, exported.stderr
+    expected = {"S0000": inputs[0], "S0001": corrected, "S0002": inputs[2]}
+    assert cohort.compare_exported(expected, here / "out", ".vcf") == []  # the new records, and only them

@@ -55,6 +55,7 @@ class Ledger:
     failed: dict[str, str] = field(default_factory=dict)  # sample -> run id, not ingested since
     runs: list[str] = field(default_factory=list)
     damaged: list[DamagedRecord] = field(default_factory=list)  # records that could not be read
+    names: dict[str, tuple[str, str]] = field(default_factory=dict)  # ingested name -> (sample URI, run id)
 
 
 def dataset_ledger(
@@ -78,6 +79,8 @@ def dataset_ledger(
             for sample in job.samples:
                 if states[job.key] == SUCCEEDED:
                     ledger.ingested.add(sample)
+                    if sample in record.sample_names:
+                        ledger.names[record.sample_names[sample]] = (sample, run_id)
                 elif states[job.key] == RUNNING:
                     ledger.in_flight[sample] = run_id
                 else:

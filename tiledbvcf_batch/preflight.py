@@ -199,8 +199,8 @@ def read_header_sample_names(s3: Any, uri: Location) -> list[str]:
         size *= 4
 
 
-def check_headers(s3: Any, samples: Sequence[Sample], workers: int = 16) -> list[str]:
-    """Each file holds exactly one sample, and no sample name appears in two files."""
+def check_headers(s3: Any, samples: Sequence[Sample], workers: int = 16) -> tuple[list[str], dict[str, str]]:
+    """Each file holds exactly one sample, and no sample name appears in two files; each file's sample name."""
     problems: list[str] = []
 
     def read(sample: Sample) -> tuple[Sample, list[str] | str]:
@@ -230,7 +230,7 @@ def check_headers(s3: Any, samples: Sequence[Sample], workers: int = 16) -> list
                 )
             else:
                 first_file[result[0]] = sample.uri
-    return problems
+    return problems, {uri: name for name, uri in first_file.items()}
 
 
 def check_writable(s3: Any, location: Location, option: str, encryption: dict[str, str]) -> list[str]:

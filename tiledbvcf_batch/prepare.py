@@ -7,7 +7,7 @@ notes for the user, and the options as the run record keeps them.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, fields, replace
+from dataclasses import dataclass, field, fields, replace
 from typing import Any
 
 from .commands import redact_config
@@ -27,6 +27,7 @@ class Prepared:
     plan: Plan | None  # None: nothing to submit
     notes: list[str]
     options: dict[str, Any]  # what the run record keeps
+    sample_names: dict[str, str] = field(default_factory=dict)  # sample URI -> name, where headers were read
 
 
 def recorded_options(opts: IngestOptions | ExportOptions, **extras: Any) -> dict[str, Any]:
@@ -43,8 +44,11 @@ def recorded_options(opts: IngestOptions | ExportOptions, **extras: Any) -> dict
 
 def ingest_preflight(
     opts: IngestOptions, samples: list[Sample], storage: Storage, executor: Executor
-) -> tuple[list[str], dict[str, int]]:
-    """A note on the samples and their sizes; or an InputError listing every problem that would waste the run."""
+) -> tuple[list[str], dict[str, int], dict[str, str]]:
+    """A note, the samples' sizes and (where headers are read) names; or an InputError listing every problem.
+
+    Headers are read with --check-headers, and always when every sample is a local file (it costs nothing).
+    """
     s3 = storage.s3
     problems = executor.preflight()
     problems += check_writable(s3, opts.metadata_s3, "--metadata-s3", storage.encryption)
@@ -53,11 +57,15 @@ def ingest_preflight(
     problems += named_index_with_scratch(opts, samples)
     sample_problems, sizes = check_samples(s3, samples)
     problems += sample_problems
-    if opts.check_headers and not sample_problems:
-        problems += check_headers(s3, samples)
+    names: dict[str, str] = {}
+    local = not any(sample.uri.startswith("s3://") for sample in samples)
+    if (opts.check_headers or local) and not sample_problems:
+        header_problems, names = check_headers(s3, samples)
+        problems += header_problems
     if problems:
         raise InputError(problems)
-    return [f"{len(samples)} samples, {sum(sizes.values()) / 2**30:.2f} GiB, all present with their indexes"], sizes
+    note = f"{len(samples)} samples, {sum(sizes.values()) / 2**30:.2f} GiB, all present with their indexes"
+    return [note], sizes, names
 
 
 def named_index_with_scratch(opts: IngestOptions, samples: list[Sample]) -> list[str]:
@@ -83,7 +91,7 @@ def ingest(
     instance_price: float,
 ) -> Prepared:
     """Check everything, decide what to create and what to skip or resume, and plan the ingestion."""
-    notes, sizes = ingest_preflight(opts, samples, storage, executor)
+    notes, sizes, names = ingest_preflight(opts, samples, storage, executor)
     exists = dataset_exists(storage.s3, opts.dataset_uri)
     if exists:
         notes.append(
@@ -96,13 +104,14 @@ def ingest(
     if resume:
         opts, batches, more = resume_run(opts, samples, resume, storage, executor_for)
     else:
-        batches, more = new_batches(opts, samples, exists, run_prefix, storage, executor_for)
+        batches, more = new_batches(opts, samples, names, exists, run_prefix, storage, executor_for)
     notes += more
     if not batches:
         return Prepared(None, [*notes, "Nothing to ingest: no job submitted"], {})
     marker = dataset_index(opts.metadata_s3, opts.dataset_uri).child(f"{run_id}.json")
     plan = plan_ingest(opts, batches, run_id, run_prefix, index_marker=marker)
     uris = [uri for task in plan.tasks if task.stage.kind == "ingest" for uri in task.samples]
+    names = {uri: names[uri] for uri in uris if uri in names}
     options = recorded_options(
         opts,
         samples_count=len(uris),
@@ -110,12 +119,13 @@ def ingest(
         resumes=resume,
         instance_price=instance_price,
     )
-    return Prepared(plan, notes, options)
+    return Prepared(plan, notes, options, names)
 
 
 def new_batches(
     opts: IngestOptions,
     samples: list[Sample],
+    names: dict[str, str],
     exists: bool,
     run_prefix: S3Uri,
     storage: Storage,
@@ -141,8 +151,26 @@ def new_batches(
     if not opts.force_reingest:
         samples, skipped = skip_known_samples(samples, ledger)
         notes += skipped
+        replaced = replaced_samples(samples, names, ledger, opts.dataset_uri)
+        if replaced:
+            raise InputError(replaced)
     batches, split_notes = ingest_batches(samples, opts, run_prefix)
     return batches, notes + split_notes
+
+
+def replaced_samples(samples: list[Sample], names: dict[str, str], ledger: Ledger, dataset: str) -> list[str]:
+    """Samples whose name an earlier run ingested from another file: store would keep the old records."""
+    problems = []
+    for sample in samples:
+        name = names.get(sample.uri)
+        if name in ledger.names and ledger.names[name][0] != sample.uri:
+            earlier, run_id = ledger.names[name]
+            problems.append(
+                f"sample {sample.uri} is {name}, which run {run_id} already ingested from {earlier}: tiledbvcf "
+                "would keep the old records (store --resume skips a sample that has data). To replace it, delete "
+                f"it first (tiledbvcf delete -u {dataset} -s {name}), then ingest with --force-reingest"
+            )
+    return problems
 
 
 def resume_run(

@@ -76,10 +76,17 @@ class RunRecord:
     options: dict[str, Any]
     jobs: list[RecordedJob]
     executor: dict[str, Any]  # {"kind": "batch", "job_queue": ..., "job_definition": ...}
+    sample_names: dict[str, str] = field(default_factory=dict)  # sample URI -> name, where headers were read
 
     @classmethod
     def new(
-        cls, plan: Plan, tasks: list[Task], options: dict[str, Any], executor: dict[str, Any], region: str
+        cls,
+        plan: Plan,
+        tasks: list[Task],
+        options: dict[str, Any],
+        executor: dict[str, Any],
+        region: str,
+        sample_names: dict[str, str] | None = None,
     ) -> RunRecord:
         return cls(
             run_id=plan.run_id,
@@ -91,6 +98,7 @@ class RunRecord:
             options=options,
             jobs=[RecordedJob.of(task, None) for task in tasks],
             executor=executor,
+            sample_names=dict(sample_names or {}),
         )
 
     def to_json(self) -> dict[str, Any]:
@@ -117,6 +125,7 @@ class RunRecord:
             options=data.get("options", {}),
             jobs=[RecordedJob(**job) for job in data["jobs"]],
             executor=executor,
+            sample_names=data.get("sample_names") or {},
         )
 
     def job_ids(self) -> list[str]:

@@ -46,13 +46,14 @@ def submit_plan(
     region: str,
     keep_partial: bool = False,
     on_stage: OnStage | None = None,
+    sample_names: dict[str, str] | None = None,
 ) -> RunRecord:
     """Upload manifests, record the run, submit every job in order; the run record, with every job's id.
 
     On any failure, unless ``keep_partial``, the jobs already submitted are stopped and the
     uploads deleted; SubmissionError says what happened and anything left behind.
     """
-    record = RunRecord.new(plan, jobs, options, executor.settings(), region)
+    record = RunRecord.new(plan, jobs, options, executor.settings(), region, sample_names)
     ids: dict[str, str] = {}
     uploaded: list[S3Uri] = []
     last_of_stage = {job.stage: job.key for job in jobs}
