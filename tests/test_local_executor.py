@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import INGEST, invoke
+from conftest import INGEST, bgzip_vcf, invoke
 
 STANDIN = """#!PYTHON
 import json, os, sys
@@ -48,7 +48,7 @@ def standin(tmp_path, monkeypatch):
     monkeypatch.setenv("TILEDBVCF_BATCH_STATE", str(tmp_path / "state"))
     monkeypatch.chdir(tmp_path)
     for i in range(4):
-        (tmp_path / f"s{i}.bcf").write_bytes(b"x")
+        (tmp_path / f"s{i}.bcf").write_bytes(bgzip_vcf([f"S{i}"]))  # headers are read: local files cost nothing
         (tmp_path / f"s{i}.bcf.csi").write_bytes(b"i")
     (tmp_path / "samples.txt").write_text("".join(f"s{i}.bcf\n" for i in range(4)))
 
