@@ -10,6 +10,7 @@ from tiledbvcf_batch import inputs, prepare
 
 
 @click.command(cls=common.OneLineCommand, epilog=common.RUNS_EPILOG)
+@common.version_option
 @click.option(
     "--array",
     "--dataset-uri",
@@ -38,11 +39,13 @@ from tiledbvcf_batch import inputs, prepare
     "--num-jobs",
     type=int,
     default=1,
+    show_default=True,
     metavar="N",
     help="Number of jobs to submit for export. Each job will be responsible for exporting "
     "nsamples/njobs samples from the array.",
 )
-@click.option("--region", metavar="NAME", help="AWS region name")
+@common.region_option
+@common.profile_option
 @common.retries_option
 @click.option(
     "--wait",
@@ -78,4 +81,4 @@ def main(**flags: Any) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    common.run_script(main)

@@ -10,6 +10,7 @@ from tiledbvcf_batch import inputs, prepare
 
 
 @click.command(cls=common.OneLineCommand, epilog=common.RUNS_EPILOG)
+@common.version_option
 @click.option(
     "--dataset-uri",
     required=True,
@@ -27,7 +28,8 @@ from tiledbvcf_batch import inputs, prepare
     required=True,
     metavar="NAME",
     help="Name of a bucket that can be used for shared metadata storage between batch jobs, "
-    "e.g. uploading lists of samples to register or ingest.",
+    "e.g. uploading lists of samples to register or ingest. Also s3://bucket/prefix (or, with "
+    "--executor local, a directory).",
 )
 @common.job_queue_option
 @common.job_definition_option
@@ -41,18 +43,21 @@ from tiledbvcf_batch import inputs, prepare
     "--num-jobs",
     type=int,
     default=1,
+    show_default=True,
     metavar="N",
     help="Number of jobs to submit for ingestion. Each job will be responsible for ingesting "
     "nsamples/njobs samples to the array. When combined with --incremental, each incremental "
     "batch uses this many jobs.",
 )
-@click.option("--region", metavar="NAME", help="AWS region name of Batch environment")
+@common.region_option
+@common.profile_option
 @common.retries_option
 @click.option("--wait", is_flag=True, help="Waits for all jobs to complete before exiting.")
 @click.option(
     "--incremental",
     type=int,
     default=1,
+    show_default=True,
     metavar="N",
     help="If specified, ingest the samples in N batches instead of all at once.",
 )
@@ -128,4 +133,4 @@ def main(**flags: Any) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    common.run_script(main)

@@ -28,8 +28,10 @@ RUN_HELP = (
 
 @click.group(
     cls=common.OneLineGroup,
+    context_settings={"auto_envvar_prefix": common.ENVVAR_PREFIX},
     help=f"Watch, diagnose and cancel runs of batch-ingest.py and batch-export.py.\n\n{RUN_HELP}",
 )
+@common.version_option
 def main() -> None:
     pass
 
@@ -43,12 +45,13 @@ def run_options(command: Callable[..., Any]) -> Callable[..., Any]:
         "s3://bucket/prefix given to batch-ingest.py (for export: --metadata-s3, else the --dest-s3 bucket)."
     )  # fmt: skip
     @click.option("--region", metavar="NAME", help="AWS region (default: the run's).")
+    @common.profile_option
     @functools.wraps(command)
-    def wrapper(run: str, metadata_s3: str | None, region: str | None, **kwargs: Any) -> Any:
+    def wrapper(run: str, metadata_s3: str | None, region: str | None, profile: str | None, **kwargs: Any) -> Any:
         uri = records.locate(run, metadata_s3)
-        reader = make_clients(region)
+        reader = make_clients(region, profile)
         record = records.load_or_fail(Storage(reader.s3), uri, "check RUN and --metadata-s3")
-        clients = reader if region or record.region == reader.region else make_clients(record.region)
+        clients = reader if region or record.region == reader.region else make_clients(record.region, profile)
         session = common.Session(clients, Storage(clients.s3), for_record(record.executor, clients))
         return command(session, record, **kwargs)
 
@@ -142,11 +145,12 @@ def cancel(session: common.Session, record: RunRecord) -> None:
     "--metadata-s3", required=True, metavar="NAME", help="Bucket or s3://bucket/prefix where runs are recorded."
 )
 @click.option("--region", metavar="NAME", help="AWS region.")
+@common.profile_option
 @click.option("--last", type=int, default=20, show_default=True, metavar="N", help="Show the N most recent runs.")
-def list_runs(metadata_s3: str, region: str | None, last: int) -> None:
+def list_runs(metadata_s3: str, region: str | None, profile: str | None, last: int) -> None:
     """List the runs recorded under --metadata-s3, newest last."""
     check_range(last, "--last", 1)
-    storage = Storage(make_clients(region).s3)
+    storage = Storage(make_clients(region, profile).s3)
     for uri in records.list_records(storage, records.metadata_location(metadata_s3))[-last:]:
         try:
             record = records.load_record(storage, uri)

@@ -20,7 +20,7 @@ import click
 from botocore.exceptions import BotoCoreError, ClientError
 from click.core import ParameterSource
 
-from tiledbvcf_batch import report, submit, watch
+from tiledbvcf_batch import __version__, report, submit, watch
 from tiledbvcf_batch.aws import AwsSetupError, Clients, aws_message, make_clients, setup_message
 from tiledbvcf_batch.executors import for_record
 from tiledbvcf_batch.executors.base import Executor
@@ -115,6 +115,19 @@ class BatchOption(click.Option):
             self.required = True
 
 
+def version_option(command: Callable[..., Any]) -> Callable[..., Any]:
+    return click.version_option(__version__, message="%(prog)s %(version)s (tiledbvcf-batch)")(command)
+
+
+# Option defaults may come from the environment: TILEDBVCF_BATCH_JOB_QUEUE=... stands for --job-queue.
+ENVVAR_PREFIX = "TILEDBVCF_BATCH"
+
+
+def run_script(command: click.Command) -> None:
+    """A script's entry point: its command, with option defaults from TILEDBVCF_BATCH_* variables."""
+    command(auto_envvar_prefix=ENVVAR_PREFIX)
+
+
 # Options the scripts share, spelled once; their help texts are the spec's.
 job_queue_option = click.option(
     "--job-queue", cls=BatchOption, required=True, metavar="NAME", help="Name of job queue to use for jobs."
@@ -144,7 +157,21 @@ executor_options = options(
     ),
 )
 retries_option = click.option(
-    "--retries", type=int, default=1, metavar="N", help="Max number (1-10) of retries for failed jobs."
+    "--retries",
+    type=int,
+    default=1,
+    show_default=True,
+    metavar="N",
+    help="Max number (1-10) of retries for failed jobs. With 1, a job is retried only when its host "
+    "went away (a Spot reclaim), up to 3 attempts; with N > 1, any failure, up to N attempts in all.",
+)
+region_option = click.option(
+    "--region",
+    metavar="NAME",
+    help="AWS region name of Batch environment  [default: AWS_REGION, else your AWS configuration's, else us-east-1]",
+)
+profile_option = click.option(
+    "--profile", metavar="NAME", help="AWS profile of your AWS configuration (default: AWS_PROFILE, else the default)."
 )
 tiledb_config_option = click.option(
     "--tiledb-config", metavar="K=V,...", help="TileDB config parameters passed to tiledbvcf."
@@ -227,7 +254,7 @@ class Session:
     @classmethod
     def for_flags(cls, flags: Mapping[str, Any]) -> Session:
         """The session the flags ask for. Locally, tiledbvcf is found and checked, and scratch is made."""
-        clients = make_clients(flags.get("region"))
+        clients = make_clients(flags.get("region"), flags.get("profile"))
         storage = Storage(clients.s3, encryption_args(flags.get("kms_key_id")))
         if flags.get("executor") != "local":
             executor = BatchExecutor(clients, flags["job_queue"] or "", flags["job_definition"] or "")

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import logging
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -140,12 +141,15 @@ def main() -> int:
     os.environ.update(FAKE_CREDENTIALS)
     server, endpoint = start_server()
     os.environ["AWS_ENDPOINT_URL"] = endpoint
+    cleanup: list[Path] = []
     try:
         print(f"Emulated AWS (moto) listening on {endpoint}; its Batch jobs do not run tiledbvcf.")
         create_buckets()
         create_batch_environment()
         uris = put_samples(20)
-        samples = Path(tempfile.mkdtemp(prefix="tiledbvcf-demo-")) / "samples.txt"
+        work = Path(tempfile.mkdtemp(prefix="tiledbvcf-demo-"))
+        cleanup.append(work)
+        samples = work / "samples.txt"
         samples.write_text("".join(f"{uri}\n" for uri in uris))
         s3 = boto3.client("s3", region_name=REGION)
         s3.put_object(
@@ -190,6 +194,8 @@ def main() -> int:
         return max(codes)
     finally:
         server.stop()
+        for path in cleanup:
+            shutil.rmtree(path, ignore_errors=True)
 
 
 if __name__ == "__main__":

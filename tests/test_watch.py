@@ -107,8 +107,9 @@ def test_stuck_misconfiguration_is_reported_at_once_and_capacity_only_if_it_last
     stuck_lines = [line for line in err if line.startswith("STUCK")]
     assert stuck_lines == [
         "STUCK: 2 job(s) (e.g. tiledbvcf-ingest-1-1) are RUNNABLE with MISCONFIGURATION:JOB_RESOURCE_REQUIREMENT"
-        " - too big and will never start: check the compute environment, its service role and the job's "
-        "resources. Cancel the run with python batch-runs.py cancel ..."
+        " - too big and will never start: no instance type of the compute environment fits the job's resources: "
+        "lower --vcpus/--memory or change the allowed instance types. Cancel the run with python batch-runs.py "
+        "cancel ..."
     ]
     assert err.index(stuck_lines[0]) < 3  # reported after the first poll, not at the end
     warnings = [line for line in err if line.startswith("WARNING")]
@@ -117,7 +118,8 @@ def test_stuck_misconfiguration_is_reported_at_once_and_capacity_only_if_it_last
 
 def test_known_misconfiguration_gets_specific_advice():
     stuck = StuckJobs(now=lambda: T0)
-    latest = {"a": {"status": "RUNNABLE", "statusReason": "MISCONFIGURATION:COMPUTE_ENVIRONMENT_MAX_RESOURCE"}}
+    reason = "MISCONFIGURATION:COMPUTE_ENVIRONMENT_MAX_RESOURCE - CE maxVcpu is lower than the job's vCPUs"
+    latest = {"a": {"status": "RUNNABLE", "statusReason": reason}}
     (message,) = stuck.check(latest, {"a": "job-a"})
     assert "more vCPUs or memory than any instance" in message
     assert stuck.check(latest, {"a": "job-a"}) == []  # said once

@@ -22,3 +22,5 @@ Rules (checked by ``tests/test_layers.py``): nothing here imports click or ``com
 ``plan``, ``commands`` and ``inputs`` make no I/O and import no executor; only
 ``executors/batch.py`` writes Batch request keys; only ``commands`` spells tiledbvcf flags.
 """
+
+__version__ = "1.1.0"

@@ -55,14 +55,15 @@ def setup_message(error: BotoCoreError) -> str:
 class LazyClient:
     """A boto3 client made on first use: a run on local paths never imports boto3 (a third of a second)."""
 
-    def __init__(self, service: str, region: str):
+    def __init__(self, service: str, region: str, profile: str | None = None):
         self._service = service
         self._region = region
+        self._profile = profile
         self._client: Any = None
 
     def __getattr__(self, name: str) -> Any:
         if self._client is None:
-            self._client = make_client(self._service, self._region)
+            self._client = make_client(self._service, self._region, self._profile)
         return getattr(self._client, name)
 
 
@@ -74,24 +75,32 @@ class Clients:
     logs: Any
 
 
-def resolve_region(region: str | None) -> str:
+def resolve_region(region: str | None, profile: str | None = None) -> str:
     """--region, else AWS_REGION / AWS_DEFAULT_REGION, else the AWS configuration's region, else us-east-1."""
     found = region or os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION")
     if found:
         return found
+    return session(profile).region_name or "us-east-1"
+
+
+def session(profile: str | None) -> Any:
+    """boto3's default session (tests hook it), or one of --profile's."""
     import boto3
 
-    return boto3.session.Session().region_name or "us-east-1"
+    if profile:
+        return boto3.Session(profile_name=profile)
+    if boto3.DEFAULT_SESSION is None:
+        boto3.setup_default_session()
+    return boto3.DEFAULT_SESSION
 
 
-def make_client(service: str, region: str) -> Any:
+def make_client(service: str, region: str, profile: str | None = None) -> Any:
     """A client whose retries ride out throttling (TooManyRequestsException, SlowDown) and 5xx.
 
     botocore's standard mode with 10 attempts backs off exponentially (up to 20 s a retry).
     Not adaptive mode: it is experimental, and its client-side rate limiter would second-guess
     the pacing of submissions and the polling backoff that the executor does itself.
     """
-    import boto3
     from botocore.config import Config
 
     config = Config(
@@ -99,14 +108,14 @@ def make_client(service: str, region: str) -> Any:
         retries={"mode": "standard", "max_attempts": 10},
         user_agent_extra="tiledbvcf-batch",
     )
-    client = boto3.client(service, config=config)
+    client = session(profile).client(service, config=config)
     client.meta.events.register("after-call.*.*", credentials_refused)
     return client
 
 
-def make_clients(region: str | None) -> Clients:
-    region = resolve_region(region)
-    return Clients(region, LazyClient("batch", region), LazyClient("s3", region), LazyClient("logs", region))
+def make_clients(region: str | None, profile: str | None = None) -> Clients:
+    region = resolve_region(region, profile)
+    return Clients(region, *(LazyClient(service, region, profile) for service in ("batch", "s3", "logs")))
 
 
 def error_code(error: ClientError) -> str:

@@ -162,8 +162,10 @@ class StuckJobs:
             name = names.get(job_id, job_id)
             if reason.startswith("MISCONFIGURATION:") and reason not in self.reported:
                 self.reported.add(reason)
+                # Batch writes "MISCONFIGURATION:CODE - text": the code is what the advice is for.
+                code = reason.split(":", 1)[1].split(" - ", 1)[0].strip()
                 advice = MISCONFIGURATION_ADVICE.get(
-                    reason.split(":", 1)[1], "check the compute environment, its service role and the job's resources"
+                    code, "check the compute environment, its service role and the job's resources"
                 )
                 stuck = sum(1 for d in latest.values() if d.get("statusReason") == reason and d["status"] == "RUNNABLE")
                 messages.append(

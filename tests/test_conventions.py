@@ -1,0 +1,54 @@
+"""The conventions users of dsub, Nextflow and the AWS CLI expect: --version, env defaults, --profile, help."""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+
+import pytest
+from click.testing import CliRunner
+
+from conftest import EXPORT, INGEST, ROOT, base, load_script
+
+RUNS = load_script("batch-runs.py")
+SCRIPTS = ("batch-ingest.py", "batch-export.py", "batch-runs.py")
+
+
+@pytest.mark.parametrize("script", SCRIPTS)
+def test_scripts_are_executable_and_tell_their_version(script):
+    path = ROOT / script
+    assert os.access(path, os.X_OK) and path.read_text().startswith("#!/usr/bin/env python3\n")
+    result = subprocess.run([sys.executable, str(path), "--version"], capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0 and re.fullmatch(rf"{script} \d+\.\d+\.\d+ \(tiledbvcf-batch\)\n", result.stdout)
+
+
+def test_option_defaults_from_the_environment(aws, samples_file, monkeypatch):
+    monkeypatch.setenv("TILEDBVCF_BATCH_JOB_QUEUE", aws.job_queue)
+    monkeypatch.setenv("TILEDBVCF_BATCH_JOB_DEFINITION", aws.job_definition)
+    monkeypatch.setenv("TILEDBVCF_BATCH_NUM_JOBS", "2")
+    args = base(samples_file(4))
+    result = CliRunner().invoke(INGEST.main, args, auto_envvar_prefix="TILEDBVCF_BATCH")
+    assert result.exit_code == 0, result.stderr
+    assert [job["jobQueue"] for job in aws.submitted] == [aws.job_queue] * 3  # create + 2 stores
+
+
+def test_profile_is_honoured(aws, samples_file):
+    result = CliRunner().invoke(INGEST.main, [*base(samples_file(1)), "--job-queue", "q", "--job-definition", "d",
+                                              "--profile", "nope"])  # fmt: skip
+    assert result.exit_code == 4 and "(nope) could not be found: check AWS_PROFILE" in result.stderr
+
+
+@pytest.mark.parametrize("command", [INGEST.main, EXPORT.main])
+def test_help_shows_defaults_and_what_retries_1_does(command):
+    text = " ".join(CliRunner().invoke(command, ["--help"]).output.split())
+    assert "--num-jobs N" in text and "[default: 1]" in text
+    assert "With 1, a job is retried only when its host went away (a Spot reclaim), up to 3 attempts" in text
+    assert "[default:AWS_REGION,elseyourAWSconfiguration's,elseus-east-1]" in text.replace(" ", "")
+    assert "--version" in text and "--profile NAME" in text
+
+
+def test_ingest_help_names_the_prefix_form_of_metadata_s3():
+    text = " ".join(CliRunner().invoke(INGEST.main, ["--help"]).output.split())
+    assert "Also s3://bucket/prefix" in text and "--incremental N" in text
