@@ -27,13 +27,14 @@ from tiledbvcf_batch.executors.base import Executor
 from tiledbvcf_batch.executors.batch import BatchExecutor
 from tiledbvcf_batch.executors.local import LocalExecutor, default_parallel, find_tiledbvcf, is_legacy
 from tiledbvcf_batch.inputs import DEFAULT_SCRATCH_PATH, ExportOptions, IngestOptions, InputError
-from tiledbvcf_batch.plan import BARRIER, Stage, Task, describe_plan
+from tiledbvcf_batch.plan import BARRIER, Stage, Task, describe_plan, plan_document
 from tiledbvcf_batch.prepare import Prepared
 from tiledbvcf_batch.record import DamagedRecord, RunRecord
 from tiledbvcf_batch.storage import Storage, encryption_args
 
 MAX_LISTED_PROBLEMS = 20
 EXIT_AWS = 4  # AWS could not be used: credentials, profile, region, endpoint, permissions
+EXIT_ONLY_FAILED_LEFT = 5  # nothing submitted, and samples were skipped because earlier jobs failed
 RUNS_EPILOG = (
     "Every run is recorded (the path is printed on stderr). To show its status again, wait "
     "on it from another terminal, print the logs of its failed jobs or cancel it, see: "
@@ -195,6 +196,13 @@ instance_price_option = click.option(
     metavar="USD",
     help="Hourly instance price for the --wait cost estimate (on-demand m5.4xlarge, us-east-1).",
 )
+submit_json_option = click.option(
+    "--json",
+    "as_json",
+    is_flag=True,
+    help="Exactly one JSON document on stdout: the report with --wait, else the submission (run id, record, "
+    "job ids per stage); the plan with --dry-run. Everything else goes to stderr.",
+)
 keep_partial_option = click.option(
     "--keep-partial",
     is_flag=True,
@@ -220,7 +228,9 @@ def scratch_path_option(help_text: str) -> Decorator:
 
 
 # The tail every submitting script shares: after --json and --log-lines, before --dry-run.
-run_tail_options = options(instance_price_option, keep_partial_option, kms_key_option, json_option, log_lines_option)
+run_tail_options = options(
+    instance_price_option, keep_partial_option, kms_key_option, submit_json_option, log_lines_option
+)
 
 
 def submitted_line(stage: Stage, jobs: list[Task], ids: list[str]) -> str:
@@ -234,11 +244,6 @@ def submitted_line(stage: Stage, jobs: list[Task], ids: list[str]) -> str:
     if stage.kind == "export":
         return f"Submitted export job(s) {' '.join(ids)}"
     return f"Submitted {len(ids)} barrier job(s) after ingestion batch {stage.batch}"
-
-
-def print_submitted(stage: Stage, jobs: list[Task], ids: list[str]) -> None:
-    # Barrier jobs are ours, not the documented system's: keep them off stdout.
-    click.echo(submitted_line(stage, jobs, ids), err=stage.kind == BARRIER)
 
 
 @dataclass
@@ -292,18 +297,37 @@ def local_executor(flags: Mapping[str, Any]) -> LocalExecutor:
 
 
 def execute(prepared: Prepared, session: Session, flags: Mapping[str, Any]) -> None:
-    """Notes, then the plan (--dry-run) or the submission, then (--wait) the watch and the report."""
+    """Notes, then the plan (--dry-run) or the submission, then (--wait) the watch and the report.
+
+    With --json, stdout carries exactly one JSON document, whatever happens; everything else,
+    the documented Submitted lines included, goes to stderr.
+    """
     plan = prepared.plan
+    as_json = flags["as_json"]
     # Every job is checked before anything is said or written: a refused job is bad input.
     jobs = submit.jobs_for(plan, session.executor) if plan is not None else []
     for note in prepared.notes:
         click.echo(note, err=True)
     if plan is None:
+        if as_json:
+            click.echo(json.dumps({"run_id": None, "submitted": {}, "notes": prepared.notes}, indent=1))
+        if prepared.blocked:
+            sys.exit(EXIT_ONLY_FAILED_LEFT)
         return
     if flags["dry_run"]:
-        for line in describe_plan(plan, jobs, session.executor.where()):
-            click.echo(line)
+        if as_json:
+            click.echo(json.dumps(plan_document(plan, jobs, session.executor.where()), indent=1))
+        else:
+            for line in describe_plan(plan, jobs, session.executor.where()):
+                click.echo(line)
         return
+    submitted: dict[str, list[str]] = {}
+
+    def on_stage(stage: Stage, stage_jobs: list[Task], ids: list[str]) -> None:
+        submitted[str(stage)] = ids
+        # Barrier jobs are ours, not the documented system's: keep them off stdout.
+        click.echo(submitted_line(stage, stage_jobs, ids), err=as_json or stage.kind == BARRIER)
+
     record = submit.submit_plan(
         plan,
         jobs,
@@ -312,15 +336,28 @@ def execute(prepared: Prepared, session: Session, flags: Mapping[str, Any]) -> N
         prepared.options,
         region=session.clients.region,
         keep_partial=flags["keep_partial"],
-        on_stage=print_submitted,
+        on_stage=on_stage,
         sample_names=prepared.sample_names,
     )
     click.echo(f"Run {record.run_id} recorded at {record.record}", err=True)
     if flags["wait"] or session.executor.kind == "local":  # nothing to detach from locally
-        sys.exit(wait_and_report(record, session, session.instance_price, flags["log_lines"], flags["as_json"]))
+        extra = {"submitted": submitted}
+        sys.exit(wait_and_report(record, session, session.instance_price, flags["log_lines"], as_json, extra))
+    for line in watch.what_next(record):
+        click.echo(line, err=True)
+    if as_json:
+        document = {"run_id": record.run_id, "kind": record.kind, "record": record.record, "submitted": submitted}
+        click.echo(json.dumps(document, indent=1))
 
 
-def wait_and_report(record: RunRecord, session: Session, instance_price: float, log_lines: int, as_json: bool) -> int:
+def wait_and_report(
+    record: RunRecord,
+    session: Session,
+    instance_price: float,
+    log_lines: int,
+    as_json: bool,
+    extra: dict[str, Any] | None = None,
+) -> int:
     """Watch a run to its end and print the report; the exit status (0, 1, or 130 on Ctrl-C)."""
     interval, max_interval = session.executor.poll_interval
     latest = watch.watch_run(record, session.executor, stream=sys.stderr, interval=interval, max_interval=max_interval)
@@ -329,6 +366,7 @@ def wait_and_report(record: RunRecord, session: Session, instance_price: float, 
     finished = report.finish_report(
         record, latest, session.storage, session.executor, instance_price=instance_price, log_lines=log_lines
     )
+    finished.document.update(extra or {})
     print_finished(finished, as_json)
     return 0 if finished.report.ok else 1
 

@@ -386,3 +386,31 @@ def test_records_written_before_the_typed_record_still_load_and_keep_their_keys(
     written = json.loads(aws.text("bucket2-name", re.search(r"recorded at s3://bucket2-name/(\S+)", result.stderr)[1]))
     assert set(OLD_RECORD) < set(written) and set(OLD_RECORD["options"]) < set(written["options"])
     assert set(OLD_RECORD["jobs"][0]) == set(written["jobs"][0])
+
+
+def test_json_is_exactly_one_document_in_every_mode(aws, samples_file, run_ingest):
+    samples = str(samples_file(4))
+    args = ["--dataset-uri", DATASET, "--samples", samples, "--metadata-s3", "bucket2-name", "--num-jobs", "2"]
+    plan = json.loads(run_ingest(*args, "--dry-run", "--json").stdout)
+    assert [job["key"] for job in plan["jobs"]] == ["create", "ingest-1-1", "ingest-1-2"]
+    assert plan["jobs"][1]["command"][0] == "store" and plan["jobs"][1]["after"] == ["create"]
+    assert aws.submitted == []
+
+    submitted = run_ingest(*args, "--json")
+    assert submitted.exit_code == 0, submitted.stderr
+    document = json.loads(submitted.stdout)
+    ids = [job["jobId"] for job in aws.describe(document["submitted"]["create"] + document["submitted"]["ingest-1"])]
+    assert len(ids) == 3 and document["record"].endswith(f"/{document['run_id']}/run.json")
+    assert "Submitted ingestion job(s) " in submitted.stderr  # the documented lines, off stdout
+    assert "What next:" in submitted.stderr and f"python batch-runs.py wait {document['record']}" in submitted.stderr
+
+
+def test_what_next_follows_every_submission(aws, samples_file, run_ingest):
+    result = run_ingest("--dataset-uri", DATASET, "--samples", str(samples_file(1)), "--metadata-s3", "bucket2-name")
+    record = re.search(r"recorded at (\S+)", result.stderr)[1]
+    assert result.stderr.splitlines()[-4:] == [
+        "What next:",
+        f"  status: python batch-runs.py status {record}",
+        f"  wait:   python batch-runs.py wait {record}",
+        f"  cancel: python batch-runs.py cancel {record}",
+    ]

@@ -159,7 +159,7 @@ def test_json_report_document(aws, samples_file, run_ingest, monkeypatch):
     fail_with(aws, "Essential container in task exited", 1, None)
     result = run_failing(aws, samples_file, run_ingest, monkeypatch, "--json")
     assert result.exit_code == 1
-    document = json.loads(result.stdout[result.stdout.index("\n{") :])  # after the Submitted lines
+    document = json.loads(result.stdout)  # exactly one document: the Submitted lines went to stderr
     assert document["ok"] is False and document["kind"] == "ingest" and document["target"] == DATASET
     assert (document["total"], document["succeeded"], document["samples_succeeded"], document["samples_failed"]) == (
         4, 0, 0, 3,
@@ -172,3 +172,5 @@ def test_json_report_document(aws, samples_file, run_ingest, monkeypatch):
                 "spot_interruptions", "record", "run_id", "missing_exports"):  # fmt: skip
         assert key in document
     assert "Finished waiting on 4 jobs:" in result.stderr  # the human report moved to stderr
+    assert "Submitted ingestion job(s) " in result.stderr
+    assert len(document["submitted"]["ingest-1"]) == 3 and document["submitted"]["create"][0] in result.stderr

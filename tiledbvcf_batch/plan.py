@@ -212,3 +212,29 @@ def describe_plan(plan: Plan, tasks: Sequence[Task], where: str) -> list[str]:
         elif task.samples:
             lines.append(f"    samples: {len(task.samples)}")
     return lines
+
+
+def plan_document(plan: Plan, tasks: Sequence[Task], where: str) -> dict[str, object]:
+    """The plan as one JSON document, for --dry-run --json."""
+    return {
+        "run_id": plan.run_id,
+        "kind": plan.kind,
+        "target": plan.target,
+        "run_prefix": str(plan.run_prefix),
+        "where": where,
+        "jobs": [
+            {
+                "key": task.key,
+                "name": task.name,
+                "stage": str(task.stage),
+                "command": redact_command(task.args),
+                "vcpus": task.resources.vcpus,
+                "memory": task.resources.memory,
+                "retries": task.retries,
+                "after": list(task.after),
+                "manifest": str(task.manifest.uri) if task.manifest else None,
+                "samples": len(task.samples),
+            }
+            for task in tasks
+        ],
+    }

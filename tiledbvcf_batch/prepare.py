@@ -28,6 +28,7 @@ class Prepared:
     notes: list[str]
     options: dict[str, Any]  # what the run record keeps
     sample_names: dict[str, str] = field(default_factory=dict)  # sample URI -> name, where headers were read
+    blocked: int = 0  # samples skipped because their jobs in an earlier run failed (resume that run)
 
 
 def recorded_options(opts: IngestOptions | ExportOptions, **extras: Any) -> dict[str, Any]:
@@ -101,13 +102,14 @@ def ingest(
     opts = replace(opts, create_dataset=not exists)
     run_id = new_run_id("ingest")
     run_prefix = run_prefix_for(opts.metadata_s3, run_id)
+    blocked = 0
     if resume:
         opts, batches, more = resume_run(opts, samples, resume, storage, executor_for)
     else:
-        batches, more = new_batches(opts, samples, names, exists, run_prefix, storage, executor_for)
+        batches, more, blocked = new_batches(opts, samples, names, exists, run_prefix, storage, executor_for)
     notes += more
     if not batches:
-        return Prepared(None, [*notes, "Nothing to ingest: no job submitted"], {})
+        return Prepared(None, [*notes, "Nothing to ingest: no job submitted"], {}, blocked=blocked)
     marker = dataset_index(opts.metadata_s3, opts.dataset_uri).child(f"{run_id}.json")
     plan = plan_ingest(opts, batches, run_id, run_prefix, index_marker=marker)
     uris = [uri for task in plan.tasks if task.stage.kind == "ingest" for uri in task.samples]
@@ -130,8 +132,11 @@ def new_batches(
     run_prefix: S3Uri,
     storage: Storage,
     executor_for: ExecutorFor,
-) -> tuple[list[IngestBatch], list[str]]:
-    """The samples no earlier run of the dataset has ingested or is ingesting, cut into batches."""
+) -> tuple[list[IngestBatch], list[str], int]:
+    """The samples no earlier run of the dataset has ingested or is ingesting, cut into batches.
+
+    Also how many samples were skipped because their jobs in an earlier run failed.
+    """
     notes: list[str] = []
     ledger = dataset_ledger(storage, executor_for, opts.metadata_s3, opts.dataset_uri)
     for damaged in ledger.damaged:
@@ -148,6 +153,7 @@ def new_batches(
     if not exists and ledger.ingested:
         notes.append(f"dataset {opts.dataset_uri} does not exist any more: the record of earlier runs is ignored")
         ledger = Ledger()
+    blocked = 0 if opts.force_reingest else sum(sample.uri in ledger.failed for sample in samples)
     if not opts.force_reingest:
         samples, skipped = skip_known_samples(samples, ledger)
         notes += skipped
@@ -155,7 +161,7 @@ def new_batches(
         if replaced:
             raise InputError(replaced)
     batches, split_notes = ingest_batches(samples, opts, run_prefix)
-    return batches, notes + split_notes
+    return batches, notes + split_notes, blocked
 
 
 def replaced_samples(samples: list[Sample], names: dict[str, str], ledger: Ledger, dataset: str) -> list[str]:

@@ -211,6 +211,17 @@ def interrupted_message(record: RunRecord, stopped: CancelOutcome | None) -> str
     )
 
 
+def what_next(record: RunRecord) -> list[str]:
+    """The commands to come back to a run, shell-quoted, as dsub prints them."""
+    where = shlex.quote(record.location())
+    return [
+        "What next:",
+        f"  status: python batch-runs.py status {where}",
+        f"  wait:   python batch-runs.py wait {where}",
+        f"  cancel: python batch-runs.py cancel {where}",
+    ]
+
+
 def watch_run(
     record: RunRecord,
     executor: Executor,
