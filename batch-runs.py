@@ -147,17 +147,41 @@ def cancel(session: common.Session, record: RunRecord) -> None:
 @click.option("--region", metavar="NAME", help="AWS region.")
 @common.profile_option
 @click.option("--last", type=int, default=20, show_default=True, metavar="N", help="Show the N most recent runs.")
-def list_runs(metadata_s3: str, region: str | None, profile: str | None, last: int) -> None:
-    """List the runs recorded under --metadata-s3, newest last."""
+@click.option("--json", "as_json", is_flag=True, help="The runs as one JSON document (a list) on stdout.")
+def list_runs(metadata_s3: str, region: str | None, profile: str | None, last: int, as_json: bool) -> None:
+    """List the runs recorded under --metadata-s3, newest last: state, jobs, duration, target, record."""
     check_range(last, "--last", 1)
-    storage = Storage(make_clients(region, profile).s3)
-    for uri in records.list_records(storage, records.metadata_location(metadata_s3))[-last:]:
-        try:
-            record = records.load_record(storage, uri)
-        except records.DamagedRecord as damaged:  # named, and the others still listed
-            click.echo(f"{str(uri).split('/')[-2]}  DAMAGED ({damaged.reason})  {uri}")
-            continue
-        click.echo(f"{record.run_id}  {len(record.jobs)} jobs  {record.target}  {uri}")
+    clients = make_clients(region, profile)
+    storage = Storage(clients.s3)
+    runs = [
+        listed_run(uri, storage, clients)
+        for uri in records.list_records(storage, records.metadata_location(metadata_s3))[-last:]
+    ]
+    if as_json:
+        click.echo(json.dumps(runs, indent=1))
+        return
+    for run in runs:
+        took = watch.format_duration(run["seconds"]) if run["seconds"] is not None else "-"
+        click.echo(f"{run['run_id']}  {run['state']}  {run['jobs']} jobs  {took}  {run['target']}  {run['record']}")
+
+
+def listed_run(uri: Any, storage: Storage, clients: Any) -> dict[str, Any]:
+    """One run of the list: its state asks the executor that ran it (one call per 100 jobs)."""
+    try:
+        record = records.load_record(storage, uri)
+    except records.DamagedRecord as damaged:  # named, and the others still listed
+        return {"run_id": str(uri).split("/")[-2], "state": f"DAMAGED ({damaged.reason})", "jobs": 0,
+                "seconds": None, "target": "?", "record": str(uri)}  # fmt: skip
+    latest = watch.describe_now(for_record(record.executor, clients), record)
+    running = watch.run_state(latest) == "running"
+    return {
+        "run_id": record.run_id,
+        "state": watch.run_state(latest),
+        "jobs": len(record.jobs),
+        "seconds": time.time() - record.created_epoch() if running else watch.run_seconds(record, latest),
+        "target": record.target,
+        "record": str(uri),
+    }
 
 
 if __name__ == "__main__":

@@ -128,7 +128,8 @@ def test_a_corrupt_sample_fails_its_job_and_resume_finishes_the_run(here):
     logs = subprocess.run([*runs, "logs", run_id, "--metadata-s3", str(here / "meta")], capture_output=True, text=True)
     assert "1 job failed: tiledbvcf-ingest-b1-j3" in logs.stdout and "[critical]" in logs.stdout, logs.stderr
     listed_runs = subprocess.run([*runs, "list", "--metadata-s3", str(here / "meta")], capture_output=True, text=True)
-    assert listed_runs.stdout.startswith(f"{run_id}  4 jobs  {here / 'ds'}  {record}"), listed_runs.stderr
+    assert listed_runs.stdout.startswith(f"{run_id}  failed  4 jobs  "), listed_runs.stderr
+    assert listed_runs.stdout.rstrip().endswith(f"  {here / 'ds'}  {record}")
 
     inputs[4].write_bytes(good)  # the corrected file, same path
     resumed = ingest(here, samples, "--num-jobs", "3", "--resume", run_id)

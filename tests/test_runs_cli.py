@@ -58,10 +58,17 @@ def test_status_and_wait_again_from_a_fresh_process(server, tmp_path):
     by_id = script("batch-runs.py", "wait", run_id, "--metadata-s3", "bucket2-name", cwd=tmp_path)
     assert by_id.returncode == 0, by_id.stderr
     assert "- 3 / 3 jobs succeeded" in by_id.stdout
+    finished = script("batch-runs.py", "status", uri, cwd=tmp_path)
+    assert re.match(rf"\[{run_id}\] 3/3 jobs finished, took \d+m\d\ds\n", finished.stdout)  # not "since"
     done = script("batch-runs.py", "status", uri, "--json", cwd=tmp_path)
     assert done.returncode == 0 and json.loads(done.stdout)["ok"] is True
     listed = script("batch-runs.py", "list", "--metadata-s3", "bucket2-name", cwd=tmp_path)
-    assert listed.stdout.startswith(f"{run_id}  3 jobs  {DATASET}  {uri}")
+    assert re.fullmatch(rf"{run_id}  succeeded  3 jobs  \d+m\d\ds  {DATASET}  {uri}\n", listed.stdout)
+    as_json = json.loads(
+        script("batch-runs.py", "list", "--metadata-s3", "bucket2-name", "--json", cwd=tmp_path).stdout
+    )
+    assert as_json == [{"run_id": run_id, "state": "succeeded", "jobs": 3, "seconds": as_json[0]["seconds"],
+                        "target": DATASET, "record": uri}]  # fmt: skip
 
 
 def test_ctrl_c_stops_waiting_not_the_jobs(server, tmp_path):

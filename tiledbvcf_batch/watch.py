@@ -111,10 +111,28 @@ def progress_lines(record: RunRecord, latest: Latest, now: float) -> list[str]:
     counts = stage_counts(record, latest)
     total = sum(sum(c.values()) for c in counts.values())
     done = sum(c[status] for c in counts.values() for status in TERMINAL_STATUSES)
-    elapsed = format_duration(now - record.created_epoch())
-    lines = [f"[{record.run_id}] {done}/{total} jobs finished, {elapsed} since submission"]
+    took = run_seconds(record, latest)
+    if done == total and took is not None:  # a finished run: how long it took, not how long ago it began
+        lines = [f"[{record.run_id}] {done}/{total} jobs finished, took {format_duration(took)}"]
+    else:
+        elapsed = format_duration(now - record.created_epoch())
+        lines = [f"[{record.run_id}] {done}/{total} jobs finished, {elapsed} since submission"]
     lines += [f"  {Stage.parse(stage).label}: {format_counts(c)}" for stage, c in counts.items()]
     return lines
+
+
+def run_seconds(record: RunRecord, latest: Latest) -> float | None:
+    """From submission to the last stop of any attempt; None while nothing has stopped."""
+    stops = [a["stoppedAt"] for d in latest.values() for a in d.get("attempts", []) if "stoppedAt" in a]
+    return max(stops) / 1000.0 - record.created_epoch() if stops else None
+
+
+def run_state(latest: Latest) -> str:
+    """running, succeeded or failed: what `batch-runs.py list` says of a run."""
+    statuses = [d["status"] for d in latest.values()]
+    if any(status not in TERMINAL_STATUSES for status in statuses):
+        return "running"
+    return "succeeded" if all(status == "SUCCEEDED" for status in statuses) else "failed"
 
 
 @dataclass
