@@ -114,7 +114,8 @@ def wait(
 def logs(session: common.Session, record: RunRecord, log_lines: int, as_json: bool) -> None:
     """Print why a run's jobs failed: every attempt's reason, exit code, log stream and last log lines."""
     latest = describe_fully(session.executor, record.job_ids())
-    failures = report.diagnose_failures(session.executor, list(latest.values()), log_lines)
+    dependents = report.followers(record, latest)
+    failures = report.diagnose_failures(session.executor, list(latest.values()), log_lines, dependents)
     if as_json:
         click.echo(json.dumps(failures, indent=1))
         return

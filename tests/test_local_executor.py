@@ -106,7 +106,12 @@ def test_a_failed_job_fails_its_dependents_without_running_them(tmp_path, standi
     assert [call[0] for call in standin()] == ["create", "store"]  # batch 2 never ran
     assert "- ingestion 1: 0 / 1 jobs succeeded" in result.stdout
     assert "- ingestion 2: 0 / 1 jobs succeeded, did not run" in result.stdout
-    assert "Dependent job failed: it did not run" in result.stdout
+    # The root cause is diagnosed; the job that only failed because of it is named apart, after it.
+    assert "FAILED: 1 jobs did not run because a job they depend on failed: tiledbvcf-ingest-b2-j1" in result.stdout
+    assert (
+        "1 job failed: tiledbvcf-ingest-b1-j1" in result.stdout
+        and "tiledbvcf-ingest-b2-j1\n  status" not in result.stdout
+    )
     assert "    | [critical] Error: stand-in failure 1" in result.stdout  # the failed job's log tail
     assert "- Samples: 0 in jobs that succeeded, 4 in jobs that did not." in result.stdout
 

@@ -174,3 +174,34 @@ def test_json_report_document(aws, samples_file, run_ingest, monkeypatch):
     assert "Finished waiting on 4 jobs:" in result.stderr  # the human report moved to stderr
     assert "Submitted ingestion job(s) " in result.stderr
     assert len(document["submitted"]["ingest-1"]) == 3 and document["submitted"]["create"][0] in result.stderr
+
+
+def test_root_causes_first_then_the_jobs_that_only_failed_because_of_them():
+    from tiledbvcf_batch.record import RecordedJob, RunRecord
+    from tiledbvcf_batch.report import diagnose_failures, failed_jobs, followers
+
+    jobs = [RecordedJob(f"ingest-1-{i}", "ingest-1", f"store-{i}", f"id-{i}") for i in range(25)]
+    jobs += [
+        RecordedJob(f"ingest-2-{i}", "ingest-2", f"next-{i}", f"next-{i}", [j.key for j in jobs[:3]]) for i in range(3)
+    ]
+    record = RunRecord("r", "ingest", "2027-01-15T08:00:00+00:00", "us-east-1", DATASET, None, {}, jobs, {})
+    attempt = {"statusReason": "Essential container in task exited", "container": {"exitCode": 1}}
+    latest = {j.job_id: {"jobId": j.job_id, "jobName": j.name, "status": "FAILED", "statusReason": "exited",
+                         "attempts": [attempt]} for j in jobs[:25]}  # fmt: skip
+    latest |= {j.job_id: {"jobId": j.job_id, "jobName": j.name, "status": "FAILED", "attempts": []} for j in jobs[25:]}
+    dependents = followers(record, latest)
+    assert dependents == {"next-0", "next-1", "next-2"}
+    report = build_report(list(latest.values()), 1.0, record)
+    assert [f["cause"] for f in report.failed] == ["own"] * 25 + ["dependency"] * 3
+    lines = [line for line in format_report(report) if line.startswith("FAILED")]
+    assert len(lines) == 22 and lines[0] == "FAILED job id-0 (store-0): exited"
+    assert lines[20] == "FAILED: 5 more jobs (python batch-runs.py logs lists them all)"
+    assert lines[21] == "FAILED: 3 jobs did not run because a job they depend on failed: next-0, next-1, next-2"
+
+    class NoLogs:
+        def log_tail(self, *_):
+            return None
+
+    (group,) = diagnose_failures(NoLogs(), list(latest.values()), 5, dependents)
+    assert len(group["jobs"]) == 25  # the dependents are not diagnosed as causes
+    assert failed_jobs([], set()) == []

@@ -18,6 +18,7 @@ from .watch import format_duration
 DEFAULT_INSTANCE_PRICE = 0.768
 DEFAULT_LOG_LINES = 20
 MAX_LISTED_MISSING = 20
+MAX_LISTED_FAILED = 20
 
 
 @dataclass
@@ -99,17 +100,36 @@ def instance_spans(descriptions: Sequence[JobDescription]) -> dict[str, tuple[in
     return spans
 
 
-def failed_jobs(descriptions: Sequence[JobDescription]) -> list[dict[str, Any]]:
-    return [
+def followers(record: RunRecord, latest: dict[str, JobDescription]) -> set[str]:
+    """Failed jobs that never ran because a job they depend on failed: consequences, not causes."""
+    id_of = {job.key: job.job_id for job in record.jobs}
+    found = set()
+    for job in record.jobs:
+        description = latest.get(job.job_id or "", {})
+        never_ran = description.get("status") == "FAILED" and not description.get("attempts")
+        if never_ran and any(latest.get(id_of.get(dep) or "", {}).get("status") == "FAILED" for dep in job.depends_on):
+            found.add(job.job_id or "")
+    return found
+
+
+def failed_jobs(descriptions: Sequence[JobDescription], dependents: set[str] = frozenset()) -> list[dict[str, Any]]:
+    """The jobs that did not succeed, root causes first, those that failed for a dependency after them."""
+    failed = [
         {
             "job_id": d["jobId"],
             "name": d.get("jobName", ""),
             "status": d["status"],
             "reason": d.get("statusReason", "no status reason given"),
+            "cause": "dependency" if d["jobId"] in dependents else "own",
         }
         for d in descriptions
         if d["status"] != "SUCCEEDED"
     ]
+    return sorted(failed, key=lambda entry: entry["cause"] == "dependency")
+
+
+def by_id(descriptions: Sequence[JobDescription]) -> dict[str, JobDescription]:
+    return {d["jobId"]: d for d in descriptions}
 
 
 def build_report(
@@ -133,15 +153,16 @@ def build_report(
         longest_seconds=max((sum(attempt_seconds(x) for x in a) for a in attempts), default=0.0),
         instance_hours=sum((stop - start) / 3_600_000 for start, stop in spans.values()),
         instance_price=instance_price,
-        failed=failed_jobs(descriptions),
+        failed=failed_jobs(descriptions, followers(record, by_id(descriptions)) if record else set()),
         spot_interruptions=sum(1 for a in attempts for x in a if x.get("statusReason", "").startswith("Host EC2")),
     )
     if record is not None:
-        by_id = {d["jobId"]: d for d in descriptions}
-        report.stages = stage_durations(record, by_id)
+        report.stages = stage_durations(record, by_id(descriptions))
         if record.kind == "ingest":
             stores = [job for job in record.jobs if job.kind == "ingest"]
-            ok = {job.key for job in stores if by_id.get(job.job_id or "", {}).get("status") == "SUCCEEDED"}
+            ok = {
+                job.key for job in stores if by_id(descriptions).get(job.job_id or "", {}).get("status") == "SUCCEEDED"
+            }
             report.samples_succeeded = sum(len(job.samples) for job in stores if job.key in ok)
             report.samples_failed = sum(len(job.samples) for job in stores if job.key not in ok)
     if exports is not None:
@@ -179,8 +200,15 @@ def format_report(report: Report) -> list[str]:
             f"- {report.forgotten} jobs are no longer known to AWS Batch (it forgets jobs some days after they "
             f"end){report.forgotten_judged}."
         )
-    for failure in report.failed:
+    own = [failure for failure in report.failed if failure.get("cause") != "dependency"]
+    for failure in own[:MAX_LISTED_FAILED]:
         lines.append(f"FAILED job {failure['job_id']} ({failure['name']}): {failure['reason']}")
+    if len(own) > MAX_LISTED_FAILED:
+        lines.append(f"FAILED: {len(own) - MAX_LISTED_FAILED} more jobs (python batch-runs.py logs lists them all)")
+    dependents = [failure["name"] or failure["job_id"] for failure in report.failed if failure not in own]
+    if dependents:
+        names = ", ".join(dependents[:10]) + (" ..." if len(dependents) > 10 else "")
+        lines.append(f"FAILED: {len(dependents)} jobs did not run because a job they depend on failed: {names}")
     if report.missing_exports:
         missing = report.missing_exports
         shown = ", ".join(missing[:MAX_LISTED_MISSING])
@@ -229,12 +257,19 @@ def failure_signature(description: JobDescription) -> tuple[Any, ...]:
 
 
 def diagnose_failures(
-    executor: Executor, descriptions: Sequence[JobDescription], log_lines: int = DEFAULT_LOG_LINES
+    executor: Executor,
+    descriptions: Sequence[JobDescription],
+    log_lines: int = DEFAULT_LOG_LINES,
+    dependents: set[str] = frozenset(),
 ) -> list[dict[str, Any]]:
-    """Failed jobs grouped by identical failure, with every attempt and the log tail of the first job."""
+    """Failed jobs grouped by identical failure, with every attempt and the log tail of the first job.
+
+    Jobs that failed only because a job they depend on failed (``dependents``) are left out: they
+    have no attempt and no log, and the report names them after the root causes.
+    """
     groups: dict[tuple[Any, ...], list[JobDescription]] = {}
     for description in descriptions:
-        if description["status"] == "FAILED":
+        if description["status"] == "FAILED" and description["jobId"] not in dependents:
             groups.setdefault(failure_signature(description), []).append(description)
     diagnosed = []
     for (status_reason, exit_code, container_reason), jobs in groups.items():
@@ -341,5 +376,6 @@ def finish_report(
     exports = check_exports(record, storage) if record.kind == "export" else None
     report = build_report(descriptions, instance_price, record, exports)
     report.forgotten, report.forgotten_judged = lost, judged
-    failures = diagnose_failures(executor, descriptions, log_lines) if report.failed else []
+    dependents = {failure["job_id"] for failure in report.failed if failure["cause"] == "dependency"}
+    failures = diagnose_failures(executor, descriptions, log_lines, dependents) if report.failed else []
     return Finished(report, format_report(report) + format_failures(failures), report_json(report, record, failures))
