@@ -338,6 +338,7 @@ def execute(prepared: Prepared, session: Session, flags: Mapping[str, Any]) -> N
         keep_partial=flags["keep_partial"],
         on_stage=on_stage,
         sample_names=prepared.sample_names,
+        ticker=submit.Ticker(lambda line: click.echo(line, err=True)),
     )
     click.echo(f"Run {record.run_id} recorded at {record.record}", err=True)
     if flags["wait"] or session.executor.kind == "local":  # nothing to detach from locally

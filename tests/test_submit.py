@@ -16,7 +16,7 @@ from tiledbvcf_batch.inputs import IngestOptions, Sample
 from tiledbvcf_batch.plan import ingest_batches, plan_ingest
 from tiledbvcf_batch.record import run_prefix_for
 from tiledbvcf_batch.storage import S3Uri, Storage
-from tiledbvcf_batch.submit import jobs_for, submit_plan
+from tiledbvcf_batch.submit import Ticker, jobs_for, submit_plan
 
 
 class Raw:
@@ -84,8 +84,14 @@ def test_submissions_are_paced_under_the_account_limit(aws):
     pacer = Pacer(SUBMITS_PER_SECOND, clock=clock.now, sleep=clock.sleep)
     executor = BatchExecutor(clients, aws.job_queue, aws.job_definition, pacer=pacer)
     jobs = jobs_for(plan, executor)
-    record = submit_plan(plan, jobs, executor, Storage(clients.s3), {}, region="us-east-1")
+    said = []
+    ticker = Ticker(said.append, clock=clock.now)
+    record = submit_plan(plan, jobs, executor, Storage(clients.s3), {}, region="us-east-1", ticker=ticker)
     assert len(record.job_ids()) == len(aws.submitted) == 31
+    # No silent phase: each is announced, and a long one reports its count every 10 s (the fake clock's).
+    assert said[0] == "Uploading 30 manifests and the run record to s3://bucket2-name/tiledbvcf-batch/runs/ingest-r1/"
+    assert said[1] == "Submitting 31 jobs on queue tiledbvcf-job-queue, job definition tiledbvcf-24h"
+    assert said[2:] == []  # 0.75 s in all: nothing more to say
     assert SUBMITS_PER_SECOND < 50
     assert clock.time == pytest.approx(30 / SUBMITS_PER_SECOND)  # 31 submits, the first one at once
 
@@ -202,3 +208,14 @@ def test_printed_commands_survive_copy_and_paste(aws, samples_file, run_ingest):
     record = RunRecord.from_json(json.loads(aws.text("bucket2-name", words[3].removeprefix("s3://bucket2-name/"))))
     for line in interrupted_message(record, None).splitlines()[1:]:
         assert shlex.split(line.split(": ", 1)[1])[3] == words[3]
+
+
+def test_a_long_phase_reports_its_count_every_ten_seconds():
+    now = [0.0]
+    said = []
+    ticker = Ticker(said.append, clock=lambda: now[0])
+    ticker.start("Submitting 100 jobs")
+    for done in range(1, 101):
+        now[0] += 0.25  # 40 a second
+        ticker.tick(done, 100, "jobs submitted:")
+    assert said == ["Submitting 100 jobs", "  jobs submitted: 40/100", "  jobs submitted: 80/100"]

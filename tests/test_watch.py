@@ -80,15 +80,46 @@ def test_plain_progress_prints_on_change_at_most_once_a_minute(clock):
     ]
 
 
-def test_terminal_progress_redraws_in_place():
-    run = record({"export": 2}, kind="export")
+def screen(output: str, columns: int, rows: int = 40) -> list[str]:
+    """What a terminal of that width shows after ``output``: the lines of a VT100 emulator's screen."""
+    import pyte
+
+    display = pyte.Screen(columns, rows)
+    display.set_mode(pyte.modes.LNM)  # a newline returns the carriage too, as a tty's output does
+    pyte.Stream(display).feed(output)
+    return [line.rstrip() for line in display.display if line.strip()]
+
+
+def test_terminal_progress_survives_narrow_terminals_and_keeps_warnings(clock):
+    run = record({"create": 1, "ingest-1": 3})
+    run.run_id = "ingest-20270115T080000Z-4f2a9c"  # the header wraps at 40 columns
     out = io.StringIO()
-    progress = Progress(run, out, now=lambda: T0, tty=True)
-    progress.show({"export/1": {"status": "RUNNING"}, "export/2": {"status": "RUNNABLE"}})
-    progress.show({"export/1": {"status": "SUCCEEDED"}, "export/2": {"status": "RUNNING"}})
-    first, second = out.getvalue().split("\x1b[2F\x1b[J")
-    assert first.splitlines()[1] == "  export: RUNNABLE 1, RUNNING 1"
-    assert second.splitlines()[1] == "  export: RUNNING 1, SUCCEEDED 1"
+    progress = Progress(run, out, now=clock.now, tty=True, refresh=False, width=40)
+    running = {j.job_id: {"status": "RUNNING"} for j in run.jobs}
+    progress.show(running)
+    progress.say("WARNING: tiledbvcf-ingest-1-1 has waited 16m40s for capacity (CAPACITY:INSUFFICIENT)")
+    clock.sleep(3725)
+    progress.show({**running, "create/1": {"status": "SUCCEEDED"}})
+    progress.say("STUCK: 1 job(s) are RUNNABLE with MISCONFIGURATION:JOB_RESOURCE_REQUIREMENT - too big")
+    progress.show({j.job_id: {"status": "SUCCEEDED"} for j in run.jobs}, final=True)
+    shown = screen(out.getvalue(), columns=40)
+    text = " ".join(shown)
+    # Both messages are still on screen, whole, in order, above the final drawing.
+    assert text.index("WARNING: tiledbvcf-ingest-1-1") < text.index("STUCK: 1 job(s)") < text.index("4/4 jobs")
+    assert text.count("has waited 16m40s") == 1
+    # One drawing only: the last; the earlier ones were erased, wrapped lines and all.
+    assert sum("jobs finished" in line for line in shown) == 1 and "0/4 jobs" not in text and "1/4 jobs" not in text
+    assert shown[-2:] == ["  array creation: SUCCEEDED 1", "  ingestion 1: SUCCEEDED 3"]
+    assert all(len(line) <= 40 for line in shown)
+
+
+def test_plain_output_keeps_warnings_as_lines(clock):
+    run = record({"export": 1}, kind="export")
+    out = io.StringIO()
+    progress = Progress(run, out, now=clock.now, tty=False)
+    progress.show({"export/1": {"status": "RUNNING"}})
+    progress.say("STUCK: something")
+    assert out.getvalue().splitlines()[1] == "STUCK: something" and "\x1b" not in out.getvalue()
 
 
 def test_stuck_misconfiguration_is_reported_at_once_and_capacity_only_if_it_lasts(clock):

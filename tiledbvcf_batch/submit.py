@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import json
 import shlex
+import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError
@@ -22,6 +24,26 @@ from .record import RunRecord, record_uri_of
 from .storage import S3Uri, Storage
 
 OnStage = Callable[[Stage, list[Task], list[str]], None]
+PROGRESS_EVERY = 10.0  # seconds between two progress lines of a long upload or submission
+
+
+@dataclass
+class Ticker:
+    """Says how far a long phase has come, at most once every PROGRESS_EVERY seconds."""
+
+    say: Callable[[str], None] | None
+    clock: Callable[[], float] = time.monotonic
+    _last: float = 0.0
+
+    def start(self, message: str) -> None:
+        self._last = self.clock()
+        if self.say is not None:
+            self.say(message)
+
+    def tick(self, done: int, total: int, what: str) -> None:
+        if self.say is not None and done < total and self.clock() - self._last >= PROGRESS_EVERY:
+            self._last = self.clock()
+            self.say(f"  {what} {done}/{total}")
 
 
 class SubmissionError(Exception):
@@ -47,6 +69,7 @@ def submit_plan(
     keep_partial: bool = False,
     on_stage: OnStage | None = None,
     sample_names: dict[str, str] | None = None,
+    ticker: Ticker | None = None,
 ) -> RunRecord:
     """Upload manifests, record the run, submit every job in order; the run record, with every job's id.
 
@@ -57,10 +80,14 @@ def submit_plan(
     ids: dict[str, str] = {}
     uploaded: list[S3Uri] = []
     last_of_stage = {job.stage: job.key for job in jobs}
+    ticker = ticker or Ticker(None)
+    manifests = plan.manifests()
     try:
-        for manifest in plan.manifests():
+        ticker.start(f"Uploading {len(manifests)} manifests and the run record to {plan.run_prefix}")
+        for number, manifest in enumerate(manifests, start=1):
             storage.put(manifest.uri, manifest.body())
             uploaded.append(manifest.uri)
+            ticker.tick(number, len(manifests), "manifests uploaded:")
         # The record goes up before any job: whatever happens next, the run can be found.
         record.save(storage)
         uploaded.append(record_uri_of(plan.run_prefix))
@@ -68,8 +95,10 @@ def submit_plan(
             marker = json.dumps({"run_record": record.record}).encode("utf-8")
             storage.put(plan.index_marker, marker, "application/json")
             uploaded.append(plan.index_marker)
+        ticker.start(f"Submitting {len(jobs)} jobs {executor.where()}")
         for job in jobs:
             ids[job.key] = executor.submit(job, ids, plan.run_id)
+            ticker.tick(len(ids), len(jobs), "jobs submitted:")
             if on_stage is not None and last_of_stage[job.stage] == job.key:
                 stage_jobs = [j for j in jobs if j.stage == job.stage]
                 on_stage(job.stage, stage_jobs, [ids[j.key] for j in stage_jobs])

@@ -6,7 +6,7 @@ import shlex
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import TextIO
+from typing import Any, TextIO
 
 from .executors.base import (
     JOB_STATUSES,
@@ -137,25 +137,38 @@ def run_state(latest: Latest) -> str:
 
 @dataclass
 class Progress:
-    """Progress on a stream: redrawn in place on a terminal, else one line on change (at most once a minute)."""
+    """Progress on a stream, and the messages that must stay on screen.
+
+    On a terminal, a block redrawn in place (Rich's Live display: it measures wrapped lines, so a
+    narrow terminal or a long header does not break the redraw, and the elapsed time moves every
+    second, between polls). Messages (stuck jobs, warnings) are printed above the block and stay.
+    Elsewhere (a log file, CI): one plain line when something changed, at most once a minute.
+    """
 
     record: RunRecord
     stream: TextIO
     now: Callable[[], float] = time.time
     tty: bool = False
-    _drawn: int = 0
+    refresh: bool = True  # a terminal's block redraws itself every second (tests draw by hand)
+    width: int | None = None  # the terminal's width; None asks the terminal
+    _latest: Latest = field(default_factory=dict)
+    _live: Any = None
     _last_plain: float | None = None
     _last_text: str = ""
 
+    def __rich__(self) -> Any:
+        from rich.text import Text
+
+        return Text("\n".join(progress_lines(self.record, self._latest, self.now())), no_wrap=False)
+
     def show(self, latest: Latest, final: bool = False) -> None:
-        lines = progress_lines(self.record, latest, self.now())
+        self._latest = dict(latest)
         if self.tty:
-            # Move up over the previous drawing and clear it, then draw again.
-            erase = f"\x1b[{self._drawn}F\x1b[J" if self._drawn else ""
-            self.stream.write(erase + "\n".join(lines) + "\n")
-            self.stream.flush()
-            self._drawn = len(lines)
+            self._terminal().update(self, refresh=True)
+            if final:
+                self.close()
             return
+        lines = progress_lines(self.record, latest, self.now())
         text = " | ".join(line.strip() for line in lines[1:])
         due = self._last_plain is None or self.now() - self._last_plain >= PLAIN_PROGRESS_EVERY
         if text != self._last_text and (final or due):
@@ -163,6 +176,30 @@ class Progress:
             self.stream.flush()
             self._last_plain = self.now()
             self._last_text = text
+
+    def say(self, message: str) -> None:
+        """A line that stays: above the live block on a terminal."""
+        if self._live is not None:
+            self._live.console.print(message, markup=False, highlight=False, emoji=False)
+            return
+        self.stream.write(message + "\n")
+        self.stream.flush()
+
+    def close(self) -> None:
+        if self._live is not None:
+            self._live.stop()  # the last drawing stays on screen
+            self._live = None
+
+    def _terminal(self) -> Any:
+        if self._live is None:
+            from rich.console import Console
+            from rich.live import Live
+
+            console = Console(file=self.stream, force_terminal=True, width=self.width, highlight=False)
+            self._live = Live(self, console=console, auto_refresh=self.refresh, refresh_per_second=1,
+                              redirect_stdout=False, redirect_stderr=False)  # fmt: skip
+            self._live.start()
+        return self._live
 
 
 @dataclass
@@ -250,23 +287,20 @@ def watch_run(
     sleep: Callable[[float], None] | None = None,
     now: Callable[[], float] = time.time,
     tty: bool | None = None,
+    refresh: bool = True,
 ) -> Latest | None:
     """Wait for a run with live progress on ``stream``; the last descriptions, or None on Ctrl-C."""
     tty = stream.isatty() if tty is None else tty
-    progress = Progress(record, stream, now=now, tty=tty)
+    progress = Progress(record, stream, now=now, tty=tty, refresh=refresh)
     stuck = StuckJobs(now=now)
     names = record.names()
     ids = record.job_ids()
-
-    def say(line: str) -> None:
-        print(line, file=stream, flush=True)
-
-    say(f"Waiting on {len(ids)} jobs of run {record.run_id} to terminate...")
+    progress.say(f"Waiting on {len(ids)} jobs of run {record.run_id} to terminate...")
 
     def observe(latest: Latest) -> None:
         progress.show(latest)
         for message in stuck.check(latest, names):
-            say(message)
+            progress.say(message)
 
     try:
         latest = wait_for_jobs(
@@ -279,7 +313,8 @@ def watch_run(
             names=names,
         )
     except KeyboardInterrupt:
-        say("\n" + interrupted_message(record, executor.interrupted(ids)))
+        progress.close()
+        progress.say("\n" + interrupted_message(record, executor.interrupted(ids)))
         return None
     progress.show(latest, final=True)
     return latest
