@@ -8,6 +8,7 @@ dry-run, or submit then (with --wait) watch and report. The domain lives in the
 
 from __future__ import annotations
 
+import io
 import json
 import shutil
 import sys
@@ -227,9 +228,13 @@ def scratch_path_option(help_text: str) -> Decorator:
     return click.option("--scratch-path", metavar="PATH", help=help_text + more)
 
 
+verbosity_options = options(
+    click.option("--quiet", "-q", is_flag=True, help="Only errors on stderr (stdout keeps its lines, or --json)."),
+    click.option("--verbose", "-v", is_flag=True, help="Also each job's command on stderr, before submission."),
+)
 # The tail every submitting script shares: after --json and --log-lines, before --dry-run.
 run_tail_options = options(
-    instance_price_option, keep_partial_option, kms_key_option, submit_json_option, log_lines_option
+    instance_price_option, keep_partial_option, kms_key_option, submit_json_option, log_lines_option, verbosity_options
 )
 
 
@@ -304,10 +309,11 @@ def execute(prepared: Prepared, session: Session, flags: Mapping[str, Any]) -> N
     """
     plan = prepared.plan
     as_json = flags["as_json"]
+    say = stderr_for(flags)
     # Every job is checked before anything is said or written: a refused job is bad input.
     jobs = submit.jobs_for(plan, session.executor) if plan is not None else []
     for note in prepared.notes:
-        click.echo(note, err=True)
+        say(note)
     if plan is None:
         if as_json:
             click.echo(json.dumps({"run_id": None, "submitted": {}, "notes": prepared.notes}, indent=1))
@@ -321,6 +327,9 @@ def execute(prepared: Prepared, session: Session, flags: Mapping[str, Any]) -> N
             for line in describe_plan(plan, jobs, session.executor.where()):
                 click.echo(line)
         return
+    if flags.get("verbose"):
+        for line in describe_plan(plan, jobs, session.executor.where()):
+            say(line)
     submitted: dict[str, list[str]] = {}
 
     def on_stage(stage: Stage, stage_jobs: list[Task], ids: list[str]) -> None:
@@ -338,14 +347,15 @@ def execute(prepared: Prepared, session: Session, flags: Mapping[str, Any]) -> N
         keep_partial=flags["keep_partial"],
         on_stage=on_stage,
         sample_names=prepared.sample_names,
-        ticker=submit.Ticker(lambda line: click.echo(line, err=True)),
+        ticker=submit.Ticker(say),
     )
-    click.echo(f"Run {record.run_id} recorded at {record.record}", err=True)
+    say(f"Run {record.run_id} recorded at {record.record}")
     if flags["wait"] or session.executor.kind == "local":  # nothing to detach from locally
         extra = {"submitted": submitted}
-        sys.exit(wait_and_report(record, session, session.instance_price, flags["log_lines"], as_json, extra))
+        quiet = flags.get("quiet", False)
+        sys.exit(wait_and_report(record, session, session.instance_price, flags["log_lines"], as_json, extra, quiet))
     for line in watch.what_next(record):
-        click.echo(line, err=True)
+        say(line)
     if as_json:
         document = {"run_id": record.run_id, "kind": record.kind, "record": record.record, "submitted": submitted}
         click.echo(json.dumps(document, indent=1))
@@ -358,23 +368,35 @@ def wait_and_report(
     log_lines: int,
     as_json: bool,
     extra: dict[str, Any] | None = None,
+    quiet: bool = False,
 ) -> int:
     """Watch a run to its end and print the report; the exit status (0, 1, or 130 on Ctrl-C)."""
     interval, max_interval = session.executor.poll_interval
-    latest = watch.watch_run(record, session.executor, stream=sys.stderr, interval=interval, max_interval=max_interval)
+    stream = io.StringIO() if quiet else sys.stderr  # --quiet: no progress
+    latest = watch.watch_run(record, session.executor, stream=stream, interval=interval, max_interval=max_interval)
     if latest is None:
         return watch.EXIT_INTERRUPTED
     finished = report.finish_report(
         record, latest, session.storage, session.executor, instance_price=instance_price, log_lines=log_lines
     )
     finished.document.update(extra or {})
-    print_finished(finished, as_json)
+    print_finished(finished, as_json, quiet)
     return 0 if finished.report.ok else 1
 
 
-def print_finished(finished: report.Finished, as_json: bool) -> None:
+def print_finished(finished: report.Finished, as_json: bool, quiet: bool = False) -> None:
     """The report on stdout; with --json the document takes stdout and the text goes to stderr."""
     for line in finished.lines:
-        click.echo(line, err=as_json)
+        if not (as_json and quiet):
+            click.echo(line, err=as_json)
     if as_json:
         click.echo(json.dumps(finished.document, indent=1))
+
+
+def stderr_for(flags: Mapping[str, Any]) -> Callable[[str], None]:
+    """Where notes and progress go: stderr, or nowhere with --quiet (errors still reach stderr)."""
+    if flags.get("quiet") and flags.get("verbose"):
+        raise InputError("--quiet and --verbose say the opposite: give one of them")
+    if flags.get("quiet"):
+        return lambda line: None
+    return lambda line: click.echo(line, err=True)

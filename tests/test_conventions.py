@@ -52,3 +52,14 @@ def test_help_shows_defaults_and_what_retries_1_does(command):
 def test_ingest_help_names_the_prefix_form_of_metadata_s3():
     text = " ".join(CliRunner().invoke(INGEST.main, ["--help"]).output.split())
     assert "Also s3://bucket/prefix" in text and "--incremental N" in text
+
+
+def test_quiet_keeps_stdout_and_errors_only_and_verbose_shows_each_job(aws, samples_file):
+    args = [*base(samples_file(2)), "--job-queue", aws.job_queue, "--job-definition", aws.job_definition]
+    quiet = CliRunner().invoke(INGEST.main, [*args, "--quiet", "--wait"])
+    assert quiet.exit_code == 0 and quiet.stderr == ""
+    assert quiet.stdout.startswith("Submitted array creation job ") and "- 2 / 2 jobs succeeded" in quiet.stdout
+    verbose = CliRunner().invoke(INGEST.main, [*args, "--verbose", "--force-reingest"])
+    assert verbose.exit_code == 0 and "    tiledbvcf store -u " in verbose.stderr
+    both = CliRunner().invoke(INGEST.main, [*args, "--quiet", "--verbose"])
+    assert both.exit_code == 2 and "--quiet and --verbose say the opposite" in both.stderr
