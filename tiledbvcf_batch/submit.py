@@ -21,7 +21,7 @@ from .executors.base import Executor
 from .inputs import InputError
 from .plan import Plan, Stage, Task
 from .record import RunRecord, record_uri_of
-from .storage import S3Uri, Storage
+from .storage import Location, Storage
 
 OnStage = Callable[[Stage, list[Task], list[str]], None]
 PROGRESS_EVERY = 10.0  # seconds between two progress lines of a long upload or submission
@@ -78,7 +78,7 @@ def submit_plan(
     """
     record = RunRecord.new(plan, jobs, options, executor.settings(), region, sample_names)
     ids: dict[str, str] = {}
-    uploaded: list[S3Uri] = []
+    uploaded: list[Location] = []
     last_of_stage = {job.stage: job.key for job in jobs}
     ticker = ticker or Ticker(None)
     manifests = plan.manifests()
@@ -108,21 +108,35 @@ def submit_plan(
         cause = "interrupted" if isinstance(error, KeyboardInterrupt) else aws_message(error)
         failed = f"submission of run {plan.run_id} failed after {len(ids)} of {len(jobs)} jobs ({cause})"
         record.set_job_ids(ids)
-        if keep_partial:
-            raise SubmissionError(f"{failed}; {kept_message(plan, record, storage, ids, uploaded)}") from None
-        left = rollback(plan, executor, storage, ids, uploaded)
-        if left:
-            raise SubmissionError(
-                f"{failed}; tried to undo it but these remain, remove them by hand: {'; '.join(left)}"
-            ) from None
-        raise SubmissionError(
-            f"{failed}; terminated the {len(ids)} job(s) already submitted and deleted "
-            f"{len(uploaded)} uploaded file(s); nothing is left behind"
-        ) from None
+        raise undo_or_keep(failed, plan, record, executor, storage, ids, uploaded, keep_partial) from None
     return record
 
 
-def rollback(plan: Plan, executor: Executor, storage: Storage, ids: dict[str, str], uploaded: list[S3Uri]) -> list[str]:
+def undo_or_keep(
+    failed: str,
+    plan: Plan,
+    record: RunRecord,
+    executor: Executor,
+    storage: Storage,
+    ids: dict[str, str],
+    uploaded: list[Location],
+    keep_partial: bool,
+) -> SubmissionError:
+    """After a failed submission: roll back (or, with --keep-partial, keep) and say what is left."""
+    if keep_partial:
+        return SubmissionError(f"{failed}; {kept_message(plan, record, storage, ids, uploaded)}")
+    left = rollback(plan, executor, storage, ids, uploaded)
+    if left:
+        return SubmissionError(f"{failed}; tried to undo it but these remain, remove them by hand: {'; '.join(left)}")
+    return SubmissionError(
+        f"{failed}; terminated the {len(ids)} job(s) already submitted and deleted "
+        f"{len(uploaded)} uploaded file(s); nothing is left behind"
+    )
+
+
+def rollback(
+    plan: Plan, executor: Executor, storage: Storage, ids: dict[str, str], uploaded: list[Location]
+) -> list[str]:
     """Stop the jobs this run submitted and delete what it uploaded; return what could not be undone."""
     left = executor.terminate(list(ids.values()), f"submission of run {plan.run_id} failed")
     # Newest first: the index marker and the record go before the manifests. Were it the other
@@ -136,7 +150,7 @@ def rollback(plan: Plan, executor: Executor, storage: Storage, ids: dict[str, st
     return left
 
 
-def kept_message(plan: Plan, record: RunRecord, storage: Storage, ids: dict[str, str], uploaded: list[S3Uri]) -> str:
+def kept_message(plan: Plan, record: RunRecord, storage: Storage, ids: dict[str, str], uploaded: list[Location]) -> str:
     """--keep-partial: say exactly what is left and how to finish or remove it."""
     prefix = shlex.quote(str(plan.run_prefix))
     cancel = f"python batch-runs.py cancel {shlex.quote(record.location())}"
