@@ -9,11 +9,12 @@ from collections.abc import Callable
 from typing import Any
 
 import click
+from botocore.exceptions import BotoCoreError, ClientError
 
 import common
 from tiledbvcf_batch import record as records
 from tiledbvcf_batch import report, watch
-from tiledbvcf_batch.aws import make_clients
+from tiledbvcf_batch.aws import aws_message, make_clients
 from tiledbvcf_batch.executors import for_record
 from tiledbvcf_batch.executors.base import describe_fully
 from tiledbvcf_batch.inputs import check_range
@@ -154,8 +155,15 @@ def list_runs(metadata_s3: str, region: str | None, profile: str | None, last: i
     check_range(last, "--last", 1)
     clients = make_clients(region, profile)
     storage = Storage(clients.s3)
+    by_region = {clients.region: clients}
+
+    def clients_for(run_region: str) -> Any:
+        if region is None and run_region not in by_region:  # each run in its own region, as status does
+            by_region[run_region] = make_clients(run_region, profile)
+        return by_region.get(run_region, clients)
+
     runs = [
-        listed_run(uri, storage, clients)
+        listed_run(uri, storage, clients_for)
         for uri in records.list_records(storage, records.metadata_location(metadata_s3))[-last:]
     ]
     if as_json:
@@ -166,14 +174,17 @@ def list_runs(metadata_s3: str, region: str | None, profile: str | None, last: i
         click.echo(f"{run['run_id']}  {run['state']}  {run['jobs']} jobs  {took}  {run['target']}  {run['record']}")
 
 
-def listed_run(uri: Any, storage: Storage, clients: Any) -> dict[str, Any]:
-    """One run of the list: its state asks the executor that ran it (one call per 100 jobs)."""
+def listed_run(uri: Any, storage: Storage, clients_for: Callable[[str], Any]) -> dict[str, Any]:
+    """One run of the list: its state asks the executor that ran it, in the run's region."""
     try:
         record = records.load_record(storage, uri)
+        clients = clients_for(record.region)
+        executor = for_record(record.executor, clients)
+        latest, _ = report.judge_forgotten(record, watch.describe_now(executor, record), storage, executor)
     except records.DamagedRecord as damaged:  # named, and the others still listed
-        return {"run_id": str(uri).split("/")[-2], "state": f"DAMAGED ({damaged.reason})", "jobs": 0,
-                "seconds": None, "target": "?", "record": str(uri)}  # fmt: skip
-    latest = watch.describe_now(for_record(record.executor, clients), record)
+        return unlisted(uri, f"DAMAGED ({damaged.reason})")
+    except (ClientError, BotoCoreError, OSError) as error:  # one run that cannot be read stops no other
+        return unlisted(uri, f"UNKNOWN ({aws_message(error)})")
     running = watch.run_state(latest) == "running"
     return {
         "run_id": record.run_id,
@@ -183,6 +194,11 @@ def listed_run(uri: Any, storage: Storage, clients: Any) -> dict[str, Any]:
         "target": record.target,
         "record": str(uri),
     }
+
+
+def unlisted(uri: Any, state: str) -> dict[str, Any]:
+    return {"run_id": str(uri).split("/")[-2], "state": state, "jobs": 0, "seconds": None, "target": "?",
+            "record": str(uri)}  # fmt: skip
 
 
 if __name__ == "__main__":

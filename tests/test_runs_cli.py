@@ -150,7 +150,14 @@ def test_status_of_a_run_batch_has_forgotten_says_what_is_known(aws):
     assert result.exit_code == 1, result.output
     assert "3/3 jobs finished" in result.stdout and "FORGOTTEN 1" in result.stdout
     assert (
-        "- 3 jobs are no longer known to AWS Batch (it forgets jobs some days after they end); by their manifests, "
-        "1 ingestion jobs succeeded and 1 did not." in result.stdout
-    )
+        "- 3 jobs are no longer known to AWS Batch (it forgets jobs some days after they end); by what they left, "
+        "2 succeeded and 1 cannot be told." in result.stdout
+    )  # the creation job succeeded: a job after it did; job 2's manifest is still there
     assert "- Samples: 1 in jobs that succeeded, 1 in jobs that did not." in result.stdout
+
+    aws.s3.delete_object(Bucket="bucket2-name", Key=f"{prefix}ingest-b001-j0002.txt")  # it had succeeded too
+    again = CliRunner().invoke(RUNS.main, ["status", f"s3://bucket2-name/{prefix}run.json"])
+    assert again.exit_code == 0, again.output  # an old run that succeeded is not called failed
+    assert "- 3 / 3 jobs succeeded" in again.stdout
+    listed = CliRunner().invoke(RUNS.main, ["list", "--metadata-s3", "bucket2-name"])
+    assert "  succeeded  3 jobs  " in listed.stdout

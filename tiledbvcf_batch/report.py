@@ -8,7 +8,7 @@ from typing import Any
 
 from .commands import EXPORT_SUFFIXES
 from .executors.base import FORGOTTEN, Executor, JobDescription
-from .ledger import FAILED, SUCCEEDED, job_states
+from .ledger import SUCCEEDED, job_states
 from .plan import Stage
 from .record import RunRecord
 from .storage import Location, Storage, parse_location
@@ -331,24 +331,42 @@ def format_failures(diagnosed: Sequence[dict[str, Any]]) -> list[str]:
     return lines
 
 
-def judge_by_manifests(
-    record: RunRecord, descriptions: list[JobDescription], storage: Storage, executor: Executor
-) -> tuple[list[JobDescription], str]:
-    """Forgotten ingestion jobs judged as the ledger judges them: a consumed manifest means it succeeded."""
-    states = job_states(record, storage, executor)
-    key_of = {job.job_id: job for job in record.jobs if job.job_id}
-    judged: list[JobDescription] = []
-    counts = {SUCCEEDED: 0, FAILED: 0}
-    for description in descriptions:
-        job = key_of.get(description["jobId"])
-        if description["status"] == FORGOTTEN and job is not None and job.kind == "ingest":
-            state = states[job.key]
-            counts[state] += 1
-            left = "consumed" if state == SUCCEEDED else "still there"
-            description = {**description, "status": state, "statusReason": f"forgotten; its manifest is {left}"}
-        judged.append(description)
-    text = f"; by their manifests, {counts[SUCCEEDED]} ingestion jobs succeeded and {counts[FAILED]} did not"
-    return judged, text if any(counts.values()) else ""
+def judge_forgotten(
+    record: RunRecord, latest: dict[str, JobDescription], storage: Storage, executor: Executor
+) -> tuple[dict[str, JobDescription], str]:
+    """Jobs the executor forgot, judged by what they left, as the ledger judges them.
+
+    An ingestion job succeeded when its manifest is consumed; an export job when its files are at
+    the destination; any other job (creation, registration, barrier) when a job that depends on
+    it succeeded. A job nothing speaks for stays FORGOTTEN, which is not a success.
+    """
+    lost = {job.job_id for job in record.jobs if latest.get(job.job_id or "", {}).get("status") == FORGOTTEN}
+    if not lost:
+        return latest, ""
+    judged = dict(latest)
+    states = job_states(record, storage, executor) if record.kind == "ingest" else {}
+    missing = set(check_exports(record, storage).missing) if record.kind == "export" else set()
+    for job in reversed(record.jobs):  # dependents come later in a record: judge them first
+        if job.job_id not in lost:
+            continue
+        if job.kind == "ingest":
+            ok, why = states[job.key] == SUCCEEDED, "its manifest is consumed"
+        elif job.kind == "export":
+            ok, why = not missing & set(job.samples), "its files are at the destination"
+        else:
+            after = [j for j in record.jobs if job.key in j.depends_on]
+            ok, why = (
+                any(judged.get(j.job_id or "", {}).get("status") == SUCCEEDED for j in after),
+                "a job after it succeeded",
+            )
+        if ok:
+            judged[job.job_id or ""] = {
+                **judged[job.job_id or ""],
+                "status": SUCCEEDED,
+                "statusReason": f"forgotten; {why}",
+            }
+    succeeded = sum(judged[i]["status"] == SUCCEEDED for i in lost)
+    return judged, f"; by what they left, {succeeded} succeeded and {len(lost) - succeeded} cannot be told"
 
 
 @dataclass
@@ -368,11 +386,9 @@ def finish_report(
     log_lines: int = DEFAULT_LOG_LINES,
 ) -> Finished:
     """The report on a finished run, as lines and as a JSON document."""
+    lost = sum(d["status"] == FORGOTTEN for d in latest.values())
+    latest, judged = judge_forgotten(record, latest, storage, executor)
     descriptions = [latest[i] for i in record.job_ids() if i in latest]
-    lost = sum(d["status"] == FORGOTTEN for d in descriptions)
-    judged = ""
-    if lost and record.kind == "ingest":
-        descriptions, judged = judge_by_manifests(record, descriptions, storage, executor)
     exports = check_exports(record, storage) if record.kind == "export" else None
     report = build_report(descriptions, instance_price, record, exports)
     report.forgotten, report.forgotten_judged = lost, judged
