@@ -90,7 +90,8 @@ from tiledbvcf_batch import inputs, prepare
 @click.option(
     "--force-reingest",
     is_flag=True,
-    help="Ingest samples that earlier runs of this dataset already ingested (v4 stores them twice).",
+    help="Submit samples that earlier runs of this dataset already ingested. store either skips them (--resume "
+    "finds their data) or stores them twice: to replace samples, delete them first (see README).",
 )
 @click.option(
     "--resume",

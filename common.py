@@ -375,6 +375,9 @@ def wait_and_report(
     stream = io.StringIO() if quiet else sys.stderr  # --quiet: no progress
     latest = watch.watch_run(record, session.executor, stream=stream, interval=interval, max_interval=max_interval)
     if latest is None:
+        if as_json:  # one document, whatever happens
+            click.echo(json.dumps({"run_id": record.run_id, "record": record.record, "interrupted": True,
+                                   **(extra or {})}, indent=1))  # fmt: skip
         return watch.EXIT_INTERRUPTED
     finished = report.finish_report(
         record, latest, session.storage, session.executor, instance_price=instance_price, log_lines=log_lines

@@ -297,8 +297,9 @@ BAD_INPUTS = [
     (lambda p: ["--metadata-s3", "missing-bucket"], "--metadata-s3: bucket missing-bucket does not exist"),
     (lambda p: ["--metadata-s3", "bad/name"], "--metadata-s3 'bad/name' is not a bucket name"),
     (lambda p: ["--num-jobs", "two"], "'two' is not a valid integer"),
-    # Refused by the Batch executor's check of every job, before anything is uploaded.
-    (lambda p: ["--scratch-path", ""], "a command may not be empty or contain an empty string"),
+    (lambda p: ["--scratch-path", ""], "--scratch-path '' is not an absolute path"),
+    (lambda p: ["--scratch-path", " "], "--scratch-path ' ' is not an absolute path"),
+    (lambda p: ["--scratch-path", "data"], "--scratch-path 'data' is not an absolute path"),
 ]
 
 

@@ -148,5 +148,8 @@ def test_a_name_already_ingested_from_another_file_is_refused(aws, run_ingest, t
         f"has data). To replace it, delete it first (tiledbvcf delete -u {DATASET} -s NA1), then ingest with "
         "--force-reingest"
     ]
+    # Without --check-headers too: earlier runs recorded names, so this run's are read as well.
+    unchecked = run_ingest(*base(corrected))
+    assert unchecked.exit_code == 2 and "is NA1, which run" in unchecked.stderr and aws.submitted == []
     replaced = run_ingest(*base(corrected), "--check-headers", "--force-reingest")
     assert replaced.exit_code == 0 and len(aws.submitted) == 1

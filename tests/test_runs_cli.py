@@ -91,6 +91,18 @@ def test_ctrl_c_stops_waiting_not_the_jobs(server, tmp_path):
     batch = boto3.client("batch", region_name="us-east-1")
     assert {job["status"] for job in batch.describe_jobs(jobs=ids)["jobs"]} == {"RUNNING"}
 
+    # With --json, stdout still carries exactly one document.
+    process = subprocess.Popen(
+        [sys.executable, str(ROOT / "batch-runs.py"), "wait", uri, "--json"], cwd=tmp_path, env=dict(os.environ),
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    process.stderr.readline()
+    process.stderr.readline()
+    process.send_signal(signal.SIGINT)
+    out, _ = process.communicate(timeout=60)
+    assert process.returncode == 130
+    assert json.loads(out) == {"run_id": uri.split("/")[-2], "record": uri, "interrupted": True}
+
 
 def test_cancel_from_a_fresh_process(server, tmp_path):
     uri, ids = submit(tmp_path)

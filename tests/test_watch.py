@@ -139,8 +139,8 @@ def test_stuck_misconfiguration_is_reported_at_once_and_capacity_only_if_it_last
     assert stuck_lines == [
         "STUCK: 2 job(s) (e.g. tiledbvcf-ingest-1-1) are RUNNABLE with MISCONFIGURATION:JOB_RESOURCE_REQUIREMENT"
         " - too big and will never start: no instance type of the compute environment fits the job's resources: "
-        "lower --vcpus/--memory or change the allowed instance types. Cancel the run with python batch-runs.py "
-        "cancel ..."
+        "lower --vcpus/--memory or change the allowed instance types. Cancel the run with: python batch-runs.py "
+        "cancel s3://bucket2-name/tiledbvcf-batch/runs/ingest-r1/run.json"
     ]
     assert err.index(stuck_lines[0]) < 3  # reported after the first poll, not at the end
     warnings = [line for line in err if line.startswith("WARNING")]

@@ -151,6 +151,9 @@ def check_ranges(problems: Problems, flags: Mapping[str, Any]) -> None:
         if name in flags:
             problems.check(check_range, flags[name], option_name(name), low, high)
     problems.check(parse_region, flags.get("region"))
+    scratch = flags.get("scratch_path")
+    if scratch is not None and not os.path.isabs(scratch.strip() or "-"):
+        problems.found.append(f"--scratch-path {scratch!r} is not an absolute path: give one, e.g. /data")
     if flags.get("executor", "batch") == "batch":  # the local executor needs neither
         for name in ("job_queue", "job_definition"):
             if not flags.get(name):

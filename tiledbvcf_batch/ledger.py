@@ -106,7 +106,8 @@ def skip_known_samples(samples: Sequence[Sample], ledger: Ledger) -> tuple[list[
     notes = []
     if ingested:
         notes.append(
-            f"skipped {len(ingested)} samples already ingested by earlier runs (--force-reingest ingests them again)"
+            f"skipped {len(ingested)} samples already ingested by earlier runs (to replace some, delete them first, "
+            "then pass --force-reingest)"
         )
     for run_id, uris in in_flight.items():
         notes.append(f"skipped {len(uris)} samples that jobs of run {run_id} are still ingesting")

@@ -8,6 +8,7 @@ from __future__ import annotations
 import concurrent.futures
 import os
 import secrets
+import shlex
 import struct
 import zlib
 from collections.abc import Sequence
@@ -40,7 +41,7 @@ def check_object(s3: Any, uri: Location, option: str) -> list[str]:
         s3.head_object(Bucket=uri.bucket, Key=uri.key)
     except ClientError as error:
         if error_code(error) in ("404", "NoSuchKey", "NotFound", "NoSuchBucket"):
-            return [f"{option}: {uri} does not exist: upload it first (aws s3 cp FILE {uri})"]
+            return [f"{option}: {uri} does not exist: upload it first (aws s3 cp FILE {shlex.quote(str(uri))})"]
         return [f"{option}: cannot read {uri} ({aws_message(error)})"]
     return []
 

@@ -6,6 +6,7 @@ notes for the user, and the options as the run record keeps them.
 
 from __future__ import annotations
 
+import shlex
 from collections.abc import Callable
 from dataclasses import dataclass, field, fields, replace
 from typing import Any
@@ -146,9 +147,13 @@ def new_batches(
         )
     if ledger.in_flight and not exists:
         run_ids = sorted(set(ledger.in_flight.values()))
+        waits = "; ".join(
+            f"python batch-runs.py wait {shlex.quote(str(record_uri_of(run_prefix_for(opts.metadata_s3, run_id))))}"
+            for run_id in run_ids
+        )
         raise InputError(
             f"run {', '.join(run_ids)} is still creating and ingesting {opts.dataset_uri}: wait for it to finish "
-            "(python batch-runs.py wait ...) before starting another run of this dataset"
+            f"({waits}) before starting another run of this dataset"
         )
     if not exists and ledger.ingested:
         notes.append(f"dataset {opts.dataset_uri} does not exist any more: the record of earlier runs is ignored")
@@ -157,6 +162,13 @@ def new_batches(
     if not opts.force_reingest:
         samples, skipped = skip_known_samples(samples, ledger)
         notes += skipped
+        unread = [sample for sample in samples if sample.uri not in names]
+        if ledger.names and unread:
+            # Earlier runs recorded names: read this run's (one GET each), or a corrected file would slip in.
+            header_problems, read = check_headers(storage.s3, unread)
+            if header_problems:
+                raise InputError(header_problems)
+            names.update(read)  # recorded in this run's record too
         replaced = replaced_samples(samples, names, ledger, opts.dataset_uri)
         if replaced:
             raise InputError(replaced)
@@ -174,7 +186,8 @@ def replaced_samples(samples: list[Sample], names: dict[str, str], ledger: Ledge
             problems.append(
                 f"sample {sample.uri} is {name}, which run {run_id} already ingested from {earlier}: tiledbvcf "
                 "would keep the old records (store --resume skips a sample that has data). To replace it, delete "
-                f"it first (tiledbvcf delete -u {dataset} -s {name}), then ingest with --force-reingest"
+                f"it first (tiledbvcf delete -u {shlex.quote(dataset)} -s {shlex.quote(name)}), then ingest with "
+                "--force-reingest"
             )
     return problems
 

@@ -207,6 +207,7 @@ class StuckJobs:
     """Notices RUNNABLE jobs that will never start (MISCONFIGURATION) or wait long for capacity."""
 
     now: Callable[[], float] = time.time
+    where: str = "..."  # the run's record, for the cancel command
     reported: set[str] = field(default_factory=set)
     capacity_since: dict[str, float] = field(default_factory=dict)
 
@@ -225,7 +226,7 @@ class StuckJobs:
                 stuck = sum(1 for d in latest.values() if d.get("statusReason") == reason and d["status"] == "RUNNABLE")
                 messages.append(
                     f"STUCK: {stuck} job(s) (e.g. {name}) are RUNNABLE with {reason} and will never start: "
-                    f"{advice}. Cancel the run with python batch-runs.py cancel ..."
+                    f"{advice}. Cancel the run with: python batch-runs.py cancel {shlex.quote(self.where)}"
                 )
             if reason.startswith("CAPACITY:"):
                 since = self.capacity_since.setdefault(job_id, self.now())
@@ -292,7 +293,7 @@ def watch_run(
     """Wait for a run with live progress on ``stream``; the last descriptions, or None on Ctrl-C."""
     tty = stream.isatty() if tty is None else tty
     progress = Progress(record, stream, now=now, tty=tty, refresh=refresh)
-    stuck = StuckJobs(now=now)
+    stuck = StuckJobs(now=now, where=record.location())
     names = record.names()
     ids = record.job_ids()
     progress.say(f"Waiting on {len(ids)} jobs of run {record.run_id} to terminate...")
