@@ -63,3 +63,11 @@ def test_quiet_keeps_stdout_and_errors_only_and_verbose_shows_each_job(aws, samp
     assert verbose.exit_code == 0 and "    tiledbvcf store -u " in verbose.stderr
     both = CliRunner().invoke(INGEST.main, [*args, "--quiet", "--verbose"])
     assert both.exit_code == 2 and "--quiet and --verbose say the opposite" in both.stderr
+
+
+def test_aws_region_is_honoured_as_the_aws_cli_does(monkeypatch):
+    from tiledbvcf_batch.aws import make_clients
+
+    monkeypatch.setenv("AWS_REGION", "eu-west-1")
+    assert make_clients(None).region == "eu-west-1"
+    assert make_clients("us-west-2").region == "us-west-2"  # --region first

@@ -124,13 +124,16 @@ def test_bad_input_as_a_subprocess_is_one_line_and_exit_2(server, tmp_path):
 
 
 def test_without_tiledbvcf_the_demo_says_how_to_get_one_and_shows_the_emulated_walkthrough(tmp_path):
-    env = {**os.environ, "TILEDBVCF": str(tmp_path / "no-tiledbvcf"), "PATH": os.path.dirname(sys.executable)}
+    (tmp_path / "tmp").mkdir()
+    env = {**os.environ, "TILEDBVCF": str(tmp_path / "no-tiledbvcf"), "PATH": os.path.dirname(sys.executable),
+           "TMPDIR": str(tmp_path / "tmp")}  # fmt: skip
     result = subprocess.run(
         [sys.executable, "demo/local_run.py"], cwd=ROOT, capture_output=True, text=True, timeout=300, env=env
     )
     assert result.returncode == 0, result.stdout + result.stderr
     assert "No real run: tiledbvcf" in result.stdout
     assert "conda install -c conda-forge -c tiledb libtiledbvcf" in result.stdout
+    assert list((tmp_path / "tmp").iterdir()) == []  # the walkthrough leaves no temporary folder behind
     assert "Submitted array creation job" in result.stdout
     assert "Submitted export job(s)" in result.stdout
     assert "Finished waiting on 21 jobs:" in result.stdout
