@@ -12,7 +12,9 @@ import signal
 import subprocess
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import boto3
 import pytest
@@ -69,51 +71,109 @@ def listed(dataset: str) -> list[str]:
     return tiledbvcf("list", "-u", dataset).split()
 
 
-def test_ingest_12_samples_over_3_jobs_then_export_round_trip(here):
+@dataclass
+class Place:
+    """Where a test's dataset, samples and run records live: this machine, or the emulated S3."""
+
+    kind: str
+    root: Path  # the local working directory (exports are compared here)
+    s3: Any = None
+
+    @property
+    def dataset(self) -> str:
+        return str(self.root / "ds") if self.kind == "local" else "s3://my-bucketname/ds"
+
+    @property
+    def metadata(self) -> str:
+        return str(self.root / "meta") if self.kind == "local" else "s3://bucket2-name/meta"
+
+    def put(self, paths: list[Path]) -> list[str]:
+        """The samples, where the run reads them (uploaded with their indexes, on S3)."""
+        if self.kind == "local":
+            return [str(path) for path in paths]
+        for path in paths:
+            for file in (path, Path(f"{path}.csi")):
+                self.s3.upload_file(str(file), "bucket-name", f"cohort/{file.name}")
+        return [f"s3://bucket-name/cohort/{path.name}" for path in paths]
+
+    def manifests_left(self) -> list[str]:
+        if self.kind == "local":
+            return [str(path) for path in (self.root / "meta").rglob("ingest-b*.txt")]
+        listed = self.s3.list_objects_v2(Bucket="bucket2-name", Prefix="meta/").get("Contents", [])
+        return [item["Key"] for item in listed if "/ingest-b" in item["Key"]]
+
+    def record(self) -> dict[str, Any]:
+        if self.kind == "local":
+            return json.loads(next((self.root / "meta").rglob("run.json")).read_text())
+        (key,) = [
+            o["Key"]
+            for o in self.s3.list_objects_v2(Bucket="bucket2-name")["Contents"]
+            if o["Key"].endswith("run.json")
+        ]
+        return json.loads(self.s3.get_object(Bucket="bucket2-name", Key=key)["Body"].read())
+
+
+@pytest.fixture(params=["local", "s3"])
+def place(request, here) -> Place:
+    if request.param == "local":
+        return Place("local", here)
+    request.getfixturevalue("moto_server")  # AWS_ENDPOINT_URL: the scripts, boto3 and tiledbvcf use it
+    return Place("s3", here, boto3.client("s3", region_name="us-east-1"))
+
+
+def ingest_at(place: Place, samples: Path, *extra: str) -> subprocess.CompletedProcess:
+    return script("batch-ingest.py", "--dataset-uri", place.dataset, "--samples", str(samples),
+                  "--metadata-s3", place.metadata, "--vcpus", "1", "--memory", "1024", *extra)  # fmt: skip
+
+
+def test_ingest_12_samples_over_3_jobs_then_export_round_trip(place):
+    here = place.root
     inputs = cohort.make_cohort(here / "in", 12, records=200)
-    result = ingest(here, samples_file(here / "samples.txt", inputs), "--num-jobs", "3")
+    result = ingest_at(place, samples_file(here / "samples.txt", place.put(inputs)), "--num-jobs", "3")
     assert result.returncode == 0, result.stderr
     assert len(result.stdout.splitlines()[1].split()) == 3 + 3  # "Submitted ingestion job(s)" and 3 ids
     assert "- 4 / 4 jobs succeeded" in result.stdout
-    assert sorted(listed(str(here / "ds"))) == sorted(p.name.removesuffix(".bcf") for p in inputs)
+    assert sorted(listed(place.dataset)) == sorted(p.name.removesuffix(".bcf") for p in inputs)
     # The manifests were consumed by store --remove-sample-file: the ledger's proof of success.
-    assert not list((here / "meta").rglob("ingest-b*.txt"))
+    assert place.manifests_left() == []
     by_name = {p.name.removesuffix(".bcf"): p for p in inputs}
     for fmt, suffix in (("b", ".bcf"), ("v", ".vcf")):
-        exported = export_all(here, str(here / "ds"), str(here / f"out-{fmt}"), fmt)
+        exported = export_all(here, place.dataset, str(here / f"out-{fmt}"), fmt)
         assert exported.returncode == 0, exported.stderr
         assert cohort.compare_exported(by_name, here / f"out-{fmt}", suffix) == []
 
-    again = ingest(here, here / "samples.txt", "--num-jobs", "3")
+    again = ingest_at(place, here / "samples.txt", "--num-jobs", "3")
     assert again.returncode == 0 and again.stdout == ""
     assert "skipped 12 samples already ingested by earlier runs" in again.stderr
-    assert len(listed(str(here / "ds"))) == 12
+    assert len(listed(place.dataset)) == 12
 
 
-def test_incremental_batches_run_one_after_another(here):
+def test_incremental_batches_run_one_after_another(place):
+    here = place.root
     inputs = cohort.make_cohort(here / "in", 6, records=100)
-    result = ingest(here, samples_file(here / "samples.txt", inputs), "--num-jobs", "2", "--incremental", "3")
+    samples = samples_file(here / "samples.txt", place.put(inputs))
+    result = ingest_at(place, samples, "--num-jobs", "2", "--incremental", "3")
     assert result.returncode == 0, result.stderr
     assert [line.split()[1] for line in result.stdout.splitlines()[:4]] == ["array", "ingestion", "ingestion",
                                                                            "ingestion"]  # fmt: skip
     stages = re.findall(r"- ingestion (\d): 2 / 2 jobs succeeded", result.stdout)
     assert stages == ["1", "2", "3"]
-    record = json.loads(next((here / "meta").rglob("run.json")).read_text())
     started = {}
-    for job in record["jobs"]:
+    for job in place.record()["jobs"]:
         state = json.loads((here / "state" / f"{job['job_id']}.json").read_text())
         started[job["key"]] = (state["attempts"][0]["startedAt"], state["attempts"][0]["stoppedAt"])
     assert max(started["ingest-1-1"][1], started["ingest-1-2"][1]) <= min(started["ingest-2-1"][0],
                                                                           started["ingest-2-2"][0])  # fmt: skip
-    assert sorted(listed(str(here / "ds"))) == sorted(p.name.removesuffix(".bcf") for p in inputs)
+    assert sorted(listed(place.dataset)) == sorted(p.name.removesuffix(".bcf") for p in inputs)
 
 
-def test_a_corrupt_sample_fails_its_job_and_resume_finishes_the_run(here):
+def test_a_corrupt_sample_fails_its_job_and_resume_finishes_the_run(place):
+    here = place.root
     inputs = cohort.make_cohort(here / "in", 6, records=150)
     good = inputs[4].read_bytes()
     cohort.corrupt(inputs[4])
-    samples = samples_file(here / "samples.txt", inputs)
-    failed = ingest(here, samples, "--num-jobs", "3", "--log-lines", "5")
+    samples = samples_file(here / "samples.txt", place.put(inputs))
+    failed = ingest_at(place, samples, "--num-jobs", "3", "--log-lines", "5")
     assert failed.returncode == 1
     assert "- 3 / 4 jobs succeeded" in failed.stdout
     assert "- Total cost estimate $0.00 (0.00 hours @ $0.0000 / hr)" in failed.stdout  # this machine is not billed
@@ -125,19 +185,20 @@ def test_a_corrupt_sample_fails_its_job_and_resume_finishes_the_run(here):
     runs = [sys.executable, str(ROOT / "batch-runs.py")]
     status = subprocess.run([*runs, "status", record], capture_output=True, text=True, env=dict(os.environ))
     assert status.returncode == 1 and "- 3 / 4 jobs succeeded" in status.stdout, status.stderr
-    logs = subprocess.run([*runs, "logs", run_id, "--metadata-s3", str(here / "meta")], capture_output=True, text=True)
+    logs = subprocess.run([*runs, "logs", run_id, "--metadata-s3", place.metadata], capture_output=True, text=True)
     assert "1 job failed: tiledbvcf-ingest-b1-j3" in logs.stdout and "[critical]" in logs.stdout, logs.stderr
-    listed_runs = subprocess.run([*runs, "list", "--metadata-s3", str(here / "meta")], capture_output=True, text=True)
+    listed_runs = subprocess.run([*runs, "list", "--metadata-s3", place.metadata], capture_output=True, text=True)
     assert listed_runs.stdout.startswith(f"{run_id}  failed  4 jobs  "), listed_runs.stderr
-    assert listed_runs.stdout.rstrip().endswith(f"  {here / 'ds'}  {record}")
+    assert listed_runs.stdout.rstrip().endswith(f"  {place.dataset}  {record}")
 
     inputs[4].write_bytes(good)  # the corrected file, same path
-    resumed = ingest(here, samples, "--num-jobs", "3", "--resume", run_id)
+    place.put([inputs[4]])
+    resumed = ingest_at(place, samples, "--num-jobs", "3", "--resume", run_id)
     assert resumed.returncode == 0, resumed.stdout + resumed.stderr
     assert f"resuming run {run_id}: resubmitting 1 jobs that did not succeed" in resumed.stderr
     by_name = {p.name.removesuffix(".bcf"): p for p in inputs}
-    assert sorted(listed(str(here / "ds"))) == sorted(by_name)
-    exported = export_all(here, str(here / "ds"), str(here / "out"), "v")
+    assert sorted(listed(place.dataset)) == sorted(by_name)
+    exported = export_all(here, place.dataset, str(here / "out"), "v")
     assert exported.returncode == 0, exported.stderr
     assert cohort.compare_exported(by_name, here / "out", ".vcf") == []  # each sample once, every record
 
