@@ -153,6 +153,13 @@ executor_options = options(
         help="With --executor local: jobs at a time (default: the cores divided by the jobs' --vcpus, at least 1).",
     ),
     click.option(
+        "--array-jobs/--no-array-jobs",
+        default=None,
+        help="On AWS Batch: one array job per stage (its children find their samples by index), or one job per "
+        "task. Default: array jobs when the job definition sets TILEDBVCF_BATCH_ENTRYPOINT (this project's image "
+        "and template do), else one job per task.",
+    ),
+    click.option(
         "--tiledbvcf",
         metavar="PATH",
         help="With --executor local: the tiledbvcf to run (default: $TILEDBVCF, else tiledbvcf on PATH).",
@@ -267,7 +274,8 @@ class Session:
         clients = make_clients(flags.get("region"), flags.get("profile"))
         storage = Storage(clients.s3, encryption_args(flags.get("kms_key_id")))
         if flags.get("executor") != "local":
-            executor = BatchExecutor(clients, flags["job_queue"] or "", flags["job_definition"] or "")
+            queue, definition = flags["job_queue"] or "", flags["job_definition"] or ""
+            executor = BatchExecutor(clients, queue, definition, array_jobs=flags.get("array_jobs"))
             return cls(clients, storage, executor, instance_price=flags["instance_price"])
         executor = local_executor(flags)
         scratch = flags.get("scratch_path")

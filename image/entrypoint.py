@@ -11,10 +11,17 @@ without uploading anything (see the README, "The image"). For such an export thi
 
 Every other command, and an export to a local ``--upload-dir``, is handed to tiledbvcf
 with ``exec`` as it is.
+
+An array job's child (its ``-f`` names the stage's task file and the array index placeholder,
+see ``tiledbvcf_batch.commands``) first takes its own entry of the task file by
+``AWS_BATCH_JOB_ARRAY_INDEX`` and writes that task's samples file; after tiledbvcf succeeded it
+writes the task's done marker, the ledger's proof that the samples are in (exit 1 if it cannot).
 """
 
 from __future__ import annotations
 
+import datetime
+import json
 import os
 import shutil
 import subprocess
@@ -27,12 +34,15 @@ from typing import Any
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 from tiledbvcf_batch.commands import (
+    ARRAY_INDEX_VARIABLE,
     EXPORT_SUFFIXES,
     OPTION_NAMES,
+    array_task_file,
     needs_own_upload,
     option,
     scratch_dir,
     split_evenly,
+    task_of,
     with_own_scratch,
     with_value,
 )
@@ -128,12 +138,67 @@ def export_and_upload(args: list[str], run: Callable[[list[str]], int], s3: Any)
 
 
 def main(argv: list[str], run: Callable[[list[str]], int] = subprocess.call, s3: Any = None) -> int:
+    task_file = array_task_file(argv)
+    if task_file is not None:
+        return run_array_child(argv, task_file, run, s3)
     if needs_own_upload(argv):
         return export_and_upload(argv, run, s3 or s3_client())
     scratch = scratch_dir(argv)
     if scratch is None:
         os.execvp(TILEDBVCF, [TILEDBVCF, *argv])
     return with_scratch_of_its_own(argv, scratch, run)
+
+
+def run_job(args: list[str], run: Callable[[list[str]], int], s3: Any) -> int:
+    """A job's command to its end (no exec: something follows)."""
+    if needs_own_upload(args):
+        return export_and_upload(args, run, s3 or s3_client())
+    scratch = scratch_dir(args)
+    if scratch is None:
+        return run([TILEDBVCF, *args])
+    return with_scratch_of_its_own(args, scratch, run)
+
+
+def run_array_child(args: list[str], task_file: str, run: Callable[[list[str]], int], s3: Any) -> int:
+    """One child of an array job: its task from the task file, run, then its done marker."""
+    index = os.environ.get(ARRAY_INDEX_VARIABLE, "")
+    if not index.isdigit():
+        log(f"{ARRAY_INDEX_VARIABLE} is {index!r}: an array job's command runs only as a child of an array job")
+        return 2
+    if task_file.startswith("s3://"):
+        s3 = s3 or s3_client()
+        entry = task_of(read_s3_text(s3, parse_s3_uri(task_file, "task file")), int(index))
+    else:
+        entry = task_of(Path(task_file).read_text(encoding="utf-8"), int(index))
+    workdir = Path(tempfile.mkdtemp(prefix="task-"))
+    try:
+        samples_file = workdir / f"{entry['key']}.txt"
+        samples_file.write_text("".join(f"{line}\n" for line in entry["lines"]), encoding="utf-8")
+        log(f"array child {index}: task {entry['key']}, {len(entry['lines'])} lines")
+        code = run_job(with_value(args, OPTION_NAMES["samples_file"], str(samples_file)), run, s3)
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)
+    if code != 0:
+        return code
+    return write_done(entry["done"], entry["key"], s3)
+
+
+def write_done(uri: str, key: str, s3: Any) -> int:
+    """The task's proof of success; if it cannot be written the job fails (and may be resumed: never lost)."""
+    at = datetime.datetime.now(datetime.timezone.utc).isoformat()
+    body = json.dumps({"task": key, "job": os.environ.get("AWS_BATCH_JOB_ID"), "at": at})
+    try:
+        if uri.startswith("s3://"):
+            target = parse_s3_uri(uri, "done marker")
+            (s3 or s3_client()).put_object(Bucket=target.bucket, Key=target.key, Body=body.encode("utf-8"))
+        else:
+            Path(uri).parent.mkdir(parents=True, exist_ok=True)
+            Path(uri).write_text(body, encoding="utf-8")
+    except Exception as error:  # any failure here must fail the job, with its reason
+        log(f"task {key} succeeded but its done marker {uri} could not be written ({error})")
+        return 1
+    log(f"task {key} done: {uri}")
+    return 0
 
 
 def with_scratch_of_its_own(args: list[str], scratch: str, run: Callable[[list[str]], int]) -> int:

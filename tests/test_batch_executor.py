@@ -121,5 +121,10 @@ def test_describe_takes_at_most_100_ids_a_call_and_reports_throttling():
 
 def test_executor_settings_are_what_the_record_keeps():
     executor = BatchExecutor(None, "queue", "definition")
-    assert executor.settings() == {"kind": "batch", "job_queue": "queue", "job_definition": "definition"}
+    assert executor.settings() == {
+        "kind": "batch",
+        "job_queue": "queue",
+        "job_definition": "definition",
+        "array_jobs": False,
+    }
     assert DESCRIBE_JOBS_MAX_IDS == 100

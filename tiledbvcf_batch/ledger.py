@@ -2,7 +2,9 @@
 
 An ingestion job succeeded when its manifest is gone: ``store --remove-sample-file`` deletes
 it only after a successful ingestion, so this holds even when nobody waited and the executor
-has long forgotten the job.
+has long forgotten the job. An array job's child has no manifest object of its own (its samples
+are an entry of the array's task file): the image's entrypoint writes its ``done`` marker after
+``store`` succeeded, and the marker is the proof instead.
 """
 
 from __future__ import annotations
@@ -12,10 +14,11 @@ from dataclasses import dataclass, field, replace
 
 from botocore.exceptions import ClientError
 
+from .commands import tasks_in
 from .executors.base import IN_FLIGHT, Executor, describe_fully
 from .inputs import InputError, Sample
 from .plan import IngestBatch, Manifest, StoreShare
-from .record import DamagedRecord, RunRecord, dataset_index, load_record, record_uri_of, run_prefix_for
+from .record import DamagedRecord, RecordedJob, RunRecord, dataset_index, load_record, record_uri_of, run_prefix_for
 from .storage import Location, Storage, parse_location
 
 SUCCEEDED, FAILED, RUNNING = "SUCCEEDED", "FAILED", "IN_FLIGHT"
@@ -27,23 +30,47 @@ def job_states(record: RunRecord, storage: Storage, executor: Executor) -> dict[
     Jobs other than ingestion are judged by their status; a job the executor no longer
     knows counts as FAILED.
     """
-    manifests = [parse_location(job.manifest, "manifest") for job in record.jobs if job.manifest]
-    present: set[tuple[str, str]] = set()
-    for directory in {replace(m, key=m.key.rpartition("/")[0] + "/") for m in manifests}:
-        present.update((directory.bucket, key) for key in storage.list_sizes(directory))
+    present = present_objects(record, storage)
     described = describe_fully(executor, record.job_ids())
     states = {}
     for job in record.jobs:
-        status = described.get(job.job_id or "", {}).get("status")
-        if status in IN_FLIGHT:
+        description = described.get(job.job_id or "", {})
+        status = description.get("status")
+        if job.kind == "ingest" and job.done is not None and object_key(job.done) in present:
+            states[job.key] = SUCCEEDED  # the array child recorded its success itself
+        elif status in IN_FLIGHT or description.get("estimated"):
             states[job.key] = RUNNING
-        elif job.kind == "ingest":
-            manifest = parse_location(job.manifest or "", "manifest")
-            gone = (manifest.bucket, manifest.key) not in present
+        elif job.kind == "ingest" and job.done is None:
+            gone = object_key(job.manifest or "") not in present
             states[job.key] = SUCCEEDED if gone or status == SUCCEEDED else FAILED
         else:
             states[job.key] = SUCCEEDED if status == SUCCEEDED else FAILED
     return states
+
+
+def object_key(uri: str) -> tuple[str, str]:
+    location = parse_location(uri, "manifest")
+    return location.bucket, location.key
+
+
+def present_objects(record: RunRecord, storage: Storage) -> set[tuple[str, str]]:
+    """The manifests and done markers of a run's ingestion jobs that exist: one listing per directory."""
+    wanted = [job.done if job.done is not None else job.manifest for job in record.jobs if job.kind == "ingest"]
+    locations = [parse_location(uri, "manifest") for uri in wanted if uri]
+    present: set[tuple[str, str]] = set()
+    for directory in {replace(m, key=m.key.rpartition("/")[0] + "/") for m in locations}:
+        present.update((directory.bucket, key) for key in storage.list_sizes(directory))
+    return present
+
+
+def task_lines(record: RunRecord, storage: Storage) -> dict[str, tuple[str, ...]]:
+    """Each array child's samples file lines, by task key, read from the arrays' task files (one read each)."""
+    files = {job.manifest.rpartition("#")[0] for job in record.jobs if job.array is not None and job.manifest}
+    lines: dict[str, tuple[str, ...]] = {}
+    for uri in sorted(files):
+        body = storage.read_bytes(parse_location(uri, "task file")).decode("utf-8")
+        lines.update((entry["key"], tuple(entry["lines"])) for entry in tasks_in(body))
+    return lines
 
 
 @dataclass
@@ -119,8 +146,14 @@ def skip_known_samples(samples: Sequence[Sample], ledger: Ledger) -> tuple[list[
     return keep, notes
 
 
-def resume_batches(record: RunRecord, states: dict[str, str]) -> list[IngestBatch]:
-    """The batches of an earlier run with only the jobs that did not succeed, original manifests."""
+def resume_batches(
+    record: RunRecord, states: dict[str, str], lines: dict[str, tuple[str, ...]] | None = None
+) -> list[IngestBatch]:
+    """The batches of an earlier run with only the jobs that did not succeed, with their original sample lists.
+
+    A per-job run's manifests are still there (store consumes them only on success) and are reused;
+    an array child's lines come from its task file (``lines``), to be uploaded again.
+    """
     in_flight = [key for key, state in states.items() if state == RUNNING]
     if in_flight:
         raise InputError(
@@ -133,10 +166,20 @@ def resume_batches(record: RunRecord, states: dict[str, str]) -> list[IngestBatc
         if job.kind not in ("ingest", "register") or states[job.key] == SUCCEEDED:
             continue
         number = int(job.stage.partition("-")[2])
-        manifest = Manifest(parse_location(job.manifest or "", "manifest"), tuple(job.samples), existing=True)
+        manifest = resumed_manifest(job, lines or {})
         if job.kind == "register":
             registers[number] = manifest
         else:
             shares.setdefault(number, []).append(StoreShare(int(job.key.rsplit("-", 1)[1]), manifest))
     numbers = sorted(set(shares) | set(registers))
     return [IngestBatch(n, tuple(shares.get(n, [])), registers.get(n)) for n in numbers]
+
+
+def resumed_manifest(job: RecordedJob, lines: dict[str, tuple[str, ...]]) -> Manifest:
+    if job.array is None:
+        return Manifest(parse_location(job.manifest or "", "manifest"), tuple(job.samples), existing=True)
+    # Named as the original run would have named it in per-job mode; the new run writes it (or packs it).
+    batch, index = (int(part) for part in job.key.split("-")[1:3])
+    task_file = parse_location((job.manifest or "").rpartition("#")[0], "task file")
+    run_prefix = replace(task_file, key=task_file.key.rpartition("/")[0] + "/")
+    return Manifest(run_prefix.child(f"ingest-b{batch:03d}-j{index:04d}.txt"), lines[job.key])

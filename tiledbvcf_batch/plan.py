@@ -75,6 +75,8 @@ class Task:
     after: tuple[str, ...] = ()  # keys of the tasks that must succeed first
     manifest: Manifest | None = None
     samples: tuple[str, ...] = ()  # sample URIs (ingest) or names (export)
+    # An executor's array job stands for several tasks of one stage, child i for members[i].
+    members: tuple[Task, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -90,6 +92,11 @@ class Plan:
     def manifests(self) -> list[Manifest]:
         """The manifests this run uploads."""
         return [task.manifest for task in self.tasks if task.manifest is not None and not task.manifest.existing]
+
+
+def done_marker(run_prefix: Location, key: str) -> Location:
+    """Where an array job's child records that its task succeeded (it has no manifest of its own to consume)."""
+    return run_prefix.child(f"done/{key}.json")
 
 
 @dataclass(frozen=True)

@@ -14,7 +14,7 @@ from typing import Any
 from .commands import redact_config
 from .executors.base import Executor
 from .inputs import ExportOptions, IngestOptions, InputError, Sample, decode_names, parse_sample_names, parse_uri
-from .ledger import Ledger, dataset_ledger, job_states, resume_batches, skip_known_samples
+from .ledger import Ledger, dataset_ledger, job_states, resume_batches, skip_known_samples, task_lines
 from .plan import IngestBatch, Plan, ingest_batches, plan_export, plan_ingest
 from .preflight import check_bucket, check_headers, check_object, check_samples, check_writable, dataset_exists
 from .record import RunRecord, dataset_index, load_or_fail, new_run_id, record_uri_of, run_prefix_for
@@ -211,7 +211,7 @@ def resume_run(
     original = record.options
     opts = replace(opts, register=original.get("register", False), sample_batch_size=original.get("sample_batch_size"))
     # Asked of the executor that ran it: a Batch run resumed here must not read as finished.
-    batches = resume_batches(record, job_states(record, storage, executor_for(record)))
+    batches = resume_batches(record, job_states(record, storage, executor_for(record)), task_lines(record, storage))
     jobs = sum(len(b.shares) + (b.register is not None) for b in batches)
     return opts, batches, [f"resuming run {run_id}: resubmitting {jobs} jobs that did not succeed"]
 

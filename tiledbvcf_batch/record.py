@@ -11,14 +11,14 @@ import hashlib
 import json
 import os
 import secrets
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
 from botocore.exceptions import ClientError
 
 from .aws import aws_message
 from .inputs import InputError, parse_metadata_location, parse_uri
-from .plan import Plan, Stage, Task
+from .plan import Plan, Stage, Task, done_marker
 from .storage import LocalPath, Location, S3Uri, Storage, parse_location
 
 RUNS_PREFIX = "tiledbvcf-batch/runs"
@@ -54,6 +54,11 @@ class RecordedJob:
     depends_on: list[str] = field(default_factory=list)
     manifest: str | None = None
     samples: list[str] = field(default_factory=list)
+    # A child of an array job: the array's submission key and this task's index in it; its task file
+    # entry is ``manifest`` ("<task file>#<index>") and it writes ``done`` when it succeeds.
+    array: str | None = None
+    index: int | None = None
+    done: str | None = None
 
     @property
     def kind(self) -> str:
@@ -63,6 +68,23 @@ class RecordedJob:
     def of(cls, task: Task, job_id: str | None) -> RecordedJob:
         manifest = str(task.manifest.uri) if task.manifest else None
         return cls(task.key, str(task.stage), task.name, job_id, list(task.after), manifest, list(task.samples))
+
+    @classmethod
+    def all_of(cls, job: Task, run_prefix: Location) -> list[RecordedJob]:
+        """A submitted job's record: itself, or, for an array job, each task it runs."""
+        if not job.members:
+            return [cls.of(job, None)]
+        task_file = str(job.manifest.uri) if job.manifest else ""
+        return [
+            replace(
+                cls.of(task, None),
+                manifest=f"{task_file}#{index}",
+                array=job.key,
+                index=index,
+                done=str(done_marker(run_prefix, task.key)),
+            )
+            for index, task in enumerate(job.members)
+        ]
 
 
 @dataclass
@@ -96,13 +118,17 @@ class RunRecord:
             target=plan.target,
             record=str(record_uri_of(plan.run_prefix)),
             options=options,
-            jobs=[RecordedJob.of(task, None) for task in tasks],
+            jobs=[recorded for task in tasks for recorded in RecordedJob.all_of(task, plan.run_prefix)],
             executor=executor,
             sample_names=dict(sample_names or {}),
         )
 
     def to_json(self) -> dict[str, Any]:
         document = asdict(self)
+        for job in document["jobs"]:  # a per-job run's record keeps the keys it always had
+            for key in ("array", "index", "done"):
+                if job[key] is None:
+                    del job[key]
         # Readers of records older than the executor key look for these two at the top level.
         document["job_queue"] = self.executor.get("job_queue")
         document["job_definition"] = self.executor.get("job_definition")
@@ -135,8 +161,12 @@ class RunRecord:
         return {job.job_id: job.name for job in self.jobs if job.job_id}
 
     def set_job_ids(self, ids: dict[str, str]) -> None:
+        """The ids of the submitted jobs, by key; an array's children are ``<array id>:<index>``."""
         for job in self.jobs:
-            job.job_id = ids.get(job.key, job.job_id)
+            if job.array is not None:
+                job.job_id = f"{ids[job.array]}:{job.index}" if job.array in ids else job.job_id
+            else:
+                job.job_id = ids.get(job.key, job.job_id)
 
     def created_epoch(self) -> float:
         return datetime.datetime.fromisoformat(self.created_at).timestamp()

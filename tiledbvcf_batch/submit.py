@@ -81,7 +81,8 @@ def submit_plan(
     uploaded: list[Location] = []
     last_of_stage = {job.stage: job.key for job in jobs}
     ticker = ticker or Ticker(None)
-    manifests = plan.manifests()
+    # What the jobs read: each task's manifest, or (array jobs) one task file per array.
+    manifests = [job.manifest for job in jobs if job.manifest is not None and not job.manifest.existing]
     try:
         ticker.start(f"Uploading {len(manifests)} manifests and the run record to {plan.run_prefix}")
         for number, manifest in enumerate(manifests, start=1):

@@ -46,17 +46,23 @@ def wait_for_jobs(
     sleep: Callable[[float], None] = time.sleep,
     observe: Callable[[Latest], None] | None = None,
     names: dict[str, str] | None = None,
+    groups: Sequence[Sequence[str]] = (),
 ) -> Latest:
     """Poll until every job is terminal; return the last description of each job.
 
-    Only unfinished jobs are polled, and the interval backs off while nothing changes.
-    Throttling slows polling down; it never ends the wait. ``observe(latest)`` is called
-    after every round.
+    Only unfinished jobs are polled. The interval backs off while nothing happens that a user
+    waits for (a job failed, a stage ``groups`` names ended): on a long run jobs change state all
+    the time, and resetting on every change would poll at the shortest interval for hours.
+    Throttling slows polling down; it never ends the wait. An estimated status (an array child
+    while its array runs) is polled again until the child itself is described. ``observe(latest)``
+    is called after every round.
     """
     latest: Latest = {}
     pending = list(job_ids)
     unseen: dict[str, int] = {}  # rounds in a row a job was not described at all
+    groups = groups or [list(job_ids)]
     delay = interval
+    first = True
     while pending:
         throttled = False
         try:
@@ -68,15 +74,32 @@ def wait_for_jobs(
                 unseen[job_id] = 0 if job_id in described else unseen.get(job_id, 0) + 1
                 if unseen[job_id] >= FORGOTTEN_AFTER_ROUNDS:
                     described[job_id] = forgotten(job_id, (names or {}).get(job_id, ""))
-        changed = any(latest.get(job_id, {}).get("status") != d["status"] for job_id, d in described.items())
+        before = {job_id: d["status"] for job_id, d in latest.items()}
         latest.update(described)
-        pending = [i for i in pending if latest.get(i, {}).get("status") not in TERMINAL_STATUSES]
+        pending = [i for i in pending if not settled(latest.get(i))]
         if observe is not None:
             observe(latest)
         if pending:
-            delay = interval if changed and not throttled else min(delay * 2, max_interval)
+            worth_a_look = milestone(before, latest, groups) and not throttled
+            delay = interval if first or worth_a_look else min(delay * 2, max_interval)
+            first = False
             sleep(delay)
     return latest
+
+
+def settled(description: JobDescription | None) -> bool:
+    return description is not None and description["status"] in TERMINAL_STATUSES and not description.get("estimated")
+
+
+def milestone(before: dict[str, str], latest: Latest, groups: Sequence[Sequence[str]]) -> bool:
+    """Something a user waits for happened since ``before``: a job failed, or a stage ended."""
+
+    def ended(statuses: Callable[[str], str | None], group: Sequence[str]) -> bool:
+        return all(statuses(job_id) in TERMINAL_STATUSES for job_id in group)
+
+    now = lambda job_id: latest.get(job_id, {}).get("status")  # noqa: E731
+    failed = any(d["status"] == "FAILED" and before.get(i) != "FAILED" for i, d in latest.items())
+    return failed or any(ended(now, group) and not ended(before.get, group) for group in groups)
 
 
 def describe_now(executor: Executor, record: RunRecord) -> Latest:
@@ -296,6 +319,10 @@ def watch_run(
     stuck = StuckJobs(now=now, where=record.location())
     names = record.names()
     ids = record.job_ids()
+    stages: dict[str, list[str]] = {}
+    for job in record.jobs:
+        if job.job_id:
+            stages.setdefault(job.stage, []).append(job.job_id)
     progress.say(f"Waiting on {len(ids)} jobs of run {record.run_id} to terminate...")
 
     def observe(latest: Latest) -> None:
@@ -312,6 +339,7 @@ def watch_run(
             max_interval=max_interval,
             observe=observe,
             names=names,
+            groups=list(stages.values()),
         )
     except KeyboardInterrupt:
         progress.close()

@@ -18,7 +18,8 @@ def for_record(executor: dict[str, Any], clients: Clients) -> Executor:
     """The executor that ran a recorded run (``RunRecord.executor``)."""
     kind = executor.get("kind", "batch")
     if kind == "batch":
-        return BatchExecutor(clients, executor.get("job_queue") or "", executor.get("job_definition") or "")
+        queue, definition = executor.get("job_queue") or "", executor.get("job_definition") or ""
+        return BatchExecutor(clients, queue, definition, array_jobs=bool(executor.get("array_jobs")))
     if kind == "local":
         return LocalExecutor(executor.get("tiledbvcf", ""), executor.get("version", ""), root=Path(executor["root"]))
     raise ValueError(f"the run was made by a {kind!r} executor, which this version does not know")

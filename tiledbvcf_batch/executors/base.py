@@ -44,6 +44,8 @@ class JobDescription(TypedDict, total=False):
     status: str
     statusReason: str
     attempts: list[Attempt]
+    # Ours: an array child's status estimated from its parent's summary, not described itself.
+    estimated: bool
 
 
 class Throttled(Exception):

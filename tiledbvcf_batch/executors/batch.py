@@ -15,9 +15,9 @@ from typing import Any
 from botocore.exceptions import BotoCoreError, ClientError
 
 from ..aws import Clients, aws_message, error_code
-from ..commands import BARRIER_COMMAND, split_evenly
+from ..commands import BARRIER_COMMAND, ENTRYPOINT_VARIABLE, array_args, split_evenly, task_file_body
 from ..inputs import Resources
-from ..plan import BARRIER, Plan, Stage, Task
+from ..plan import BARRIER, Manifest, Plan, Stage, Task, done_marker
 from .base import (
     NOT_STARTED,
     TERMINAL_STATUSES,
@@ -34,6 +34,7 @@ DESCRIBE_JOBS_MAX_IDS = 100
 # The account-wide SubmitJob limit is 50/s; staying below it leaves room for other clients.
 SUBMITS_PER_SECOND = 40
 MAX_ATTEMPTS = 10
+MAX_ARRAY_SIZE = 10_000  # arrayProperties.size is 2..10,000: a stage of more tasks becomes several arrays
 JOB_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,127}$")
 # When --retries is 1, jobs still get this many attempts, but only for host loss (Spot).
 HOST_LOSS_ATTEMPTS = 3
@@ -101,6 +102,71 @@ def barrier_jobs(keys: tuple[str, ...], batch: int, retries: int) -> tuple[list[
     return barriers, keys
 
 
+def as_arrays(plan: Plan) -> list[Task]:
+    """One array job per stage (several past MAX_ARRAY_SIZE tasks), each after the previous stage's arrays.
+
+    A stage becomes an array only when its tasks differ by their samples file alone (Batch gives every
+    child the same command); a stage of one task, or of tasks that differ otherwise, stays as it is.
+    """
+    jobs: list[Task] = []
+    owner: dict[str, str] = {}  # task key -> the key of the job that runs it
+    for tasks in stages_of(plan.tasks):
+        parts = chunked(tasks, MAX_ARRAY_SIZE) if arrayable(tasks) else [[task] for task in tasks]
+        for number, part in enumerate(parts, start=1):
+            after = tuple(dict.fromkeys(owner[key] for key in part[0].after))
+            job = replace(part[0], after=after) if len(part) == 1 else array_job(plan, part, number, len(parts), after)
+            owner.update((task.key, job.key) for task in part)
+            jobs.append(job)
+    return jobs
+
+
+def stages_of(tasks: Sequence[Task]) -> list[list[Task]]:
+    """The tasks cut where the stage changes (a plan lists each stage's tasks together)."""
+    stages: list[list[Task]] = []
+    for task in tasks:
+        if stages and stages[-1][0].stage == task.stage:
+            stages[-1].append(task)
+        else:
+            stages.append([task])
+    return stages
+
+
+def chunked(tasks: list[Task], size: int) -> list[list[Task]]:
+    return [tasks[start : start + size] for start in range(0, len(tasks), size)]
+
+
+def arrayable(tasks: Sequence[Task]) -> bool:
+    if len(tasks) < 2 or any(task.manifest is None for task in tasks):
+        return False
+    first = tasks[0]
+    shape = (array_args(first.args, ""), first.resources, first.retries, first.after)
+    return all((array_args(t.args, ""), t.resources, t.retries, t.after) == shape for t in tasks)
+
+
+def array_job(plan: Plan, part: list[Task], number: int, parts: int, after: tuple[str, ...]) -> Task:
+    """The array job of ``part`` (tasks of one stage): its task file names each child's samples and marker."""
+    stage = part[0].stage
+    suffix = f"-{number}" if parts > 1 else ""
+    task_file = plan.run_prefix.child(f"tasks-{stage}{suffix}.json")
+    entries = [
+        {"key": task.key, "lines": list(task.manifest.lines), "done": str(done_marker(plan.run_prefix, task.key))}
+        for task in part
+        if task.manifest is not None
+    ]
+    return Task(
+        key=f"{stage}-array{suffix}",
+        stage=stage,
+        name=f"tiledbvcf-{stage}{suffix}",
+        args=tuple(array_args(part[0].args, str(task_file))),
+        resources=part[0].resources,
+        retries=part[0].retries,
+        after=after,
+        manifest=Manifest(task_file, (task_file_body(entries),)),
+        samples=tuple(sample for task in part for sample in task.samples),
+        members=tuple(part),
+    )
+
+
 def job_problems(job: Task) -> list[str]:
     """What Batch would refuse in this job, beyond what every executor refuses (``order_problems``)."""
     problems = []
@@ -110,6 +176,8 @@ def job_problems(job: Task) -> list[str]:
         problems.append(f"job {job.name} depends on {len(job.after)} jobs; Batch allows {MAX_DEPENDS_ON}")
     if not 1 <= retry_strategy(job.retries)["attempts"] <= MAX_ATTEMPTS:
         problems.append(f"job {job.name}: retry attempts must be between 1 and {MAX_ATTEMPTS}")
+    if job.members and not 2 <= len(job.members) <= MAX_ARRAY_SIZE:
+        problems.append(f"array job {job.name} has {len(job.members)} children; Batch allows 2 to {MAX_ARRAY_SIZE}")
     return problems
 
 
@@ -128,6 +196,8 @@ def payload(job: Task, ids: dict[str, str], job_queue: str, job_definition: str,
     }
     if job.after:
         request["dependsOn"] = [{"jobId": ids[key]} for key in job.after]
+    if job.members:
+        request["arrayProperties"] = {"size": len(job.members)}
     return request
 
 
@@ -186,18 +256,27 @@ def find_job_definition(batch: Any, name: str) -> dict[str, Any] | None:
     return max(active, key=lambda d: d.get("revision", 0)) if active else None
 
 
-def check_job_definition(batch: Any, name: str, region: str) -> list[str]:
+def check_job_definition(batch: Any, name: str, region: str) -> tuple[list[str], dict[str, Any]]:
+    """Problems of the job definition, and the definition itself (empty when it cannot be used)."""
     try:
         definition = find_job_definition(batch, name)
     except ClientError as error:
-        return [f"--job-definition {name}: cannot describe it ({aws_message(error)})"]
+        return [f"--job-definition {name}: cannot describe it ({aws_message(error)})"], {}
     if definition is None:
         return [
             f"--job-definition {name}: no ACTIVE job definition of that name in {region}: check the name and --region"
-        ]
+        ], {}
     if definition.get("type") != "container":
-        return [f"--job-definition {name} is of type {definition.get('type')}: it must be a container job definition"]
-    return []
+        return [
+            f"--job-definition {name} is of type {definition.get('type')}: it must be a container job definition"
+        ], {}
+    return [], definition
+
+
+def runs_our_entrypoint(definition: dict[str, Any]) -> bool:
+    """Whether the job definition says its image has this project's entrypoint (which resolves array tasks)."""
+    environment = definition.get("containerProperties", {}).get("environment", [])
+    return any(item.get("name") == ENTRYPOINT_VARIABLE and item.get("value") for item in environment)
 
 
 @dataclass
@@ -208,22 +287,33 @@ class BatchExecutor:
     job_queue: str
     job_definition: str
     pacer: Pacer = field(default_factory=lambda: Pacer(SUBMITS_PER_SECOND))
+    array_jobs: bool | None = None  # None: decided by preflight, from the job definition
     kind: str = "batch"
     poll_interval: tuple[float, float] = (10.0, 60.0)  # seconds: the first poll interval, and its backoff's ceiling
     _log_groups: dict[str, str] = field(default_factory=dict)
+    _final: dict[str, dict[str, JobDescription]] = field(default_factory=dict)  # finished arrays' children
 
     def settings(self) -> dict[str, Any]:
-        return {"kind": self.kind, "job_queue": self.job_queue, "job_definition": self.job_definition}
+        return {
+            "kind": self.kind,
+            "job_queue": self.job_queue,
+            "job_definition": self.job_definition,
+            "array_jobs": bool(self.array_jobs),
+        }
 
     def where(self) -> str:
-        return f"on queue {self.job_queue}, job definition {self.job_definition}"
+        where = f"on queue {self.job_queue}, job definition {self.job_definition}"
+        return f"{where}, as array jobs" if self.array_jobs else where
 
     def preflight(self) -> list[str]:
         batch, region = self.clients.batch, self.clients.region
-        return check_job_queue(batch, self.job_queue, region) + check_job_definition(batch, self.job_definition, region)
+        problems, definition = check_job_definition(batch, self.job_definition, region)
+        if self.array_jobs is None:
+            self.array_jobs = runs_our_entrypoint(definition)
+        return check_job_queue(batch, self.job_queue, region) + problems
 
     def submissions(self, plan: Plan) -> list[Task]:
-        jobs = with_barriers(plan.tasks)
+        jobs = with_barriers(as_arrays(plan) if self.array_jobs else plan.tasks)
         problems = order_problems(jobs) + [problem for job in jobs for problem in job_problems(job)]
         if problems:
             raise ValueError("; ".join(problems))
@@ -235,6 +325,18 @@ class BatchExecutor:
         return self.clients.batch.submit_job(**request)["jobId"]
 
     def describe(self, ids: Sequence[str]) -> dict[str, JobDescription]:
+        """The jobs' states. Array children cost one description of their parent per call while it runs."""
+        children = children_by_parent(ids)
+        plain = [job_id for job_id in ids if ":" not in job_id]
+        found, throttled = self.described(plain + [parent for parent in children if parent not in self._final])
+        for parent, wanted in children.items():
+            found.update(self.children_of(parent, found.pop(parent, None), wanted))
+        if throttled:
+            raise Throttled(found)
+        return found
+
+    def described(self, ids: Sequence[str]) -> tuple[dict[str, JobDescription], bool]:
+        """DescribeJobs, 100 ids a call; whether a call was throttled (the rest is still described)."""
         found: dict[str, JobDescription] = {}
         throttled = False
         for group in chunks(list(ids), DESCRIBE_JOBS_MAX_IDS):
@@ -246,25 +348,57 @@ class BatchExecutor:
                 throttled = True
                 continue
             found.update((description["jobId"], description) for description in described)
-        if throttled:
-            raise Throttled(found)
-        return found
+        return found, throttled
+
+    def children_of(
+        self, parent: str, description: JobDescription | None, wanted: Sequence[str]
+    ) -> dict[str, JobDescription]:
+        """The wanted children of an array: estimated from its status summary while it runs, listed once it ends."""
+        if parent not in self._final:
+            if description is None:
+                return {}  # not described (throttled, or forgotten)
+            size, summary = array_summary(description)
+            if not size or sum(summary.get(status, 0) for status in TERMINAL_STATUSES) < size:
+                return estimated_children(parent, description, size, summary, wanted)
+            self._final[parent] = self.finished_children(parent)
+        final = self._final[parent]
+        return {job_id: final[job_id] for job_id in wanted if job_id in final}
+
+    def finished_children(self, parent: str) -> dict[str, JobDescription]:
+        """Every child of a finished array: listed (1,000 a call), the failed ones described for diagnosis."""
+        children: dict[str, JobDescription] = {}
+        paginator = self.clients.batch.get_paginator("list_jobs")
+        for status in ("SUCCEEDED", "FAILED"):
+            for page in paginator.paginate(arrayJobId=parent, jobStatus=status, PaginationConfig={"PageSize": 1000}):
+                children.update((summary["jobId"], from_summary(summary)) for summary in page["jobSummaryList"])
+        failed = [job_id for job_id, d in children.items() if d["status"] == "FAILED"]
+        described, _ = self.described(failed)
+        children.update(described)
+        return children
 
     def cancel(self, ids: Sequence[str], reason: str) -> CancelOutcome:
         latest = self.describe(ids)
         outcome = CancelOutcome()
+        unfinished_arrays: set[str] = set()
         for job_id in ids:
             status = latest.get(job_id, {}).get("status")
-            if status in NOT_STARTED:
+            parent = job_id.partition(":")[0] if ":" in job_id else None
+            if status in TERMINAL_STATUSES:
+                outcome.finished.append(job_id)
+            elif status is None:
+                outcome.unknown.append(job_id)
+            elif parent is not None:
+                unfinished_arrays.add(parent)  # stopping the parent stops its children
+                (outcome.cancelled if status in NOT_STARTED else outcome.terminated).append(job_id)
+            elif status in NOT_STARTED:
                 self.clients.batch.cancel_job(jobId=job_id, reason=reason)
                 outcome.cancelled.append(job_id)
-            elif status in TERMINAL_STATUSES:
-                outcome.finished.append(job_id)
-            elif status is not None:
+            else:
                 self.clients.batch.terminate_job(jobId=job_id, reason=reason)
                 outcome.terminated.append(job_id)
-            else:
-                outcome.unknown.append(job_id)
+        for parent in sorted(unfinished_arrays):
+            # terminate_job cancels the children that have not started and stops the running ones.
+            self.clients.batch.terminate_job(jobId=parent, reason=reason)
         return outcome
 
     def terminate(self, ids: Sequence[str], reason: str) -> list[str]:
@@ -307,6 +441,61 @@ class BatchExecutor:
                     group = config.get("options", {}).get("awslogs-group", DEFAULT_LOG_GROUP)
             self._log_groups[definition_arn] = group
         return self._log_groups[definition_arn]
+
+
+def children_by_parent(ids: Iterable[str]) -> dict[str, list[str]]:
+    """Array children (``<parent>:<index>``) grouped by their parent."""
+    children: dict[str, list[str]] = {}
+    for job_id in ids:
+        parent, colon, _ = job_id.partition(":")
+        if colon:
+            children.setdefault(parent, []).append(job_id)
+    return children
+
+
+def array_summary(description: JobDescription) -> tuple[int, dict[str, int]]:
+    properties: dict[str, Any] = description.get("arrayProperties", {})  # type: ignore[assignment]
+    return int(properties.get("size", 0)), dict(properties.get("statusSummary", {}))
+
+
+# Estimated children take the statuses of the summary in this order, by index: the counts are right,
+# which child has which is not known (watch keeps estimated jobs pending until they are listed).
+ESTIMATE_ORDER = ("SUCCEEDED", "FAILED", "RUNNING", "STARTING", "RUNNABLE", "PENDING", "SUBMITTED")
+
+
+def estimated_children(
+    parent: str, description: JobDescription, size: int, summary: dict[str, int], wanted: Sequence[str]
+) -> dict[str, JobDescription]:
+    statuses = [status for status in ESTIMATE_ORDER for _ in range(summary.get(status, 0))]
+    statuses += ["SUBMITTED"] * (size - len(statuses))
+    estimated: dict[str, JobDescription] = {}
+    for job_id in wanted:
+        index = int(job_id.partition(":")[2])
+        status = statuses[index] if index < len(statuses) else "SUBMITTED"
+        estimated[job_id] = {
+            "jobId": job_id,
+            "jobName": description.get("jobName", ""),
+            "status": status,
+            "statusReason": description.get("statusReason", ""),
+            "attempts": [],
+            "estimated": True,
+        }
+    return estimated
+
+
+def from_summary(summary: dict[str, Any]) -> JobDescription:
+    """A ListJobs summary as a description: one attempt with its times and exit code."""
+    attempt: Attempt = {"container": dict(summary.get("container", {}))}  # type: ignore[typeddict-item]
+    for key in ("startedAt", "stoppedAt"):
+        if key in summary:
+            attempt[key] = summary[key]  # type: ignore[literal-required]
+    return {
+        "jobId": summary["jobId"],
+        "jobName": summary.get("jobName", ""),
+        "status": summary["status"],
+        "statusReason": summary.get("statusReason", ""),
+        "attempts": [attempt] if "startedAt" in summary else [],
+    }
 
 
 def tail_log(logs: Any, group: str, stream: str, lines: int) -> tuple[list[str], str | None]:

@@ -1,0 +1,121 @@
+"""Array children with the real tiledbvcf: the image's entrypoint resolves each child's task by its index.
+
+Each child runs as Batch runs it: the array job's command, with AWS_BATCH_JOB_ARRAY_INDEX set, against
+the emulated S3. Run whenever TILEDBVCF names a tiledbvcf (``.ci/run`` unpacks ../shared/tools and sets it).
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import boto3
+import pytest
+
+import cohort
+from conftest import ROOT
+from tiledbvcf_batch.commands import ARRAY_INDEX_VARIABLE
+from tiledbvcf_batch.executors.batch import BatchExecutor
+from tiledbvcf_batch.inputs import ExportOptions, IngestOptions, Sample
+from tiledbvcf_batch.ledger import SUCCEEDED, job_states
+from tiledbvcf_batch.plan import Task, ingest_batches, plan_export, plan_ingest
+from tiledbvcf_batch.record import RunRecord, run_prefix_for
+from tiledbvcf_batch.storage import S3Uri, Storage
+
+TILEDBVCF = os.environ.get("TILEDBVCF", "")
+pytestmark = pytest.mark.skipif(
+    not TILEDBVCF, reason="TILEDBVCF is not set: these tests run the real tiledbvcf (.ci/run unpacks and sets it)"
+)
+DATASET = "s3://my-bucketname/arrays-ds"
+ARRAYS = BatchExecutor(None, "q", "jd", array_jobs=True)
+
+
+def entrypoint(args: tuple[str, ...], index: int | None = None) -> subprocess.CompletedProcess:
+    env = dict(os.environ, TILEDBVCF=TILEDBVCF, PYTHONPATH=str(ROOT))  # the image puts the package beside it
+    if index is not None:
+        env[ARRAY_INDEX_VARIABLE] = str(index)  # as Batch sets it in child ``index``
+    command = [sys.executable, str(ROOT / "image" / "entrypoint.py"), *args]
+    return subprocess.run(command, capture_output=True, text=True, timeout=300, env=env)
+
+
+def run_like_batch(jobs: list[Task]) -> None:
+    """Each job in order; an array job as each of its children."""
+    for job in jobs:
+        for index in range(len(job.members)) if job.members else [None]:
+            done = entrypoint(job.args, index)
+            assert done.returncode == 0, done.stdout + done.stderr
+
+
+def upload(s3, jobs: list[Task]) -> None:
+    """What submission uploads: in array mode, one task file per array."""
+    for job in jobs:
+        if job.manifest is not None:
+            s3.put_object(Bucket=job.manifest.uri.bucket, Key=job.manifest.uri.key, Body=job.manifest.body())
+
+
+class Forgotten:
+    """An executor that describes nothing (Batch forgot the jobs): only the done markers are left."""
+
+    def describe(self, ids):
+        return {}
+
+
+def test_array_children_ingest_and_export_through_the_entrypoint(tmp_path: Path, moto_server):
+    s3 = boto3.client("s3", region_name="us-east-1")
+    inputs = cohort.make_cohort(tmp_path / "in", 6, records=120)
+    uris = []
+    for path in inputs:
+        for file in (path, Path(f"{path}.csi")):
+            s3.upload_file(str(file), "bucket-name", f"cohort/{file.name}")
+        uris.append(f"s3://bucket-name/cohort/{path.name}")
+    (tmp_path / "scratch").mkdir()
+    opts = IngestOptions(DATASET, "samples.txt", S3Uri("bucket2-name"), num_jobs=3, vcpus=1, memory=1024,
+                         scratch_path=str(tmp_path / "scratch"), scratch_size=2048)  # fmt: skip
+    prefix = run_prefix_for(opts.metadata_s3, "ingest-arrays")
+    batches, _ = ingest_batches([Sample(uri) for uri in uris], opts, prefix)
+    plan = plan_ingest(opts, batches, "ingest-arrays", prefix)
+    jobs = ARRAYS.submissions(plan)
+    assert [(job.key, len(job.members)) for job in jobs] == [("create", 0), ("ingest-1-array", 3)]
+    upload(s3, jobs)
+    run_like_batch(jobs)
+
+    listed = subprocess.run([TILEDBVCF, "list", "-u", DATASET], capture_output=True, text=True, check=True).stdout
+    assert sorted(listed.split()) == sorted(path.name.removesuffix(".bcf") for path in inputs)
+    # Each child recorded its success itself: the ledger needs nothing from Batch to count the samples in.
+    record = RunRecord.new(plan, jobs, {}, ARRAYS.settings(), "us-east-1")
+    record.set_job_ids({"create": "c", "ingest-1-array": "p"})
+    states = job_states(record, Storage(s3), Forgotten())
+    assert {key: state for key, state in states.items() if key != "create"} == dict.fromkeys(
+        ["ingest-1-1", "ingest-1-2", "ingest-1-3"], SUCCEEDED
+    )
+
+    s3.put_object(Bucket="bucket-name", Key="regions.bed", Body=b"chr1\t0\t2000000\nchr2\t0\t2000000\nchr3\t0\t2000000\n")
+    (tmp_path / "export").mkdir()
+    export = ExportOptions(DATASET, S3Uri("bucket-name", "exported/"), S3Uri("bucket-name", "names.txt"),
+                           S3Uri("bucket-name", "regions.bed"), S3Uri("bucket2-name"), num_jobs=2,
+                           output_format="v", scratch_path=str(tmp_path / "export"))  # fmt: skip
+    names = listed.split()
+    export_plan = plan_export(export, names, "export-arrays", run_prefix_for(export.metadata_s3, "export-arrays"))
+    export_jobs = ARRAYS.submissions(export_plan)
+    assert [(job.key, len(job.members)) for job in export_jobs] == [("export-array", 2)]
+    upload(s3, export_jobs)
+    run_like_batch(export_jobs)
+
+    out = tmp_path / "out"
+    out.mkdir()
+    for name in names:  # every child uploaded its own partition's files (the entrypoint's upload)
+        s3.download_file("bucket-name", f"exported/{name}.vcf", str(out / f"{name}.vcf"))
+    by_name = {path.name.removesuffix(".bcf"): path for path in inputs}
+    assert cohort.compare_exported(by_name, out, ".vcf") == []
+
+
+def test_an_array_command_outside_an_array_job_is_refused(tmp_path: Path):
+    opts = IngestOptions(str(tmp_path / "ds"), "samples.txt", S3Uri("bucket2-name"), num_jobs=2)
+    prefix = run_prefix_for(opts.metadata_s3, "ingest-x")
+    batches, _ = ingest_batches([Sample(f"/in/{i}.bcf") for i in range(4)], opts, prefix)
+    array = ARRAYS.submissions(plan_ingest(opts, batches, "ingest-x", prefix))[-1]
+    ran = entrypoint(array.args)
+    assert ran.returncode == 2
+    assert "AWS_BATCH_JOB_ARRAY_INDEX is '': an array job's command runs only as a child" in ran.stderr
