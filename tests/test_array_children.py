@@ -91,7 +91,7 @@ def test_array_children_ingest_and_export_through_the_entrypoint(tmp_path: Path,
         ["ingest-1-1", "ingest-1-2", "ingest-1-3"], SUCCEEDED
     )
 
-    s3.put_object(Bucket="bucket-name", Key="regions.bed", Body=b"chr1\t0\t2000000\nchr2\t0\t2000000\nchr3\t0\t2000000\n")
+    s3.put_object(Bucket="bucket-name", Key="regions.bed", Body=b"".join(b"chr%d\t0\t2000000\n" % c for c in (1, 2, 3)))
     (tmp_path / "export").mkdir()
     export = ExportOptions(DATASET, S3Uri("bucket-name", "exported/"), S3Uri("bucket-name", "names.txt"),
                            S3Uri("bucket-name", "regions.bed"), S3Uri("bucket2-name"), num_jobs=2,
