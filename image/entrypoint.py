@@ -178,7 +178,7 @@ def run_array_child(args: list[str], task_file: str, run: Callable[[list[str]], 
         code = run_job(with_value(args, OPTION_NAMES["samples_file"], str(samples_file)), run, s3)
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
-    if code != 0:
+    if code != 0 or "done" not in entry:  # only ingestion tasks record their success
         return code
     return write_done(entry["done"], entry["key"], s3)
 

@@ -109,7 +109,11 @@ def test_ingestion_submits_one_array_per_stage_and_one_task_file(aws, samples_fi
         "tasks-ingest-2.json",
     ]
     # Submission costs O(stages) calls, not O(jobs): 2 task files, the record twice, the index marker, 3 jobs.
-    puts = [call["Key"] for call in calls_of(aws, "PutObject") if call["Key"].startswith("tiledbvcf-batch/")]
+    puts = [
+        c["Key"]
+        for c in calls_of(aws, "PutObject")
+        if c["Key"].startswith(("tiledbvcf-batch/runs", "tiledbvcf-batch/da"))
+    ]
     assert [key.removeprefix(run) for key in puts if key.startswith(run)] == [
         "tasks-ingest-1.json",
         "tasks-ingest-2.json",
@@ -262,3 +266,29 @@ def test_polling_backs_off_unless_a_job_fails_or_a_stage_ends(clock):
     wait_for_jobs(executor, list("abcd"), sleep=clock.sleep, groups=[["a", "b"], ["c", "d"]])
     # A job that merely finished does not reset the interval; stage a+b ending does, c failing does.
     assert clock.slept == [10, 20, 10, 10, 20]
+
+
+def test_cancel_of_an_array_run_stops_each_array_once(aws, samples_file, run_ingest, entrypoint_definition):
+    from conftest import invoke, load_script
+
+    result = run_ingest(*base(samples_file(6)), "--num-jobs", "3")
+    record = record_of(aws, result.stderr)
+
+    def in_flight(parsed, **_):
+        for job in parsed.get("jobs", []):
+            if "statusSummary" in job.get("arrayProperties", {}):
+                job["arrayProperties"]["statusSummary"] = {"RUNNING": 1, "RUNNABLE": job["arrayProperties"]["size"] - 1}
+            job["status"] = "PENDING" if "arrayProperties" in job else "SUCCEEDED"
+
+    aws.on("after-call.batch.DescribeJobs", in_flight)
+    aws.calls.clear()
+    cancelled = invoke(load_script("batch-runs.py").main, ["cancel", record["record"]])
+    assert cancelled.exit_code == 0, cancelled.stderr
+    parent = result.lines[1].split()[-1]
+    assert [call["jobId"] for call in calls_of(aws, "TerminateJob")] == [parent]  # its children with it
+    assert calls_of(aws, "CancelJob") == []
+    assert cancelled.lines[0].startswith(f"2 job(s) cancelled (had not started): {parent}:1 ")
+    assert cancelled.lines[1].startswith(f"1 job(s) terminated (were running): {parent}:0 ")
+    assert cancelled.lines[2].startswith("1 job(s) had already finished: ")  # the creation job
+    # One DescribeJobs for the whole run: the creation job and the array's parent.
+    assert len(calls_of(aws, "DescribeJobs")) == 1

@@ -98,6 +98,8 @@ def test_stack_creates_what_the_scripts_need(aws, stack):
     template = yaml.load(TEMPLATE.read_text(), Loader=CfnLoader)
     assert template["Resources"]["JobDefinition"]["Properties"]["Timeout"] == {"AttemptDurationSeconds": 86400}
     assert container["jobRoleArn"] == stack["JobRoleArn"]
+    # It says its image runs this project's entrypoint: the scripts submit array jobs to it.
+    assert {"name": "TILEDBVCF_BATCH_ENTRYPOINT", "value": "1"} in container["environment"]
     (group,) = boto3.client("logs").describe_log_groups(logGroupNamePrefix="/aws/batch/stack-24h")["logGroups"]
     assert group["retentionInDays"] == 30
 
@@ -124,7 +126,8 @@ def test_both_scripts_run_against_the_stack(aws, stack, samples_file):
         ],
     )  # fmt: skip
     assert ingest.exit_code == 0, ingest.stderr
-    assert "- 3 / 3 jobs succeeded" in ingest.lines
+    assert "- 3 / 3 jobs succeeded" in ingest.lines  # the creation job and the array's two children
+    assert [job.get("arrayProperties") for job in aws.submitted] == [None, {"size": 2}]
     assert {job["jobQueue"] for job in aws.submitted} == {"stack-queue"}
     assert {job["jobDefinition"] for job in aws.submitted} == {"stack-24h"}
 
@@ -140,4 +143,5 @@ def test_both_scripts_run_against_the_stack(aws, stack, samples_file):
         ],
     )  # fmt: skip
     assert export.exit_code == 0, export.stderr
-    assert re.fullmatch(r"Submitted export job\(s\) \S+ \S+", export.lines[0])
+    assert re.fullmatch(r"Submitted export job\(s\) \S+", export.lines[0])  # one array job of two children
+    assert aws.submitted[-1]["arrayProperties"] == {"size": 2}

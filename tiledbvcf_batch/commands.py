@@ -199,7 +199,7 @@ def array_task_file(args: Sequence[str]) -> str | None:
 
 
 def task_file_body(entries: Sequence[dict[str, Any]]) -> str:
-    """The task file: for each child index, its task key, its samples file lines, its completion marker."""
+    """The task file: for each child index, its task key, its samples file lines, and (ingestion) its done marker."""
     return json.dumps({"version": 1, "tasks": list(entries)}, separators=(",", ":"))
 
 

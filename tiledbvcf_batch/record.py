@@ -81,7 +81,7 @@ class RecordedJob:
                 manifest=f"{task_file}#{index}",
                 array=job.key,
                 index=index,
-                done=str(done_marker(run_prefix, task.key)),
+                done=str(done_marker(run_prefix, task.key)) if task.stage.kind == "ingest" else None,
             )
             for index, task in enumerate(job.members)
         ]

@@ -148,11 +148,7 @@ def array_job(plan: Plan, part: list[Task], number: int, parts: int, after: tupl
     stage = part[0].stage
     suffix = f"-{number}" if parts > 1 else ""
     task_file = plan.run_prefix.child(f"tasks-{stage}{suffix}.json")
-    entries = [
-        {"key": task.key, "lines": list(task.manifest.lines), "done": str(done_marker(plan.run_prefix, task.key))}
-        for task in part
-        if task.manifest is not None
-    ]
+    entries = [array_entry(plan, task) for task in part]
     return Task(
         key=f"{stage}-array{suffix}",
         stage=stage,
@@ -165,6 +161,14 @@ def array_job(plan: Plan, part: list[Task], number: int, parts: int, after: tupl
         samples=tuple(sample for task in part for sample in task.samples),
         members=tuple(part),
     )
+
+
+def array_entry(plan: Plan, task: Task) -> dict[str, Any]:
+    """A child's entry in its task file. Only ingestion tasks get a done marker: the ledger's proof."""
+    entry: dict[str, Any] = {"key": task.key, "lines": list(task.manifest.lines if task.manifest else ())}
+    if task.stage.kind == "ingest":
+        entry["done"] = str(done_marker(plan.run_prefix, task.key))
+    return entry
 
 
 def job_problems(job: Task) -> list[str]:
