@@ -41,7 +41,7 @@ class Resources:
     memory: int  # MiB
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Sample:
     """One line of an ingestion samples file: a VCF/BCF URI and, optionally, its index."""
 
