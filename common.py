@@ -28,7 +28,7 @@ from tiledbvcf_batch.executors.base import Executor
 from tiledbvcf_batch.executors.batch import BatchExecutor
 from tiledbvcf_batch.executors.local import LocalExecutor, default_parallel, find_tiledbvcf, is_legacy
 from tiledbvcf_batch.inputs import DEFAULT_SCRATCH_PATH, ExportOptions, IngestOptions, InputError
-from tiledbvcf_batch.plan import BARRIER, Stage, Task, describe_plan, plan_document
+from tiledbvcf_batch.plan import BARRIER, CONSOLIDATE, Stage, Task, describe_plan, plan_document
 from tiledbvcf_batch.prepare import Prepared
 from tiledbvcf_batch.record import DamagedRecord, RunRecord
 from tiledbvcf_batch.storage import Storage, encryption_args
@@ -248,7 +248,13 @@ def submitted_line(stage: Stage, jobs: list[Task], ids: list[str]) -> str:
         return f"Submitted ingestion job(s) {' '.join(ids)}"
     if stage.kind == "export":
         return f"Submitted export job(s) {' '.join(ids)}"
+    if stage.kind == CONSOLIDATE:
+        return f"Submitted consolidation job(s) after ingestion batch {stage.batch}: {' '.join(ids)}"
     return f"Submitted {len(ids)} barrier job(s) after ingestion batch {stage.batch}"
+
+
+# Stages of ours, not of the documented system: their Submitted lines stay off stdout.
+UNDOCUMENTED_STAGES = (BARRIER, CONSOLIDATE)
 
 
 @dataclass
@@ -334,8 +340,7 @@ def execute(prepared: Prepared, session: Session, flags: Mapping[str, Any]) -> N
 
     def on_stage(stage: Stage, stage_jobs: list[Task], ids: list[str]) -> None:
         submitted[str(stage)] = ids
-        # Barrier jobs are ours, not the documented system's: keep them off stdout.
-        click.echo(submitted_line(stage, stage_jobs, ids), err=as_json or stage.kind == BARRIER)
+        click.echo(submitted_line(stage, stage_jobs, ids), err=as_json or stage.kind in UNDOCUMENTED_STAGES)
 
     record = submit.submit_plan(
         plan,
