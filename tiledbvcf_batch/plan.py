@@ -189,8 +189,8 @@ def imbalance(loads: Sequence[int]) -> float:
 def balance_summary(batches: Sequence[IngestBatch], balance: str) -> str | None:
     """The expected imbalance of the store jobs (the worst batch's), and what count-based splitting gives."""
     loads = [[share.bytes for share in batch.shares] for batch in batches if batch.shares]
-    if not loads or not any(map(sum, loads)):
-        return None  # sizes unknown
+    if all(len(jobs) < 2 for jobs in loads) or not any(map(sum, loads)):
+        return None  # one job per batch, or sizes unknown
     worst = f" (the worst of {len(loads)} batches)" if len(loads) > 1 else ""
     chosen = max(map(imbalance, loads))
     if balance != "bytes":
