@@ -340,7 +340,11 @@ def execute(prepared: Prepared, session: Session, flags: Mapping[str, Any]) -> N
 
     def on_stage(stage: Stage, stage_jobs: list[Task], ids: list[str]) -> None:
         submitted[str(stage)] = ids
-        click.echo(submitted_line(stage, stage_jobs, ids), err=as_json or stage.kind in UNDOCUMENTED_STAGES)
+        line = submitted_line(stage, stage_jobs, ids)
+        if stage.kind in UNDOCUMENTED_STAGES:
+            say(line)  # ours, not the documented system's: stderr, and nothing with --quiet
+        else:
+            click.echo(line, err=as_json)
 
     record = submit.submit_plan(
         plan,
