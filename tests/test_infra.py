@@ -124,7 +124,7 @@ def test_both_scripts_run_against_the_stack(aws, stack, samples_file):
         ],
     )  # fmt: skip
     assert ingest.exit_code == 0, ingest.stderr
-    assert "- 3 / 3 jobs succeeded" in ingest.lines
+    assert "- 7 / 7 jobs succeeded" in ingest.lines  # creation, 2 ingestion, 4 consolidation
     assert {job["jobQueue"] for job in aws.submitted} == {"stack-queue"}
     assert {job["jobDefinition"] for job in aws.submitted} == {"stack-24h"}
 
