@@ -257,6 +257,19 @@ def test_stage_names_round_trip_and_label():
         assert str(Stage.parse(text)) == text and Stage.parse(text).label == label
 
 
+def test_a_sample_larger_than_the_mean_job_is_named_as_the_bound():
+    cohort = samples(4)
+    sizes = {s.uri: 100 if s.uri.endswith("s2.bcf") else 1 for s in cohort}
+    batches, _ = ingest_batches(cohort, ingest_opts(num_jobs=2, balance="bytes"), RUN, sizes)
+    assert [share.manifest.sample_uris() for share in batches[0].shares] == [
+        ("s3://bkt/s2.bcf",), ("s3://bkt/s0.bcf", "s3://bkt/s1.bcf", "s3://bkt/s3.bcf")
+    ]  # fmt: skip
+    assert balance_summary(batches, "bytes") == (
+        "Balance by bytes: the largest ingestion job holds 1.94x the mean job's bytes, a single sample larger than "
+        "the mean job; count-based splitting would give 1.96x"
+    )
+
+
 def test_dry_run_text_and_document_show_the_expected_balance():
     cohort = samples(6)
     opts = ingest_opts(num_jobs=2, balance="bytes")

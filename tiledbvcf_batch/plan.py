@@ -199,9 +199,15 @@ def balance_summary(batches: Sequence[IngestBatch], balance: str) -> str | None:
             "--balance bytes shares out bytes instead"
         )
     count = max(imbalance(batch.count_based) for batch in batches if batch.count_based)
+    # A sample is never split: one larger than the mean job bounds the balance (fewer, larger jobs even it out).
+    alone = chosen > 1.05 and any(
+        imbalance(jobs) == chosen and len(batch.shares[jobs.index(max(jobs))].manifest.lines) == 1
+        for batch, jobs in zip([b for b in batches if b.shares], loads, strict=True)
+    )
     return (
-        f"Balance by bytes: the largest ingestion job holds {chosen:.2f}x the mean job's bytes{worst}; "
-        f"count-based splitting would give {count:.2f}x"
+        f"Balance by bytes: the largest ingestion job holds {chosen:.2f}x the mean job's bytes{worst}"
+        + (", a single sample larger than the mean job" if alone else "")
+        + f"; count-based splitting would give {count:.2f}x"
     )
 
 
