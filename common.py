@@ -337,15 +337,6 @@ def execute(prepared: Prepared, session: Session, flags: Mapping[str, Any]) -> N
         for line in describe_plan(plan, jobs, session.executor.where()):
             say(line)
     submitted: dict[str, list[str]] = {}
-
-    def on_stage(stage: Stage, stage_jobs: list[Task], ids: list[str]) -> None:
-        submitted[str(stage)] = ids
-        line = submitted_line(stage, stage_jobs, ids)
-        if stage.kind in UNDOCUMENTED_STAGES:
-            say(line)  # ours, not the documented system's: stderr, and nothing with --quiet
-        else:
-            click.echo(line, err=as_json)
-
     record = submit.submit_plan(
         plan,
         jobs,
@@ -354,7 +345,7 @@ def execute(prepared: Prepared, session: Session, flags: Mapping[str, Any]) -> N
         prepared.options,
         region=session.clients.region,
         keep_partial=flags["keep_partial"],
-        on_stage=on_stage,
+        on_stage=stage_printer(submitted, as_json, say),
         sample_names=prepared.sample_names,
         ticker=submit.Ticker(say),
     )
@@ -368,6 +359,20 @@ def execute(prepared: Prepared, session: Session, flags: Mapping[str, Any]) -> N
     if as_json:
         document = {"run_id": record.run_id, "kind": record.kind, "record": record.record, "submitted": submitted}
         click.echo(json.dumps(document, indent=1))
+
+
+def stage_printer(submitted: dict[str, list[str]], as_json: bool, say: Callable[[str], None]) -> submit.OnStage:
+    """What to do once a stage is submitted: keep its ids, and print its Submitted line."""
+
+    def on_stage(stage: Stage, stage_jobs: list[Task], ids: list[str]) -> None:
+        submitted[str(stage)] = ids
+        line = submitted_line(stage, stage_jobs, ids)
+        if stage.kind in UNDOCUMENTED_STAGES:
+            say(line)  # ours, not the documented system's: stderr, and nothing with --quiet
+        else:
+            click.echo(line, err=as_json)  # the documented lines: stdout, unless --json takes it
+
+    return on_stage
 
 
 def wait_and_report(
