@@ -141,12 +141,13 @@ def balance_by_bytes(sizes: Sequence[int], parts: int) -> list[list[int]]:
     return groups
 
 
-def share_out(part: Sequence[Sample], opts: IngestOptions, sizes: Mapping[str, int]) -> list[list[Sample]]:
-    """One batch's samples cut into --num-jobs shares: contiguous by count, or balanced by bytes."""
-    if opts.balance != "bytes":
-        return split_evenly(part, opts.num_jobs)
-    groups = balance_by_bytes([sizes.get(sample.uri, 0) for sample in part], opts.num_jobs)
-    return [[part[i] for i in group] for group in groups]
+def share_out(part: Sequence[Sample], weights: list[int], opts: IngestOptions) -> list[tuple[list[Sample], int]]:
+    """One batch cut into --num-jobs shares, each with its bytes: contiguous by count, or balanced by bytes."""
+    if opts.balance == "bytes":
+        groups = balance_by_bytes(weights, opts.num_jobs)
+        return [([part[i] for i in group], sum(map(weights.__getitem__, group))) for group in groups]
+    by_count = zip(split_evenly(part, opts.num_jobs), split_evenly(weights, opts.num_jobs), strict=True)
+    return [(chunk, sum(chunk_weights)) for chunk, chunk_weights in by_count]
 
 
 def ingest_batches(
@@ -157,27 +158,23 @@ def ingest_batches(
     ``sizes`` are the samples' bytes, by URI, as the preflight saw them: --balance bytes needs them.
     """
     batches, notes = [], []
-    sizes = sizes or {}
     parts = split_evenly(samples, opts.incremental)
     if samples and len(parts) < opts.incremental:
         notes.append(f"--incremental {opts.incremental} asks for more batches than samples: using {len(parts)}")
     for b, part in enumerate(parts, start=1):
+        weights = [sizes.get(sample.uri, 0) for sample in part] if sizes else [0] * len(part)
         shares = tuple(
-            StoreShare(j, manifest(run_prefix.child(f"ingest-b{b:03d}-j{j:04d}.txt"), chunk), bytes_of(chunk, sizes))
-            for j, chunk in enumerate(share_out(part, opts, sizes), start=1)
+            StoreShare(j, manifest(run_prefix.child(f"ingest-b{b:03d}-j{j:04d}.txt"), chunk), chunk_bytes)
+            for j, (chunk, chunk_bytes) in enumerate(share_out(part, weights, opts), start=1)
         )
         if len(shares) < opts.num_jobs:
             notes.append(f"batch {b} has {len(part)} samples: submitting {len(part)} jobs instead of {opts.num_jobs}")
         register = manifest(run_prefix.child(f"register-b{b:03d}.txt"), part) if opts.register else None
         count_based = ()
         if opts.balance == "bytes":
-            count_based = tuple(bytes_of(chunk, sizes) for chunk in split_evenly(part, opts.num_jobs))
+            count_based = tuple(sum(chunk) for chunk in split_evenly(weights, opts.num_jobs))
         batches.append(IngestBatch(b, shares, register, count_based))
     return batches, notes
-
-
-def bytes_of(samples: Sequence[Sample], sizes: Mapping[str, int]) -> int:
-    return sum(sizes.get(sample.uri, 0) for sample in samples)
 
 
 def imbalance(loads: Sequence[int]) -> float:
