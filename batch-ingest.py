@@ -67,6 +67,21 @@ from tiledbvcf_batch import inputs, prepare
     help="Legacy v2/v3 datasets (tiledbvcf <= 0.6): run a sample registration job before each "
     "batch's ingestion. v4 datasets need none.",
 )
+@click.option(
+    "--balance",
+    type=click.Choice(inputs.BALANCES),
+    default="count",
+    show_default=True,
+    help="How each batch's samples are shared out among its jobs: equal counts (contiguous, in file order), "
+    "or equal bytes (largest sample first, to the lightest job), so that no job draws all the big files.",
+)
+@click.option(
+    "--consolidate/--no-consolidate",
+    default=True,
+    show_default=True,
+    help="After each batch, consolidate and vacuum the dataset's fragment metadata and commits "
+    "(tiledbvcf utils; not with --register).",
+)
 @common.tiledb_config_option
 @common.resources_options("ingestion job", vcpus=16, memory=61440)
 @click.option("--threads", type=int, metavar="N", help="tiledbvcf store threads (default: --vcpus).")

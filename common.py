@@ -28,7 +28,7 @@ from tiledbvcf_batch.executors.base import Executor
 from tiledbvcf_batch.executors.batch import BatchExecutor
 from tiledbvcf_batch.executors.local import LocalExecutor, default_parallel, find_tiledbvcf, is_legacy
 from tiledbvcf_batch.inputs import DEFAULT_SCRATCH_PATH, ExportOptions, IngestOptions, InputError
-from tiledbvcf_batch.plan import BARRIER, Stage, Task, describe_plan, plan_document
+from tiledbvcf_batch.plan import BARRIER, CONSOLIDATE, Stage, Task, describe_plan, plan_document
 from tiledbvcf_batch.prepare import Prepared
 from tiledbvcf_batch.record import DamagedRecord, RunRecord
 from tiledbvcf_batch.storage import Storage, encryption_args
@@ -255,7 +255,13 @@ def submitted_line(stage: Stage, jobs: list[Task], ids: list[str]) -> str:
         return f"Submitted ingestion job(s) {' '.join(ids)}"
     if stage.kind == "export":
         return f"Submitted export job(s) {' '.join(ids)}"
+    if stage.kind == CONSOLIDATE:
+        return f"Submitted consolidation job(s) after ingestion batch {stage.batch}: {' '.join(ids)}"
     return f"Submitted {len(ids)} barrier job(s) after ingestion batch {stage.batch}"
+
+
+# Stages of ours, not of the documented system: their Submitted lines stay off stdout.
+UNDOCUMENTED_STAGES = (BARRIER, CONSOLIDATE)
 
 
 @dataclass
@@ -339,12 +345,6 @@ def execute(prepared: Prepared, session: Session, flags: Mapping[str, Any]) -> N
         for line in describe_plan(plan, jobs, session.executor.where()):
             say(line)
     submitted: dict[str, list[str]] = {}
-
-    def on_stage(stage: Stage, stage_jobs: list[Task], ids: list[str]) -> None:
-        submitted[str(stage)] = ids
-        # Barrier jobs are ours, not the documented system's: keep them off stdout.
-        click.echo(submitted_line(stage, stage_jobs, ids), err=as_json or stage.kind == BARRIER)
-
     record = submit.submit_plan(
         plan,
         jobs,
@@ -353,7 +353,7 @@ def execute(prepared: Prepared, session: Session, flags: Mapping[str, Any]) -> N
         prepared.options,
         region=session.clients.region,
         keep_partial=flags["keep_partial"],
-        on_stage=on_stage,
+        on_stage=stage_printer(submitted, as_json, say),
         sample_names=prepared.sample_names,
         ticker=submit.Ticker(say),
     )
@@ -367,6 +367,20 @@ def execute(prepared: Prepared, session: Session, flags: Mapping[str, Any]) -> N
     if as_json:
         document = {"run_id": record.run_id, "kind": record.kind, "record": record.record, "submitted": submitted}
         click.echo(json.dumps(document, indent=1))
+
+
+def stage_printer(submitted: dict[str, list[str]], as_json: bool, say: Callable[[str], None]) -> submit.OnStage:
+    """What to do once a stage is submitted: keep its ids, and print its Submitted line."""
+
+    def on_stage(stage: Stage, stage_jobs: list[Task], ids: list[str]) -> None:
+        submitted[str(stage)] = ids
+        line = submitted_line(stage, stage_jobs, ids)
+        if stage.kind in UNDOCUMENTED_STAGES:
+            say(line)  # ours, not the documented system's: stderr, and nothing with --quiet
+        else:
+            click.echo(line, err=as_json)  # the documented lines: stdout, unless --json takes it
+
+    return on_stage
 
 
 def wait_and_report(

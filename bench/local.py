@@ -44,12 +44,12 @@ def timed(command: list[str], **kwargs) -> float:
 
 
 def with_executor(work: Path, samples: Path, name: str, num_jobs: int, parallel: int) -> float:
-    """The whole script, as a user runs it."""
+    """The whole script, as a user runs it (without the consolidation jobs: by hand runs none either)."""
     env = {**os.environ, "TILEDBVCF_BATCH_STATE": str(work / "state")}
     return timed([sys.executable, str(ROOT / "batch-ingest.py"), "--executor", "local", "--dataset-uri",
                   str(work / name), "--samples", str(samples), "--metadata-s3", str(work / f"meta-{name}"),
                   "--num-jobs", str(num_jobs), "--vcpus", "1", "--max-parallel", str(parallel),
-                  "--scratch-path", str(work / "scratch")], env=env)  # fmt: skip
+                  "--scratch-path", str(work / "scratch"), "--no-consolidate"], env=env)  # fmt: skip
 
 
 def by_hand(tiledbvcf: str, work: Path, samples: Path, name: str, num_jobs: int) -> float:

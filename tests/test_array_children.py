@@ -77,7 +77,11 @@ def test_array_children_ingest_and_export_through_the_entrypoint(tmp_path: Path,
     batches, _ = ingest_batches([Sample(uri) for uri in uris], opts, prefix)
     plan = plan_ingest(opts, batches, "ingest-arrays", prefix)
     jobs = ARRAYS.submissions(plan)
-    assert [(job.key, len(job.members)) for job in jobs] == [("create", 0), ("ingest-1-array", 3)]
+    assert [(job.key, len(job.members)) for job in jobs][:3] == [
+        ("create", 0),
+        ("ingest-1-array", 3),
+        ("consolidate-1-1", 0),
+    ]
     upload(s3, jobs)
     run_like_batch(jobs)
 
@@ -87,7 +91,7 @@ def test_array_children_ingest_and_export_through_the_entrypoint(tmp_path: Path,
     record = RunRecord.new(plan, jobs, {}, ARRAYS.settings(), "us-east-1")
     record.set_job_ids({"create": "c", "ingest-1-array": "p"})
     states = job_states(record, Storage(s3), Forgotten())
-    assert {key: state for key, state in states.items() if key != "create"} == dict.fromkeys(
+    assert {key: state for key, state in states.items() if key.startswith("ingest")} == dict.fromkeys(
         ["ingest-1-1", "ingest-1-2", "ingest-1-3"], SUCCEEDED
     )
 
@@ -115,7 +119,7 @@ def test_an_array_command_outside_an_array_job_is_refused(tmp_path: Path):
     opts = IngestOptions(str(tmp_path / "ds"), "samples.txt", S3Uri("bucket2-name"), num_jobs=2)
     prefix = run_prefix_for(opts.metadata_s3, "ingest-x")
     batches, _ = ingest_batches([Sample(f"/in/{i}.bcf") for i in range(4)], opts, prefix)
-    array = ARRAYS.submissions(plan_ingest(opts, batches, "ingest-x", prefix))[-1]
+    (array,) = [job for job in ARRAYS.submissions(plan_ingest(opts, batches, "ingest-x", prefix)) if job.members]
     ran = entrypoint(array.args)
     assert ran.returncode == 2
     assert "AWS_BATCH_JOB_ARRAY_INDEX is '': an array job's command runs only as a child" in ran.stderr

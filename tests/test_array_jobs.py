@@ -19,10 +19,9 @@ from tiledbvcf_batch.watch import wait_for_jobs
 PREFIX = S3Uri("meta", "tiledbvcf-batch/runs/ingest-r1/")
 
 
-def ingest_plan(samples: int, num_jobs: int, incremental: int = 1, create: bool = True):
-    opts = IngestOptions(
-        "s3://b/ds", "samples.txt", S3Uri("meta"), num_jobs=num_jobs, incremental=incremental, create_dataset=create
-    )
+def ingest_plan(samples: int, num_jobs: int, incremental: int = 1, create: bool = True, consolidate: bool = False):
+    opts = IngestOptions("s3://b/ds", "samples.txt", S3Uri("meta"), num_jobs=num_jobs, incremental=incremental,
+                         create_dataset=create, consolidate=consolidate)  # fmt: skip
     uris = [Sample(f"s3://in/s{i:06d}.bcf") for i in range(samples)]
     batches, _ = ingest_batches(uris, opts, PREFIX)
     return plan_ingest(opts, batches, "ingest-r1", PREFIX)
@@ -51,6 +50,23 @@ def test_each_stage_is_one_array_after_the_previous_stage_no_barriers():
     assert request["arrayProperties"] == {"size": 50}
     assert request["dependsOn"] == [{"jobId": "c-1"}]
     assert request["jobName"] == "tiledbvcf-ingest-1"
+
+
+def test_consolidation_stays_four_chained_jobs_between_the_arrays():
+    jobs = as_arrays(ingest_plan(300, num_jobs=50, incremental=2, consolidate=True))
+    assert [(job.key, job.after) for job in jobs] == [
+        ("create", ()),
+        ("ingest-1-array", ("create",)),
+        ("consolidate-1-1", ("ingest-1-array",)),
+        ("consolidate-1-2", ("consolidate-1-1",)),
+        ("consolidate-1-3", ("consolidate-1-2",)),
+        ("consolidate-1-4", ("consolidate-1-3",)),
+        ("ingest-2-array", ("consolidate-1-4",)),
+        ("consolidate-2-1", ("ingest-2-array",)),
+        ("consolidate-2-2", ("consolidate-2-1",)),
+        ("consolidate-2-3", ("consolidate-2-2",)),
+        ("consolidate-2-4", ("consolidate-2-3",)),
+    ]
 
 
 def test_a_stage_past_10000_tasks_is_several_arrays_and_the_next_waits_for_all():
@@ -90,7 +106,7 @@ def entrypoint_definition(aws) -> None:
 
 def test_ingestion_submits_one_array_per_stage_and_one_task_file(aws, samples_file, run_ingest, entrypoint_definition):
     samples = samples_file(30)
-    result = run_ingest(*base(samples), "--num-jobs", "10", "--incremental", "2")
+    result = run_ingest(*base(samples), "--num-jobs", "10", "--incremental", "2", "--no-consolidate")
     assert result.exit_code == 0, result.stderr
     assert [job["jobName"] for job in aws.submitted] == ["tiledbvcf-create", "tiledbvcf-ingest-1", "tiledbvcf-ingest-2"]
     assert [job.get("arrayProperties") for job in aws.submitted] == [None, {"size": 10}, {"size": 10}]
@@ -125,7 +141,7 @@ def test_ingestion_submits_one_array_per_stage_and_one_task_file(aws, samples_fi
 
 
 def test_no_array_jobs_keeps_one_job_per_task(aws, samples_file, run_ingest, entrypoint_definition):
-    result = run_ingest(*base(samples_file(6)), "--num-jobs", "3", "--no-array-jobs")
+    result = run_ingest(*base(samples_file(6)), "--num-jobs", "3", "--no-array-jobs", "--no-consolidate")
     assert result.exit_code == 0, result.stderr
     assert [job.get("arrayProperties") for job in aws.submitted] == [None] * 4
 
@@ -141,7 +157,7 @@ def test_resume_of_an_array_run_resubmits_only_the_children_that_failed(
     aws, samples_file, run_ingest, entrypoint_definition, tmp_path
 ):
     samples = samples_file(8)
-    first = run_ingest(*base(samples), "--num-jobs", "4", "--sample-batch-size", "2")
+    first = run_ingest(*base(samples), "--num-jobs", "4", "--sample-batch-size", "2", "--no-consolidate")
     record = record_of(aws, first.stderr)
     make_dataset(aws)
     stores = [job for job in record["jobs"] if job["stage"] == "ingest-1"]
@@ -151,7 +167,7 @@ def test_resume_of_an_array_run_resubmits_only_the_children_that_failed(
     fail_children(aws)
     aws.submitted.clear()
 
-    result = run_ingest(*base(samples), "--num-jobs", "4", "--resume", record["run_id"])
+    result = run_ingest(*base(samples), "--num-jobs", "4", "--resume", record["run_id"], "--no-consolidate")
     assert result.exit_code == 0, result.stderr
     assert "resubmitting 1 jobs that did not succeed" in result.stderr
     (job,) = aws.submitted  # a single task: a plain job, with the child's very samples and batch size
@@ -271,7 +287,7 @@ def test_polling_backs_off_unless_a_job_fails_or_a_stage_ends(clock):
 def test_cancel_of_an_array_run_stops_each_array_once(aws, samples_file, run_ingest, entrypoint_definition):
     from conftest import invoke, load_script
 
-    result = run_ingest(*base(samples_file(6)), "--num-jobs", "3")
+    result = run_ingest(*base(samples_file(6)), "--num-jobs", "3", "--no-consolidate")
     record = record_of(aws, result.stderr)
 
     def in_flight(parsed, **_):

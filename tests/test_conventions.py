@@ -31,7 +31,7 @@ def test_option_defaults_from_the_environment(aws, samples_file, monkeypatch):
     args = base(samples_file(4))
     result = CliRunner().invoke(INGEST.main, args, auto_envvar_prefix="TILEDBVCF_BATCH")
     assert result.exit_code == 0, result.stderr
-    assert [job["jobQueue"] for job in aws.submitted] == [aws.job_queue] * 3  # create + 2 stores
+    assert [job["jobQueue"] for job in aws.submitted] == [aws.job_queue] * 7  # create, 2 stores, 4 consolidation
 
 
 def test_profile_is_honoured(aws, samples_file):
@@ -58,7 +58,7 @@ def test_quiet_keeps_stdout_and_errors_only_and_verbose_shows_each_job(aws, samp
     args = [*base(samples_file(2)), "--job-queue", aws.job_queue, "--job-definition", aws.job_definition]
     quiet = CliRunner().invoke(INGEST.main, [*args, "--quiet", "--wait"])
     assert quiet.exit_code == 0 and quiet.stderr == ""
-    assert quiet.stdout.startswith("Submitted array creation job ") and "- 2 / 2 jobs succeeded" in quiet.stdout
+    assert quiet.stdout.startswith("Submitted array creation job ") and "- 6 / 6 jobs succeeded" in quiet.stdout
     verbose = CliRunner().invoke(INGEST.main, [*args, "--verbose", "--force-reingest"])
     assert verbose.exit_code == 0 and "    tiledbvcf store -u " in verbose.stderr
     both = CliRunner().invoke(INGEST.main, [*args, "--quiet", "--verbose"])

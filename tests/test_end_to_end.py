@@ -53,6 +53,7 @@ def test_readme_examples_as_subprocesses(server, tmp_path):
     )
     assert ingest.returncode == 0, ingest.stderr
     lines = ingest.stdout.splitlines()
+    assert len(lines) == 2  # the documented lines; the consolidation's goes to stderr
     assert re.fullmatch(rf"Submitted array creation job {UUID}", lines[0])
     assert re.fullmatch(rf"Submitted ingestion job\(s\)( {UUID}){{10}}", lines[1])
     create_id = lines[0].split()[-1]
@@ -69,7 +70,10 @@ def test_readme_examples_as_subprocesses(server, tmp_path):
         k["Key"] for k in s3.list_objects_v2(Bucket="bucket2-name")["Contents"] if k["Key"].endswith("run.json")
     ]
     record = json.loads(s3.get_object(Bucket="bucket2-name", Key=record_key)["Body"].read())
-    assert [job["job_id"] for job in record["jobs"]] == [create_id, *ingest_ids]
+    consolidation = re.search(rf"Submitted consolidation job\(s\) after ingestion batch 1:((?: {UUID}){{4}})\n",
+                              ingest.stderr)  # fmt: skip
+    assert consolidation, ingest.stderr
+    assert [job["job_id"] for job in record["jobs"]] == [create_id, *ingest_ids, *consolidation.group(1).split()]
 
     # What the creation job would have left: moto's Batch runs no tiledbvcf.
     s3.put_object(Bucket="my-bucketname", Key="test-vcf-dataset/__tiledb_group.tdb", Body=b"")
@@ -136,6 +140,6 @@ def test_without_tiledbvcf_the_demo_says_how_to_get_one_and_shows_the_emulated_w
     assert list((tmp_path / "tmp").iterdir()) == []  # the walkthrough leaves no temporary folder behind
     assert "Submitted array creation job" in result.stdout
     assert "Submitted export job(s)" in result.stdout
-    assert "Finished waiting on 21 jobs:" in result.stdout
+    assert "Finished waiting on 29 jobs:" in result.stdout  # creation, 2 x (10 ingestion, 4 consolidation)
     assert "$ python batch-runs.py status s3://bucket2-name/tiledbvcf-batch/runs/ingest-" in result.stdout
-    assert "21/21 jobs finished" in result.stdout
+    assert "29/29 jobs finished" in result.stdout

@@ -90,7 +90,7 @@ def test_a_damaged_record_is_named_everywhere_and_blocks_no_new_ingestion(aws, s
     assert listed.exit_code == 0 and len(listed.stdout.splitlines()) == 2
     damaged, fine = sorted(listed.stdout.splitlines(), key=lambda line: "DAMAGED" not in line)
     assert "DAMAGED (JSONDecodeError" in damaged and damaged.endswith(record)
-    assert "  1 jobs  " in fine
+    assert "  5 jobs  " in fine  # 1 ingestion, 4 consolidation
     status = runner.invoke(RUNS.main, ["status", record])
     assert status.exit_code == 2 and f"run record {record} is damaged" in status.stderr
     assert "Traceback" not in status.stderr

@@ -126,8 +126,8 @@ def test_both_scripts_run_against_the_stack(aws, stack, samples_file):
         ],
     )  # fmt: skip
     assert ingest.exit_code == 0, ingest.stderr
-    assert "- 3 / 3 jobs succeeded" in ingest.lines  # the creation job and the array's two children
-    assert [job.get("arrayProperties") for job in aws.submitted] == [None, {"size": 2}]
+    assert "- 7 / 7 jobs succeeded" in ingest.lines  # creation, the array's 2 children, 4 consolidation
+    assert [job.get("arrayProperties") for job in aws.submitted] == [None, {"size": 2}, None, None, None, None]
     assert {job["jobQueue"] for job in aws.submitted} == {"stack-queue"}
     assert {job["jobDefinition"] for job in aws.submitted} == {"stack-24h"}
 

@@ -7,7 +7,7 @@ import re
 
 import pytest
 
-from conftest import DATASET, UUID
+from conftest import DATASET, UUID, base, record_of
 from tiledbvcf_batch.executors.batch import MAX_DEPENDS_ON
 from tiledbvcf_batch.record import RunRecord, dataset_index
 from tiledbvcf_batch.storage import S3Uri
@@ -20,6 +20,8 @@ RETRY_ONCE = {
     ],
 }
 INGEST_RESOURCES = [{"type": "VCPU", "value": "16"}, {"type": "MEMORY", "value": "61440"}]
+CONSOLIDATION = [("consolidate", "fragment_meta"), ("consolidate", "commits"), ("vacuum", "fragment_meta"),
+                 ("vacuum", "commits")]  # fmt: skip
 
 
 def ids_of(line: str, prefix: str) -> list[str]:
@@ -35,18 +37,26 @@ def manifest_key(command: list[str]) -> tuple[str, str]:
     return bucket, key
 
 
+def consolidation_ids(stderr: str, batch: int) -> list[str]:
+    """The ids of a batch's consolidation jobs, from their Submitted line: on stderr, not in the spec."""
+    (line,) = [line for line in stderr.splitlines() if line.startswith(f"Submitted consolidation job(s) after "
+                                                                       f"ingestion batch {batch}: ")]  # fmt: skip
+    return ids_of(line, line.split(": ")[0] + ": ")
+
+
 def test_spec_example_submits_creation_then_ingestion_jobs(aws, samples_file, run_ingest):
     samples = samples_file(25)
     result = run_ingest(
         "--dataset-uri", DATASET, "--samples", str(samples), "--metadata-s3", "bucket2-name", "--num-jobs", "10"
     )
     assert result.exit_code == 0, result.stderr
-    assert len(result.lines) == 2
+    assert len(result.lines) == 2  # the documented lines; consolidation is ours, its line goes to stderr
     (create_id,) = ids_of(result.lines[0], "Submitted array creation job ")
     ingest_ids = ids_of(result.lines[1], "Submitted ingestion job(s) ")
     assert len(ingest_ids) == 10
+    consolidate_ids = consolidation_ids(result.stderr, 1)
 
-    create, *stores = aws.submitted
+    create, *stores = aws.submitted[:11]
     assert create == {
         "jobName": "tiledbvcf-create",
         "jobQueue": "tiledbvcf-job-queue",
@@ -88,11 +98,33 @@ def test_spec_example_submits_creation_then_ingestion_jobs(aws, samples_file, ru
         assert described[job_id]["container"]["command"] == store["containerOverrides"]["command"]
         assert described[job_id]["jobQueue"].endswith(":job-queue/tiledbvcf-job-queue")
 
+    # Then the consolidation, one tiledbvcf utils call per job, in a row after every ingestion job.
+    consolidations = aws.submitted[11:]
+    after = [{"jobId": job_id} for job_id in ingest_ids]
+    for (action, what), job, job_id in zip(CONSOLIDATION, consolidations, consolidate_ids, strict=True):
+        assert job == {
+            "jobName": f"tiledbvcf-{action}-{what.replace('_', '-')}-b1",
+            "jobQueue": "tiledbvcf-job-queue",
+            "jobDefinition": "tiledbvcf-24h",
+            "containerOverrides": {
+                "command": ["utils", action, what, "-u", DATASET],
+                "resourceRequirements": INGEST_RESOURCES,
+            },
+            "retryStrategy": RETRY_ONCE,
+            "tags": {"tiledbvcf-batch-run": run_id, "tiledbvcf-batch-stage": "consolidate-1"},
+            "dependsOn": after,
+        }
+        after = [{"jobId": job_id}]
+
 
 def test_manifests_and_run_record_are_encrypted_and_complete(aws, samples_file, run_ingest):
     samples = samples_file(4)
-    result = run_ingest("--dataset-uri", DATASET, "--samples", str(samples), "--metadata-s3", "s3://bucket2-name/md/x")
+    result = run_ingest(
+        "--dataset-uri", DATASET, "--samples", str(samples), "--metadata-s3", "s3://bucket2-name/md/x",
+        "--no-consolidate",
+    )  # fmt: skip
     assert result.exit_code == 0, result.stderr
+    assert "consolidat" not in result.stderr
     keys = aws.keys("bucket2-name")
     run_id = aws.submitted[0]["tags"]["tiledbvcf-batch-run"]
     marker = f"{dataset_index(S3Uri('bucket2-name', 'md/x/'), DATASET).key}{run_id}.json"
@@ -126,8 +158,10 @@ def test_existing_dataset_gets_no_creation_job_and_attributes_are_ignored(aws, s
     assert len(result.lines) == 1
     ids_of(result.lines[0], "Submitted ingestion job(s) ")
     assert "--attributes is ignored" in result.stderr
-    assert all("dependsOn" not in job for job in aws.submitted)
-    assert [job["containerOverrides"]["command"][0] for job in aws.submitted] == ["store", "store"]
+    assert all("dependsOn" not in job for job in aws.submitted[:2])
+    assert [job["containerOverrides"]["command"][:2] for job in aws.submitted] == [
+        ["store", "-u"], ["store", "-u"], *[["utils", action] for action, _ in CONSOLIDATION],
+    ]  # fmt: skip
 
 
 def test_attributes_reach_the_creation_job(aws, samples_file, run_ingest):
@@ -163,6 +197,7 @@ def test_legacy_registration_job_runs_between_creation_and_ingestion(aws, sample
     ]  # fmt: skip
     assert register["dependsOn"] == [{"jobId": create_id}]
     assert aws.text(*manifest_key(register["containerOverrides"]["command"])) == samples.read_text()
+    assert len(aws.submitted) == 5  # no consolidation: the legacy CLI has no utils
     for store in aws.submitted[2:]:
         assert store["dependsOn"] == [{"jobId": register_id}]
         assert store["retryStrategy"] == {"attempts": 4}
@@ -181,9 +216,17 @@ def test_incremental_batches_chain_inside_batch_within_twenty_dependencies(aws, 
     second = ids_of(result.lines[2], "Submitted ingestion job(s) ")
     assert len(first) == len(second) == 45
     assert "Submitted 3 barrier job(s) after ingestion batch 1" in result.stderr
+    assert "Submitted 3 barrier job(s) after ingestion batch 2" in result.stderr
 
+    # Each batch: its 45 ingestion jobs, 3 barriers of 15 of them, then the consolidation after the barriers,
+    # and the next batch after the consolidation.
     assert all(len(job.get("dependsOn", [])) <= MAX_DEPENDS_ON for job in aws.submitted)
-    gates = [job for job in aws.submitted if job["jobName"].startswith("tiledbvcf-gate")]
+    names = [job["jobName"] for job in aws.submitted]
+    consolidation = [f"tiledbvcf-{a}-{w.replace('_', '-')}" for a, w in CONSOLIDATION]
+    for b in (1, 2):
+        expected = [f"tiledbvcf-gate-b{b}-l1-{i}" for i in (1, 2, 3)] + [f"{c}-b{b}" for c in consolidation]
+        assert names[names.index(f"tiledbvcf-ingest-b{b}-j45") + 1 :][:7] == expected
+    gates = [job for job in aws.submitted if job["jobName"].startswith("tiledbvcf-gate-b1")]
     assert [len(g["dependsOn"]) for g in gates] == [15, 15, 15]
     assert {d["jobId"] for g in gates for d in g["dependsOn"]} == set(first)
     for gate in gates:
@@ -191,9 +234,11 @@ def test_incremental_batches_chain_inside_batch_within_twenty_dependencies(aws, 
             "command": ["--version"],
             "resourceRequirements": [{"type": "VCPU", "value": "1"}, {"type": "MEMORY", "value": "1024"}],
         }
-    gate_ids = {d["jobId"] for d in aws.describe(second[:1])[0]["dependsOn"]}
+    consolidated = consolidation_ids(result.stderr, 1)
+    gate_ids = {d["jobId"] for d in aws.describe(consolidated[:1])[0]["dependsOn"]}
     assert len(gate_ids) == 3
     assert {job["jobId"] for job in aws.describe(list(gate_ids))} == gate_ids
+    assert aws.describe(second[:1])[0]["dependsOn"] == [{"jobId": consolidated[-1]}]
 
 
 def test_fewer_samples_than_jobs_never_submits_an_empty_job(aws, samples_file, run_ingest):
@@ -203,8 +248,45 @@ def test_fewer_samples_than_jobs_never_submits_an_empty_job(aws, samples_file, r
     assert result.exit_code == 0, result.stderr
     assert len(ids_of(result.lines[1], "Submitted ingestion job(s) ")) == 3
     assert "submitting 3 jobs instead of 10" in result.stderr
-    for store in aws.submitted[1:]:
+    for store in aws.submitted[1:4]:
         assert len(aws.text(*manifest_key(store["containerOverrides"]["command"])).splitlines()) == 1
+
+
+def test_balance_bytes_shares_out_the_sizes_the_preflight_listed(aws, tmp_path, run_ingest):
+    # Sizes in file order: two large files first, then small ones. By count, job 1 would get both large ones.
+    sizes = [900, 800, 100, 100, 100, 100, 100, 100]
+    uris = []
+    for i, size in enumerate(sizes):
+        aws.s3.put_object(Bucket="bucket-name", Key=f"sized/{i}.bcf", Body=b"x" * size)
+        aws.s3.put_object(Bucket="bucket-name", Key=f"sized/{i}.bcf.csi", Body=b"i")
+        uris.append(f"s3://bucket-name/sized/{i}.bcf")
+    samples = tmp_path / "sized.txt"
+    samples.write_text("".join(f"{uri}\n" for uri in uris))
+    args = [*base(samples), "--num-jobs", "2", "--balance", "bytes"]
+    aws.calls.clear()
+    dry = run_ingest(*args, "--dry-run")
+    assert dry.exit_code == 0, dry.stderr
+    summary = "Balance by bytes: the largest ingestion job holds 1.04x the mean job's bytes; " \
+              "count-based splitting would give 1.65x"  # fmt: skip
+    assert summary in dry.lines  # 1200 | 1100 against 1900 | 400 (mean 1150)
+    assert summary in dry.stderr.splitlines()
+    # The sizes come from the preflight's one listing of the samples' folder: no call per sample.
+    assert [(name, params) for name, params in aws.calls if params.get("Bucket") == "bucket-name"] == [
+        ("ListObjectsV2", {"Bucket": "bucket-name", "Prefix": "sized/"})
+    ]
+
+    result = run_ingest(*args)
+    assert result.exit_code == 0, result.stderr
+    assert summary in result.stderr.splitlines()
+    manifests = [aws.text(*manifest_key(job["containerOverrides"]["command"])).splitlines()
+                 for job in aws.submitted if job["containerOverrides"]["command"][0] == "store"]  # fmt: skip
+    # Largest first, to the lightest job (on a tie, the one with fewer samples); each in the file's order.
+    assert manifests == [[uris[0], uris[3], uris[5], uris[7]], [uris[1], uris[2], uris[4], uris[6]]]
+    assert record_of(aws, result.stderr)["options"]["balance"] == "bytes"
+
+    by_count = run_ingest(*base(samples), "--num-jobs", "2", "--dry-run", "--force-reingest")
+    assert "Balance by count: the largest ingestion job holds 1.65x the mean job's bytes; --balance bytes " \
+           "shares out bytes instead" in by_count.lines  # fmt: skip
 
 
 def test_options_shape_resources_and_scratch(aws, samples_file, run_ingest):
@@ -227,8 +309,8 @@ def test_wait_reports_success(aws, samples_file, run_ingest):
     assert result.exit_code == 0, result.stderr
     report = result.lines[2:]
     assert report[:4] == [
-        "Finished waiting on 3 jobs:",
-        "- 3 / 3 jobs succeeded",
+        "Finished waiting on 7 jobs:",
+        "- 7 / 7 jobs succeeded",
         "- 0 jobs had more than 1 attempt.",
         "- 1 instances used.",
     ]
@@ -237,7 +319,8 @@ def test_wait_reports_success(aws, samples_file, run_ingest):
     assert report[6] == "- 0 Spot interruptions (Host EC2 ...) survived or retried."
     assert re.fullmatch(r"- array creation: 1 / 1 jobs succeeded, took 0m0\ds", report[7])
     assert re.fullmatch(r"- ingestion 1: 2 / 2 jobs succeeded, took 0m0\ds", report[8])
-    assert report[9:] == ["- Samples: 4 in jobs that succeeded, 0 in jobs that did not."]
+    assert re.fullmatch(r"- consolidation 1: 4 / 4 jobs succeeded, took 0m0\ds", report[9])
+    assert report[10:] == ["- Samples: 4 in jobs that succeeded, 0 in jobs that did not."]
 
 
 def test_wait_names_failed_jobs_and_exits_1(aws, samples_file, run_ingest, monkeypatch):
@@ -247,9 +330,9 @@ def test_wait_names_failed_jobs_and_exits_1(aws, samples_file, run_ingest, monke
         "--num-jobs", "2", "--wait",
     )  # fmt: skip
     assert result.exit_code == 1
-    assert "- 0 / 3 jobs succeeded" in result.lines
+    assert "- 0 / 7 jobs succeeded" in result.lines
     failed = [line for line in result.lines if line.startswith("FAILED job ")]
-    assert len(failed) == 3
+    assert len(failed) == 7
     assert any("(tiledbvcf-ingest-b1-j2)" in line for line in failed)
 
 
@@ -344,7 +427,7 @@ def test_failure_mid_submission_terminates_submitted_jobs_and_removes_manifests(
         "--dataset-uri", DATASET, "--samples", str(samples_file(6)), "--metadata-s3", "bucket2-name", "--num-jobs", "6"
     )
     assert result.exit_code == 1
-    assert "failed after 3 of 7 jobs (ServerException: injected ServerException)" in result.stderr
+    assert "failed after 3 of 11 jobs (ServerException: injected ServerException)" in result.stderr
     assert "terminated the 3 job(s) already submitted and deleted 8 uploaded file(s); nothing is left" in result.stderr
     submitted_ids = [line.split()[-1] for line in result.lines[:1]]
     assert terminated[:1] == submitted_ids and len(terminated) == 3
@@ -393,15 +476,17 @@ def test_json_is_exactly_one_document_in_every_mode(aws, samples_file, run_inges
     samples = str(samples_file(4))
     args = ["--dataset-uri", DATASET, "--samples", samples, "--metadata-s3", "bucket2-name", "--num-jobs", "2"]
     plan = json.loads(run_ingest(*args, "--dry-run", "--json").stdout)
-    assert [job["key"] for job in plan["jobs"]] == ["create", "ingest-1-1", "ingest-1-2"]
+    consolidation = [f"consolidate-1-{i}" for i in range(1, 5)]
+    assert [job["key"] for job in plan["jobs"]] == ["create", "ingest-1-1", "ingest-1-2", *consolidation]
     assert plan["jobs"][1]["command"][0] == "store" and plan["jobs"][1]["after"] == ["create"]
     assert aws.submitted == []
 
     submitted = run_ingest(*args, "--json")
     assert submitted.exit_code == 0, submitted.stderr
     document = json.loads(submitted.stdout)
-    ids = [job["jobId"] for job in aws.describe(document["submitted"]["create"] + document["submitted"]["ingest-1"])]
-    assert len(ids) == 3 and document["record"].endswith(f"/{document['run_id']}/run.json")
+    assert list(document["submitted"]) == ["create", "ingest-1", "consolidate-1"]
+    ids = [job["jobId"] for job in aws.describe([i for stage in document["submitted"].values() for i in stage])]
+    assert len(ids) == 7 and document["record"].endswith(f"/{document['run_id']}/run.json")
     assert "Submitted ingestion job(s) " in submitted.stderr  # the documented lines, off stdout
     assert "What next:" in submitted.stderr and f"python batch-runs.py wait {document['record']}" in submitted.stderr
 

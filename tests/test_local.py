@@ -5,6 +5,7 @@ Run whenever TILEDBVCF names a tiledbvcf (``.ci/run`` unpacks ../shared/tools an
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import re
@@ -132,7 +133,7 @@ def test_ingest_12_samples_over_3_jobs_then_export_round_trip(place):
     result = ingest_at(place, samples_file(here / "samples.txt", place.put(inputs)), "--num-jobs", "3")
     assert result.returncode == 0, result.stderr
     assert len(result.stdout.splitlines()[1].split()) == 3 + 3  # "Submitted ingestion job(s)" and 3 ids
-    assert "- 4 / 4 jobs succeeded" in result.stdout
+    assert "- 8 / 8 jobs succeeded" in result.stdout  # creation, 3 ingestion, 4 consolidation
     assert sorted(listed(place.dataset)) == sorted(p.name.removesuffix(".bcf") for p in inputs)
     # The manifests were consumed by store --remove-sample-file: the ledger's proof of success.
     assert place.manifests_left() == []
@@ -148,23 +149,37 @@ def test_ingest_12_samples_over_3_jobs_then_export_round_trip(place):
     assert len(listed(place.dataset)) == 12
 
 
-def test_incremental_batches_run_one_after_another(place):
+def test_incremental_batches_run_one_after_another_each_consolidated(place):
     here = place.root
     inputs = cohort.make_cohort(here / "in", 6, records=100)
     samples = samples_file(here / "samples.txt", place.put(inputs))
-    result = ingest_at(place, samples, "--num-jobs", "2", "--incremental", "3")
+    result = ingest_at(place, samples, "--num-jobs", "2", "--incremental", "3", "--balance", "bytes")
     assert result.returncode == 0, result.stderr
     assert [line.split()[1] for line in result.stdout.splitlines()[:4]] == ["array", "ingestion", "ingestion",
                                                                            "ingestion"]  # fmt: skip
+    assert re.search(r"^Balance by bytes: the largest ingestion job holds \d\.\d\dx", result.stderr, re.MULTILINE)
     stages = re.findall(r"- ingestion (\d): 2 / 2 jobs succeeded", result.stdout)
     assert stages == ["1", "2", "3"]
+    # After each batch, consolidation: utils consolidate then vacuum of fragment_meta and commits, one job each.
+    assert re.findall(r"- consolidation (\d): 4 / 4 jobs succeeded", result.stdout) == ["1", "2", "3"]
+    assert len(re.findall(r"^Submitted consolidation job\(s\) after ingestion batch \d: ", result.stderr,
+                          re.MULTILINE)) == 3  # fmt: skip
+    record = place.record()
+    assert record["options"]["balance"] == "bytes" and record["options"]["consolidate"] is True
     started = {}
-    for job in place.record()["jobs"]:
+    for job in record["jobs"]:
         state = json.loads((here / "state" / f"{job['job_id']}.json").read_text())
+        assert state["status"] == "SUCCEEDED", job["key"]
         started[job["key"]] = (state["attempts"][0]["startedAt"], state["attempts"][0]["stoppedAt"])
-    assert max(started["ingest-1-1"][1], started["ingest-1-2"][1]) <= min(started["ingest-2-1"][0],
-                                                                          started["ingest-2-2"][0])  # fmt: skip
+    order = ["ingest-1-*", *[f"consolidate-1-{i}" for i in range(1, 5)], "ingest-2-*", "consolidate-2-1"]
+    spans = [[span for key, span in started.items() if re.fullmatch(step.replace("*", r"\d"), key)] for step in order]
+    for before, after in itertools.pairwise(spans):
+        assert max(stop for _, stop in before) <= min(start for start, _ in after)
+    assert len(record["jobs"]) == 1 + 3 * (2 + 4)
     assert sorted(listed(place.dataset)) == sorted(p.name.removesuffix(".bcf") for p in inputs)
+    if place.kind == "local":  # vacuumed: one consolidated commits file and one fragment metadata file remain
+        assert [p.suffix for p in (here / "ds" / "data" / "__commits").iterdir()] == [".con"]
+        assert [p.suffix for p in (here / "ds" / "data" / "__fragment_meta").iterdir()] == [".meta"]
 
 
 def test_a_corrupt_sample_fails_its_job_and_resume_finishes_the_run(place):
@@ -175,7 +190,8 @@ def test_a_corrupt_sample_fails_its_job_and_resume_finishes_the_run(place):
     samples = samples_file(here / "samples.txt", place.put(inputs))
     failed = ingest_at(place, samples, "--num-jobs", "3", "--log-lines", "5")
     assert failed.returncode == 1
-    assert "- 3 / 4 jobs succeeded" in failed.stdout
+    assert "- 3 / 8 jobs succeeded" in failed.stdout  # the consolidation did not run after a failed batch
+    assert "- consolidation 1: 0 / 4 jobs succeeded, did not run" in failed.stdout
     assert "- Total cost estimate $0.00 (0.00 hours @ $0.0000 / hr)" in failed.stdout  # this machine is not billed
     assert "1 job failed: tiledbvcf-ingest-b1-j3" in failed.stdout
     assert re.search(r"    log: \S+ ingest-1-3\.log\n", failed.stdout)
@@ -184,11 +200,11 @@ def test_a_corrupt_sample_fails_its_job_and_resume_finishes_the_run(place):
     record = re.search(r"recorded at (\S+)", failed.stderr).group(1)
     runs = [sys.executable, str(ROOT / "batch-runs.py")]
     status = subprocess.run([*runs, "status", record], capture_output=True, text=True, env=dict(os.environ))
-    assert status.returncode == 1 and "- 3 / 4 jobs succeeded" in status.stdout, status.stderr
+    assert status.returncode == 1 and "- 3 / 8 jobs succeeded" in status.stdout, status.stderr
     logs = subprocess.run([*runs, "logs", run_id, "--metadata-s3", place.metadata], capture_output=True, text=True)
     assert "1 job failed: tiledbvcf-ingest-b1-j3" in logs.stdout and "[critical]" in logs.stdout, logs.stderr
     listed_runs = subprocess.run([*runs, "list", "--metadata-s3", place.metadata], capture_output=True, text=True)
-    assert listed_runs.stdout.startswith(f"{run_id}  failed  4 jobs  "), listed_runs.stderr
+    assert listed_runs.stdout.startswith(f"{run_id}  failed  8 jobs  "), listed_runs.stderr
     assert listed_runs.stdout.rstrip().endswith(f"  {place.dataset}  {record}")
 
     inputs[4].write_bytes(good)  # the corrected file, same path
@@ -196,6 +212,7 @@ def test_a_corrupt_sample_fails_its_job_and_resume_finishes_the_run(place):
     resumed = ingest_at(place, samples, "--num-jobs", "3", "--resume", run_id)
     assert resumed.returncode == 0, resumed.stdout + resumed.stderr
     assert f"resuming run {run_id}: resubmitting 1 jobs that did not succeed" in resumed.stderr
+    assert "- consolidation 1: 4 / 4 jobs succeeded" in resumed.stdout  # the resumed batch is consolidated again
     by_name = {p.name.removesuffix(".bcf"): p for p in inputs}
     assert sorted(listed(place.dataset)) == sorted(by_name)
     exported = export_all(here, place.dataset, str(here / "out"), "v")

@@ -107,7 +107,9 @@ def test_a_failed_job_fails_its_dependents_without_running_them(tmp_path, standi
     assert "- ingestion 1: 0 / 1 jobs succeeded" in result.stdout
     assert "- ingestion 2: 0 / 1 jobs succeeded, did not run" in result.stdout
     # The root cause is diagnosed; the job that only failed because of it is named apart, after it.
-    assert "FAILED: 1 jobs did not run because a job they depend on failed: tiledbvcf-ingest-b2-j1" in result.stdout
+    assert "- consolidation 1: 0 / 4 jobs succeeded, did not run" in result.stdout
+    assert "FAILED: 9 jobs did not run because a job they depend on failed: tiledbvcf-consolidate-fragment-meta-b1, " \
+           "tiledbvcf-consolidate-commits-b1, " in result.stdout  # fmt: skip
     assert (
         "1 job failed: tiledbvcf-ingest-b1-j1" in result.stdout
         and "tiledbvcf-ingest-b2-j1\n  status" not in result.stdout

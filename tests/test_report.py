@@ -111,8 +111,8 @@ def test_failed_jobs_are_grouped_with_reason_exit_code_and_log_tail(aws, samples
     result = run_failing(aws, samples_file, run_ingest, monkeypatch, "--log-lines", "3")
     assert result.exit_code == 1
     out = result.stdout
-    assert "- 0 / 4 jobs succeeded" in out
-    assert "4 jobs failed with the same error: tiledbvcf-create, tiledbvcf-ingest-b1-j1" in out
+    assert "- 0 / 8 jobs succeeded" in out  # creation, 3 ingestion, 4 consolidation
+    assert "8 jobs failed with the same error: tiledbvcf-create, tiledbvcf-ingest-b1-j1" in out
     assert "  status reason: Essential container in task exited" in out
     assert "  attempt 1 of tiledbvcf-create: exit code 1, Essential container in task exited" in out
     assert re.search(r"    log: /aws/batch/job tiledbvcf-24h/default/[0-9a-f-]{36}\n", out)
@@ -158,20 +158,20 @@ def test_custom_log_group_of_the_job_definition(aws, samples_file, run_ingest, m
 def test_json_report_document(aws, samples_file, run_ingest, monkeypatch):
     fail_with(aws, "Essential container in task exited", 1, None)
     result = run_failing(aws, samples_file, run_ingest, monkeypatch, "--json")
-    assert result.exit_code == 1
+    assert result.exit_code == 1  # a failed consolidation job fails no sample: samples_failed counts ingestion
     document = json.loads(result.stdout)  # exactly one document: the Submitted lines went to stderr
     assert document["ok"] is False and document["kind"] == "ingest" and document["target"] == DATASET
     assert (document["total"], document["succeeded"], document["samples_succeeded"], document["samples_failed"]) == (
-        4, 0, 0, 3,
+        8, 0, 0, 3,
     )  # fmt: skip
-    assert set(document["stages"]) == {"create", "ingest-1"}
-    assert document["stages"]["ingest-1"]["jobs"] == 3
+    assert set(document["stages"]) == {"create", "ingest-1", "consolidate-1"}
+    assert document["stages"]["ingest-1"]["jobs"] == 3 and document["stages"]["consolidate-1"]["jobs"] == 4
     assert document["failures"][0]["status_reason"] == "Essential container in task exited"
-    assert len(document["failures"][0]["jobs"]) == 4
+    assert len(document["failures"][0]["jobs"]) == 8
     for key in ("retried", "instances", "longest_seconds", "instance_hours", "instance_price", "cost",
                 "spot_interruptions", "record", "run_id", "missing_exports"):  # fmt: skip
         assert key in document
-    assert "Finished waiting on 4 jobs:" in result.stderr  # the human report moved to stderr
+    assert "Finished waiting on 8 jobs:" in result.stderr  # the human report moved to stderr
     assert "Submitted ingestion job(s) " in result.stderr
     assert len(document["submitted"]["ingest-1"]) == 3 and document["submitted"]["create"][0] in result.stderr
 

@@ -34,9 +34,11 @@ def script(name: str, *args: str, cwd, **kwargs) -> subprocess.CompletedProcess:
 
 
 def submit(tmp_path) -> tuple[str, list[str]]:
+    # Without consolidation: the jobs these tests steer are those of the documented Submitted lines.
     result = script(
         "batch-ingest.py", "--dataset-uri", DATASET, "--samples", "samples.txt", "--metadata-s3", "bucket2-name",
-        "--job-queue", "tiledbvcf-job-queue", "--job-definition", "tiledbvcf-24h", "--num-jobs", "2", cwd=tmp_path,
+        "--job-queue", "tiledbvcf-job-queue", "--job-definition", "tiledbvcf-24h", "--num-jobs", "2",
+        "--no-consolidate", cwd=tmp_path,
     )  # fmt: skip
     assert result.returncode == 0, result.stderr
     uri = re.search(r"recorded at (s3://\S+)", result.stderr).group(1)

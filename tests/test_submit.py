@@ -87,13 +87,13 @@ def test_submissions_are_paced_under_the_account_limit(aws):
     said = []
     ticker = Ticker(said.append, clock=clock.now)
     record = submit_plan(plan, jobs, executor, Storage(clients.s3), {}, region="us-east-1", ticker=ticker)
-    assert len(record.job_ids()) == len(aws.submitted) == 31
+    assert len(record.job_ids()) == len(aws.submitted) == 37  # creation, 30 ingestion, 2 barriers, 4 consolidation
     # No silent phase: each is announced, and a long one reports its count every 10 s (the fake clock's).
     assert said[0] == "Uploading 30 manifests and the run record to s3://bucket2-name/tiledbvcf-batch/runs/ingest-r1/"
-    assert said[1] == "Submitting 31 jobs on queue tiledbvcf-job-queue, job definition tiledbvcf-24h"
-    assert said[2:] == []  # 0.75 s in all: nothing more to say
+    assert said[1] == "Submitting 37 jobs on queue tiledbvcf-job-queue, job definition tiledbvcf-24h"
+    assert said[2:] == []  # 0.9 s in all: nothing more to say
     assert SUBMITS_PER_SECOND < 50
-    assert clock.time == pytest.approx(30 / SUBMITS_PER_SECOND)  # 31 submits, the first one at once
+    assert clock.time == pytest.approx(36 / SUBMITS_PER_SECOND)  # 37 submits, the first one at once
 
 
 def test_keep_partial_keeps_the_jobs_and_says_what_is_left(aws, samples_file, run_ingest):
@@ -106,7 +106,7 @@ def test_keep_partial_keeps_the_jobs_and_says_what_is_left(aws, samples_file, ru
     assert f"the same command plus --resume {run_id}" in error
     assert "python batch-runs.py cancel s3://bucket2-name/tiledbvcf-batch/runs/" in error
     record = json.loads(aws.text("bucket2-name", f"tiledbvcf-batch/runs/{run_id}/run.json"))
-    assert [job["job_id"] is not None for job in record["jobs"]] == [True, True, False, False, False]
+    assert [job["job_id"] is not None for job in record["jobs"]] == [True, True] + [False] * (3 + 4)
 
 
 def test_a_rollback_that_cannot_finish_never_leaves_a_record_without_its_manifests(aws, samples_file, run_ingest):
@@ -134,7 +134,7 @@ def test_an_unexpected_error_mid_submission_is_rolled_back_too(aws, samples_file
     aws.on("before-parameter-build.batch.SubmitJob", fail)
     result = run_ingest(*base(samples_file(2)), "--num-jobs", "2")
     assert result.exit_code == 1
-    assert "failed after 1 of 3 jobs (something unexpected); terminated the 1 job(s)" in result.stderr
+    assert "failed after 1 of 7 jobs (something unexpected); terminated the 1 job(s)" in result.stderr
     assert aws.keys("bucket2-name") == []
 
 
@@ -152,7 +152,7 @@ def test_ctrl_c_while_submitting_removes_what_was_submitted(aws, samples_file, r
     aws.on("before-parameter-build.batch.TerminateJob", lambda params, **_: terminated.append(params["jobId"]))
     result = run_ingest(*base(samples), "--num-jobs", "3")
     assert result.exit_code == 1
-    assert "failed after 2 of 4 jobs (interrupted); terminated the 2 job(s) already submitted" in result.stderr
+    assert "failed after 2 of 8 jobs (interrupted); terminated the 2 job(s) already submitted" in result.stderr
     assert len(terminated) == 2
     assert aws.keys("bucket2-name") == []
 

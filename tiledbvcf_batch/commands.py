@@ -84,6 +84,24 @@ def store_command(opts: IngestOptions, manifest: str) -> list[str]:
     return command + config_args(opts.tiledb_config)
 
 
+# What follows an ingestion batch, in this order: TileDB-VCF's advice after adding many samples.
+# One ``utils`` call does one of them (0.40.3 refuses a second subcommand), so each is a job of its own.
+CONSOLIDATION_STEPS = (
+    ("consolidate", "fragment_meta"),
+    ("consolidate", "commits"),
+    ("vacuum", "fragment_meta"),
+    ("vacuum", "commits"),
+)
+
+
+def consolidation_commands(opts: IngestOptions) -> list[list[str]]:
+    """``utils consolidate`` then ``utils vacuum`` of fragment metadata and commits (not in the legacy CLI)."""
+    return [
+        ["utils", action, what, "-u", opts.dataset_uri, *config_args(opts.tiledb_config)]
+        for action, what in CONSOLIDATION_STEPS
+    ]
+
+
 def export_command(opts: ExportOptions, names: str) -> list[str]:
     """One partition's export: ``names`` is a file of that partition's sample names only.
 

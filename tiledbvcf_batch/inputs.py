@@ -18,6 +18,7 @@ DEFAULT_SCRATCH_PATH = "/data"
 DEFAULT_SCRATCH_SIZE = 1000 * 1024  # MB: the 1 TB scratch volume of the documented set-up
 MAX_RETRIES = 10  # --retries is a number of attempts, and Batch allows 1 to 10
 EXPORT_FORMATS = ("b", "u", "z", "v")
+BALANCES = ("count", "bytes")  # --balance: equal sample counts per job, or equal bytes
 _ATTRIBUTE_RE = re.compile(r"^(fmt|info)_[A-Za-z0-9_.]+$")
 _REGION_RE = re.compile(r"^[a-z]{2}(-[a-z]+)+-\d{1,2}$")
 # S3 keys are at most 1,024 bytes; TileDB's fragment paths under a dataset take up to about 200.
@@ -71,6 +72,8 @@ class IngestOptions:
     sample_batch_size: int | None = None
     check_headers: bool = False
     force_reingest: bool = False
+    balance: str = "count"  # how samples are shared out among a batch's jobs: "count" or "bytes"
+    consolidate: bool = True  # consolidate and vacuum fragment metadata and commits after each batch
     create_dataset: bool = True  # not a flag: decided by looking at the dataset
 
     @property

@@ -2,16 +2,26 @@
 
 A task is one ``tiledbvcf`` invocation with its resources, its retry policy (a number, as
 ``--retries`` gives it) and the tasks it must wait for. Dependencies are logical: the jobs of
-incremental batch k+1 wait for every job of batch k, however many. How an executor honours
-that (AWS Batch allows 20 dependencies per job) is the executor's business.
+incremental batch k+1 wait for every job of batch k (or for the consolidation after it), however
+many. How an executor honours that (AWS Batch allows 20 dependencies per job) is the executor's
+business.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import heapq
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
-from .commands import create_command, export_command, redact_command, register_command, split_evenly, store_command
+from .commands import (
+    consolidation_commands,
+    create_command,
+    export_command,
+    redact_command,
+    register_command,
+    split_evenly,
+    store_command,
+)
 from .inputs import ExportOptions, IngestOptions, Resources, Sample
 from .storage import Location
 
@@ -19,10 +29,12 @@ CREATE_RESOURCES = Resources(vcpus=2, memory=4096)
 # An executor may add stages of its own: AWS Batch's barrier jobs (executors/batch.py), whose stage
 # records have spelled "gate" since the first release. Named here so that every record reads.
 BARRIER = "gate"
+CONSOLIDATE = "consolidate"  # utils consolidate/vacuum after a batch: not in the documented system
 STAGE_LABELS = {
     "create": "array creation",
     "register": "sample registration",
     "ingest": "ingestion",
+    CONSOLIDATE: "consolidation",
     BARRIER: "batch barrier",
     "export": "export",
 }
@@ -30,7 +42,7 @@ STAGE_LABELS = {
 
 @dataclass(frozen=True, order=True)
 class Stage:
-    """A step of a run: ``create``, ``register-<b>``, ``ingest-<b>``, ``gate-<b>`` or ``export``."""
+    """A step of a run: ``create``, ``register-<b>``, ``ingest-<b>``, ``consolidate-<b>``, ``gate-<b>``, ``export``."""
 
     kind: str
     batch: int | None = None
@@ -88,6 +100,7 @@ class Plan:
     target: str  # the dataset (ingest) or the destination prefix (export)
     index_marker: Location | None = None  # lists this run among the dataset's runs (ingest)
     notes: tuple[str, ...] = ()
+    summary: tuple[str, ...] = ()  # lines the plan's text shows under its header (the expected balance)
 
     def manifests(self) -> list[Manifest]:
         """The manifests this run uploads."""
@@ -101,10 +114,11 @@ def done_marker(run_prefix: Location, key: str) -> Location:
 
 @dataclass(frozen=True)
 class StoreShare:
-    """One store task's samples: its number in the batch, and its manifest."""
+    """One store task's samples: its number in the batch, its manifest, and its samples' bytes (when known)."""
 
     index: int
     manifest: Manifest
+    bytes: int = 0
 
 
 @dataclass(frozen=True)
@@ -112,26 +126,93 @@ class IngestBatch:
     number: int
     shares: tuple[StoreShare, ...]
     register: Manifest | None = None  # legacy: the batch's registration manifest, when it must run
+    count_based: tuple[int, ...] = ()  # with --balance bytes: the jobs' bytes had they been cut by count
+
+
+def balance_by_bytes(sizes: Sequence[int], parts: int) -> list[list[int]]:
+    """Longest processing time first: the indexes of ``sizes`` in ``parts`` groups of nearly equal sums.
+
+    Largest first, each item goes to the group with the fewest bytes (on a tie the fewest items,
+    then the first), so no group is empty while there are enough items, and the largest group
+    is at most 4/3 of the best possible (Graham, 1969). Each group lists its indexes in order.
+    """
+    parts = min(parts, len(sizes))
+    groups: list[list[int]] = [[] for _ in range(parts)]
+    heap = [(0, 0, j) for j in range(parts)]  # (bytes, items, group): sorted, so already a heap
+    for i in sorted(range(len(sizes)), key=sizes.__getitem__, reverse=True):  # stable: equal sizes in order
+        load, items, j = heap[0]
+        groups[j].append(i)
+        heapq.heapreplace(heap, (load + sizes[i], items + 1, j))
+    for group in groups:
+        group.sort()
+    return groups
+
+
+def share_out(part: Sequence[Sample], weights: list[int], opts: IngestOptions) -> list[tuple[list[Sample], int]]:
+    """One batch cut into --num-jobs shares, each with its bytes: contiguous by count, or balanced by bytes."""
+    if opts.balance == "bytes":
+        groups = balance_by_bytes(weights, opts.num_jobs)
+        return [([part[i] for i in group], sum(map(weights.__getitem__, group))) for group in groups]
+    by_count = zip(split_evenly(part, opts.num_jobs), split_evenly(weights, opts.num_jobs), strict=True)
+    return [(chunk, sum(chunk_weights)) for chunk, chunk_weights in by_count]
 
 
 def ingest_batches(
-    samples: Sequence[Sample], opts: IngestOptions, run_prefix: Location
+    samples: Sequence[Sample], opts: IngestOptions, run_prefix: Location, sizes: Mapping[str, int] | None = None
 ) -> tuple[list[IngestBatch], list[str]]:
-    """Cut the samples into --incremental batches of --num-jobs shares, in file order."""
+    """Cut the samples into --incremental batches (in file order) of --num-jobs shares (see ``share_out``).
+
+    ``sizes`` are the samples' bytes, by URI, as the preflight saw them: --balance bytes needs them.
+    """
     batches, notes = [], []
     parts = split_evenly(samples, opts.incremental)
     if samples and len(parts) < opts.incremental:
         notes.append(f"--incremental {opts.incremental} asks for more batches than samples: using {len(parts)}")
     for b, part in enumerate(parts, start=1):
+        weights = [sizes.get(sample.uri, 0) for sample in part] if sizes else [0] * len(part)
         shares = tuple(
-            StoreShare(j, manifest(run_prefix.child(f"ingest-b{b:03d}-j{j:04d}.txt"), chunk))
-            for j, chunk in enumerate(split_evenly(part, opts.num_jobs), start=1)
+            StoreShare(j, manifest(run_prefix.child(f"ingest-b{b:03d}-j{j:04d}.txt"), chunk), chunk_bytes)
+            for j, (chunk, chunk_bytes) in enumerate(share_out(part, weights, opts), start=1)
         )
         if len(shares) < opts.num_jobs:
             notes.append(f"batch {b} has {len(part)} samples: submitting {len(part)} jobs instead of {opts.num_jobs}")
         register = manifest(run_prefix.child(f"register-b{b:03d}.txt"), part) if opts.register else None
-        batches.append(IngestBatch(b, shares, register))
+        count_based = ()
+        if opts.balance == "bytes":
+            count_based = tuple(sum(chunk) for chunk in split_evenly(weights, opts.num_jobs))
+        batches.append(IngestBatch(b, shares, register, count_based))
     return batches, notes
+
+
+def imbalance(loads: Sequence[int]) -> float:
+    """The largest job's bytes over the mean job's bytes: 1.0 is a perfect balance."""
+    total = sum(loads)
+    return max(loads) * len(loads) / total if total else 1.0
+
+
+def balance_summary(batches: Sequence[IngestBatch], balance: str) -> str | None:
+    """The expected imbalance of the store jobs (the worst batch's), and what count-based splitting gives."""
+    loads = [[share.bytes for share in batch.shares] for batch in batches if batch.shares]
+    if all(len(jobs) < 2 for jobs in loads) or not any(map(sum, loads)):
+        return None  # one job per batch, or sizes unknown
+    worst = f" (the worst of {len(loads)} batches)" if len(loads) > 1 else ""
+    chosen = max(map(imbalance, loads))
+    if balance != "bytes":
+        return (
+            f"Balance by count: the largest ingestion job holds {chosen:.2f}x the mean job's bytes{worst}; "
+            "--balance bytes shares out bytes instead"
+        )
+    count = max(imbalance(batch.count_based) for batch in batches if batch.count_based)
+    # A sample is never split: one larger than the mean job bounds the balance (fewer, larger jobs even it out).
+    alone = chosen > 1.05 and any(
+        imbalance(jobs) == chosen and len(batch.shares[jobs.index(max(jobs))].manifest.lines) == 1
+        for batch, jobs in zip([b for b in batches if b.shares], loads, strict=True)
+    )
+    return (
+        f"Balance by bytes: the largest ingestion job holds {chosen:.2f}x the mean job's bytes{worst}"
+        + (", a single sample larger than the mean job" if alone else "")
+        + f"; count-based splitting would give {count:.2f}x"
+    )
 
 
 def manifest(uri: Location, samples: Sequence[Sample]) -> Manifest:
@@ -146,8 +227,12 @@ def plan_ingest(
     *,
     index_marker: Location | None = None,
     notes: Sequence[str] = (),
+    summary: Sequence[str] = (),
 ) -> Plan:
-    """The ingestion tasks: [create] -> per batch: [register] -> store tasks -> the next batch."""
+    """The ingestion tasks: [create] -> per batch: [register] -> store tasks -> [consolidation] -> the next batch.
+
+    A batch without store tasks (a resumed run whose only failure was a consolidation) is its consolidation.
+    """
     tasks: list[Task] = []
     ready: tuple[str, ...] = ()  # what the next stage waits for
 
@@ -169,8 +254,15 @@ def plan_ingest(
             store_args = store_command(opts, str(share.manifest.uri))
             add(f"ingest-{b}-{share.index}", Stage("ingest", b), f"tiledbvcf-ingest-b{b}-j{share.index}", store_args,
                 opts.resources, share.manifest)  # fmt: skip
-        ready = tuple(f"ingest-{b}-{share.index}" for share in batch.shares)
-    return Plan("ingest", run_id, run_prefix, tuple(tasks), opts.dataset_uri, index_marker, tuple(notes))
+        if batch.shares:
+            ready = tuple(f"ingest-{b}-{share.index}" for share in batch.shares)
+        if opts.consolidate and not opts.register:  # the legacy CLI has no utils
+            for step, args in enumerate(consolidation_commands(opts), start=1):
+                name = f"tiledbvcf-{args[1]}-{args[2].replace('_', '-')}-b{b}"
+                add(f"{CONSOLIDATE}-{b}-{step}", Stage(CONSOLIDATE, b), name, args, opts.resources)
+                ready = (f"{CONSOLIDATE}-{b}-{step}",)
+    return Plan("ingest", run_id, run_prefix, tuple(tasks), opts.dataset_uri, index_marker, tuple(notes),
+                tuple(summary))  # fmt: skip
 
 
 def plan_export(opts: ExportOptions, names: Sequence[str], run_id: str, run_prefix: Location) -> Plan:
@@ -206,6 +298,7 @@ def describe_plan(plan: Plan, tasks: Sequence[Task], where: str) -> list[str]:
     lines = [
         f"Plan for {plan.kind} run {plan.run_id} ({len(tasks)} jobs) {where}",
         f"Manifests and run record under {plan.run_prefix}",
+        *plan.summary,
     ]
     for task in tasks:
         deps = f" after {', '.join(task.after)}" if task.after else ""
@@ -229,6 +322,7 @@ def plan_document(plan: Plan, tasks: Sequence[Task], where: str) -> dict[str, ob
         "target": plan.target,
         "run_prefix": str(plan.run_prefix),
         "where": where,
+        "summary": list(plan.summary),
         "jobs": [
             {
                 "key": task.key,

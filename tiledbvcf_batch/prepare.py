@@ -14,8 +14,8 @@ from typing import Any
 from .commands import redact_config
 from .executors.base import Executor
 from .inputs import ExportOptions, IngestOptions, InputError, Sample, decode_names, parse_sample_names, parse_uri
-from .ledger import Ledger, dataset_ledger, job_states, resume_batches, skip_known_samples, task_lines
-from .plan import IngestBatch, Plan, ingest_batches, plan_export, plan_ingest
+from .ledger import SUCCEEDED, Ledger, dataset_ledger, job_states, resume_batches, skip_known_samples, task_lines
+from .plan import CONSOLIDATE, IngestBatch, Plan, Stage, balance_summary, ingest_batches, plan_export, plan_ingest
 from .preflight import check_bucket, check_headers, check_object, check_samples, check_writable, dataset_exists
 from .record import RunRecord, dataset_index, load_or_fail, new_run_id, record_uri_of, run_prefix_for
 from .storage import LocalPath, S3Uri, Storage
@@ -103,16 +103,17 @@ def ingest(
     opts = replace(opts, create_dataset=not exists)
     run_id = new_run_id("ingest")
     run_prefix = run_prefix_for(opts.metadata_s3, run_id)
-    blocked = 0
+    blocked, summary = 0, None
     if resume:
         opts, batches, more = resume_run(opts, samples, resume, storage, executor_for)
     else:
-        batches, more, blocked = new_batches(opts, samples, names, exists, run_prefix, storage, executor_for)
-    notes += more
+        batches, more, blocked = new_batches(opts, samples, names, exists, run_prefix, storage, executor_for, sizes)
+        summary = balance_summary(batches, opts.balance)
+    notes += [*more, *([summary] if summary else [])]
     if not batches:
         return Prepared(None, [*notes, "Nothing to ingest: no job submitted"], {}, blocked=blocked)
     marker = dataset_index(opts.metadata_s3, opts.dataset_uri).child(f"{run_id}.json")
-    plan = plan_ingest(opts, batches, run_id, run_prefix, index_marker=marker)
+    plan = plan_ingest(opts, batches, run_id, run_prefix, index_marker=marker, summary=[summary] if summary else [])
     uris = [uri for task in plan.tasks if task.stage.kind == "ingest" for uri in task.samples]
     names = {uri: names[uri] for uri in uris if uri in names}
     options = recorded_options(
@@ -133,6 +134,7 @@ def new_batches(
     run_prefix: S3Uri,
     storage: Storage,
     executor_for: ExecutorFor,
+    sizes: dict[str, int],
 ) -> tuple[list[IngestBatch], list[str], int]:
     """The samples no earlier run of the dataset has ingested or is ingesting, cut into batches.
 
@@ -172,7 +174,7 @@ def new_batches(
         replaced = replaced_samples(samples, names, ledger, opts.dataset_uri)
         if replaced:
             raise InputError(replaced)
-    batches, split_notes = ingest_batches(samples, opts, run_prefix)
+    batches, split_notes = ingest_batches(samples, opts, run_prefix, sizes)
     return batches, notes + split_notes, blocked
 
 
@@ -211,9 +213,17 @@ def resume_run(
     original = record.options
     opts = replace(opts, register=original.get("register", False), sample_batch_size=original.get("sample_batch_size"))
     # Asked of the executor that ran it: a Batch run resumed here must not read as finished.
-    batches = resume_batches(record, job_states(record, storage, executor_for(record)), task_lines(record, storage))
+    states = job_states(record, storage, executor_for(record))
+    batches = resume_batches(record, states, task_lines(record, storage))
+    notes = ["--resume keeps the run's original manifests: --balance does not apply"] if opts.balance != "count" else []
     jobs = sum(len(b.shares) + (b.register is not None) for b in batches)
-    return opts, batches, [f"resuming run {run_id}: resubmitting {jobs} jobs that did not succeed"]
+    unconsolidated = [Stage.parse(job.stage).batch or 0 for job in record.jobs
+                      if job.kind == CONSOLIDATE and states[job.key] != SUCCEEDED]  # fmt: skip
+    if not batches and unconsolidated and opts.consolidate and not opts.register:
+        # Every sample is in: only the consolidation is left to do, once, for the whole dataset.
+        batches = [IngestBatch(max(unconsolidated), ())]
+        return opts, batches, [*notes, f"resuming run {run_id}: its ingestion jobs succeeded, consolidating again"]
+    return opts, batches, [*notes, f"resuming run {run_id}: resubmitting {jobs} jobs that did not succeed"]
 
 
 def export(opts: ExportOptions, storage: Storage, executor: Executor, *, instance_price: float) -> Prepared:
