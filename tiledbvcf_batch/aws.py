@@ -16,6 +16,8 @@ from botocore.exceptions import (
     ProfileNotFound,
 )
 
+from .inputs import is_region_name, parse_region
+
 # Answers that mean the credentials, not the request, are wrong: no check can go on without them.
 CREDENTIAL_CODES = frozenset({
     "ExpiredToken", "ExpiredTokenException", "InvalidClientTokenId", "UnrecognizedClientException",
@@ -76,11 +78,24 @@ class Clients:
 
 
 def resolve_region(region: str | None, profile: str | None = None) -> str:
-    """--region, else AWS_REGION / AWS_DEFAULT_REGION, else the AWS configuration's region, else us-east-1."""
-    found = region or os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION")
-    if found:
-        return found
-    return session(profile).region_name or "us-east-1"
+    """--region, else AWS_REGION / AWS_DEFAULT_REGION, else the AWS configuration's region, else us-east-1.
+
+    A malformed name is one line: bad input (exit 2) as --region, an AWS set-up error (exit 4) from
+    the environment or the configuration, before botocore would raise it at the first request.
+    """
+    parse_region(region)
+    for source in ("AWS_REGION", "AWS_DEFAULT_REGION"):
+        if not region and os.environ.get(source):
+            region = checked_region(os.environ[source], source)
+    if region:
+        return region
+    return checked_region(session(profile).region_name or "us-east-1", "the region of your AWS configuration")
+
+
+def checked_region(name: str, source: str) -> str:
+    if not is_region_name(name):
+        raise AwsSetupError(f"{source} {name!r} is not an AWS region name: set it as e.g. us-east-1, or give --region")
+    return name
 
 
 def session(profile: str | None) -> Any:

@@ -271,8 +271,12 @@ def decode_names(data: bytes, source: str) -> str:
     return text
 
 
+def is_region_name(text: str) -> bool:
+    return bool(_REGION_RE.match(text))
+
+
 def parse_region(text: str | None) -> str | None:
-    if text is not None and not _REGION_RE.match(text):
+    if text is not None and not is_region_name(text):
         raise InputError(f"--region {text!r} is not an AWS region name: write it as e.g. us-east-1")
     return text
 
