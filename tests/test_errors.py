@@ -3,13 +3,18 @@
 from __future__ import annotations
 
 import json
+import os
+import socket
+import subprocess
+import sys
+import time
 
 import boto3
 import pytest
 from botocore.awsrequest import AWSResponse
 from click.testing import CliRunner
 
-from conftest import DATASET, EXPORT, INGEST, base, invoke, load_script, make_dataset, record_of
+from conftest import DATASET, EXPORT, INGEST, ROOT, base, invoke, load_script, make_dataset, record_of
 
 RUNS = load_script("batch-runs.py")
 
@@ -63,6 +68,27 @@ def test_expired_credentials_end_everything_at_once(aws, samples_file, run_inges
 
 def test_malformed_region_is_bad_input(no_aws_configuration):
     one_line(invoke(INGEST.main, [*no_aws_configuration, "--region", "us east 1"]), 2, "is not an AWS region name")
+
+
+def test_an_unreachable_endpoint_is_said_at_once(tmp_path, monkeypatch):
+    """botocore retries a refused connection 10 times (20 s of silence): the first call fails at once."""
+    with socket.socket() as closed:
+        closed.bind(("127.0.0.1", 0))
+        port = closed.getsockname()[1]
+    monkeypatch.setenv("AWS_ENDPOINT_URL", f"http://127.0.0.1:{port}")
+    (tmp_path / "samples.txt").write_text("s3://bucket-name/a.bcf\n")
+    started = time.monotonic()
+    result = subprocess.run(
+        [sys.executable, str(ROOT / "batch-ingest.py"), "--dataset-uri", DATASET, "--samples",
+         str(tmp_path / "samples.txt"), "--metadata-s3", "bucket2-name", "--job-queue", "q", "--job-definition", "d"],
+        capture_output=True, text=True, timeout=120, env=dict(os.environ),
+    )  # fmt: skip
+    assert result.returncode == 4, result.stderr
+    assert result.stderr.startswith(
+        f'Error: cannot reach AWS (Could not connect to the endpoint URL: "http://127.0.0.1:{port}/'
+    )
+    assert len(result.stderr.splitlines()) == 1 and result.stdout == ""
+    assert time.monotonic() - started < 10  # not 18-25 s of retries
 
 
 RUN = "s3://bucket2-name/tiledbvcf-batch/runs/ingest-x/run.json"
