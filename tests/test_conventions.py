@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import re
+import shlex
 import subprocess
 import sys
 
@@ -71,3 +72,22 @@ def test_aws_region_is_honoured_as_the_aws_cli_does(monkeypatch):
     monkeypatch.setenv("AWS_REGION", "eu-west-1")
     assert make_clients(None).region == "eu-west-1"
     assert make_clients("us-west-2").region == "us-west-2"  # --region first
+
+
+def test_what_next_carries_the_profile_of_the_run(aws, samples_file, tmp_path, monkeypatch):
+    config = tmp_path / "config"
+    config.write_text("[profile work]\nregion = us-east-1\naws_access_key_id = a\naws_secret_access_key = b\n")
+    monkeypatch.setenv("AWS_CONFIG_FILE", str(config))
+    args = [*base(samples_file(1)), "--job-queue", aws.job_queue, "--job-definition", aws.job_definition]
+    result = CliRunner().invoke(INGEST.main, [*args, "--profile", "work"])
+    assert result.exit_code == 0, result.stderr
+    record = re.search(r"recorded at (\S+)", result.stderr)[1]
+    assert result.stderr.splitlines()[-4:] == [
+        "What next:",
+        f"  status: python batch-runs.py status {record} --profile work",
+        f"  wait:   python batch-runs.py wait {record} --profile work",
+        f"  cancel: python batch-runs.py cancel {record} --profile work",
+    ]
+    words = shlex.split(result.stderr.splitlines()[-3].split(": ", 1)[1])
+    status = CliRunner().invoke(RUNS.main, words[2:])
+    assert status.exit_code in (0, 3) and "2/2 jobs finished" in status.stdout, status.output  # it works as printed

@@ -216,7 +216,8 @@ def tiledbvcf_processes(subcommand: str = "") -> list[int]:
     return found
 
 
-def test_ctrl_c_stops_every_tiledbvcf_and_says_how_to_resume(here):
+@pytest.mark.parametrize("signum, code", [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
+def test_ctrl_c_or_sigterm_stops_every_tiledbvcf_and_says_how_to_resume(here, signum, code):
     inputs = cohort.make_cohort(here / "in", 60, records=4000)
     samples = samples_file(here / "samples.txt", inputs)
     process = subprocess.Popen(
@@ -229,9 +230,9 @@ def test_ctrl_c_stops_every_tiledbvcf_and_says_how_to_resume(here):
     while not tiledbvcf_processes("store") and time.monotonic() < deadline and process.poll() is None:
         time.sleep(0.05)
     assert tiledbvcf_processes("store"), "a store job should be running"
-    process.send_signal(signal.SIGINT)
+    process.send_signal(signum)
     _, err = process.communicate(timeout=60)
-    assert process.returncode == 130, err
+    assert process.returncode == code, err
     assert "running job(s) stopped" in err and "--resume ingest-" in err
     assert "Traceback" not in err
     assert tiledbvcf_processes() == []
