@@ -11,6 +11,7 @@ import sys
 import pytest
 from click.testing import CliRunner
 
+import local_aws
 from conftest import EXPORT, INGEST, ROOT, base, load_script
 
 RUNS = load_script("batch-runs.py")
@@ -25,14 +26,24 @@ def test_scripts_are_executable_and_tell_their_version(script):
     assert result.returncode == 0 and re.fullmatch(rf"{script} \d+\.\d+\.\d+ \(tiledbvcf-batch\)\n", result.stdout)
 
 
-def test_option_defaults_from_the_environment(aws, samples_file, monkeypatch):
-    monkeypatch.setenv("TILEDBVCF_BATCH_JOB_QUEUE", aws.job_queue)
-    monkeypatch.setenv("TILEDBVCF_BATCH_JOB_DEFINITION", aws.job_definition)
+def test_option_defaults_from_the_environment(moto_server, tmp_path, monkeypatch):
+    """The real scripts, as run from a shell: the wiring of the prefix is what is tested."""
+    uris = local_aws.put_samples(4)
+    (tmp_path / "samples.txt").write_text("".join(f"{uri}\n" for uri in uris))
+    monkeypatch.setenv("TILEDBVCF_BATCH_JOB_QUEUE", local_aws.JOB_QUEUE)
+    monkeypatch.setenv("TILEDBVCF_BATCH_JOB_DEFINITION", local_aws.JOB_DEFINITION)
     monkeypatch.setenv("TILEDBVCF_BATCH_NUM_JOBS", "2")
-    args = base(samples_file(4))
-    result = CliRunner().invoke(INGEST.main, args, auto_envvar_prefix="TILEDBVCF_BATCH")
-    assert result.exit_code == 0, result.stderr
-    assert [job["jobQueue"] for job in aws.submitted] == [aws.job_queue] * 3  # create + 2 stores
+    monkeypatch.setenv("TILEDBVCF_BATCH_LIST_METADATA_S3", "bucket2-name")
+
+    def script(*args: str) -> subprocess.CompletedProcess:
+        return subprocess.run([sys.executable, *args], cwd=tmp_path, env=dict(os.environ), capture_output=True,
+                              text=True, timeout=120)  # fmt: skip
+
+    ingest = script(str(ROOT / "batch-ingest.py"), *base("samples.txt"))
+    assert ingest.returncode == 0, ingest.stderr
+    assert len(ingest.stdout.splitlines()[1].split()) == 3 + 2  # "Submitted ingestion job(s)" and 2 ids
+    listed = script(str(ROOT / "batch-runs.py"), "list")
+    assert listed.returncode == 0 and len(listed.stdout.splitlines()) == 1, listed.stderr
 
 
 def test_profile_is_honoured(aws, samples_file):
