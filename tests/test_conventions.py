@@ -102,3 +102,15 @@ def test_what_next_carries_the_profile_of_the_run(aws, samples_file, tmp_path, m
     words = shlex.split(result.stderr.splitlines()[-3].split(": ", 1)[1])
     status = CliRunner().invoke(RUNS.main, words[2:])
     assert status.exit_code in (0, 3) and "2/2 jobs finished" in status.stdout, status.output  # it works as printed
+
+
+def test_every_link_of_the_readme_to_a_section_finds_it():
+    text = (ROOT / "README.md").read_text()
+    prose = re.sub(r"^```.*?^```", "", text, flags=re.MULTILINE | re.DOTALL)  # no "# comment" of a code block
+
+    def slug(heading: str) -> str:  # as GitHub makes a heading's anchor
+        return re.sub(r"[^\w\- ]", "", heading.strip().lower()).replace(" ", "-")
+
+    anchors = {slug(heading) for heading in re.findall(r"^#+ (.+)$", prose, flags=re.MULTILINE)}
+    links = set(re.findall(r"\]\(#([^)]+)\)", text))
+    assert links and links <= anchors, sorted(links - anchors)

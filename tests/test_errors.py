@@ -185,6 +185,8 @@ def named_everywhere(aws, samples_file, run_ingest, damaging, reason: str) -> No
         (["--threads", "0"], "--threads is 0: it must be at least 1"),
         (["--sample-batch-size", "0"], "--sample-batch-size is 0: it must be at least 1"),
         (["--dataset-uri", "s3://my-bucketname/" + "d" * 900], "S3 keys are at most 1,024 bytes"),
+        (["--instance-price", "-1"], "--instance-price is -1.0: it must be an hourly price in USD, 0 or more"),
+        (["--instance-price", "nan"], "--instance-price is nan: it must be an hourly price in USD, 0 or more"),
     ],
 )
 def test_values_the_readme_says_are_refused(aws, samples_file, run_ingest, extra, message):
@@ -240,3 +242,8 @@ def test_export_of_a_dataset_that_does_not_exist(aws, export_args):
 def test_list_last_must_be_positive(aws):
     result = CliRunner().invoke(RUNS.main, ["list", "--metadata-s3", "bucket2-name", "--last", "-1"])
     assert result.exit_code == 2 and result.stderr == "Error: --last is -1: it must be at least 1\n"
+
+
+@pytest.mark.parametrize("command", ["status", "wait"])
+def test_a_negative_instance_price_is_refused_by_batch_runs_too(command):
+    one_line(invoke(RUNS.main, [command, RUN, "--instance-price", "-0.5"]), 2, "--instance-price is -0.5: it must be")
