@@ -17,7 +17,7 @@ from tiledbvcf_batch import report, watch
 from tiledbvcf_batch.aws import aws_message, make_clients
 from tiledbvcf_batch.executors import for_record
 from tiledbvcf_batch.executors.base import describe_fully
-from tiledbvcf_batch.inputs import check_range
+from tiledbvcf_batch.inputs import check_price, check_range
 from tiledbvcf_batch.record import RunRecord
 from tiledbvcf_batch.storage import Storage
 
@@ -64,6 +64,7 @@ def price_option(command: Callable[..., Any]) -> Callable[..., Any]:
         "--instance-price",
         type=float,
         metavar="USD",
+        callback=lambda ctx, param, value: check_price(value),
         help="Hourly instance price for the cost estimate (default: the run's, else 0.768).",
     )(command)
 

@@ -26,9 +26,15 @@ from tiledbvcf_batch.aws import AwsSetupError, Clients, aws_message, make_client
 from tiledbvcf_batch.executors import for_record
 from tiledbvcf_batch.executors.base import Executor
 from tiledbvcf_batch.executors.batch import BatchExecutor
-from tiledbvcf_batch.executors.local import LocalExecutor, default_parallel, find_tiledbvcf, is_legacy
+from tiledbvcf_batch.executors.local import (
+    LocalExecutor,
+    default_parallel,
+    find_tiledbvcf,
+    is_legacy,
+    signals_as_interrupt,
+)
 from tiledbvcf_batch.inputs import DEFAULT_SCRATCH_PATH, ExportOptions, IngestOptions, InputError
-from tiledbvcf_batch.plan import BARRIER, CONSOLIDATE, Stage, Task, describe_plan, plan_document
+from tiledbvcf_batch.plan import BARRIER, CONSOLIDATE, Plan, Stage, Task, describe_plan, plan_document
 from tiledbvcf_batch.prepare import Prepared
 from tiledbvcf_batch.record import DamagedRecord, RunRecord
 from tiledbvcf_batch.storage import Storage, encryption_args
@@ -344,6 +350,33 @@ def execute(prepared: Prepared, session: Session, flags: Mapping[str, Any]) -> N
     if flags.get("verbose"):
         for line in describe_plan(plan, jobs, session.executor.where()):
             say(line)
+    hints = watch.Hints(flags.get("profile"), invocation())
+    local = session.executor.kind == "local"
+    with signals_as_interrupt(local) as received:  # no local job outlives this process
+        record, submitted = submit_run(plan, prepared, jobs, session, flags, say)
+        if flags["wait"] or local:  # nothing to detach from locally
+            extra = {"submitted": submitted}
+            quiet = flags.get("quiet", False)
+            code = wait_and_report(
+                record, session, session.instance_price, flags["log_lines"], as_json, extra, quiet, hints
+            )
+            sys.exit(128 + received[0] if received else code)
+    for line in watch.what_next(record, hints):
+        say(line)
+    if as_json:
+        document = {"run_id": record.run_id, "kind": record.kind, "record": record.record, "submitted": submitted}
+        click.echo(json.dumps(document, indent=1))
+
+
+def submit_run(
+    plan: Plan,
+    prepared: Prepared,
+    jobs: list[Task],
+    session: Session,
+    flags: Mapping[str, Any],
+    say: Callable[[str], None],
+) -> tuple[RunRecord, dict[str, list[str]]]:
+    """Submit the plan, printing the Submitted lines; the record and the job ids of each stage."""
     submitted: dict[str, list[str]] = {}
     record = submit.submit_plan(
         plan,
@@ -353,20 +386,17 @@ def execute(prepared: Prepared, session: Session, flags: Mapping[str, Any]) -> N
         prepared.options,
         region=session.clients.region,
         keep_partial=flags["keep_partial"],
-        on_stage=stage_printer(submitted, as_json, say),
+        on_stage=stage_printer(submitted, flags["as_json"], say),
         sample_names=prepared.sample_names,
         ticker=submit.Ticker(say),
     )
     say(f"Run {record.run_id} recorded at {record.record}")
-    if flags["wait"] or session.executor.kind == "local":  # nothing to detach from locally
-        extra = {"submitted": submitted}
-        quiet = flags.get("quiet", False)
-        sys.exit(wait_and_report(record, session, session.instance_price, flags["log_lines"], as_json, extra, quiet))
-    for line in watch.what_next(record):
-        say(line)
-    if as_json:
-        document = {"run_id": record.run_id, "kind": record.kind, "record": record.record, "submitted": submitted}
-        click.echo(json.dumps(document, indent=1))
+    return record, submitted
+
+
+def invocation() -> tuple[str, ...]:
+    """This script's command line as given, to print again (e.g. with --resume after a Ctrl-C)."""
+    return ("python", sys.argv[0], *sys.argv[1:])
 
 
 def stage_printer(submitted: dict[str, list[str]], as_json: bool, say: Callable[[str], None]) -> submit.OnStage:
@@ -391,11 +421,14 @@ def wait_and_report(
     as_json: bool,
     extra: dict[str, Any] | None = None,
     quiet: bool = False,
+    hints: watch.Hints | None = None,
 ) -> int:
     """Watch a run to its end and print the report; the exit status (0, 1, or 130 on Ctrl-C)."""
     interval, max_interval = session.executor.poll_interval
     stream = io.StringIO() if quiet else sys.stderr  # --quiet: no progress
-    latest = watch.watch_run(record, session.executor, stream=stream, interval=interval, max_interval=max_interval)
+    latest = watch.watch_run(
+        record, session.executor, stream=stream, interval=interval, max_interval=max_interval, hints=hints
+    )
     if latest is None:
         if as_json:  # one document, whatever happens
             click.echo(json.dumps({"run_id": record.run_id, "record": record.record, "interrupted": True,

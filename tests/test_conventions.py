@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import os
 import re
+import shlex
 import subprocess
 import sys
 
 import pytest
 from click.testing import CliRunner
 
+import local_aws
 from conftest import EXPORT, INGEST, ROOT, base, load_script
 
 RUNS = load_script("batch-runs.py")
@@ -24,14 +26,24 @@ def test_scripts_are_executable_and_tell_their_version(script):
     assert result.returncode == 0 and re.fullmatch(rf"{script} \d+\.\d+\.\d+ \(tiledbvcf-batch\)\n", result.stdout)
 
 
-def test_option_defaults_from_the_environment(aws, samples_file, monkeypatch):
-    monkeypatch.setenv("TILEDBVCF_BATCH_JOB_QUEUE", aws.job_queue)
-    monkeypatch.setenv("TILEDBVCF_BATCH_JOB_DEFINITION", aws.job_definition)
+def test_option_defaults_from_the_environment(moto_server, tmp_path, monkeypatch):
+    """The real scripts, as run from a shell: the wiring of the prefix is what is tested."""
+    uris = local_aws.put_samples(4)
+    (tmp_path / "samples.txt").write_text("".join(f"{uri}\n" for uri in uris))
+    monkeypatch.setenv("TILEDBVCF_BATCH_JOB_QUEUE", local_aws.JOB_QUEUE)
+    monkeypatch.setenv("TILEDBVCF_BATCH_JOB_DEFINITION", local_aws.JOB_DEFINITION)
     monkeypatch.setenv("TILEDBVCF_BATCH_NUM_JOBS", "2")
-    args = base(samples_file(4))
-    result = CliRunner().invoke(INGEST.main, args, auto_envvar_prefix="TILEDBVCF_BATCH")
-    assert result.exit_code == 0, result.stderr
-    assert [job["jobQueue"] for job in aws.submitted] == [aws.job_queue] * 7  # create, 2 stores, 4 consolidation
+    monkeypatch.setenv("TILEDBVCF_BATCH_LIST_METADATA_S3", "bucket2-name")
+
+    def script(*args: str) -> subprocess.CompletedProcess:
+        return subprocess.run([sys.executable, *args], cwd=tmp_path, env=dict(os.environ), capture_output=True,
+                              text=True, timeout=120)  # fmt: skip
+
+    ingest = script(str(ROOT / "batch-ingest.py"), *base("samples.txt"))
+    assert ingest.returncode == 0, ingest.stderr
+    assert len(ingest.stdout.splitlines()[1].split()) == 3 + 2  # "Submitted ingestion job(s)" and 2 ids
+    listed = script(str(ROOT / "batch-runs.py"), "list")
+    assert listed.returncode == 0 and len(listed.stdout.splitlines()) == 1, listed.stderr
 
 
 def test_profile_is_honoured(aws, samples_file):
@@ -71,3 +83,34 @@ def test_aws_region_is_honoured_as_the_aws_cli_does(monkeypatch):
     monkeypatch.setenv("AWS_REGION", "eu-west-1")
     assert make_clients(None).region == "eu-west-1"
     assert make_clients("us-west-2").region == "us-west-2"  # --region first
+
+
+def test_what_next_carries_the_profile_of_the_run(aws, samples_file, tmp_path, monkeypatch):
+    config = tmp_path / "config"
+    config.write_text("[profile work]\nregion = us-east-1\naws_access_key_id = a\naws_secret_access_key = b\n")
+    monkeypatch.setenv("AWS_CONFIG_FILE", str(config))
+    args = [*base(samples_file(1)), "--job-queue", aws.job_queue, "--job-definition", aws.job_definition]
+    result = CliRunner().invoke(INGEST.main, [*args, "--profile", "work"])
+    assert result.exit_code == 0, result.stderr
+    record = re.search(r"recorded at (\S+)", result.stderr)[1]
+    assert result.stderr.splitlines()[-4:] == [
+        "What next:",
+        f"  status: python batch-runs.py status {record} --profile work",
+        f"  wait:   python batch-runs.py wait {record} --profile work",
+        f"  cancel: python batch-runs.py cancel {record} --profile work",
+    ]
+    words = shlex.split(result.stderr.splitlines()[-3].split(": ", 1)[1])
+    status = CliRunner().invoke(RUNS.main, words[2:])
+    assert status.exit_code in (0, 3) and "6/6 jobs finished" in status.stdout, status.output  # it works as printed
+
+
+def test_every_link_of_the_readme_to_a_section_finds_it():
+    text = (ROOT / "README.md").read_text()
+    prose = re.sub(r"^```.*?^```", "", text, flags=re.MULTILINE | re.DOTALL)  # no "# comment" of a code block
+
+    def slug(heading: str) -> str:  # as GitHub makes a heading's anchor
+        return re.sub(r"[^\w\- ]", "", heading.strip().lower()).replace(" ", "-")
+
+    anchors = {slug(heading) for heading in re.findall(r"^#+ (.+)$", prose, flags=re.MULTILINE)}
+    links = set(re.findall(r"\]\(#([^)]+)\)", text))
+    assert links and links <= anchors, sorted(links - anchors)

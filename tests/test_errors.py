@@ -3,13 +3,18 @@
 from __future__ import annotations
 
 import json
+import os
+import socket
+import subprocess
+import sys
+import time
 
 import boto3
 import pytest
 from botocore.awsrequest import AWSResponse
 from click.testing import CliRunner
 
-from conftest import DATASET, EXPORT, INGEST, base, invoke, load_script, make_dataset, record_of
+from conftest import DATASET, EXPORT, INGEST, ROOT, base, invoke, load_script, make_dataset, record_of
 
 RUNS = load_script("batch-runs.py")
 
@@ -65,6 +70,41 @@ def test_malformed_region_is_bad_input(no_aws_configuration):
     one_line(invoke(INGEST.main, [*no_aws_configuration, "--region", "us east 1"]), 2, "is not an AWS region name")
 
 
+def test_an_unreachable_endpoint_is_said_at_once(tmp_path, monkeypatch):
+    """botocore retries a refused connection 10 times (20 s of silence): the first call fails at once."""
+    with socket.socket() as closed:
+        closed.bind(("127.0.0.1", 0))
+        port = closed.getsockname()[1]
+    monkeypatch.setenv("AWS_ENDPOINT_URL", f"http://127.0.0.1:{port}")
+    (tmp_path / "samples.txt").write_text("s3://bucket-name/a.bcf\n")
+    started = time.monotonic()
+    result = subprocess.run(
+        [sys.executable, str(ROOT / "batch-ingest.py"), "--dataset-uri", DATASET, "--samples",
+         str(tmp_path / "samples.txt"), "--metadata-s3", "bucket2-name", "--job-queue", "q", "--job-definition", "d"],
+        capture_output=True, text=True, timeout=120, env=dict(os.environ),
+    )  # fmt: skip
+    assert result.returncode == 4, result.stderr
+    assert result.stderr.startswith(
+        f'Error: cannot reach AWS (Could not connect to the endpoint URL: "http://127.0.0.1:{port}/'
+    )
+    assert len(result.stderr.splitlines()) == 1 and result.stdout == ""
+    assert time.monotonic() - started < 10  # not 18-25 s of retries
+
+
+RUN = "s3://bucket2-name/tiledbvcf-batch/runs/ingest-x/run.json"
+
+
+@pytest.mark.parametrize(
+    "args", [["status", RUN], ["logs", RUN], ["cancel", RUN], ["wait", RUN], ["list", "--metadata-s3", "bucket2-name"]]
+)
+def test_a_malformed_region_is_never_a_damaged_record(no_aws_configuration, monkeypatch, args):
+    """botocore's region error is a ValueError: it must not read as a damaged record."""
+    one_line(invoke(RUNS.main, [*args, "--region", "us east 1"]), 2, "--region 'us east 1' is not an AWS region name")
+    monkeypatch.setenv("AWS_REGION", "us east 1")
+    one_line(invoke(RUNS.main, args), 4, "AWS_REGION 'us east 1' is not an AWS region name: set it as e.g. us-east-1")
+    one_line(invoke(INGEST.main, no_aws_configuration), 4, "AWS_REGION 'us east 1' is not an AWS region name")
+
+
 # -- Damaged run records: named; they stop nothing else -----------------------------------------------------
 
 
@@ -74,26 +114,66 @@ def damage(aws, uri: str) -> None:
 
 
 def test_a_damaged_record_is_named_everywhere_and_blocks_no_new_ingestion(aws, samples_file, run_ingest):
+    named_everywhere(aws, samples_file, run_ingest, damage, "JSONDecodeError")
+
+
+def edit(change):
+    """A damage that leaves the record JSON, with a value this version cannot use."""
+
+    def damaging(aws, uri: str) -> None:
+        bucket, _, key = uri.removeprefix("s3://").partition("/")
+        document = json.loads(aws.text(bucket, key))
+        change(document)
+        aws.s3.put_object(Bucket=bucket, Key=key, Body=json.dumps(document).encode())
+
+    return damaging
+
+
+@pytest.mark.parametrize(
+    "change, reason",
+    [
+        (lambda r: r.update(executor={"kind": "k8s"}), 'executor kind is "k8s", which this version does not know'),
+        (lambda r: r.update(created_at="yesterday"), "created_at is 'yesterday', not an ISO 8601 time"),
+        (lambda r: r["jobs"][1].update(stage="ingest-one"), "job 2 stage is 'ingest-one', not a stage of a run"),
+        (lambda r: r["jobs"][0].update(job_id=42), "job 1 job_id is 42, not a text"),
+        (lambda r: r.update(jobs={"create": "j-1"}), 'jobs is {"create": "j-1"}, not a list'),
+        (lambda r: r["jobs"].append("j-9"), 'job 7 is "j-9", not a JSON object'),  # after 2 jobs, 4 consolidation
+        (
+            lambda r: r["jobs"][1].update(depends_on=["gone"]),
+            "job ingest-1-1 depends on 'gone', which is not a job of the run",
+        ),
+        (lambda r: r["jobs"][1].update(manifest="s3://"), "job 2 manifest 's3://' has no valid bucket name"),
+        (lambda r: r.update(region="us east 1"), "region is 'us east 1', not an AWS region name"),
+        (lambda r: r["options"].update(instance_price="cheap"), 'options instance_price is "cheap", not a number'),
+        (lambda r: r.pop("target"), "no 'target' in it"),
+        (lambda r: r.update(run_id=[]), "run_id is [], not a text"),
+    ],
+)
+def test_a_record_with_bad_values_is_named_everywhere_too(aws, samples_file, run_ingest, change, reason):
+    named_everywhere(aws, samples_file, run_ingest, edit(change), reason)
+
+
+def named_everywhere(aws, samples_file, run_ingest, damaging, reason: str) -> None:
+    """A damaged record: --resume, status, logs, cancel, wait name it; a new ingestion and list go on."""
     samples = samples_file(2)
     first = run_ingest(*base(samples))
     record = record_of(aws, first.stderr)["record"]
-    damage(aws, record)
+    damaging(aws, record)
     resumed = run_ingest(*base(samples), "--resume", record.split("/")[-2])
-    one_line(resumed, 2, f"run record {record} is damaged (JSONDecodeError")
+    one_line(resumed, 2, f"run record {record} is damaged ({reason}")
 
     make_dataset(aws)
     again = run_ingest(*base(samples))
     assert again.exit_code == 0, again.stderr
-    assert f"WARNING: run record {record} is damaged" in again.stderr
+    assert f"WARNING: run record {record} is damaged ({reason}" in again.stderr
     runner = CliRunner()
     listed = runner.invoke(RUNS.main, ["list", "--metadata-s3", "bucket2-name"])
-    assert listed.exit_code == 0 and len(listed.stdout.splitlines()) == 2
+    assert listed.exit_code == 0 and len(listed.stdout.splitlines()) == 2, listed.output
     damaged, fine = sorted(listed.stdout.splitlines(), key=lambda line: "DAMAGED" not in line)
-    assert "DAMAGED (JSONDecodeError" in damaged and damaged.endswith(record)
+    assert f"DAMAGED ({reason}" in damaged and damaged.endswith(record)
     assert "  5 jobs  " in fine  # 1 ingestion, 4 consolidation
-    status = runner.invoke(RUNS.main, ["status", record])
-    assert status.exit_code == 2 and f"run record {record} is damaged" in status.stderr
-    assert "Traceback" not in status.stderr
+    for command in ("status", "logs", "cancel", "wait"):
+        one_line(invoke(RUNS.main, [command, record]), 2, f"run record {record} is damaged ({reason}")
 
 
 # -- Accepted, though it must fail -------------------------------------------------------------------------
@@ -105,6 +185,8 @@ def test_a_damaged_record_is_named_everywhere_and_blocks_no_new_ingestion(aws, s
         (["--threads", "0"], "--threads is 0: it must be at least 1"),
         (["--sample-batch-size", "0"], "--sample-batch-size is 0: it must be at least 1"),
         (["--dataset-uri", "s3://my-bucketname/" + "d" * 900], "S3 keys are at most 1,024 bytes"),
+        (["--instance-price", "-1"], "--instance-price is -1.0: it must be an hourly price in USD, 0 or more"),
+        (["--instance-price", "nan"], "--instance-price is nan: it must be an hourly price in USD, 0 or more"),
     ],
 )
 def test_values_the_readme_says_are_refused(aws, samples_file, run_ingest, extra, message):
@@ -160,3 +242,8 @@ def test_export_of_a_dataset_that_does_not_exist(aws, export_args):
 def test_list_last_must_be_positive(aws):
     result = CliRunner().invoke(RUNS.main, ["list", "--metadata-s3", "bucket2-name", "--last", "-1"])
     assert result.exit_code == 2 and result.stderr == "Error: --last is -1: it must be at least 1\n"
+
+
+@pytest.mark.parametrize("command", ["status", "wait"])
+def test_a_negative_instance_price_is_refused_by_batch_runs_too(command):
+    one_line(invoke(RUNS.main, [command, RUN, "--instance-price", "-0.5"]), 2, "--instance-price is -0.5: it must be")

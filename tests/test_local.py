@@ -192,7 +192,7 @@ def test_a_corrupt_sample_fails_its_job_and_resume_finishes_the_run(place):
     assert failed.returncode == 1
     assert "- 3 / 8 jobs succeeded" in failed.stdout  # the consolidation did not run after a failed batch
     assert "- consolidation 1: 0 / 4 jobs succeeded, did not run" in failed.stdout
-    assert "- Total cost estimate $0.00 (0.00 hours @ $0.0000 / hr)" in failed.stdout  # this machine is not billed
+    assert re.search(r"- Total cost estimate \$0\.00 \([\d.]+ hours @ \$0\.0000 / hr\)", failed.stdout)  # not billed
     assert "1 job failed: tiledbvcf-ingest-b1-j3" in failed.stdout
     assert re.search(r"    log: \S+ ingest-1-3\.log\n", failed.stdout)
     assert "    | " in failed.stdout  # the tail of its log
@@ -220,7 +220,8 @@ def test_a_corrupt_sample_fails_its_job_and_resume_finishes_the_run(place):
     assert cohort.compare_exported(by_name, here / "out", ".vcf") == []  # each sample once, every record
 
 
-def tiledbvcf_processes(subcommand: str = "") -> list[int]:
+def tiledbvcf_processes(subcommand: str = "", under: Path | None = None) -> list[int]:
+    """The tiledbvcf processes running (with ``under``: those of this test's files, not another session's)."""
     found = []
     for entry in Path("/proc").iterdir():
         if entry.name.isdigit():
@@ -228,12 +229,14 @@ def tiledbvcf_processes(subcommand: str = "") -> list[int]:
                 command = (entry / "cmdline").read_bytes().decode(errors="replace").split("\0")
             except OSError:
                 continue
-            if command[0] == TILEDBVCF and subcommand in [*command[1:2], ""]:
+            mine = under is None or any(str(under) in arg for arg in command)
+            if command[0] == TILEDBVCF and subcommand in [*command[1:2], ""] and mine:
                 found.append(int(entry.name))
     return found
 
 
-def test_ctrl_c_stops_every_tiledbvcf_and_says_how_to_resume(here):
+@pytest.mark.parametrize("signum, code", [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
+def test_ctrl_c_or_sigterm_stops_every_tiledbvcf_and_says_how_to_resume(here, signum, code):
     inputs = cohort.make_cohort(here / "in", 60, records=4000)
     samples = samples_file(here / "samples.txt", inputs)
     process = subprocess.Popen(
@@ -243,15 +246,15 @@ def test_ctrl_c_stops_every_tiledbvcf_and_says_how_to_resume(here):
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=dict(os.environ),
     )  # fmt: skip
     deadline = time.monotonic() + 60
-    while not tiledbvcf_processes("store") and time.monotonic() < deadline and process.poll() is None:
+    while not tiledbvcf_processes("store", here) and time.monotonic() < deadline and process.poll() is None:
         time.sleep(0.05)
-    assert tiledbvcf_processes("store"), "a store job should be running"
-    process.send_signal(signal.SIGINT)
+    assert tiledbvcf_processes("store", here), "a store job should be running"
+    process.send_signal(signum)
     _, err = process.communicate(timeout=60)
-    assert process.returncode == 130, err
+    assert process.returncode == code, err
     assert "running job(s) stopped" in err and "--resume ingest-" in err
     assert "Traceback" not in err
-    assert tiledbvcf_processes() == []
+    assert tiledbvcf_processes(under=here) == []
     record = json.loads(next((here / "meta").rglob("run.json")).read_text())
     states = [json.loads((here / "state" / f"{job['job_id']}.json").read_text()) for job in record["jobs"]]
     assert states[0]["status"] == "SUCCEEDED"  # the creation job finished, and that is recorded

@@ -6,15 +6,25 @@ made to do on demand (fail once, then succeed; be a legacy release).
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import re
+import shlex
+import signal
+import subprocess
 import sys
 import tempfile
+import threading
+import time
 from pathlib import Path
 
 import pytest
 
-from conftest import INGEST, bgzip_vcf, invoke
+from conftest import INGEST, ROOT, bgzip_vcf, invoke
+from tiledbvcf_batch.executors.local import LocalExecutor, default_parallel, process_exists
+from tiledbvcf_batch.inputs import Resources
+from tiledbvcf_batch.plan import Stage, Task
 
 STANDIN = """#!PYTHON
 import json, os, sys
@@ -27,6 +37,10 @@ with open(os.environ["STANDIN_LOG"], "a") as log:
 if args[0] == "create":
     os.makedirs(args[2], exist_ok=True)
     open(os.path.join(args[2], "__group"), "w").close()
+if args[0] == "store" and os.environ.get("STANDIN_SLEEP"):
+    open(os.environ["STANDIN_LOG"] + ".pid", "w").write(str(os.getpid()))
+    import time
+    time.sleep(float(os.environ["STANDIN_SLEEP"]))
 if args[0] == "store":
     counter = os.environ["STANDIN_LOG"] + ".attempts"
     seen = int(open(counter).read()) if os.path.exists(counter) else 0
@@ -83,7 +97,7 @@ def test_a_legacy_tiledbvcf_needs_register(tmp_path, standin, monkeypatch):
 def test_dry_run_names_the_tiledbvcf_and_runs_nothing(tmp_path, standin):
     result = ingest(tmp_path, "--dry-run", "--num-jobs", "2")
     assert result.exit_code == 0, result.stderr
-    cores_allow = max(1, os.cpu_count() or 1)  # --vcpus 1
+    cores_allow = len(os.sched_getaffinity(0))  # --vcpus 1
     assert result.lines[0].endswith(f"on this machine, {cores_allow} at a time, with TileDB-VCF version 0.40.3")
     assert standin() == [] and not (tmp_path / "meta" / "tiledbvcf-batch" / "runs").exists()
 
@@ -133,3 +147,61 @@ def test_scratch_is_a_temporary_directory_of_the_run_unless_given(tmp_path, stan
     assert given.exit_code == 0, given.stderr
     store = [call for call in standin() if call[0] == "store"][-1]
     assert Path(store[store.index("-d") + 1]).parent == tmp_path
+
+
+def test_default_parallelism_counts_the_cores_this_process_may_use(monkeypatch):
+    monkeypatch.setattr(os, "cpu_count", lambda: 8)
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0, 1}, raising=False)  # taskset, a container's share
+    assert default_parallel(1) == 2 and default_parallel(2) == 1 and default_parallel(16) == 1
+
+
+def test_a_job_that_ignores_sigterm_is_killed_after_a_bounded_wait(tmp_path):
+    program = tmp_path / "stubborn"
+    program.write_text(
+        f"#!{sys.executable}\nimport signal, sys, time\nsignal.signal(signal.SIGTERM, signal.SIG_IGN)\n"
+        "open(sys.argv[-1], 'w').close()\ntime.sleep(120)\n"
+    )
+    program.chmod(0o755)
+    executor = LocalExecutor(str(program), root=tmp_path / "state", stop_grace=0.5)
+    ready = tmp_path / "ready"
+    task = Task("create", Stage("create"), "create", ("create", "-u", str(ready)), Resources(1, 1024), 1)
+    job_id = executor.submit(task, {}, "ingest-r1")
+    deadline = time.monotonic() + 30
+    while not ready.exists() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    pid = executor.describe([job_id])[job_id]["pid"]
+    stopping = threading.Thread(target=executor.stop, args=([job_id], "stopped by the test"), daemon=True)
+    try:
+        stopping.start()
+        stopping.join(timeout=20)
+        assert not stopping.is_alive(), "stop() waits forever for a job that ignores SIGTERM"
+        assert not process_exists(pid)
+        assert executor.describe([job_id])[job_id]["status"] == "FAILED"
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(pid, signal.SIGKILL)
+
+
+@pytest.mark.parametrize("signum, code", [(signal.SIGTERM, 143), (signal.SIGINT, 130)])
+def test_a_signal_stops_the_jobs_and_prints_the_command_that_resumes(tmp_path, standin, monkeypatch, signum, code):
+    """SIGTERM is Ctrl-C: no tiledbvcf outlives the script, and the printed command resumes the run."""
+    monkeypatch.setenv("STANDIN_SLEEP", "60")
+    args = [str(ROOT / "batch-ingest.py"), "--executor", "local", "--vcpus", "1", "--metadata-s3", "my meta",
+            "--dataset-uri", str(tmp_path / "ds"), "--samples", "samples.txt", "--no-consolidate"]  # fmt: skip
+    process = subprocess.Popen([sys.executable, *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    pid_file = tmp_path / "calls.log.pid"
+    deadline = time.monotonic() + 60
+    while not pid_file.exists() and time.monotonic() < deadline and process.poll() is None:
+        time.sleep(0.05)
+    time.sleep(0.2)  # the store job runs: the submission is over, the script waits
+    store = int(pid_file.read_text())
+    process.send_signal(signum)
+    _, err = process.communicate(timeout=60)
+    assert process.returncode == code, err
+    assert "Traceback" not in err and not process_exists(store)
+    again = next(line for line in err.splitlines() if "to finish it: " in line).split("to finish it: ")[1]
+    run_id = re.search(r"Stopped run (\S+):", err)[1]
+    assert shlex.split(again) == ["python", *args, "--resume", run_id]
+    record = json.loads(next((tmp_path / "my meta").rglob("run.json")).read_text())
+    states = [json.loads((tmp_path / "state" / f"{job['job_id']}.json").read_text()) for job in record["jobs"]]
+    assert [state["status"] for state in states] == ["SUCCEEDED", "FAILED"]

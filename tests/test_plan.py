@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import itertools
 import random
+import shlex
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -287,3 +288,12 @@ def test_dry_run_text_hides_secrets():
     text = "\n".join(describe_plan(plan, list(plan.tasks), "here"))
     assert "hunter2" not in text and "vfs.s3.aws_secret_access_key=***" in text
     assert "retried on host loss only" in text
+
+
+def test_dry_run_commands_are_shell_quoted():
+    """Pasted into a shell, each printed command is the job's own arguments: one word each, nothing run."""
+    opts = IngestOptions("s3://bkt/my data/$(touch pwned)", "samples.txt", S3Uri("meta"), scratch_path="/scratch dir")
+    plan = plan_for(opts, samples(2))
+    commands = [line.strip() for line in describe_plan(plan, list(plan.tasks), "here") if "    tiledbvcf " in line]
+    assert [shlex.split(command) for command in commands] == [["tiledbvcf", *task.args] for task in plan.tasks]
+    assert "'s3://bkt/my data/$(touch pwned)'" in commands[0]

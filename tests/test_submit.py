@@ -10,7 +10,7 @@ from botocore.awsrequest import AWSResponse
 
 import local_aws
 from conftest import DATASET, FakeClock, base, calls_of, manifest_of, record_of
-from tiledbvcf_batch.aws import make_clients
+from tiledbvcf_batch.aws import credentials_refused, make_clients
 from tiledbvcf_batch.executors.batch import SUBMITS_PER_SECOND, BatchExecutor, Pacer
 from tiledbvcf_batch.inputs import IngestOptions, Sample
 from tiledbvcf_batch.plan import ingest_batches, plan_ingest
@@ -120,6 +120,30 @@ def test_a_rollback_that_cannot_finish_never_leaves_a_record_without_its_manifes
     assert any(key.endswith("/run.json") for key in left)
     assert len([key for key in left if key.endswith(".txt")]) == 2  # the record's manifests are all still there
     assert aws.keys("bucket2-name", "tiledbvcf-batch/datasets/") == []  # the marker went first
+
+
+def test_credentials_expiring_mid_submission_leave_every_job_and_file_named(aws, samples_file, run_ingest):
+    """Expired credentials are no ClientError: the rollback still tries every step and names what is left."""
+    tried = []
+
+    def expired(model, **_):
+        if len(aws.submitted) > 2:  # from the third job on, as AWS answers an expired token
+            tried.append(model.name)
+            credentials_refused({"Error": {"Code": "ExpiredToken", "Message": "The token has expired."}}, model)
+
+    for operation in ("batch.SubmitJob", "batch.TerminateJob", "s3.DeleteObject"):
+        aws.on(f"before-parameter-build.{operation}", expired)
+    result = run_ingest(*base(samples_file(3)), "--num-jobs", "3", "--no-consolidate")
+    assert result.exit_code == 1, result.stderr
+    error = result.stderr.splitlines()[-1]
+    assert "failed after 2 of 4 jobs (AWS refused your credentials (ExpiredToken: The token has expired)" in error
+    left = error.split("remove them by hand: ")[1]
+    assert tried.count("TerminateJob") == 2 and tried.count("DeleteObject") == 5  # every step tried
+    keys = aws.keys("bucket2-name", "tiledbvcf-batch/")
+    assert len(keys) == 5  # 3 manifests, the record, the index marker
+    assert all(f"s3://bucket2-name/{key}" in left for key in keys)
+    assert left.count("job ") == 2  # both jobs named
+    assert left.count("AWS refused your credentials") == 2  # the reason once for the jobs, once for the files
 
 
 def test_an_unexpected_error_mid_submission_is_rolled_back_too(aws, samples_file, run_ingest):

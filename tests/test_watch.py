@@ -3,11 +3,21 @@
 from __future__ import annotations
 
 import io
+import shlex
 from typing import Any
 
 from conftest import DATASET, T0, ScriptedBatch
+from tiledbvcf_batch.executors.base import CancelOutcome
 from tiledbvcf_batch.record import RecordedJob, RunRecord
-from tiledbvcf_batch.watch import Progress, StuckJobs, format_duration, wait_for_jobs, watch_run
+from tiledbvcf_batch.watch import (
+    Hints,
+    Progress,
+    StuckJobs,
+    format_duration,
+    interrupted_message,
+    wait_for_jobs,
+    watch_run,
+)
 
 
 def record(stages: dict[str, int], kind: str = "ingest") -> RunRecord:
@@ -182,3 +192,20 @@ def test_a_job_batch_has_forgotten_ends_the_wait_after_three_polls(clock):
     latest = wait_for_jobs(executor, ["a", "gone"], sleep=clock.sleep, interval=10, max_interval=60)
     assert latest["gone"]["status"] == "FORGOTTEN" and "forgets jobs" in latest["gone"]["statusReason"]
     assert len(clock.slept) == 2  # three polls
+
+
+def test_the_command_that_finishes_an_interrupted_run_replaces_an_earlier_resume():
+    stopped = CancelOutcome(terminated=["ingest-1/1"])
+    for earlier in (["--resume", "ingest-r0"], ["--resume=ingest-r0"], []):
+        command = ("python", "batch-ingest.py", "--samples", "my samples.txt", *earlier, "--executor", "local")
+        message = interrupted_message(record({"ingest-1": 1}), stopped, Hints("work", command))
+        again = message.split("to finish it: ")[1].splitlines()[0]
+        assert shlex.split(again) == [*command[:4], "--executor", "local", "--resume", "ingest-r1"]
+        assert message.splitlines()[-1].endswith(" --profile work")
+    exported = interrupted_message(
+        record({"export": 1}, kind="export"), stopped, Hints(None, ("python", "x.py", "a b"))
+    )
+    assert "to finish it: python x.py 'a b'\n" in exported
+    assert "to finish it: run the same command again with --resume ingest-r1" in interrupted_message(
+        record({"ingest-1": 1}), stopped
+    )

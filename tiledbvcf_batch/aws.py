@@ -16,11 +16,16 @@ from botocore.exceptions import (
     ProfileNotFound,
 )
 
+from .inputs import is_region_name, parse_region
+
 # Answers that mean the credentials, not the request, are wrong: no check can go on without them.
 CREDENTIAL_CODES = frozenset({
     "ExpiredToken", "ExpiredTokenException", "InvalidClientTokenId", "UnrecognizedClientException",
     "SignatureDoesNotMatch", "InvalidAccessKeyId", "InvalidToken", "RequestExpired", "AuthFailure",
 })  # fmt: skip
+
+
+CONNECT_TIMEOUT = 5  # seconds to open a connection (botocore's default: 60)
 
 
 class AwsSetupError(Exception):
@@ -76,11 +81,24 @@ class Clients:
 
 
 def resolve_region(region: str | None, profile: str | None = None) -> str:
-    """--region, else AWS_REGION / AWS_DEFAULT_REGION, else the AWS configuration's region, else us-east-1."""
-    found = region or os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION")
-    if found:
-        return found
-    return session(profile).region_name or "us-east-1"
+    """--region, else AWS_REGION / AWS_DEFAULT_REGION, else the AWS configuration's region, else us-east-1.
+
+    A malformed name is one line: bad input (exit 2) as --region, an AWS set-up error (exit 4) from
+    the environment or the configuration, before botocore would raise it at the first request.
+    """
+    parse_region(region)
+    for source in ("AWS_REGION", "AWS_DEFAULT_REGION"):
+        if not region and os.environ.get(source):
+            region = checked_region(os.environ[source], source)
+    if region:
+        return region
+    return checked_region(session(profile).region_name or "us-east-1", "the region of your AWS configuration")
+
+
+def checked_region(name: str, source: str) -> str:
+    if not is_region_name(name):
+        raise AwsSetupError(f"{source} {name!r} is not an AWS region name: set it as e.g. us-east-1, or give --region")
+    return name
 
 
 def session(profile: str | None) -> Any:
@@ -94,22 +112,44 @@ def session(profile: str | None) -> Any:
     return boto3.DEFAULT_SESSION
 
 
+class FirstContact:
+    """needs-retry hook: until the endpoint has answered once, a connection error ends the call at once.
+
+    botocore's standard mode retries connection errors like throttling, up to 10 attempts with
+    backoff: 20 s of silence before saying that an endpoint cannot be reached. Once it has
+    answered, a connection error is a blip, and is retried as before.
+    """
+
+    def __init__(self) -> None:
+        self.answered = False
+
+    def __call__(self, response: Any = None, caught_exception: Exception | None = None, **_: Any) -> None:
+        if response is not None:
+            self.answered = True
+        elif not self.answered and isinstance(caught_exception, EndpointConnectionError | ConnectTimeoutError):
+            raise caught_exception
+
+
 def make_client(service: str, region: str, profile: str | None = None) -> Any:
     """A client whose retries ride out throttling (TooManyRequestsException, SlowDown) and 5xx.
 
     botocore's standard mode with 10 attempts backs off exponentially (up to 20 s a retry).
     Not adaptive mode: it is experimental, and its client-side rate limiter would second-guess
-    the pacing of submissions and the polling backoff that the executor does itself.
+    the pacing of submissions and the polling backoff that the executor does itself. An endpoint
+    that cannot be reached fails the first call at once (FirstContact), after at most
+    CONNECT_TIMEOUT seconds where nothing answers.
     """
     from botocore.config import Config
 
     config = Config(
         region_name=region,
         retries={"mode": "standard", "max_attempts": 10},
+        connect_timeout=CONNECT_TIMEOUT,
         user_agent_extra="tiledbvcf-batch",
     )
     client = session(profile).client(service, config=config)
     client.meta.events.register("after-call.*.*", credentials_refused)
+    client.meta.events.register("needs-retry", FirstContact())
     return client
 
 

@@ -6,6 +6,7 @@ option dataclasses are the flags' names, so a value keeps one name from flag to 
 
 from __future__ import annotations
 
+import math
 import os
 import re
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -130,6 +131,13 @@ def check_range(value: int | None, option: str, low: int, high: int | None = Non
     return value
 
 
+def check_price(value: float | None) -> float | None:
+    """--instance-price: a price in USD an hour, 0 or more (click takes "-1", "nan" and "inf" as floats)."""
+    if value is not None and not (math.isfinite(value) and value >= 0):
+        raise InputError(f"--instance-price is {value}: it must be an hourly price in USD, 0 or more (e.g. 0.768)")
+    return value
+
+
 def option_name(field_name: str) -> str:
     return "--" + field_name.replace("_", "-")
 
@@ -154,6 +162,7 @@ def check_ranges(problems: Problems, flags: Mapping[str, Any]) -> None:
         if name in flags:
             problems.check(check_range, flags[name], option_name(name), low, high)
     problems.check(parse_region, flags.get("region"))
+    problems.check(check_price, flags.get("instance_price"))
     scratch = flags.get("scratch_path")
     if scratch is not None and not os.path.isabs(scratch.strip() or "-"):
         problems.found.append(f"--scratch-path {scratch!r} is not an absolute path: give one, e.g. /data")
@@ -274,8 +283,12 @@ def decode_names(data: bytes, source: str) -> str:
     return text
 
 
+def is_region_name(text: str) -> bool:
+    return bool(_REGION_RE.match(text))
+
+
 def parse_region(text: str | None) -> str | None:
-    if text is not None and not _REGION_RE.match(text):
+    if text is not None and not is_region_name(text):
         raise InputError(f"--region {text!r} is not an AWS region name: write it as e.g. us-east-1")
     return text
 

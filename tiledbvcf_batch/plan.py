@@ -10,6 +10,7 @@ business.
 from __future__ import annotations
 
 import heapq
+import shlex
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
@@ -306,7 +307,7 @@ def describe_plan(plan: Plan, tasks: Sequence[Task], where: str) -> list[str]:
             f"  {task.key}: {task.name} [{task.resources.vcpus} vCPU, {task.resources.memory} MiB, "
             f"{retries_text(task.retries)}]{deps}"
         )
-        lines.append(f"    tiledbvcf {' '.join(redact_command(task.args))}")
+        lines.append(f"    {shlex.join(['tiledbvcf', *redact_command(task.args)])}")
         if task.manifest is not None:
             lines.append(f"    manifest {task.manifest.uri}: {len(task.manifest.lines)} samples")
         elif task.samples:

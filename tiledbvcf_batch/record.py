@@ -17,8 +17,8 @@ from typing import Any
 from botocore.exceptions import ClientError
 
 from .aws import aws_message
-from .inputs import InputError, parse_metadata_location, parse_uri
-from .plan import Plan, Stage, Task, done_marker
+from .inputs import InputError, is_region_name, parse_metadata_location, parse_uri
+from .plan import STAGE_LABELS, Plan, Stage, Task, done_marker
 from .storage import LocalPath, Location, S3Uri, Storage, parse_location
 
 RUNS_PREFIX = "tiledbvcf-batch/runs"
@@ -135,23 +135,44 @@ class RunRecord:
         return document
 
     @classmethod
-    def from_json(cls, data: dict[str, Any]) -> RunRecord:
-        executor = data.get("executor") or {
-            "kind": "batch",
-            "job_queue": data.get("job_queue"),
-            "job_definition": data.get("job_definition"),
-        }
+    def from_json(cls, data: Any, uri: Location | str | None = None) -> RunRecord:
+        """The record in ``data``, every value checked: else DamagedRecord, naming ``uri``."""
+        try:
+            return cls._checked(data)
+        except BadValue as bad:
+            where = uri if uri is not None else (data.get("record") if isinstance(data, dict) else None)
+            raise DamagedRecord(where or "(unnamed)", str(bad)) from None
+
+    @classmethod
+    def _checked(cls, data: Any) -> RunRecord:
+        expect(isinstance(data, dict), f"it holds {shown(data)}, not a JSON object")
+        run_id = text_of(data, "run_id")
+        kind = text_of(data, "kind")
+        expect(kind in RUN_KINDS, f"kind is {kind!r}, not ingest or export")
+        created_at = text_of(data, "created_at")
+        expect(is_timestamp(created_at), f"created_at is {created_at!r}, not an ISO 8601 time")
+        region = text_of(data, "region")
+        expect(is_region_name(region), f"region is {region!r}, not an AWS region name")
+        jobs = value_of(data, "jobs", list)
+        checked = [checked_job(job, number) for number, job in enumerate(jobs, start=1)]
+        keys = {job.key for job in checked}
+        for job in checked:
+            unknown = [key for key in job.depends_on if key not in keys]
+            if unknown:
+                raise BadValue(f"job {job.key} depends on {unknown[0]!r}, which is not a job of the run")
+        sample_names = value_of(data, "sample_names", dict, required=False) or {}
+        expect(all(isinstance(v, str) for v in [*sample_names, *sample_names.values()]), "sample_names holds non-text")
         return cls(
-            run_id=data["run_id"],
-            kind=data["kind"],
-            created_at=data["created_at"],
-            region=data["region"],
-            target=data["target"],
-            record=data.get("record"),
-            options=data.get("options", {}),
-            jobs=[RecordedJob(**job) for job in data["jobs"]],
-            executor=executor,
-            sample_names=data.get("sample_names") or {},
+            run_id=run_id,
+            kind=kind,
+            created_at=created_at,
+            region=region,
+            target=text_of(data, "target"),
+            record=text_of(data, "record", required=False),
+            options=checked_options(data),
+            jobs=checked,
+            executor=checked_executor(data),
+            sample_names=sample_names,
         )
 
     def job_ids(self) -> list[str]:
@@ -182,7 +203,7 @@ class RunRecord:
 class DamagedRecord(Exception):
     """A run record that cannot be read as one (truncated, edited, not JSON): named, never a traceback."""
 
-    def __init__(self, uri: Location, reason: str):
+    def __init__(self, uri: Location | str, reason: str):
         super().__init__(
             f"run record {uri} is damaged ({reason}): restore it from a copy or S3 versioning, or remove the "
             "run's files (its manifests and record) if nothing of it must be kept"
@@ -192,11 +213,129 @@ class DamagedRecord(Exception):
 
 
 def load_record(storage: Storage, uri: Location) -> RunRecord:
+    """The record at ``uri``; DamagedRecord if it is not one. Reading errors (AWS, files) pass through."""
+    body = storage.read_bytes(uri)
     try:
-        return RunRecord.from_json(json.loads(storage.read_bytes(uri).decode("utf-8")))
-    except (ValueError, KeyError, TypeError, AttributeError) as error:  # JSONDecodeError is a ValueError
-        reason = f"{type(error).__name__}: {error}" if not isinstance(error, KeyError) else f"no {error} in it"
-        raise DamagedRecord(uri, reason) from None
+        data = json.loads(body.decode("utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as error:
+        raise DamagedRecord(uri, f"{type(error).__name__}: {error}") from None
+    return RunRecord.from_json(data, uri)
+
+
+# -- Checking a record's values: whatever was edited or truncated is named, never a traceback later ----------
+
+RUN_KINDS = ("ingest", "export")
+JSON_TYPES = {(str,): "a text", (int,): "a whole number", (int, float): "a number", (list,): "a list",
+              (dict,): "a JSON object"}  # fmt: skip
+EXECUTOR_KINDS = ("batch", "local")
+
+
+class BadValue(ValueError):
+    """One value of a record that this version cannot use."""
+
+
+def expect(condition: bool, reason: str) -> None:
+    if not condition:
+        raise BadValue(reason)
+
+
+def shown(value: Any) -> str:
+    text = json.dumps(value)
+    return text if len(text) <= 40 else text[:37] + "..."
+
+
+def value_of(
+    data: dict[str, Any], key: str, kind: type | tuple[type, ...], *, where: str = "", required: bool = True
+) -> Any:
+    """``data[key]``, of type ``kind``; None if absent and not required."""
+    name = f"{where}{key}"
+    if data.get(key) is None:
+        expect(not required, f"no {key!r} in {where.strip() or 'it'}")
+        return None
+    value = data[key]
+    kinds = kind if isinstance(kind, tuple) else (kind,)
+    expected = JSON_TYPES.get(kinds, str(kinds))
+    expect(isinstance(value, kinds) and not isinstance(value, bool), f"{name} is {shown(value)}, not {expected}")
+    return value
+
+
+def text_of(data: dict[str, Any], key: str, *, where: str = "", required: bool = True) -> Any:
+    value = value_of(data, key, str, where=where, required=required)
+    expect(value is None or value.strip() != "", f"{where}{key} is empty")
+    return value
+
+
+def texts_of(data: dict[str, Any], key: str, where: str) -> list[str]:
+    values = value_of(data, key, list, where=where, required=False) or []
+    expect(all(isinstance(value, str) for value in values), f"{where}{key} holds {shown(values)}, not texts")
+    return values
+
+
+def is_timestamp(text: str) -> bool:
+    try:
+        datetime.datetime.fromisoformat(text).timestamp()
+    except (ValueError, OverflowError):
+        return False
+    return True
+
+
+def is_stage(text: str) -> bool:
+    kind, dash, batch = text.partition("-")
+    if kind not in STAGE_LABELS:
+        return False
+    return not dash if kind in ("create", "export") else batch.isdigit() and int(batch) >= 1
+
+
+def checked_job(data: Any, number: int) -> RecordedJob:
+    expect(isinstance(data, dict), f"job {number} is {shown(data)}, not a JSON object")
+    where = f"job {number} "
+    stage = text_of(data, "stage", where=where)
+    expect(is_stage(stage), f"{where}stage is {stage!r}, not a stage of a run (e.g. create, ingest-1)")
+    manifest = text_of(data, "manifest", where=where, required=False)
+    if manifest is not None:
+        try:
+            parse_location(manifest, "manifest")
+        except ValueError as error:
+            raise BadValue(f"{where}{error}") from None
+    return RecordedJob(
+        key=text_of(data, "key", where=where),
+        stage=stage,
+        name=text_of(data, "name", where=where),
+        job_id=text_of(data, "job_id", where=where, required=False),
+        depends_on=texts_of(data, "depends_on", where),
+        manifest=manifest,
+        samples=texts_of(data, "samples", where),
+        array=text_of(data, "array", where=where, required=False),
+        index=value_of(data, "index", int, where=where, required=False),
+        done=text_of(data, "done", where=where, required=False),
+    )
+
+
+def checked_executor(data: dict[str, Any]) -> dict[str, Any]:
+    """The executor that ran the run; records older than the executor key ran on AWS Batch."""
+    executor = value_of(data, "executor", dict, required=False) or {
+        "kind": "batch",
+        "job_queue": data.get("job_queue"),
+        "job_definition": data.get("job_definition"),
+    }
+    kind = executor.get("kind", "batch")
+    expect(kind in EXECUTOR_KINDS, f"executor kind is {shown(kind)}, which this version does not know (batch, local)")
+    for key in ("job_queue", "job_definition", "tiledbvcf", "version"):
+        value_of(executor, key, str, where="executor ", required=False)
+    if kind == "local":
+        text_of(executor, "root", where="executor ")
+    return executor
+
+
+def checked_options(data: dict[str, Any]) -> dict[str, Any]:
+    """The recorded options; those a later command reads must have their type."""
+    options = value_of(data, "options", dict, required=False) or {}
+    value_of(options, "instance_price", (int, float), where="options ", required=False)
+    value_of(options, "sample_batch_size", int, where="options ", required=False)
+    value_of(options, "output_format", str, where="options ", required=False)
+    register = options.get("register", False)
+    expect(isinstance(register, bool), f"options register is {shown(register)}, not true or false")
+    return options
 
 
 def load_or_fail(storage: Storage, uri: Location, hint: str) -> RunRecord:

@@ -14,8 +14,6 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from botocore.exceptions import BotoCoreError, ClientError
-
 from .aws import aws_message
 from .executors.base import Executor
 from .inputs import InputError
@@ -128,7 +126,7 @@ def undo_or_keep(
         return SubmissionError(f"{failed}; {kept_message(plan, record, storage, ids, uploaded)}")
     left = rollback(plan, executor, storage, ids, uploaded)
     if left:
-        return SubmissionError(f"{failed}; tried to undo it but these remain, remove them by hand: {'; '.join(left)}")
+        return SubmissionError(f"{failed}; tried to undo it but these remain, remove them by hand: {grouped(left)}")
     return SubmissionError(
         f"{failed}; terminated the {len(ids)} job(s) already submitted and deleted "
         f"{len(uploaded)} uploaded file(s); nothing is left behind"
@@ -137,18 +135,36 @@ def undo_or_keep(
 
 def rollback(
     plan: Plan, executor: Executor, storage: Storage, ids: dict[str, str], uploaded: list[Location]
-) -> list[str]:
-    """Stop the jobs this run submitted and delete what it uploaded; return what could not be undone."""
-    left = executor.terminate(list(ids.values()), f"submission of run {plan.run_id} failed")
+) -> list[tuple[str, str]]:
+    """Stop the jobs this run submitted and delete what it uploaded; what could not be undone, and why.
+
+    Each step is tried whatever failed before it: expired credentials, say, fail every step, and
+    every job and file is then named.
+    """
+    left: list[tuple[str, str]] = []
+    try:
+        for text in executor.terminate(list(ids.values()), f"submission of run {plan.run_id} failed"):
+            what, _, why = text.partition(": ")
+            left.append((what, why))
+    except Exception as error:
+        left = [(f"job {job_id}", aws_message(error)) for job_id in ids.values()]
     # Newest first: the index marker and the record go before the manifests. Were it the other
     # way round, a record left behind would show manifests that are gone, and the ledger would
     # take their samples for ingested.
     for uri in reversed(uploaded):
         try:
             storage.delete(uri)
-        except (ClientError, BotoCoreError) as error:
-            left.append(f"{uri}: {aws_message(error)}")
+        except Exception as error:
+            left.append((str(uri), aws_message(error)))
     return left
+
+
+def grouped(left: list[tuple[str, str]]) -> str:
+    """What is left, those with the same reason together: one reason, not a thousand times."""
+    by_reason: dict[str, list[str]] = {}
+    for what, why in left:
+        by_reason.setdefault(why, []).append(what)
+    return "; ".join(f"{', '.join(whats)} ({why})" if why else ", ".join(whats) for why, whats in by_reason.items())
 
 
 def kept_message(plan: Plan, record: RunRecord, storage: Storage, ids: dict[str, str], uploaded: list[Location]) -> str:
@@ -163,7 +179,7 @@ def kept_message(plan: Plan, record: RunRecord, storage: Storage, ids: dict[str,
         )
     try:
         record.save(storage)  # so that the record names the jobs that were submitted
-    except (ClientError, BotoCoreError) as error:
+    except Exception as error:
         return (
             f"kept {len(ids)} submitted job(s) ({' '.join(ids.values()) or 'none'}) and "
             f"{len(uploaded)} uploaded file(s) under {plan.run_prefix}, but the run record could not be "

@@ -12,7 +12,7 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from botocore.exceptions import BotoCoreError, ClientError
+from botocore.exceptions import ClientError
 
 from ..aws import Clients, aws_message, error_code
 from ..commands import BARRIER_COMMAND, ENTRYPOINT_VARIABLE, array_args, split_evenly, task_file_body
@@ -406,12 +406,13 @@ class BatchExecutor:
         return outcome
 
     def terminate(self, ids: Sequence[str], reason: str) -> list[str]:
+        """Every job is tried, whatever stopped the one before (expired credentials raise no ClientError)."""
         left = []
         for job_id in ids:
             try:
                 # terminate_job cancels jobs that have not started and stops the others.
                 self.clients.batch.terminate_job(jobId=job_id, reason=reason)
-            except (ClientError, BotoCoreError) as error:
+            except Exception as error:
                 left.append(f"job {job_id}: {aws_message(error)}")
         return left
 

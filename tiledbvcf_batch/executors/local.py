@@ -17,6 +17,7 @@ import contextlib
 import json
 import os
 import re
+import shlex
 import shutil
 import signal
 import subprocess
@@ -24,12 +25,12 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, BinaryIO
 
-from ..commands import needs_own_upload, scratch_dir, with_own_scratch
+from ..commands import needs_own_upload, redact_command, scratch_dir, with_own_scratch
 from ..plan import Plan, Task
 from .base import NOT_STARTED, TERMINAL_STATUSES, Attempt, CancelOutcome, JobDescription, LogTail, order_problems
 
@@ -72,9 +73,40 @@ def is_legacy(version: str) -> bool:
     return bool(match) and (int(match.group(1)), int(match.group(2))) < FIRST_CURRENT_RELEASE
 
 
+def usable_cores() -> int:
+    """The cores this process may run on (a container's or taskset's share), not all the machine has."""
+    if hasattr(os, "sched_getaffinity"):
+        return len(os.sched_getaffinity(0)) or 1
+    return os.cpu_count() or 1
+
+
 def default_parallel(vcpus: int) -> int:
     """As many jobs as the cores allow for each job's vCPUs, at least one."""
-    return max(1, (os.cpu_count() or 1) // max(1, vcpus))
+    return max(1, usable_cores() // max(1, vcpus))
+
+
+@contextlib.contextmanager
+def signals_as_interrupt(active: bool) -> Iterator[list[int]]:
+    """SIGTERM and SIGHUP as Ctrl-C while local jobs run: the jobs are stopped and recorded; the signals seen.
+
+    The first signal interrupts; later ones are only noted, so that stopping the jobs is not cut short.
+    """
+    received: list[int] = []
+    if not active or threading.current_thread() is not threading.main_thread():
+        yield received
+        return
+
+    def interrupt(signum: int, frame: Any) -> None:
+        received.append(signum)
+        if len(received) == 1:
+            raise KeyboardInterrupt
+
+    previous = {signum: signal.signal(signum, interrupt) for signum in (signal.SIGTERM, signal.SIGHUP)}
+    try:
+        yield received
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
 
 
 def now_ms() -> int:
@@ -89,10 +121,21 @@ def process_exists(pid: int) -> bool:
     return True
 
 
-def kill_group(process: subprocess.Popen[bytes]) -> None:
+def kill_group(process: subprocess.Popen[bytes], signum: int = signal.SIGTERM) -> None:
     """SIGTERM the job's process group: tiledbvcf stops at once on SIGTERM (one SIGINT it ignores)."""
-    with contextlib.suppress(ProcessLookupError):
-        os.killpg(process.pid, signal.SIGTERM)
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(process.pid, signum)
+
+
+def wait_or_kill(processes: Sequence[subprocess.Popen[bytes]], grace: float) -> None:
+    """Wait for processes sent SIGTERM, at most ``grace`` seconds in all; then SIGKILL their groups."""
+    deadline = time.monotonic() + grace
+    for process in processes:
+        try:
+            process.wait(timeout=max(0.0, deadline - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            kill_group(process, signal.SIGKILL)
+            process.wait()
 
 
 @dataclass
@@ -113,6 +156,7 @@ class LocalExecutor:
     poll: float = 0.05  # how often running processes are checked (a cheap waitpid each)
     kind: str = "local"
     poll_interval: tuple[float, float] = (2.0, 2.0)  # seconds; pause() returns as soon as a job changes
+    stop_grace: float = 10.0  # seconds stopped jobs have to end on SIGTERM before SIGKILL
     _jobs: dict[str, JobDescription] = field(default_factory=dict)
     _after: dict[str, list[str]] = field(default_factory=dict)
     _attempts: dict[str, int] = field(default_factory=dict)
@@ -196,7 +240,7 @@ class LocalExecutor:
             scratch = tempfile.mkdtemp(prefix=f"{args[0]}-", dir=parent) if parent else None
             command = [self.tiledbvcf, *(with_own_scratch(args, scratch) if scratch else args)]
         log = open(log_path, "ab")  # noqa: SIM115  (closed when the job is reaped)
-        log.write(f"--- attempt {number}: tiledbvcf {' '.join(args)}\n".encode())
+        log.write(f"--- attempt {number}: {shlex.join(['tiledbvcf', *redact_command(args)])}\n".encode())
         log.flush()
         pythonpath = os.pathsep.join(filter(None, [str(ENTRYPOINT.parents[1]), os.environ.get("PYTHONPATH")]))
         env = {**os.environ, "TILEDBVCF": self.tiledbvcf, "PYTHONPATH": pythonpath}
@@ -301,8 +345,7 @@ class LocalExecutor:
                 else:
                     self._finish(job_id, reason)
                     outcome.cancelled.append(job_id)
-        for process in stopping:
-            process.wait()
+        wait_or_kill(stopping, self.stop_grace)
         with self._lock:
             self._reap()
             for job_id in outcome.terminated:
@@ -337,7 +380,7 @@ class LocalExecutor:
 
     def interrupted(self, ids: Sequence[str]) -> CancelOutcome | None:
         """Ctrl-C: a local run cannot outlive its process, so the jobs this process runs are stopped."""
-        return self.stop(ids, "interrupted (Ctrl-C)") if self._jobs else None
+        return self.stop(ids, "interrupted (Ctrl-C or SIGTERM)") if self._jobs else None
 
     def log_tail(self, job: JobDescription, attempt: Attempt, lines: int) -> LogTail | None:
         stream = attempt.get("container", {}).get("logStreamName")
