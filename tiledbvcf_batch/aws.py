@@ -66,6 +66,10 @@ class LazyClient:
             self._client = make_client(self._service, self._region, self._profile)
         return getattr(self._client, name)
 
+    def sibling(self, pool_size: int = 10) -> Any:
+        """A new client like this one (session, region, retries, hooks), for a caller that adds hooks of its own."""
+        return make_client(self._service, self._region, self._profile, pool_size)
+
 
 @dataclass
 class Clients:
@@ -94,12 +98,13 @@ def session(profile: str | None) -> Any:
     return boto3.DEFAULT_SESSION
 
 
-def make_client(service: str, region: str, profile: str | None = None) -> Any:
+def make_client(service: str, region: str, profile: str | None = None, pool_size: int = 10) -> Any:
     """A client whose retries ride out throttling (TooManyRequestsException, SlowDown) and 5xx.
 
     botocore's standard mode with 10 attempts backs off exponentially (up to 20 s a retry).
     Not adaptive mode: it is experimental, and its client-side rate limiter would second-guess
     the pacing of submissions and the polling backoff that the executor does itself.
+    ``pool_size`` connections are kept open: as many as the threads that share the client.
     """
     from botocore.config import Config
 
@@ -107,6 +112,7 @@ def make_client(service: str, region: str, profile: str | None = None) -> Any:
         region_name=region,
         retries={"mode": "standard", "max_attempts": 10},
         user_agent_extra="tiledbvcf-batch",
+        max_pool_connections=pool_size,
     )
     client = session(profile).client(service, config=config)
     client.meta.events.register("after-call.*.*", credentials_refused)

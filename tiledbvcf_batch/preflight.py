@@ -18,7 +18,8 @@ from botocore.exceptions import ClientError
 
 from .aws import aws_message, error_code
 from .inputs import Sample
-from .storage import LocalPath, Location, S3Uri, list_sizes, parse_location, parse_s3_uri
+from .lookup import Found, find_sizes, key_prefix, list_sequentially
+from .storage import LocalPath, Location, S3Uri, parse_location, parse_s3_uri
 
 
 def check_bucket(s3: Any, bucket: str, option: str) -> list[str]:
@@ -84,32 +85,47 @@ def check_samples(s3: Any, samples: Sequence[Sample]) -> tuple[list[str], dict[s
     return problems, sizes
 
 
-def check_s3_samples(s3: Any, samples: Sequence[Sample]) -> tuple[list[str], dict[str, int]]:
-    """Every sample exists with its index; return the problems and each sample's size.
-
-    Samples that share a directory are checked with one listing of it (about N/1000 calls),
-    not one HEAD request per file.
-    """
+def wanted_keys(samples: Sequence[Sample]) -> dict[tuple[str, str], set[str]]:
+    """The keys of every sample and index candidate, by bucket and directory."""
     wanted: dict[tuple[str, str], set[str]] = {}
     for sample in samples:
         for uri in [parse_s3_uri(sample.uri, "sample"), *index_candidates(sample)]:
             directory = uri.key.rpartition("/")[0]
             wanted.setdefault((uri.bucket, directory), set()).add(uri.key)
-    found: dict[tuple[str, str], int] = {}
-    problems: list[str] = []
-    for (bucket, _directory), keys in wanted.items():
-        # A key prefix, compared character by character on purpose: it narrows the listing.
-        prefix = os.path.commonprefix([min(keys), max(keys)])  # noqa: RUF071
-        try:
-            listed = list_sizes(s3, bucket, prefix, last=max(keys))
-        except ClientError as error:
-            problems.append(
-                f"cannot list s3://{bucket}/{prefix} to check {len(keys)} sample and index files "
-                f"({aws_message(error)}): the scripts need s3:ListBucket there"
-            )
-            found.update(dict.fromkeys(((bucket, key) for key in keys), -1))
+    return wanted
+
+
+def check_s3_samples(s3: Any, samples: Sequence[Sample], *, parallel: bool = True) -> tuple[list[str], dict[str, int]]:
+    """Every sample exists with its index; return the problems and each sample's size.
+
+    Samples that share a directory are checked with listings of it (about N/1000 calls), not one
+    HEAD request per file, unless they are so few among its objects that HEAD requests cost less;
+    see ``lookup``. ``parallel=False`` lists each directory whole, one after another: the reference.
+    """
+    wanted = wanted_keys(samples)
+    found = find_sizes(s3, wanted) if parallel else list_sequentially(s3, wanted)
+    return judge_samples(samples, found.sizes, unlisted(wanted, found))
+
+
+def unlisted(wanted: dict[tuple[str, str], set[str]], found: Found) -> list[str]:
+    """One problem per directory that could not be listed; its keys are marked -1 in ``found``: unknown."""
+    problems = []
+    for (bucket, directory), keys in wanted.items():
+        error = found.failures.get((bucket, directory))
+        if error is None:
             continue
-        found.update(((bucket, key), size) for key, size in listed.items() if key in keys)
+        problems.append(
+            f"cannot list s3://{bucket}/{key_prefix(sorted(keys))} to check {len(keys)} sample and index files "
+            f"({aws_message(error)}): the scripts need s3:ListBucket there"
+        )
+        found.sizes.update(dict.fromkeys(((bucket, key) for key in keys), -1))
+    return problems
+
+
+def judge_samples(
+    samples: Sequence[Sample], found: dict[tuple[str, str], int], problems: list[str]
+) -> tuple[list[str], dict[str, int]]:
+    """``problems`` and those of each sample, from the sizes of the keys ``found``; each sample's size."""
     sizes: dict[str, int] = {}
     for sample in samples:
         uri = parse_s3_uri(sample.uri, "sample")
