@@ -11,7 +11,7 @@ from moto import mock_aws
 import local_aws
 from tiledbvcf_batch.aws import make_clients
 from tiledbvcf_batch.inputs import Sample
-from tiledbvcf_batch.lookup import CallCounter, find_sizes, keys_and_sizes_only, listing_client
+from tiledbvcf_batch.lookup import KEY_SIZES, CallCounter, find_sizes, keys_and_sizes_only, listing_client
 from tiledbvcf_batch.preflight import check_s3_samples, wanted_keys
 
 BUCKET = "bucket-name"
@@ -56,9 +56,7 @@ def test_dense_folders_are_listed_in_ranges_with_a_page_per_thousand_objects(s3)
     found = find_sizes(client, wanted_keys(samples))
     assert counter.calls["HeadObject"] == 0 and found.heads == 0
     assert counter.calls["ListObjectsV2"] <= math.ceil(6000 / 1000) + found.ranges
-    assert found.sizes == {(BUCKET, key): 100 + i % 7 for i, key in enumerate(keys)} | {
-        (BUCKET, key + ".tbi"): 1 for key in keys
-    }
+    assert found.sizes == {BUCKET: {key: 100 + i % 7 for i, key in enumerate(keys)} | {key + ".tbi": 1 for key in keys}}
 
 
 def test_a_folder_cut_in_ranges_lists_each_range_from_just_before_its_first_key(s3):
@@ -68,7 +66,7 @@ def test_a_folder_cut_in_ranges_lists_each_range_from_just_before_its_first_key(
     counter.calls.clear()
     found = find_sizes(client, wanted_keys(uris(keys)), workers=4)
     # The probe's page answers 1,499 keys of 6,750: 4 pages expected, in 4 ranges of 7/8 page, a page each.
-    assert found.ranges == 4 and len(found.sizes) == 4500
+    assert found.ranges == 4 and len(found.sizes[BUCKET]) == 4500
     assert counter.calls == {"ListObjectsV2": 1 + 4}
 
 
@@ -144,22 +142,33 @@ def test_listings_read_keys_and_sizes_only_and_other_clients_keep_their_timestam
     put({key: len(key) for key in odd})
     lean = listing_client(client, 4)
     plain = client.list_objects_v2(Bucket=BUCKET, Prefix="t/")["Contents"]
-    assert lean.list_objects_v2(Bucket=BUCKET, Prefix="t/")["Contents"] == [
-        {"Key": item["Key"], "Size": item["Size"]} for item in plain
-    ]
+    page = lean.list_objects_v2(Bucket=BUCKET, Prefix="t/")
+    assert "Contents" not in page and page[KEY_SIZES] == [(item["Key"], item["Size"]) for item in plain]
     assert sorted(item["Key"] for item in plain) == sorted(odd)
     assert all(item["LastModified"].year > 2000 for item in plain)
     fresh = make_clients("us-east-1").s3.list_objects_v2(Bucket=BUCKET, Prefix="t/")["Contents"]
     assert all("LastModified" in item for item in fresh)
 
 
-def test_a_page_of_another_shape_is_left_to_botocore():
-    body = b"<ListBucketResult><Contents><Size>3</Size><Key>k</Key></Contents></ListBucketResult>"
+def hooked(body: bytes) -> tuple[bytes, dict]:
     response, custom = {"status_code": 200, "body": body}, {}
     keys_and_sizes_only(response_dict=response, customized_response_dict=custom)
-    assert response["body"] == body and custom == {}
-    good = b"<ListBucketResult><IsTruncated>false</IsTruncated><Contents><Key>a&amp;b</Key><Size>3</Size></Contents>"
-    response = {"status_code": 200, "body": good + b"</ListBucketResult>"}
-    keys_and_sizes_only(response_dict=response, customized_response_dict=custom)
-    assert custom == {"Contents": [{"Key": "a&b", "Size": 3}]}
-    assert response["body"] == b"<ListBucketResult><IsTruncated>false</IsTruncated></ListBucketResult>"
+    return response["body"], custom
+
+
+def test_a_page_of_another_shape_is_left_to_botocore():
+    for odd in (
+        b"<ListBucketResult><Contents><Size>3</Size></Contents></ListBucketResult>",  # no key
+        b"<ListBucketResult><Contents><Key>k</Key><Size>3</Size></Contents><Other/>"
+        b"<Contents><Key>l</Key><Size>4</Size></Contents></ListBucketResult>",  # something between
+        b"<Error><Code>InternalError</Code></Error>",
+    ):
+        assert hooked(odd) == (odd, {})
+    head = b"<ListBucketResult><IsTruncated>false</IsTruncated>"
+    page = b"<Contents><Key>a&amp;b</Key><Size>3</Size></Contents>\n <Contents><Key>c</Key><Size>0</Size></Contents>"
+    assert hooked(head + page + b"</ListBucketResult>") == (
+        head + b"</ListBucketResult>",
+        {KEY_SIZES: [("a&b", 3), ("c", 0)]},
+    )
+    url = b"<EncodingType>url</EncodingType><Contents><Key>a%26b+c%2B</Key><Size>3</Size></Contents>"
+    assert hooked(head + url + b"</ListBucketResult>")[1] == {KEY_SIZES: [("a&b c+", 3)]}

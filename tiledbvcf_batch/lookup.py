@@ -21,6 +21,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from functools import partial
 from typing import Any
+from urllib.parse import unquote_plus
 
 from botocore.exceptions import ClientError
 
@@ -40,13 +41,16 @@ Folder = tuple[str, str]  # (bucket, directory)
 class Found:
     """Sizes of the wanted keys that exist, the folders that could not be listed, and what it took."""
 
-    sizes: dict[tuple[str, str], int] = field(default_factory=dict)  # (bucket, key) -> bytes
+    sizes: dict[str, dict[str, int]] = field(default_factory=dict)  # bucket -> key -> bytes
     failures: dict[Folder, ClientError] = field(default_factory=dict)
     ranges: int = 0  # range listings after the probes
     heads: int = 0  # HEAD requests
 
     def add(self, bucket: str, sizes: dict[str, int]) -> None:
-        self.sizes.update(((bucket, key), size) for key, size in sizes.items())
+        self.sizes.setdefault(bucket, {}).update(sizes)
+
+    def size(self, bucket: str, key: str) -> int | None:
+        return self.sizes.get(bucket, {}).get(key)
 
 
 @dataclass(frozen=True)
@@ -74,33 +78,66 @@ class CallCounter:
             self.calls[model.name] += 1
 
 
-# A listing page as S3 writes it: <Contents> elements, each with its <Key> first and a <Size>.
-CONTENTS = re.compile(rb"<Contents>.*?</Contents>", re.S)
-KEY_AND_SIZE = re.compile(rb"<Contents>\s*<Key>([^<]*)</Key>.*?<Size>(\d+)</Size>.*?</Contents>", re.S)
+# A listing page as S3 writes it: its <Contents> elements side by side, each with one <Key> and one <Size>.
+KEY = re.compile(r"<Key>([^<]*)</Key>")
+SIZE = re.compile(r"<Size>([0-9]+)</Size>")
+CONTENTS_START, CONTENTS_END = b"<Contents>", b"</Contents>"
+NEXT_CONTENTS = re.compile(r"</Contents>\s*<Contents>")
+URL_ENCODED = b"<EncodingType>url</EncodingType>"
+KEY_SIZES = "KeySizes"  # where the hook leaves a page's (key, size) pairs, instead of "Contents"
 
 
-def keys_and_sizes_only(response_dict: dict[str, Any], customized_response_dict: dict[str, Any], **_: Any) -> None:
+def keys_and_sizes_only(
+    response_dict: dict[str, Any], customized_response_dict: dict[str, Any], operation_model: Any = None, **_: Any
+) -> None:
     """before-parse hook of ListObjectsV2: read each object's key and size, and nothing else.
 
     botocore spends most of a page parsing what the preflight never reads, LastModified above all
-    (about 2/3 of the page through dateutil), then ETag, StorageClass and checksums. This takes the
-    keys and sizes out with one expression and hands botocore the page without its <Contents>, so it
-    still parses the rest (IsTruncated, the continuation token, EncodingType, whose keys botocore then
-    decodes). A page of any other shape is left to botocore whole.
+    (about 2/3 of the page through dateutil), then ETag, StorageClass and checksums; then it
+    URL-decodes every key (botocore asks S3 for URL-encoded keys). This takes the keys and sizes
+    out with two expressions, decodes only the keys that need it, and leaves them as (key, size)
+    pairs under KEY_SIZES; botocore parses the page without its <Contents> (IsTruncated, the
+    continuation token). A page of any other shape is left to botocore whole.
     """
     body = response_dict.get("body")
     if response_dict.get("status_code") != 200 or not isinstance(body, bytes):
         return
-    pairs = KEY_AND_SIZE.findall(body)
-    if not pairs or len(pairs) != body.count(b"<Contents>"):
+    if operation_model is not None and operation_model.name != "ListObjectsV2":
         return
-    customized_response_dict["Contents"] = [{"Key": xml_text(key), "Size": int(size)} for key, size in pairs]
-    response_dict["body"] = CONTENTS.sub(b"", body)
+    first, last = body.find(CONTENTS_START), body.rfind(CONTENTS_END)
+    if first < 0 or last < first:
+        return
+    end = last + len(CONTENTS_END)
+    contents = body[first:end].decode("utf-8")
+    keys, sizes = KEY.findall(contents), SIZE.findall(contents)
+    # Nothing but <Contents> elements between the first and the last, each with its key and size.
+    if not len(keys) == len(sizes) == contents.count("<Contents>") == len(NEXT_CONTENTS.findall(contents)) + 1:
+        return
+    rest = body[:first] + body[end:]
+    customized_response_dict[KEY_SIZES] = list(
+        zip(decode_keys(keys, URL_ENCODED in rest), map(int, sizes), strict=True)
+    )
+    response_dict["body"] = rest
 
 
-def xml_text(raw: bytes) -> str:
-    text = raw.decode("utf-8")
-    return html.unescape(text) if "&" in text else text  # XML's entities are a subset of HTML's
+def decode_keys(texts: list[str], url_encoded: bool) -> list[str]:
+    """Keys from their text in a page: XML entities (a subset of HTML's), then URL encoding if S3 used it.
+
+    Cohorts' keys rarely need either: one look at all of them at once spares a call a key.
+    """
+    special = "&%+" if url_encoded else "&"
+    joined = "\n".join(texts)
+    if not any(char in joined for char in special):
+        return texts
+    keys = [html.unescape(text) if "&" in text else text for text in texts]
+    return [unquote_plus(key) for key in keys] if url_encoded else keys
+
+
+def page_items(page: dict[str, Any]) -> list[tuple[str, int]]:
+    """A listing page's (key, size) pairs, whether the hook read them or botocore."""
+    if KEY_SIZES in page:
+        return page[KEY_SIZES]
+    return [(item["Key"], item["Size"]) for item in page.get("Contents", [])]
 
 
 def listing_client(s3: Any, workers: int) -> Any:
@@ -111,7 +148,11 @@ def listing_client(s3: Any, workers: int) -> Any:
     if not isinstance(s3, LazyClient):
         return s3
     client = s3.sibling(pool_size=workers)
-    client.meta.events.register("before-parse.s3.ListObjectsV2", keys_and_sizes_only)
+    # Any operation's, not ListObjectsV2's alone: botocore runs handlers of wildcard events first, and this
+    # one must run before its own S3 check of a 200 answer (whether it holds an <Error>), which otherwise
+    # parses each whole page once more. The check then reads the page without its <Contents>: an error,
+    # or a page cut short, is left whole by the hook or still fails to parse, and is retried as before.
+    client.meta.events.register("before-parse.*.*", keys_and_sizes_only)
     return client
 
 
@@ -132,24 +173,22 @@ def list_args(bucket: str, keys: list[str], start_after: str) -> dict[str, str]:
     return args
 
 
-def probe(s3: Any, bucket: str, keys: list[str]) -> Probe:
+def probe(s3: Any, bucket: str, keys: list[str], wanted: set[str]) -> Probe:
     """One page listed from just before the first wanted key."""
     page = s3.list_objects_v2(**list_args(bucket, keys, before(keys[0])))
-    contents = page.get("Contents", [])
-    wanted = set(keys)
-    sizes = {item["Key"]: item["Size"] for item in contents if item["Key"] in wanted}
-    more = page.get("IsTruncated") and contents and contents[-1]["Key"] < keys[-1]
-    return Probe(sizes, contents[-1]["Key"] if more else None)
+    items = page_items(page)
+    sizes = {key: size for key, size in items if key in wanted}
+    more = page.get("IsTruncated") and items and items[-1][0] < keys[-1]
+    return Probe(sizes, items[-1][0] if more else None)
 
 
-def list_range(s3: Any, bucket: str, keys: list[str], start_after: str) -> dict[str, int]:
-    """The wanted ``keys`` (sorted) that exist, listed from ``start_after`` until a page passes the last one."""
-    wanted = set(keys)
+def list_range(s3: Any, bucket: str, keys: list[str], start_after: str, wanted: set[str]) -> dict[str, int]:
+    """The ``wanted`` keys that exist, listed from ``start_after`` until a page passes the last of ``keys``."""
     sizes: dict[str, int] = {}
     for page in s3.get_paginator("list_objects_v2").paginate(**list_args(bucket, keys, start_after)):
-        contents = page.get("Contents", [])
-        sizes.update((item["Key"], item["Size"]) for item in contents if item["Key"] in wanted)
-        if contents and contents[-1]["Key"] >= keys[-1]:
+        items = page_items(page)
+        sizes |= {key: size for key, size in items if key in wanted}
+        if items and items[-1][0] >= keys[-1]:
             break
     return sizes
 
@@ -184,15 +223,15 @@ def cut(keys: list[str], parts: int) -> list[list[str]]:
     return [keys[len(keys) * i // parts : len(keys) * (i + 1) // parts] for i in range(parts)]
 
 
-def range_tasks(s3: Any, bucket: str, keys: list[str], covered: str, parts: int) -> list[Callable[[], dict]]:
-    """Listings of ``keys`` cut in ``parts`` ranges; everything up to ``covered`` is listed already.
+def range_tasks(s3: Any, bucket: str, left: Rest, parts: int) -> list[Callable[[], dict]]:
+    """Listings of the keys ``left`` cut in ``parts`` ranges."""
 
-    Each range starts just before its first wanted key, or after the previous range's last wanted key
-    when that is later (everything up to it is listed by the previous range).
-    """
+    # Each range starts just before its first wanted key, or after the previous range's last wanted key
+    # when that is later: everything up to it is listed by the previous range (or the probe).
     tasks = []
-    for run in cut(keys, parts):
-        tasks.append(partial(list_range, s3, bucket, run, max(covered, before(run[0]))))
+    covered = left.covered
+    for run in cut(left.keys, parts):
+        tasks.append(partial(list_range, s3, bucket, run, max(covered, before(run[0])), left.wanted))
         covered = run[-1]
     return tasks
 
@@ -215,7 +254,7 @@ def find_sizes(s3: Any, wanted: dict[Folder, set[str]], workers: int = WORKERS) 
     folders = {folder: sorted(keys) for folder, keys in wanted.items() if keys}
     found = Found()
     with ThreadPoolExecutor(max_workers=workers) as pool:
-        rest = probe_folders(pool, s3, folders, found)
+        rest = probe_folders(pool, s3, folders, wanted, found)
         by_head = {f: left.keys for f, left in rest.items() if prefer_heads(len(left.keys), left.answered)}
         refused = head_folders(pool, s3, by_head, found)
         listed = {f: left for f, left in rest.items() if f not in by_head or f in refused}
@@ -230,6 +269,7 @@ class Rest:
     keys: list[str]
     covered: str
     answered: int
+    wanted: set[str]  # all the folder's
 
     def pages(self) -> int:
         """Pages expected to list the rest, taking it to be as dense in wanted keys as the probe's page."""
@@ -237,11 +277,12 @@ class Rest:
 
 
 def probe_folders(
-    pool: ThreadPoolExecutor, s3: Any, folders: dict[Folder, list[str]], found: Found
+    pool: ThreadPoolExecutor, s3: Any, folders: dict[Folder, list[str]], wanted: dict[Folder, set[str]], found: Found
 ) -> dict[Folder, Rest]:
-    """One probe page a folder, all at once; what each leaves to find."""
+    """One probe page a folder (its keys sorted in ``folders``), all at once; what each leaves to find."""
     rest = {}
-    for folder, result in gather(pool, [(f, partial(probe, s3, f[0], keys)) for f, keys in folders.items()]):
+    tasks = [(f, partial(probe, s3, f[0], keys, wanted[f])) for f, keys in folders.items()]
+    for folder, result in gather(pool, tasks):
         if isinstance(result, ClientError):
             found.failures[folder] = result
             continue
@@ -249,7 +290,7 @@ def probe_folders(
         if result.last is not None:
             keys = folders[folder]
             answered = bisect_right(keys, result.last)
-            rest[folder] = Rest(keys[answered:], result.last, answered)
+            rest[folder] = Rest(keys[answered:], result.last, answered, wanted[folder])
     return rest
 
 
@@ -288,7 +329,7 @@ def list_folders(
     """List the rest of each folder in ``parts[folder]`` key ranges, all folders' ranges at once."""
     tasks = []
     for folder, left in folders.items():
-        tasks += [(folder, task) for task in range_tasks(s3, folder[0], left.keys, left.covered, parts[folder])]
+        tasks += [(folder, task) for task in range_tasks(s3, folder[0], left, parts[folder])]
     found.ranges += len(tasks)
     for folder, result in gather(pool, tasks):
         if isinstance(result, ClientError):
