@@ -80,7 +80,7 @@ class Listings:
         end = bisect_left(self.keys, prefix + "\U0010ffff")
         last = min(end, first + size)
         more = last < end
-        token = f"<NextContinuationToken>{quote(self.keys[last - 1])}</NextContinuationToken>" if more else ""
+        token = f"<NextContinuationToken>{self.keys[last - 1]}</NextContinuationToken>" if more else ""  # opaque
         return (
             '<?xml version="1.0" encoding="UTF-8"?>\n<ListBucketResult xmlns="http://s3.amazonaws.com/doc/2006-03-01/">'
             f"<Name>{BUCKET}</Name><Prefix>{quote(prefix)}</Prefix><KeyCount>{last - first}</KeyCount>"
