@@ -71,6 +71,10 @@ class LazyClient:
             self._client = make_client(self._service, self._region, self._profile)
         return getattr(self._client, name)
 
+    def sibling(self, pool_size: int = 10) -> Any:
+        """A new client like this one (session, region, retries, hooks), for a caller that adds hooks of its own."""
+        return make_client(self._service, self._region, self._profile, pool_size)
+
 
 @dataclass
 class Clients:
@@ -130,7 +134,7 @@ class FirstContact:
             raise caught_exception
 
 
-def make_client(service: str, region: str, profile: str | None = None) -> Any:
+def make_client(service: str, region: str, profile: str | None = None, pool_size: int = 10) -> Any:
     """A client whose retries ride out throttling (TooManyRequestsException, SlowDown) and 5xx.
 
     botocore's standard mode with 10 attempts backs off exponentially (up to 20 s a retry).
@@ -138,6 +142,7 @@ def make_client(service: str, region: str, profile: str | None = None) -> Any:
     the pacing of submissions and the polling backoff that the executor does itself. An endpoint
     that cannot be reached fails the first call at once (FirstContact), after at most
     CONNECT_TIMEOUT seconds where nothing answers.
+    ``pool_size`` connections are kept open: as many as the threads that share the client.
     """
     from botocore.config import Config
 
@@ -146,6 +151,7 @@ def make_client(service: str, region: str, profile: str | None = None) -> Any:
         retries={"mode": "standard", "max_attempts": 10},
         connect_timeout=CONNECT_TIMEOUT,
         user_agent_extra="tiledbvcf-batch",
+        max_pool_connections=pool_size,
     )
     client = session(profile).client(service, config=config)
     client.meta.events.register("after-call.*.*", credentials_refused)
