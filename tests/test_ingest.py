@@ -272,7 +272,7 @@ def test_balance_bytes_shares_out_the_sizes_the_preflight_listed(aws, tmp_path, 
     assert summary in dry.stderr.splitlines()
     # The sizes come from the preflight's one listing of the samples' folder: no call per sample.
     assert [(name, params) for name, params in aws.calls if params.get("Bucket") == "bucket-name"] == [
-        ("ListObjectsV2", {"Bucket": "bucket-name", "Prefix": "sized/"})
+        ("ListObjectsV2", {"Bucket": "bucket-name", "Prefix": "sized/", "StartAfter": "sized/0.bc"})
     ]
 
     result = run_ingest(*args)
@@ -344,7 +344,7 @@ def test_dry_run_prints_the_plan_and_submits_nothing(aws, samples_file, run_inge
     assert result.exit_code == 0, result.stderr
     assert result.lines[0].startswith("Plan for ingest run ingest-")
     assert (
-        "tiledbvcf create -u s3://my-bucketname/test-vcf-dataset --tiledb-config vfs.s3.aws_secret_access_key=***"
+        "tiledbvcf create -u s3://my-bucketname/test-vcf-dataset --tiledb-config 'vfs.s3.aws_secret_access_key=***'"
         in result.stdout
     )
     assert "hunter2" not in result.stdout + result.stderr
