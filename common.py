@@ -23,16 +23,10 @@ from click.core import ParameterSource
 
 from tiledbvcf_batch import __version__, report, submit, watch
 from tiledbvcf_batch.aws import AwsSetupError, Clients, aws_message, make_clients, setup_message
-from tiledbvcf_batch.executors import for_record
+from tiledbvcf_batch.executors import for_record, local_executor
 from tiledbvcf_batch.executors.base import Executor
 from tiledbvcf_batch.executors.batch import BatchExecutor
-from tiledbvcf_batch.executors.local import (
-    LocalExecutor,
-    default_parallel,
-    find_tiledbvcf,
-    is_legacy,
-    signals_as_interrupt,
-)
+from tiledbvcf_batch.executors.local import signals_as_interrupt
 from tiledbvcf_batch.inputs import DEFAULT_SCRATCH_PATH, ExportOptions, IngestOptions, InputError
 from tiledbvcf_batch.plan import BARRIER, CONSOLIDATE, Plan, Stage, Task, describe_plan, plan_document
 from tiledbvcf_batch.prepare import Prepared
@@ -289,7 +283,8 @@ class Session:
             queue, definition = flags["job_queue"] or "", flags["job_definition"] or ""
             executor = BatchExecutor(clients, queue, definition, array_jobs=flags.get("array_jobs"))
             return cls(clients, storage, executor, instance_price=flags["instance_price"])
-        executor = local_executor(flags)
+        executor = local_executor(flags.get("tiledbvcf"), flags.get("max_parallel"), flags["vcpus"],
+                                  register=flags.get("register"))  # fmt: skip
         scratch = flags.get("scratch_path")
         if scratch is None:  # a temporary directory of the run, removed when the command ends
             scratch = tempfile.mkdtemp(prefix="tiledbvcf-scratch-")
@@ -305,20 +300,6 @@ class Session:
     def complete(self, opts: T) -> T:
         """The options with this session's scratch, where --scratch-path was not given."""
         return opts if opts.scratch_path is not None else replace(opts, scratch_path=self.scratch_path)
-
-
-def local_executor(flags: Mapping[str, Any]) -> LocalExecutor:
-    """The local executor, with a tiledbvcf that is there, works, and fits the run; else bad input."""
-    path, version = find_tiledbvcf(flags.get("tiledbvcf"))
-    if path is None:
-        raise InputError(version)
-    if is_legacy(version) and not flags.get("register"):
-        fix = "pass --register, or use" if "register" in flags else "use"
-        raise InputError(
-            f"{path} is {version}, a legacy release (v2/v3 datasets): {fix} tiledbvcf 0.7 or later "
-            "(conda install -c conda-forge -c tiledb libtiledbvcf)"
-        )
-    return LocalExecutor(path, version, flags.get("max_parallel") or default_parallel(flags["vcpus"]))
 
 
 def execute(prepared: Prepared, session: Session, flags: Mapping[str, Any]) -> None:
