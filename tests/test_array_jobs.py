@@ -198,13 +198,12 @@ def fail_children(aws) -> None:
 
 
 class ArrayBatch:
-    """A Batch of array jobs: each round gives every child's status; counts DescribeJobs and ListJobs calls."""
+    """A Batch of array jobs: each round gives every child's status; keeps the ids of each DescribeJobs call."""
 
     def __init__(self, rounds: list[dict[str, list[str]]]):
         self.rounds = rounds  # parent id -> children's statuses, per poll round
         self.round = -1
         self.described: list[list[str]] = []
-        self.listed: list[tuple[str, str]] = []
 
     def describe_jobs(self, jobs: list[str]) -> dict[str, Any]:
         self.described.append(list(jobs))
@@ -225,24 +224,8 @@ class ArrayBatch:
             )  # fmt: skip
         return {"jobs": found}
 
-    def get_paginator(self, name: str) -> Any:
-        batch = self
 
-        class Pages:
-            def paginate(self, arrayJobId: str, jobStatus: str, **_: Any) -> list[dict[str, Any]]:
-                batch.listed.append((arrayJobId, jobStatus))
-                children = batch.rounds[batch.round][arrayJobId]
-                summaries = [
-                    {"jobId": f"{arrayJobId}:{i}", "status": s, "startedAt": 1000, "stoppedAt": 61000}
-                    for i, s in enumerate(children)
-                    if s == jobStatus
-                ]
-                return [{"jobSummaryList": summaries}]
-
-        return Pages()
-
-
-def test_waiting_on_arrays_costs_one_describe_per_poll_and_lists_children_once(clock):
+def test_waiting_on_arrays_costs_one_describe_per_poll_and_describes_children_once(clock):
     running = {"p1": ["SUCCEEDED"] * 300 + ["RUNNING"] * 700, "p2": ["PENDING"] * 1000}
     middle = {"p1": ["SUCCEEDED"] * 999 + ["FAILED"], "p2": ["RUNNING"] * 1000}
     done = {"p1": middle["p1"], "p2": ["SUCCEEDED"] * 1000}
@@ -257,13 +240,22 @@ def test_waiting_on_arrays_costs_one_describe_per_poll_and_lists_children_once(c
     latest = wait_for_jobs(executor, ids, sleep=clock.sleep, observe=observe)
     parents_only = [call for call in batch.described if all(":" not in job for job in call)]
     assert parents_only == [["p1", "p2"]] * 3 + [["p2"]]  # one call a poll; a finished array is not asked again
-    # The children are described only where one failed, and listed once when their array ended.
-    assert [call for call in batch.described if call not in parents_only] == [["p1:999"]]
-    assert batch.listed == [("p1", "SUCCEEDED"), ("p1", "FAILED"), ("p2", "SUCCEEDED"), ("p2", "FAILED")]
+    # Each child is described once, when its array has ended (100 a call): the report's figures and diagnosis.
+    children = [call for call in batch.described if call not in parents_only]
+    assert [len(call) for call in children] == [100] * 20
+    assert sorted(job_id for call in children for job_id in call) == sorted(ids)
     assert seen[0] == {"SUCCEEDED": 300, "RUNNING": 700}  # progress counts from the summaries
     assert latest["p1:999"]["status"] == "FAILED" and latest["p1:0"]["status"] == "SUCCEEDED"
-    assert latest["p2:5"]["attempts"] == [{"container": {}, "startedAt": 1000, "stoppedAt": 61000}]
     assert not any(d.get("estimated") for d in latest.values())
+
+
+def test_a_failed_child_does_not_reset_the_backoff_at_every_poll(clock):
+    """Which child is estimated to have failed moves as the counts grow: only a new failure is news."""
+    rounds = [{"p": ["SUCCEEDED"] * n + ["FAILED"] + ["RUNNING"] * (99 - n)} for n in (10, 20, 30)]
+    batch = ArrayBatch([*rounds, {"p": ["SUCCEEDED"] * 99 + ["FAILED"]}])
+    executor = BatchExecutor(Clients("us-east-1", batch, None, None), "q", "jd")
+    wait_for_jobs(executor, [f"p:{i}" for i in range(100)], sleep=clock.sleep)
+    assert clock.slept == [10, 20, 40]
 
 
 def test_polling_backs_off_unless_a_job_fails_or_a_stage_ends(clock):

@@ -92,14 +92,23 @@ def settled(description: JobDescription | None) -> bool:
 
 
 def milestone(before: dict[str, str], latest: Latest, groups: Sequence[Sequence[str]]) -> bool:
-    """Something a user waits for happened since ``before``: a job failed, or a stage ended."""
+    """Something a user waits for happened since ``before``: a stage has more failed jobs, or a stage ended.
 
-    def ended(statuses: Callable[[str], str | None], group: Sequence[str]) -> bool:
-        return all(statuses(job_id) in TERMINAL_STATUSES for job_id in group)
+    Counted per stage, not per job: an array child's status is estimated from its array's counts, and
+    which child is said to have failed may change from one poll to the next while the count does not.
+    """
+
+    def count(statuses: Callable[[str], str | None], group: Sequence[str], wanted: frozenset[str]) -> int:
+        return sum(1 for job_id in group if statuses(job_id) in wanted)
 
     now = lambda job_id: latest.get(job_id, {}).get("status")  # noqa: E731
-    failed = any(d["status"] == "FAILED" and before.get(i) != "FAILED" for i, d in latest.items())
-    return failed or any(ended(now, group) and not ended(before.get, group) for group in groups)
+    failed, terminal = frozenset({"FAILED"}), frozenset(TERMINAL_STATUSES)
+    for group in groups:
+        if count(now, group, failed) > count(before.get, group, failed):
+            return True
+        if count(now, group, terminal) == len(group) > count(before.get, group, terminal):
+            return True
+    return False
 
 
 def describe_now(executor: Executor, record: RunRecord) -> Latest:

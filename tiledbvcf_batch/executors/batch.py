@@ -288,28 +288,22 @@ class BatchExecutor:
     def children_of(
         self, parent: str, description: JobDescription | None, wanted: Sequence[str]
     ) -> dict[str, JobDescription]:
-        """The wanted children of an array: estimated from its status summary while it runs, listed once it ends."""
+        """The wanted children of an array: estimated from its status summary while it runs, described once it ends.
+
+        Described, not listed: the report's cost needs each child's instance, which ListJobs does not give.
+        """
         if parent not in self._final:
             if description is None:
                 return {}  # not described (throttled, or forgotten)
             size, summary = array_summary(description)
             if not size or sum(summary.get(status, 0) for status in TERMINAL_STATUSES) < size:
                 return estimated_children(parent, description, size, summary, wanted)
-            self._final[parent] = self.finished_children(parent)
+            described, throttled = self.described([f"{parent}:{index}" for index in range(size)])
+            if throttled:  # described again at the next poll
+                return {job_id: described[job_id] for job_id in wanted if job_id in described}
+            self._final[parent] = described
         final = self._final[parent]
         return {job_id: final[job_id] for job_id in wanted if job_id in final}
-
-    def finished_children(self, parent: str) -> dict[str, JobDescription]:
-        """Every child of a finished array: listed (1,000 a call), the failed ones described for diagnosis."""
-        children: dict[str, JobDescription] = {}
-        paginator = self.clients.batch.get_paginator("list_jobs")
-        for status in ("SUCCEEDED", "FAILED"):
-            for page in paginator.paginate(arrayJobId=parent, jobStatus=status, PaginationConfig={"PageSize": 1000}):
-                children.update((summary["jobId"], from_summary(summary)) for summary in page["jobSummaryList"])
-        failed = [job_id for job_id, d in children.items() if d["status"] == "FAILED"]
-        described, _ = self.described(failed)
-        children.update(described)
-        return children
 
     def cancel(self, ids: Sequence[str], reason: str) -> CancelOutcome:
         latest = self.describe(ids)
@@ -417,21 +411,6 @@ def estimated_children(
             "estimated": True,
         }
     return estimated
-
-
-def from_summary(summary: dict[str, Any]) -> JobDescription:
-    """A ListJobs summary as a description: one attempt with its times and exit code."""
-    attempt: Attempt = {"container": dict(summary.get("container", {}))}  # type: ignore[typeddict-item]
-    for key in ("startedAt", "stoppedAt"):
-        if key in summary:
-            attempt[key] = summary[key]  # type: ignore[literal-required]
-    return {
-        "jobId": summary["jobId"],
-        "jobName": summary.get("jobName", ""),
-        "status": summary["status"],
-        "statusReason": summary.get("statusReason", ""),
-        "attempts": [attempt] if "startedAt" in summary else [],
-    }
 
 
 def tail_log(logs: Any, group: str, stream: str, lines: int) -> tuple[list[str], str | None]:
