@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import pytest
@@ -152,6 +153,7 @@ def test_a_stock_job_definition_keeps_one_job_per_task(aws, samples_file, run_in
     assert result.exit_code == 0 and "as array jobs" not in result.stdout
     forced = run_ingest(*base(samples_file(6)), "--num-jobs", "3", "--dry-run", "--array-jobs")
     assert "as array jobs" in forced.stdout and f"tasks-ingest-1.json#{ARRAY_INDEX}" in forced.stdout
+    assert re.search(r"    task file s3://\S+/tasks-ingest-1.json: 3 children, 6 samples$", forced.stdout, re.M)
 
 
 def test_resume_of_an_array_run_resubmits_only_the_children_that_failed(

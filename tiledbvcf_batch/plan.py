@@ -308,7 +308,10 @@ def describe_plan(plan: Plan, tasks: Sequence[Task], where: str) -> list[str]:
             f"{retries_text(task.retries)}]{deps}"
         )
         lines.append(f"    {shlex.join(['tiledbvcf', *redact_command(task.args)])}")
-        if task.manifest is not None:
+        if task.members:  # an array job: child i runs members[i]
+            lines.append(f"    task file {task.manifest.uri if task.manifest else ''}: {len(task.members)} "
+                         f"children, {len(task.samples)} samples")  # fmt: skip
+        elif task.manifest is not None:
             lines.append(f"    manifest {task.manifest.uri}: {len(task.manifest.lines)} samples")
         elif task.samples:
             lines.append(f"    samples: {len(task.samples)}")
@@ -336,6 +339,7 @@ def plan_document(plan: Plan, tasks: Sequence[Task], where: str) -> dict[str, ob
                 "after": list(task.after),
                 "manifest": str(task.manifest.uri) if task.manifest else None,
                 "samples": len(task.samples),
+                "array_size": len(task.members) or None,
             }
             for task in tasks
         ],
