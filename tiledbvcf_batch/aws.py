@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import threading
 from dataclasses import dataclass
 from typing import Any
 
@@ -26,6 +27,7 @@ CREDENTIAL_CODES = frozenset({
 
 
 CONNECT_TIMEOUT = 5  # seconds to open a connection (botocore's default: 60)
+MAKING = threading.RLock()  # a boto3 session is not thread-safe: clients are made one at a time
 
 
 class AwsSetupError(Exception):
@@ -68,7 +70,9 @@ class LazyClient:
 
     def __getattr__(self, name: str) -> Any:
         if self._client is None:
-            self._client = make_client(self._service, self._region, self._profile)
+            with MAKING:
+                if self._client is None:
+                    self._client = make_client(self._service, self._region, self._profile)
         return getattr(self._client, name)
 
     def sibling(self, pool_size: int = 10) -> Any:
@@ -153,7 +157,8 @@ def make_client(service: str, region: str, profile: str | None = None, pool_size
         user_agent_extra="tiledbvcf-batch",
         max_pool_connections=pool_size,
     )
-    client = session(profile).client(service, config=config)
+    with MAKING:
+        client = session(profile).client(service, config=config)
     client.meta.events.register("after-call.*.*", credentials_refused)
     client.meta.events.register("needs-retry", FirstContact())
     return client

@@ -59,19 +59,27 @@ def dataset_exists(s3: Any, dataset_uri: str) -> bool:
 
 
 ObjectKey = tuple[str, str]  # (bucket, key)
+SampleKey = tuple[str, str, ObjectKey | None]  # bucket, key, and the named index (None: <key>.csi or .tbi beside it)
 
 
-def sample_keys(sample: Sample) -> tuple[ObjectKey, list[ObjectKey]]:
-    """The sample's bucket and key, and those of its index candidates.
+def sample_keys(samples: Sequence[Sample]) -> list[SampleKey]:
+    """Each sample's bucket and key, and those of its named index (None where it has none).
 
     The URIs were checked when the samples file was read: splitting them is enough, and 100,000s
-    of them are split in a fraction of the time that parsing them again takes.
+    of them are split in a fraction of the time that parsing them again takes. An index beside
+    its sample is no tuple of its own: most samples have one, and 100,000s of tuples cost memory.
     """
-    bucket, _, key = sample.uri.removeprefix("s3://").partition("/")
-    if sample.index_uri is not None:
-        index_bucket, _, index_key = sample.index_uri.removeprefix("s3://").partition("/")
-        return (bucket, key), [(index_bucket, index_key)]
-    return (bucket, key), [(bucket, key + ".csi"), (bucket, key + ".tbi")]
+    keys: list[SampleKey] = []
+    buckets: dict[str, str] = {}  # one string a bucket, not one a sample
+    for sample in samples:
+        bucket, _, key = sample.uri.removeprefix("s3://").partition("/")
+        bucket = buckets.setdefault(bucket, bucket)
+        if sample.index_uri is None:
+            keys.append((bucket, key, None))
+        else:
+            index_bucket, _, index_key = sample.index_uri.removeprefix("s3://").partition("/")
+            keys.append((bucket, key, (buckets.setdefault(index_bucket, index_bucket), index_key)))
+    return keys
 
 
 def check_samples(s3: Any, samples: Sequence[Sample]) -> tuple[list[str], dict[str, int]]:
@@ -98,19 +106,22 @@ def check_samples(s3: Any, samples: Sequence[Sample]) -> tuple[list[str], dict[s
 
 def wanted_keys(samples: Sequence[Sample]) -> dict[tuple[str, str], set[str]]:
     """The keys of every sample and index candidate, by bucket and directory."""
-    return keys_by_folder([sample_keys(sample) for sample in samples])
+    return keys_by_folder(sample_keys(samples))
 
 
-def keys_by_folder(keys: list[tuple[ObjectKey, list[ObjectKey]]]) -> dict[tuple[str, str], set[str]]:
+def keys_by_folder(keys: list[SampleKey]) -> dict[tuple[str, str], set[str]]:
     wanted: dict[tuple[str, str], set[str]] = {}
-    for (bucket, key), candidates in keys:
-        folder = wanted.setdefault((bucket, key.rpartition("/")[0]), set())
+    for bucket, key, index in keys:
+        directory = (bucket, key.rpartition("/")[0])
+        folder = wanted.get(directory)
+        if folder is None:
+            folder = wanted[directory] = set()
+        if index is None:  # <sample>.csi and .tbi: the sample's directory, found without a search
+            folder.update((key, key + ".csi", key + ".tbi"))
+            continue
         folder.add(key)
-        for index_bucket, index in candidates:
-            if index_bucket == bucket and index.startswith(key) and "/" not in index[len(key) :]:
-                folder.add(index)  # <sample>.csi and the like: the sample's directory, found without a search
-            else:
-                wanted.setdefault((index_bucket, index.rpartition("/")[0]), set()).add(index)
+        index_bucket, index_key = index
+        wanted.setdefault((index_bucket, index_key.rpartition("/")[0]), set()).add(index_key)
     return wanted
 
 
@@ -122,7 +133,7 @@ def check_s3_samples(s3: Any, samples: Sequence[Sample], *, parallel: bool = Tru
     see ``lookup``. ``parallel=False`` lists each directory whole, one after another: the reference.
     """
     with collection_paused():
-        keys = [sample_keys(sample) for sample in samples]
+        keys = sample_keys(samples)
         wanted = keys_by_folder(keys)
         found = find_sizes(s3, wanted) if parallel else list_sequentially(s3, wanted)
         return judge_samples(samples, keys, found, unlisted(wanted, found))
@@ -162,21 +173,33 @@ def unlisted(wanted: dict[tuple[str, str], set[str]], found: Found) -> list[str]
 
 def judge_samples(
     samples: Sequence[Sample],
-    keys: list[tuple[ObjectKey, list[ObjectKey]]],
+    keys: list[SampleKey],
     found: Found,
     problems: list[str],
 ) -> tuple[list[str], dict[str, int]]:
     """``problems`` and those of each sample, from the sizes of the keys ``found``; each sample's size."""
     sizes: dict[str, int] = {}
     in_bucket, nothing = found.sizes, {}
-    for sample, ((bucket, key), candidates) in zip(samples, keys, strict=True):
-        size = in_bucket.get(bucket, nothing).get(key)
-        indexes = [index for b, k in candidates if (index := in_bucket.get(b, nothing).get(k)) is not None]
+    for sample, (bucket, key, index) in zip(samples, keys, strict=True):
+        listed = in_bucket.get(bucket, nothing)
+        size = listed.get(key)
         if size is not None:
             sizes[sample.uri] = size
-        if size is None or size <= 0 or not any(indexes):  # rarely: the checks that follow are not in the loop
-            problems += sample_problems(sample, key, size, indexes)
+        # Any index of a size other than 0 (-1: unknown) will do; None: missing.
+        indexed = listed.get(key + ".csi") or listed.get(key + ".tbi") if index is None else index_size(found, index)
+        if size is None or size <= 0 or not indexed:  # rarely: the checks that follow are not in the loop
+            problems += sample_problems(sample, key, size, index_sizes(found, bucket, key, index))
     return problems, sizes
+
+
+def index_size(found: Found, index: ObjectKey) -> int | None:
+    return found.sizes.get(index[0], {}).get(index[1])
+
+
+def index_sizes(found: Found, bucket: str, key: str, index: ObjectKey | None) -> list[int]:
+    """The sizes of the sample's index candidates that exist."""
+    candidates = [(bucket, key + ".csi"), (bucket, key + ".tbi")] if index is None else [index]
+    return [size for candidate in candidates if (size := index_size(found, candidate)) is not None]
 
 
 def sample_problems(sample: Sample, key: str, size: int | None, indexes: list[int]) -> list[str]:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import shlex
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, fields, replace
 from typing import Any
 
@@ -52,12 +53,18 @@ def ingest_preflight(
     Headers are read with --check-headers, and always when every sample is a local file (it costs nothing).
     """
     s3 = storage.s3
-    problems = executor.preflight()
-    problems += check_writable(s3, opts.metadata_s3, "--metadata-s3", storage.encryption)
-    if opts.dataset_uri.startswith("s3://"):
-        problems += check_bucket(s3, parse_uri(opts.dataset_uri, "").bucket, "--dataset-uri")
+    # The queue, the job definition and the buckets are checked while the samples are: a few calls
+    # each, that would otherwise wait one after another. The problems keep their order.
+    with ThreadPoolExecutor(max_workers=3) as pool:
+        checks = [
+            pool.submit(executor.preflight),
+            pool.submit(check_writable, s3, opts.metadata_s3, "--metadata-s3", storage.encryption),
+        ]
+        if opts.dataset_uri.startswith("s3://"):
+            checks.append(pool.submit(check_bucket, s3, parse_uri(opts.dataset_uri, "").bucket, "--dataset-uri"))
+        sample_problems, sizes = check_samples(s3, samples)
+        problems = [problem for check in checks for problem in check.result()]
     problems += named_index_with_scratch(opts, samples)
-    sample_problems, sizes = check_samples(s3, samples)
     problems += sample_problems
     names: dict[str, str] = {}
     local = not any(sample.uri.startswith("s3://") for sample in samples)
