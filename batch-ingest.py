@@ -144,6 +144,7 @@ def main(**flags: Any) -> None:
         session.executor_for,
         resume=flags["resume"],
         instance_price=session.instance_price,
+        say=common.stderr_for(flags),
     )
     common.execute(prepared, session, flags)
 

@@ -336,7 +336,8 @@ def test_wait_names_failed_jobs_and_exits_1(aws, samples_file, run_ingest, monke
     assert any("(tiledbvcf-ingest-b1-j2)" in line for line in failed)
 
 
-def test_dry_run_prints_the_plan_and_submits_nothing(aws, samples_file, run_ingest):
+def test_dry_run_prints_the_plan_and_submits_nothing(aws, samples_file, run_ingest, monkeypatch):
+    monkeypatch.setattr("tiledbvcf_batch.prepare.ANNOUNCE_FROM", 5)  # as a cohort's checks do
     result = run_ingest(
         "--dataset-uri", DATASET, "--samples", str(samples_file(5)), "--metadata-s3", "bucket2-name",
         "--num-jobs", "2", "--dry-run", "--tiledb-config", "vfs.s3.aws_secret_access_key=hunter2",
@@ -349,6 +350,8 @@ def test_dry_run_prints_the_plan_and_submits_nothing(aws, samples_file, run_inge
     )
     assert "hunter2" not in result.stdout + result.stderr
     assert aws.submitted == [] and aws.keys("bucket2-name") == []
+    # No silent phase: the checks say what they do as they start (stderr, so the plan stays parsable).
+    assert result.stderr.splitlines()[0] == "Checking 5 samples and their indexes, the job queue and the buckets"
 
 
 def write(tmp_path, text):

@@ -100,7 +100,13 @@ def resolve_region(region: str | None, profile: str | None = None) -> str:
             region = checked_region(os.environ[source], source)
     if region:
         return region
+    if not profile and not os.environ.get("AWS_PROFILE") and not os.path.exists(config_file()):
+        return "us-east-1"  # what botocore would say, without importing it: a local run may need no AWS at all
     return checked_region(session(profile).region_name or "us-east-1", "the region of your AWS configuration")
+
+
+def config_file() -> str:
+    return os.path.expanduser(os.environ.get("AWS_CONFIG_FILE") or os.path.join("~", ".aws", "config"))
 
 
 def checked_region(name: str, source: str) -> str:

@@ -22,6 +22,9 @@ from .record import RunRecord, dataset_index, load_or_fail, new_run_id, record_u
 from .storage import LocalPath, S3Uri, Storage
 
 ExecutorFor = Callable[[RunRecord], Executor]  # the executor that ran a recorded run
+Say = Callable[[str], None]  # a progress line for the user (stderr, or nowhere with --quiet)
+# From this many samples the checks take seconds and say so as they start; below, a bad input stays one line.
+ANNOUNCE_FROM = 1000
 
 
 @dataclass
@@ -46,13 +49,16 @@ def recorded_options(opts: IngestOptions | ExportOptions, **extras: Any) -> dict
 
 
 def ingest_preflight(
-    opts: IngestOptions, samples: list[Sample], storage: Storage, executor: Executor
+    opts: IngestOptions, samples: list[Sample], storage: Storage, executor: Executor, say: Say = lambda line: None
 ) -> tuple[list[str], dict[str, int], dict[str, str]]:
     """A note, the samples' sizes and (where headers are read) names; or an InputError listing every problem.
 
     Headers are read with --check-headers, and always when every sample is a local file (it costs nothing).
+    ``say`` announces each phase as it starts: on a cohort they take seconds, and no phase is silent.
     """
     s3 = storage.s3
+    say = say if len(samples) >= ANNOUNCE_FROM else lambda line: None
+    say(f"Checking {len(samples)} samples and their indexes, the job queue and the buckets")
     # The queue, the job definition and the buckets are checked while the samples are: a few calls
     # each, that would otherwise wait one after another. The problems keep their order.
     with ThreadPoolExecutor(max_workers=3) as pool:
@@ -69,6 +75,7 @@ def ingest_preflight(
     names: dict[str, str] = {}
     local = not any(sample.uri.startswith("s3://") for sample in samples)
     if (opts.check_headers or local) and not sample_problems:
+        say(f"Reading the headers of {len(samples)} samples")
         header_problems, names = check_headers(s3, samples)
         problems += header_problems
     if problems:
@@ -98,9 +105,10 @@ def ingest(
     *,
     resume: str | None = None,
     instance_price: float,
+    say: Say = lambda line: None,
 ) -> Prepared:
     """Check everything, decide what to create and what to skip or resume, and plan the ingestion."""
-    notes, sizes, names = ingest_preflight(opts, samples, storage, executor)
+    notes, sizes, names = ingest_preflight(opts, samples, storage, executor, say)
     exists = dataset_exists(storage.s3, opts.dataset_uri)
     if exists:
         notes.append(
