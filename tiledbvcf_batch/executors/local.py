@@ -42,6 +42,7 @@ INSTALL_HINT = (
 VERSION_RE = re.compile(r"TileDB-VCF version (\d+)\.(\d+)(?:\.(\d+))?")
 FIRST_CURRENT_RELEASE = (0, 7)  # v4 datasets, store --resume; earlier releases need --register
 CANCEL_MARKER = "cancel"
+PAUSE_STEP = 0.05  # seconds: how soon a waiting run notices that a job changed state
 
 
 def state_root() -> Path:
@@ -163,11 +164,8 @@ class LocalExecutor:
     _args: dict[str, list[str]] = field(default_factory=dict)
     _running: dict[str, Running] = field(default_factory=dict)
     _lock: threading.Lock = field(default_factory=threading.Lock)
-    _changed: threading.Condition = field(init=False)
+    _changes: int = 0  # counts saved job states: pause() ends when it moves
     _thread: threading.Thread | None = None
-
-    def __post_init__(self) -> None:
-        self._changed = threading.Condition(self._lock)
 
     def settings(self) -> dict[str, Any]:
         return {"kind": self.kind, "root": str(self.root), "tiledbvcf": self.tiledbvcf, "version": self.version,
@@ -301,7 +299,7 @@ class LocalExecutor:
         partial = path.with_suffix(".json.partial")
         partial.write_text(json.dumps(self._jobs[job_id]))
         os.replace(partial, path)
-        self._changed.notify_all()
+        self._changes += 1
 
     def _cancelled(self) -> bool:
         return any((self.root / job_id).parent.joinpath(CANCEL_MARKER).exists() for job_id in list(self._jobs)[:1])
@@ -309,8 +307,14 @@ class LocalExecutor:
     # -- Watching and stopping ------------------------------------------------------------------
 
     def pause(self, seconds: float) -> None:
-        with self._changed:
-            self._changed.wait(seconds)
+        """Up to ``seconds``, less as soon as a job's state changed (noticed within PAUSE_STEP).
+
+        Short sleeps, not a Condition: Ctrl-C or SIGTERM raised inside Condition.wait, while it takes
+        its lock back, leaves the lock in a state the stopping of the jobs then trips over.
+        """
+        seen, deadline = self._changes, time.monotonic() + seconds
+        while self._changes == seen and time.monotonic() < deadline:
+            time.sleep(min(PAUSE_STEP, max(0.0, deadline - time.monotonic())))
 
     def describe(self, ids: Sequence[str]) -> dict[str, JobDescription]:
         found: dict[str, JobDescription] = {}
