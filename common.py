@@ -25,7 +25,6 @@ from tiledbvcf_batch import __version__, report, submit, watch
 from tiledbvcf_batch.aws import AwsSetupError, Clients, aws_message, make_clients, setup_message
 from tiledbvcf_batch.executors import for_record, local_executor
 from tiledbvcf_batch.executors.base import Executor
-from tiledbvcf_batch.executors.batch import BatchExecutor
 from tiledbvcf_batch.executors.local import signals_as_interrupt
 from tiledbvcf_batch.inputs import DEFAULT_SCRATCH_PATH, ExportOptions, IngestOptions, InputError
 from tiledbvcf_batch.plan import BARRIER, CONSOLIDATE, Plan, Stage, Task, describe_plan, plan_document
@@ -280,6 +279,8 @@ class Session:
         clients = make_clients(flags.get("region"), flags.get("profile"))
         storage = Storage(clients.s3, encryption_args(flags.get("kms_key_id")))
         if flags.get("executor") != "local":
+            from tiledbvcf_batch.executors.batch import BatchExecutor  # here: a local run does without it
+
             queue, definition = flags["job_queue"] or "", flags["job_definition"] or ""
             executor = BatchExecutor(clients, queue, definition, array_jobs=flags.get("array_jobs"))
             return cls(clients, storage, executor, instance_price=flags["instance_price"])

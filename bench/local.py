@@ -10,7 +10,12 @@ Three ways of ingesting the same cohort into a fresh dataset, each timed from st
 
 The overhead is (1) against (2); the speed-up is (1) against (3). Each is run --repeat times, into
 a fresh dataset each time, and the best time is kept (the machine's noise is larger than the
-overhead). Needs TILEDBVCF (or tiledbvcf on PATH).
+overhead). The executor's own time, (1) less the time its jobs ran (from the jobs' recorded start
+and stop), is printed too: it does not move with tiledbvcf's noise. Needs TILEDBVCF (or tiledbvcf on PATH).
+
+The project's modules are compiled first, as a user's Python has them from the second run on
+(``PYTHONDONTWRITEBYTECODE``, which this machine sets, would otherwise make every run compile
+them again: about 0.2 s a run). ``--cold`` skips that.
 
     TILEDBVCF=... python bench/local.py [--samples 200] [--records 2000] [--num-jobs 4] [--repeat 3]
 """
@@ -18,6 +23,8 @@ overhead). Needs TILEDBVCF (or tiledbvcf on PATH).
 from __future__ import annotations
 
 import argparse
+import compileall
+import json
 import os
 import shutil
 import subprocess
@@ -43,13 +50,20 @@ def timed(command: list[str], **kwargs) -> float:
     return time.perf_counter() - start
 
 
-def with_executor(work: Path, samples: Path, name: str, num_jobs: int, parallel: int) -> float:
-    """The whole script, as a user runs it (without the consolidation jobs: by hand runs none either)."""
-    env = {**os.environ, "TILEDBVCF_BATCH_STATE": str(work / "state")}
-    return timed([sys.executable, str(ROOT / "batch-ingest.py"), "--executor", "local", "--dataset-uri",
+def with_executor(work: Path, samples: Path, name: str, num_jobs: int, parallel: int) -> tuple[float, float]:
+    """The whole script, as a user runs it (without the consolidation jobs: by hand runs none either).
+
+    Its wall time, and the time its jobs ran (first start to last stop, from the jobs' states).
+    """
+    state = work / f"state-{name}"
+    env = {**os.environ, "TILEDBVCF_BATCH_STATE": str(state)}
+    wall = timed([sys.executable, str(ROOT / "batch-ingest.py"), "--executor", "local", "--dataset-uri",
                   str(work / name), "--samples", str(samples), "--metadata-s3", str(work / f"meta-{name}"),
                   "--num-jobs", str(num_jobs), "--vcpus", "1", "--max-parallel", str(parallel),
                   "--scratch-path", str(work / "scratch"), "--no-consolidate"], env=env)  # fmt: skip
+    attempts = [json.loads(path.read_text())["attempts"][-1] for path in state.glob("*/*.json")]
+    ran = max(a["stoppedAt"] for a in attempts) - min(a["startedAt"] for a in attempts)
+    return wall, ran / 1000
 
 
 def by_hand(tiledbvcf: str, work: Path, samples: Path, name: str, num_jobs: int) -> float:
@@ -74,7 +88,11 @@ def main() -> int:
     parser.add_argument("--records", type=int, default=2000)
     parser.add_argument("--num-jobs", type=int, default=4)
     parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--cold", action="store_true", help="do not compile the project's modules first")
     args = parser.parse_args()
+    if not args.cold:
+        compileall.compile_dir(ROOT / "tiledbvcf_batch", quiet=1)
+        compileall.compile_file(ROOT / "common.py", quiet=1)
     tiledbvcf, version = find_tiledbvcf(None)
     if tiledbvcf is None:
         print(version)
@@ -92,20 +110,37 @@ def measure(args: argparse.Namespace, tiledbvcf: str, version: str, work: Path) 
     inputs = cohort.make_cohort(work / "in", args.samples, records=args.records)
     samples = work / "samples.txt"
     samples.write_text("".join(f"{path}\n" for path in inputs))
-    serial, hand, parallel = (float("inf"),) * 3
-    for i in range(args.repeat):  # interleaved, so that a slow moment of the machine hits all three
-        serial = min(serial, with_executor(work, samples, f"serial-{i}", args.num_jobs, 1))
-        hand = min(hand, by_hand(tiledbvcf, work, samples, f"by-hand-{i}", args.num_jobs))
-        parallel = min(parallel, with_executor(work, samples, f"parallel-{i}", args.num_jobs, 2))
+    walls: dict[str, list[float]] = {"serial": [], "hand": [], "parallel": [], "own": []}
+
+    def serial(i: int) -> None:
+        wall, ran = with_executor(work, samples, f"serial-{i}", args.num_jobs, 1)
+        walls["serial"].append(wall)
+        walls["own"].append(wall - ran)
+
+    def hand(i: int) -> None:
+        walls["hand"].append(by_hand(tiledbvcf, work, samples, f"by-hand-{i}", args.num_jobs))
+
+    def parallel(i: int) -> None:
+        walls["parallel"].append(with_executor(work, samples, f"parallel-{i}", args.num_jobs, 2)[0])
+
+    runs = [serial, hand, parallel]
+    for i in range(args.repeat):  # interleaved, in turns, so that a slow moment or a warm cache favours none
+        for run in runs[i % 3 :] + runs[: i % 3]:
+            run(i)
+    serial_s, hand_s, parallel_s, own = (min(walls[name]) for name in ("serial", "hand", "parallel", "own"))
+    modules = "run from source (--cold)" if args.cold else "compiled"
     print(f"{args.samples} samples x {args.records} records, --num-jobs {args.num_jobs}, {version}, "
-          f"{os.cpu_count()} cores, best of {args.repeat}")  # fmt: skip
+          f"{os.cpu_count()} cores, best of {args.repeat}, the project's modules {modules}")  # fmt: skip
     print("| run | seconds |")
     print("|---|---|")
-    print(f"| by hand: create + {args.num_jobs} store commands, one after another | {hand:.2f} |")
-    print(f"| batch-ingest.py --executor local --max-parallel 1 | {serial:.2f} |")
-    print(f"| batch-ingest.py --executor local --max-parallel 2 | {parallel:.2f} |")
-    print(f"overhead of the executor: {100 * (serial - hand) / hand:+.1f}% ({serial - hand:+.2f} s); "
-          f"speed-up from --max-parallel 2: {serial / parallel:.2f}x")  # fmt: skip
+    print(f"| by hand: create + {args.num_jobs} store commands, one after another | {hand_s:.2f} |")
+    print(f"| batch-ingest.py --executor local --max-parallel 1 | {serial_s:.2f} |")
+    print(f"| batch-ingest.py --executor local --max-parallel 2 | {parallel_s:.2f} |")
+    print(f"overhead of the executor: {100 * (serial_s - hand_s) / hand_s:+.1f}% ({serial_s - hand_s:+.2f} s); "
+          f"its own time (wall less its jobs' run): {own:.2f} s = {100 * own / hand_s:.1f}% of by hand; "
+          f"speed-up from --max-parallel 2: {serial_s / parallel_s:.2f}x")  # fmt: skip
+    print("every run, seconds: " + "; ".join(f"{name} " + " ".join(f"{t:.2f}" for t in times)
+                                             for name, times in walls.items()))  # fmt: skip
     return 0
 
 

@@ -244,6 +244,8 @@ def test_ctrl_c_or_sigterm_stops_every_tiledbvcf_and_says_how_to_resume(here, si
          "--samples", str(samples), "--metadata-s3", str(here / "meta"), "--vcpus", "1", "--num-jobs", "2",
          "--sample-batch-size", "2"],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=dict(os.environ),
+        # As from a terminal: a shell's background job (pytest ... &) would hand SIGINT down ignored.
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )  # fmt: skip
     deadline = time.monotonic() + 60
     while not tiledbvcf_processes("store", here) and time.monotonic() < deadline and process.poll() is None:

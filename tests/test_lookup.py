@@ -120,6 +120,30 @@ def test_parallel_check_equals_the_sequential_one_on_missing_empty_and_named_ind
     assert sizes["s3://no-such-bucket/x/S1.bcf"] == -1 and len(sizes) == len(samples) - 2
 
 
+def test_a_cohort_checked_in_chunks_gets_the_answer_of_one_pass(s3):
+    client, counter = s3
+    keys = [f"cohort/d{folder}/S{i:04d}.bcf" for folder in range(2) for i in range(700)]
+    objects = dict.fromkeys(keys, 9) | {key + ".csi": 2 for key in keys}
+    for key in ("cohort/d0/S0005.bcf", "cohort/d1/S0650.bcf.csi"):
+        del objects[key]
+    put(objects)
+    # Out of key order, as a samples file may be; four samples in a bucket that cannot be listed.
+    samples = uris(keys[::2] + keys[1::2]) + [Sample(f"s3://no-such-bucket/x/S{i}.bcf") for i in range(4)]
+    counter.calls.clear()
+    whole = check_s3_samples(client, samples)
+    listings = counter.calls["ListObjectsV2"]
+    counter.calls.clear()
+    problems, sizes = check_s3_samples(client, samples, chunk=300)
+    assert sizes == whole[1] and len(sizes) == len(samples) - 1
+    assert sorted(problems) == sorted(whole[0]) and len(problems) == 3
+    assert problems[0] == (  # one line for the directory, though every chunk met it
+        "cannot list s3://no-such-bucket/x/S to check 12 sample and index files (NoSuchBucket: The specified "
+        "bucket does not exist): the scripts need s3:ListBucket there"
+    )
+    # Each chunk lists its own key range: a few pages more where chunks meet, not the directories again.
+    assert listings < counter.calls["ListObjectsV2"] <= listings + 2 * 5
+
+
 def test_head_requests_refused_fall_back_to_listing(s3):
     from botocore.exceptions import ClientError
 

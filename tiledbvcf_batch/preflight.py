@@ -14,13 +14,15 @@ import shlex
 import struct
 import zlib
 from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from operator import attrgetter
 from typing import Any
 
 from botocore.exceptions import ClientError
 
 from .aws import aws_message, error_code
 from .inputs import Sample
-from .lookup import Found, find_sizes, key_prefix, list_sequentially
+from .lookup import WORKERS, Folder, Found, find_sizes, key_prefix, list_sequentially, listing_client
 from .storage import LocalPath, Location, parse_location, parse_s3_uri
 
 
@@ -58,6 +60,7 @@ def dataset_exists(s3: Any, dataset_uri: str) -> bool:
     return response.get("KeyCount", 0) > 0
 
 
+CHUNK_SAMPLES = 30_000  # samples whose keys and listings are held at a time (see check_s3_samples)
 ObjectKey = tuple[str, str]  # (bucket, key)
 SampleKey = tuple[str, str, ObjectKey | None]  # bucket, key, and the named index (None: <key>.csi or .tbi beside it)
 
@@ -125,18 +128,36 @@ def keys_by_folder(keys: list[SampleKey]) -> dict[tuple[str, str], set[str]]:
     return wanted
 
 
-def check_s3_samples(s3: Any, samples: Sequence[Sample], *, parallel: bool = True) -> tuple[list[str], dict[str, int]]:
+def check_s3_samples(
+    s3: Any, samples: Sequence[Sample], *, parallel: bool = True, chunk: int = CHUNK_SAMPLES
+) -> tuple[list[str], dict[str, int]]:
     """Every sample exists with its index; return the problems and each sample's size.
 
     Samples that share a directory are checked with listings of it (about N/1000 calls), not one
     HEAD request per file, unless they are so few among its objects that HEAD requests cost less;
     see ``lookup``. ``parallel=False`` lists each directory whole, one after another: the reference.
+
+    A cohort of more than ``chunk`` samples is checked ``chunk`` samples at a time, in key order:
+    the keys, listings and sizes of one chunk are held at a time, not the whole cohort's (at
+    100,000 samples they were most of the client's memory), and each chunk lists a key range of
+    its own, so the listing costs what one pass costs but for the pages where chunks meet. Its
+    samples' problems then come in key order.
     """
     with collection_paused():
-        keys = sample_keys(samples)
-        wanted = keys_by_folder(keys)
-        found = find_sizes(s3, wanted) if parallel else list_sequentially(s3, wanted)
-        return judge_samples(samples, keys, found, unlisted(wanted, found))
+        if len(samples) > chunk:
+            samples = sorted(samples, key=attrgetter("uri"))
+        problems: list[str] = []
+        sizes: dict[str, int] = {}
+        unlisted: dict[Folder, Unlisted] = {}
+        s3 = listing_client(s3, WORKERS) if parallel else s3  # one for all the chunks: a client takes a while to make
+        for start in range(0, len(samples), chunk):
+            part = samples[start : start + chunk]
+            keys = sample_keys(part)
+            wanted = keys_by_folder(keys)
+            found = find_sizes(s3, wanted) if parallel else list_sequentially(s3, wanted)
+            mark_unlisted(wanted, found, unlisted)
+            judge_samples(part, keys, found, problems, sizes)
+        return unlisted_problems(unlisted) + problems, sizes
 
 
 @contextlib.contextmanager
@@ -156,29 +177,42 @@ def collection_paused() -> Iterator[None]:
             gc.enable()
 
 
-def unlisted(wanted: dict[tuple[str, str], set[str]], found: Found) -> list[str]:
-    """One problem per directory that could not be listed; its keys are marked -1 in ``found``: unknown."""
-    problems = []
-    for (bucket, directory), keys in wanted.items():
-        error = found.failures.get((bucket, directory))
+@dataclass
+class Unlisted:
+    """A directory that could not be listed: why, the common start of its wanted keys, and how many."""
+
+    error: ClientError
+    prefix: str
+    keys: int
+
+
+def mark_unlisted(wanted: dict[Folder, set[str]], found: Found, unlisted: dict[Folder, Unlisted]) -> None:
+    """Note each directory that could not be listed; its keys are marked -1 in ``found``: unknown."""
+    for folder, keys in wanted.items():
+        error = found.failures.get(folder)
         if error is None:
             continue
-        problems.append(
-            f"cannot list s3://{bucket}/{key_prefix(sorted(keys))} to check {len(keys)} sample and index files "
-            f"({aws_message(error)}): the scripts need s3:ListBucket there"
-        )
-        found.add(bucket, dict.fromkeys(keys, -1))
-    return problems
+        prefix = key_prefix(sorted(keys))
+        seen = unlisted.get(folder)
+        if seen is None:
+            unlisted[folder] = Unlisted(error, prefix, len(keys))
+        else:  # the same directory in another chunk
+            seen.prefix, seen.keys = key_prefix(sorted([seen.prefix, prefix])), seen.keys + len(keys)
+        found.add(folder[0], dict.fromkeys(keys, -1))
+
+
+def unlisted_problems(unlisted: dict[Folder, Unlisted]) -> list[str]:
+    return [
+        f"cannot list s3://{bucket}/{seen.prefix} to check {seen.keys} sample and index files "
+        f"({aws_message(seen.error)}): the scripts need s3:ListBucket there"
+        for (bucket, _), seen in unlisted.items()
+    ]
 
 
 def judge_samples(
-    samples: Sequence[Sample],
-    keys: list[SampleKey],
-    found: Found,
-    problems: list[str],
-) -> tuple[list[str], dict[str, int]]:
-    """``problems`` and those of each sample, from the sizes of the keys ``found``; each sample's size."""
-    sizes: dict[str, int] = {}
+    samples: Sequence[Sample], keys: list[SampleKey], found: Found, problems: list[str], sizes: dict[str, int]
+) -> None:
+    """Add each sample's problems to ``problems`` and its size to ``sizes``, from the sizes of the keys ``found``."""
     in_bucket, nothing = found.sizes, {}
     for sample, (bucket, key, index) in zip(samples, keys, strict=True):
         listed = in_bucket.get(bucket, nothing)
@@ -189,7 +223,6 @@ def judge_samples(
         indexed = listed.get(key + ".csi") or listed.get(key + ".tbi") if index is None else index_size(found, index)
         if size is None or size <= 0 or not indexed:  # rarely: the checks that follow are not in the loop
             problems += sample_problems(sample, key, size, index_sizes(found, bucket, key, index))
-    return problems, sizes
 
 
 def index_size(found: Found, index: ObjectKey) -> int | None:
@@ -226,30 +259,28 @@ HEADER_FIRST_READ = 64 * 1024
 HEADER_MAX_READ = 8 * 1024 * 1024
 
 
-def decompress_bgzf(data: bytes) -> bytes:
-    """Decompress the complete gzip members at the start of ``data`` (BGZF is a series of them)."""
-    out = []
-    while data:
+def bgzf_members(data: bytes) -> Iterator[bytes]:
+    """The decompressed gzip members at the start of ``data`` (BGZF is a series of them), one at a time.
+
+    One at a time because the header is usually in the first member or two: a check of 100,000
+    headers should not inflate the records that follow them.
+    """
+    view = memoryview(data)
+    while view:
         inflater = zlib.decompressobj(wbits=31)
         try:
-            out.append(inflater.decompress(data))
+            text = inflater.decompress(view)
         except zlib.error:
-            break
+            return
         if not inflater.eof:
-            out.append(inflater.flush())
-            break
-        data = inflater.unused_data
-    return b"".join(out)
+            yield text + inflater.flush()
+            return
+        yield text
+        view = view[len(view) - len(inflater.unused_data) :]
 
 
-def header_sample_names(data: bytes) -> list[str] | None:
-    """Sample names from the start of a bgzipped VCF or BCF; None while the header is incomplete."""
-    if not data.startswith(b"\x1f\x8b"):
-        raise ValueError("is not bgzip-compressed (tiledbvcf needs bgzipped, indexed VCF/BCF)")
-    # BGZF is gzip whose every member carries the extra subfield "BC" (its block size); plain gzip has none.
-    if len(data) >= 14 and not (data[3] & 4 and data[12:14] == b"BC"):
-        raise ValueError("is compressed with plain gzip, not BGZF: tiledbvcf needs it recompressed with bgzip")
-    text = decompress_bgzf(data)
+def names_in_header(text: bytes) -> list[str] | None:
+    """Sample names from the start of a decompressed VCF or BCF; None while the header is incomplete."""
     if text.startswith(b"BCF\x02"):
         if len(text) < 9 or len(text) < 9 + struct.unpack("<I", text[5:9])[0]:
             return None
@@ -263,6 +294,22 @@ def header_sample_names(data: bytes) -> list[str] | None:
             return [name for name in line.rstrip("\r").split("\t")[9:] if name]
         if not line.startswith("##"):
             raise ValueError("has no #CHROM header line before its first record")
+    return None
+
+
+def header_sample_names(data: bytes) -> list[str] | None:
+    """Sample names from the start of a bgzipped VCF or BCF; None while the header is incomplete."""
+    if not data.startswith(b"\x1f\x8b"):
+        raise ValueError("is not bgzip-compressed (tiledbvcf needs bgzipped, indexed VCF/BCF)")
+    # BGZF is gzip whose every member carries the extra subfield "BC" (its block size); plain gzip has none.
+    if len(data) >= 14 and not (data[3] & 4 and data[12:14] == b"BC"):
+        raise ValueError("is compressed with plain gzip, not BGZF: tiledbvcf needs it recompressed with bgzip")
+    text = b""
+    for member in bgzf_members(data):
+        text += member
+        names = names_in_header(text)
+        if names is not None:
+            return names
     return None
 
 
@@ -301,6 +348,8 @@ def check_headers(s3: Any, samples: Sequence[Sample], workers: int = 16) -> tupl
             return sample, f"cannot be read ({aws_message(error)})"
 
     first_file: dict[str, str] = {}
+    if not any(sample.uri.startswith("s3://") for sample in samples):
+        workers = 1  # threads pay off while S3 answers; local files are read faster one after another
     with concurrent.futures.ThreadPoolExecutor(max_workers=workers) as pool:
         for sample, result in pool.map(read, samples):
             if isinstance(result, str):

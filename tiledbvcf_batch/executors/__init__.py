@@ -11,7 +11,6 @@ from typing import Any
 from ..aws import Clients
 from ..inputs import InputError
 from .base import Executor
-from .batch import BatchExecutor
 from .local import LocalExecutor, default_parallel, find_tiledbvcf, is_legacy
 
 
@@ -19,6 +18,8 @@ def for_record(executor: dict[str, Any], clients: Clients) -> Executor:
     """The executor that ran a recorded run (``RunRecord.executor``)."""
     kind = executor.get("kind", "batch")
     if kind == "batch":
+        from .batch import BatchExecutor  # here, so that a local run does not load the Batch executor
+
         queue, definition = executor.get("job_queue") or "", executor.get("job_definition") or ""
         return BatchExecutor(clients, queue, definition, array_jobs=bool(executor.get("array_jobs")))
     if kind == "local":

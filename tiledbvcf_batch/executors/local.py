@@ -154,7 +154,7 @@ class LocalExecutor:
     version: str = ""
     max_parallel: int = 1
     root: Path = field(default_factory=state_root)
-    poll: float = 0.05  # how often running processes are checked (a cheap waitpid each)
+    poll: float = 0.05  # how often the scheduler looks for a cancel marker; a job's end wakes it at once
     kind: str = "local"
     poll_interval: tuple[float, float] = (2.0, 2.0)  # seconds; pause() returns as soon as a job changes
     stop_grace: float = 10.0  # seconds stopped jobs have to end on SIGTERM before SIGKILL
@@ -166,6 +166,7 @@ class LocalExecutor:
     _lock: threading.Lock = field(default_factory=threading.Lock)
     _changes: int = 0  # counts saved job states: pause() ends when it moves
     _thread: threading.Thread | None = None
+    _exited: threading.Event = field(default_factory=threading.Event)  # a job's process ended
 
     def settings(self) -> dict[str, Any]:
         return {"kind": self.kind, "root": str(self.root), "tiledbvcf": self.tiledbvcf, "version": self.version,
@@ -201,6 +202,7 @@ class LocalExecutor:
 
     def _schedule(self) -> None:
         while True:
+            self._exited.clear()  # before reaping: an exit from now on wakes the wait below
             with self._lock:
                 if self._cancelled():
                     self._stop_all("cancelled with batch-runs.py cancel")
@@ -210,7 +212,8 @@ class LocalExecutor:
                 if all(d["status"] in TERMINAL_STATUSES for d in self._jobs.values()):
                     self._thread = None
                     return
-            time.sleep(self.poll)
+            # The next job starts as soon as one ends, not up to a poll later: jobs run one after another.
+            self._exited.wait(self.poll)
 
     def _start_ready(self) -> None:
         for job_id, description in self._jobs.items():
@@ -244,6 +247,7 @@ class LocalExecutor:
         env = {**os.environ, "TILEDBVCF": self.tiledbvcf, "PYTHONPATH": pythonpath}
         # A session of its own: the terminal's Ctrl-C reaches this process, which stops the jobs itself.
         process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True)
+        threading.Thread(target=self._notice_exit, args=(process,), name=f"wait-{job_id}", daemon=True).start()
         self._running[job_id] = Running(process, log, scratch)
         description["status"] = "RUNNING"
         description["attempts"].append(
@@ -251,6 +255,11 @@ class LocalExecutor:
         )
         description["pid"] = process.pid  # type: ignore[typeddict-unknown-key]
         self._save(job_id)
+
+    def _notice_exit(self, process: subprocess.Popen[bytes]) -> None:
+        """Wake the scheduler when ``process`` ends (Popen's own lock makes this wait safe beside poll())."""
+        process.wait()
+        self._exited.set()
 
     def _reap(self) -> None:
         for job_id, running in list(self._running.items()):
