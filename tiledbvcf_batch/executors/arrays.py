@@ -8,11 +8,12 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import replace
-from typing import Any
+from typing import Any, TypeVar
 
 from ..commands import array_args, task_file_body
 from ..plan import Manifest, Plan, Task, done_marker
 
+T = TypeVar("T")
 MAX_ARRAY_SIZE = 10_000  # arrayProperties.size is 2..10,000: a stage of more tasks becomes several arrays
 
 
@@ -45,8 +46,9 @@ def stages_of(tasks: Sequence[Task]) -> list[list[Task]]:
     return stages
 
 
-def chunked(tasks: list[Task], size: int) -> list[list[Task]]:
-    return [tasks[start : start + size] for start in range(0, len(tasks), size)]
+def chunked(items: Sequence[T], size: int) -> list[Sequence[T]]:
+    """``items`` in runs of ``size`` (the last shorter): arrays of a stage, ids of a DescribeJobs call."""
+    return [items[start : start + size] for start in range(0, len(items), size)]
 
 
 def arrayable(tasks: Sequence[Task]) -> bool:

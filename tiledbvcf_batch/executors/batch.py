@@ -18,7 +18,7 @@ from ..aws import Clients, aws_message, error_code
 from ..commands import BARRIER_COMMAND, ENTRYPOINT_VARIABLE, split_evenly
 from ..inputs import Resources
 from ..plan import BARRIER, Plan, Stage, Task
-from .arrays import MAX_ARRAY_SIZE, as_arrays
+from .arrays import MAX_ARRAY_SIZE, as_arrays, chunked
 from .base import (
     NOT_STARTED,
     TERMINAL_STATUSES,
@@ -153,11 +153,6 @@ class Pacer:
         self._next = now + 1.0 / self.rate
 
 
-def chunks(items: Sequence[Any], size: int) -> Iterable[Sequence[Any]]:
-    for start in range(0, len(items), size):
-        yield items[start : start + size]
-
-
 def check_job_queue(batch: Any, name: str, region: str) -> list[str]:
     try:
         queues = batch.describe_job_queues(jobQueues=[name])["jobQueues"]
@@ -274,7 +269,7 @@ class BatchExecutor:
         """DescribeJobs, 100 ids a call; whether a call was throttled (the rest is still described)."""
         found: dict[str, JobDescription] = {}
         throttled = False
-        for group in chunks(list(ids), DESCRIBE_JOBS_MAX_IDS):
+        for group in chunked(list(ids), DESCRIBE_JOBS_MAX_IDS):
             try:
                 described = self.clients.batch.describe_jobs(jobs=list(group))["jobs"]
             except ClientError as error:
