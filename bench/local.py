@@ -10,12 +10,14 @@ Three ways of ingesting the same cohort into a fresh dataset, each timed from st
 
 The overhead is (1) against (2); the speed-up is (1) against (3). Each is run --repeat times, into
 a fresh dataset each time, and the best time is kept (the machine's noise is larger than the
-overhead). The executor's own time, (1) less the time its jobs ran (from the jobs' recorded start
-and stop), is printed too: it does not move with tiledbvcf's noise. Needs TILEDBVCF (or tiledbvcf on PATH).
+overhead). The executor's own time, (1) less the time its jobs ran (the sum of each job's recorded
+start to stop: the scheduler's gaps between jobs are the executor's), is printed too: it does not
+move with tiledbvcf's noise. Needs TILEDBVCF (or tiledbvcf on PATH).
 
 The project's modules are compiled first, as a user's Python has them from the second run on
 (``PYTHONDONTWRITEBYTECODE``, which this machine sets, would otherwise make every run compile
-them again: about 0.2 s a run). ``--cold`` skips that.
+them again: about 0.2 s a run). ``--cold`` runs the scripts with no compiled module at all (an
+empty ``PYTHONPYCACHEPREFIX``, nothing written to it).
 
     TILEDBVCF=... python bench/local.py [--samples 200] [--records 2000] [--num-jobs 4] [--repeat 3]
 """
@@ -50,19 +52,23 @@ def timed(command: list[str], **kwargs) -> float:
     return time.perf_counter() - start
 
 
-def with_executor(work: Path, samples: Path, name: str, num_jobs: int, parallel: int) -> tuple[float, float]:
+def with_executor(
+    work: Path, samples: Path, name: str, num_jobs: int, parallel: int, cold: bool
+) -> tuple[float, float]:
     """The whole script, as a user runs it (without the consolidation jobs: by hand runs none either).
 
-    Its wall time, and the time its jobs ran (first start to last stop, from the jobs' states).
+    Its wall time, and the time its jobs ran (the sum of their attempts' start to stop, from their states).
     """
     state = work / f"state-{name}"
     env = {**os.environ, "TILEDBVCF_BATCH_STATE": str(state)}
+    if cold:  # compiled modules neither read (a prefix of its own, empty) nor written
+        env |= {"PYTHONPYCACHEPREFIX": str(work / f"pycache-{name}"), "PYTHONDONTWRITEBYTECODE": "1"}
     wall = timed([sys.executable, str(ROOT / "batch-ingest.py"), "--executor", "local", "--dataset-uri",
                   str(work / name), "--samples", str(samples), "--metadata-s3", str(work / f"meta-{name}"),
                   "--num-jobs", str(num_jobs), "--vcpus", "1", "--max-parallel", str(parallel),
                   "--scratch-path", str(work / "scratch"), "--no-consolidate"], env=env)  # fmt: skip
-    attempts = [json.loads(path.read_text())["attempts"][-1] for path in state.glob("*/*.json")]
-    ran = max(a["stoppedAt"] for a in attempts) - min(a["startedAt"] for a in attempts)
+    jobs = [json.loads(path.read_text()) for path in state.glob("*/*.json")]
+    ran = sum(a["stoppedAt"] - a["startedAt"] for job in jobs for a in job.get("attempts", []))
     return wall, ran / 1000
 
 
@@ -88,7 +94,7 @@ def main() -> int:
     parser.add_argument("--records", type=int, default=2000)
     parser.add_argument("--num-jobs", type=int, default=4)
     parser.add_argument("--repeat", type=int, default=3)
-    parser.add_argument("--cold", action="store_true", help="do not compile the project's modules first")
+    parser.add_argument("--cold", action="store_true", help="run the scripts with no compiled module")
     args = parser.parse_args()
     if not args.cold:
         compileall.compile_dir(ROOT / "tiledbvcf_batch", quiet=1)
@@ -113,7 +119,7 @@ def measure(args: argparse.Namespace, tiledbvcf: str, version: str, work: Path) 
     walls: dict[str, list[float]] = {"serial": [], "hand": [], "parallel": [], "own": []}
 
     def serial(i: int) -> None:
-        wall, ran = with_executor(work, samples, f"serial-{i}", args.num_jobs, 1)
+        wall, ran = with_executor(work, samples, f"serial-{i}", args.num_jobs, 1, args.cold)
         walls["serial"].append(wall)
         walls["own"].append(wall - ran)
 
@@ -121,7 +127,7 @@ def measure(args: argparse.Namespace, tiledbvcf: str, version: str, work: Path) 
         walls["hand"].append(by_hand(tiledbvcf, work, samples, f"by-hand-{i}", args.num_jobs))
 
     def parallel(i: int) -> None:
-        walls["parallel"].append(with_executor(work, samples, f"parallel-{i}", args.num_jobs, 2)[0])
+        walls["parallel"].append(with_executor(work, samples, f"parallel-{i}", args.num_jobs, 2, args.cold)[0])
 
     runs = [serial, hand, parallel]
     for i in range(args.repeat):  # interleaved, in turns, so that a slow moment or a warm cache favours none

@@ -182,6 +182,58 @@ def test_a_job_that_ignores_sigterm_is_killed_after_a_bounded_wait(tmp_path):
             os.killpg(pid, signal.SIGKILL)
 
 
+def chain(tmp_path: Path, executor: LocalExecutor, length: int) -> list[str]:
+    """``length`` jobs, each after the one before, of a program that notes its start and ends at once."""
+    ids: dict[str, str] = {}
+    for number in range(length):
+        after = (f"job-{number - 1}",) if number else ()
+        args = ("create", "-u", str(tmp_path / f"started-{number}"))
+        task = Task(f"job-{number}", Stage("create"), f"job-{number}", args, Resources(1, 1024), 1, after)
+        ids[task.key] = executor.submit(task, ids, "ingest-r1")
+    return list(ids.values())
+
+
+def finished(executor: LocalExecutor, ids: list[str], within: float) -> list[str]:
+    deadline = time.monotonic() + within
+    while time.monotonic() < deadline:
+        states = [d["status"] for d in executor.describe(ids).values()]
+        if all(state in ("SUCCEEDED", "FAILED") for state in states):
+            return states
+        time.sleep(0.05)
+    return [d["status"] for d in executor.describe(ids).values()]
+
+
+QUICK = '#!/bin/sh\ntouch "$3"\n'
+
+
+def test_the_next_job_starts_when_one_ends_not_a_poll_later(tmp_path):
+    program = tmp_path / "quick"
+    program.write_text(QUICK)
+    program.chmod(0o755)
+    # A poll far longer than the chain takes: only the jobs' own ends can move it along.
+    executor = LocalExecutor(str(program), root=tmp_path / "state", poll=60.0)
+    ids = chain(tmp_path, executor, 4)
+    assert finished(executor, ids, within=30) == ["SUCCEEDED"] * 4
+    assert all((tmp_path / f"started-{number}").exists() for number in range(4))
+
+
+def test_without_a_thread_to_spare_the_poll_still_notices_each_end(tmp_path, monkeypatch):
+    program = tmp_path / "quick"
+    program.write_text(QUICK)
+    program.chmod(0o755)
+    start = threading.Thread.start
+
+    def refuse_waiters(thread: threading.Thread) -> None:
+        if thread.name.startswith("wait-"):
+            raise RuntimeError("can't start new thread")
+        start(thread)
+
+    monkeypatch.setattr(threading.Thread, "start", refuse_waiters)
+    executor = LocalExecutor(str(program), root=tmp_path / "state", poll=0.05)
+    ids = chain(tmp_path, executor, 3)
+    assert finished(executor, ids, within=30) == ["SUCCEEDED"] * 3
+
+
 @pytest.mark.parametrize("signum, code", [(signal.SIGTERM, 143), (signal.SIGINT, 130)])
 def test_a_signal_stops_the_jobs_and_prints_the_command_that_resumes(tmp_path, standin, monkeypatch, signum, code):
     """SIGTERM is Ctrl-C: no tiledbvcf outlives the script, and the printed command resumes the run."""

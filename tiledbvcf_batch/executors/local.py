@@ -124,6 +124,8 @@ def process_exists(pid: int) -> bool:
 
 def kill_group(process: subprocess.Popen[bytes], signum: int = signal.SIGTERM) -> None:
     """SIGTERM the job's process group: tiledbvcf stops at once on SIGTERM (one SIGINT it ignores)."""
+    if process.returncode is not None:  # reaped (by its waiter thread): its group id may be another's now
+        return
     with contextlib.suppress(ProcessLookupError, PermissionError):
         os.killpg(process.pid, signum)
 
@@ -166,7 +168,7 @@ class LocalExecutor:
     _lock: threading.Lock = field(default_factory=threading.Lock)
     _changes: int = 0  # counts saved job states: pause() ends when it moves
     _thread: threading.Thread | None = None
-    _exited: threading.Event = field(default_factory=threading.Event)  # a job's process ended
+    _wake: threading.Event = field(default_factory=threading.Event)  # a job's process ended, or a job came
 
     def settings(self) -> dict[str, Any]:
         return {"kind": self.kind, "root": str(self.root), "tiledbvcf": self.tiledbvcf, "version": self.version,
@@ -195,6 +197,7 @@ class LocalExecutor:
             self._args[job_id] = list(job.args)
             self._attempts[job_id] = job.retries
             self._save(job_id)
+        self._wake.set()
         if self._thread is None:
             self._thread = threading.Thread(target=self._schedule, name="local-executor", daemon=True)
             self._thread.start()
@@ -202,7 +205,7 @@ class LocalExecutor:
 
     def _schedule(self) -> None:
         while True:
-            self._exited.clear()  # before reaping: an exit from now on wakes the wait below
+            self._wake.clear()  # before reaping: an exit from now on wakes the wait below
             with self._lock:
                 if self._cancelled():
                     self._stop_all("cancelled with batch-runs.py cancel")
@@ -213,7 +216,7 @@ class LocalExecutor:
                     self._thread = None
                     return
             # The next job starts as soon as one ends, not up to a poll later: jobs run one after another.
-            self._exited.wait(self.poll)
+            self._wake.wait(self.poll)
 
     def _start_ready(self) -> None:
         for job_id, description in self._jobs.items():
@@ -247,8 +250,9 @@ class LocalExecutor:
         env = {**os.environ, "TILEDBVCF": self.tiledbvcf, "PYTHONPATH": pythonpath}
         # A session of its own: the terminal's Ctrl-C reaches this process, which stops the jobs itself.
         process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True)
-        threading.Thread(target=self._notice_exit, args=(process,), name=f"wait-{job_id}", daemon=True).start()
         self._running[job_id] = Running(process, log, scratch)
+        with contextlib.suppress(RuntimeError):  # no thread to spare: the scheduler's poll still notices the end
+            threading.Thread(target=self._notice_exit, args=(process,), name=f"wait-{job_id}", daemon=True).start()
         description["status"] = "RUNNING"
         description["attempts"].append(
             {"startedAt": now_ms(), "container": {"logStreamName": str(log_path), "containerInstanceArn": "local"}}
@@ -259,7 +263,7 @@ class LocalExecutor:
     def _notice_exit(self, process: subprocess.Popen[bytes]) -> None:
         """Wake the scheduler when ``process`` ends (Popen's own lock makes this wait safe beside poll())."""
         process.wait()
-        self._exited.set()
+        self._wake.set()
 
     def _reap(self) -> None:
         for job_id, running in list(self._running.items()):
