@@ -75,7 +75,12 @@ def main(**flags: Any) -> None:
     opts = inputs.export_options(flags)
     session = common.Session.for_flags(flags)
     prepared = prepare.export(
-        session.complete(opts), session.storage, session.executor, instance_price=session.instance_price
+        session.complete(opts),
+        session.storage,
+        session.executor,
+        instance_price=session.instance_price,
+        read_dataset=session.dataset_reader(opts.tiledb_config),
+        say=common.stderr_for(flags),
     )
     common.execute(prepared, session, flags)
 

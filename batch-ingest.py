@@ -103,10 +103,22 @@ from tiledbvcf_batch import inputs, prepare
     "names found in two files.",
 )
 @click.option(
+    "--skip-existing",
+    is_flag=True,
+    help="Samples whose name the dataset already holds (from another file, or stored by other means) are skipped "
+    "and the others ingested. Default: refuse the run, naming them.",
+)
+@click.option(
+    "--replace",
+    is_flag=True,
+    help="Samples whose name the dataset already holds are deleted from it (tiledbvcf delete, a job before the "
+    "stores) and stored again from the files given: the dataset never holds both versions. Not with --register.",
+)
+@click.option(
     "--force-reingest",
     is_flag=True,
-    help="Submit samples that earlier runs of this dataset already ingested. store either skips them (--resume "
-    "finds their data) or stores them twice: to replace samples, delete them first (see README).",
+    help="Plan samples whatever earlier runs did with them (ingested, or failed). A name the dataset holds is still "
+    "never stored twice: add --replace to store such samples again.",
 )
 @click.option(
     "--resume",
@@ -142,6 +154,7 @@ def main(**flags: Any) -> None:
         session.storage,
         session.executor,
         session.executor_for,
+        read_dataset=session.dataset_reader(opts.tiledb_config),
         resume=flags["resume"],
         instance_price=session.instance_price,
         say=common.stderr_for(flags),

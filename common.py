@@ -23,11 +23,12 @@ from click.core import ParameterSource
 
 from tiledbvcf_batch import __version__, report, submit, watch
 from tiledbvcf_batch.aws import AwsSetupError, Clients, aws_message, make_clients, setup_message
+from tiledbvcf_batch.dataset import DatasetReader, reader_for
 from tiledbvcf_batch.executors import for_record, local_executor
 from tiledbvcf_batch.executors.base import Executor
 from tiledbvcf_batch.executors.local import signals_as_interrupt
 from tiledbvcf_batch.inputs import DEFAULT_SCRATCH_PATH, ExportOptions, IngestOptions, InputError
-from tiledbvcf_batch.plan import BARRIER, CONSOLIDATE, Plan, Stage, Task, describe_plan, plan_document
+from tiledbvcf_batch.plan import BARRIER, CONSOLIDATE, DELETE, Plan, Stage, Task, describe_plan, plan_document
 from tiledbvcf_batch.prepare import Prepared
 from tiledbvcf_batch.record import DamagedRecord, RunRecord
 from tiledbvcf_batch.storage import Storage, encryption_args
@@ -254,13 +255,15 @@ def submitted_line(stage: Stage, jobs: list[Task], ids: list[str]) -> str:
         return f"Submitted ingestion job(s) {' '.join(ids)}"
     if stage.kind == "export":
         return f"Submitted export job(s) {' '.join(ids)}"
+    if stage.kind == DELETE:
+        return f"Submitted sample deletion job {ids[0]} (--replace)"
     if stage.kind == CONSOLIDATE:
         return f"Submitted consolidation job(s) after ingestion batch {stage.batch}: {' '.join(ids)}"
     return f"Submitted {len(ids)} barrier job(s) after ingestion batch {stage.batch}"
 
 
 # Stages of ours, not of the documented system: their Submitted lines stay off stdout.
-UNDOCUMENTED_STAGES = (BARRIER, CONSOLIDATE)
+UNDOCUMENTED_STAGES = (BARRIER, CONSOLIDATE, DELETE)
 
 
 @dataclass
@@ -272,6 +275,11 @@ class Session:
     executor: Executor
     scratch_path: str = DEFAULT_SCRATCH_PATH  # the jobs' scratch when --scratch-path is not given
     instance_price: float = report.DEFAULT_INSTANCE_PRICE
+    profile: str | None = None
+
+    def dataset_reader(self, tiledb_config: str | None) -> DatasetReader:
+        """Reads a dataset's samples with TileDB-Py, reaching S3 as this session's clients do."""
+        return reader_for(self.clients.s3, self.profile, self.clients.region, tiledb_config)
 
     @classmethod
     def for_flags(cls, flags: Mapping[str, Any]) -> Session:
@@ -283,7 +291,7 @@ class Session:
 
             queue, definition = flags["job_queue"] or "", flags["job_definition"] or ""
             executor = BatchExecutor(clients, queue, definition, array_jobs=flags.get("array_jobs"))
-            return cls(clients, storage, executor, instance_price=flags["instance_price"])
+            return cls(clients, storage, executor, instance_price=flags["instance_price"], profile=flags.get("profile"))
         executor = local_executor(flags.get("tiledbvcf"), flags.get("max_parallel"), flags["vcpus"],
                                   register=flags.get("register"))  # fmt: skip
         scratch = flags.get("scratch_path")
@@ -292,7 +300,9 @@ class Session:
             click.get_current_context().call_on_close(lambda: shutil.rmtree(scratch, ignore_errors=True))
         priced = click.get_current_context().get_parameter_source("instance_price") != ParameterSource.DEFAULT
         # This machine costs no instance hours, unless the user prices it.
-        return cls(clients, storage, executor, scratch, flags["instance_price"] if priced else 0.0)
+        return cls(
+            clients, storage, executor, scratch, flags["instance_price"] if priced else 0.0, flags.get("profile")
+        )
 
     def executor_for(self, record: RunRecord) -> Executor:
         """The executor that ran a recorded run."""
@@ -371,6 +381,7 @@ def submit_run(
         on_stage=stage_printer(submitted, flags["as_json"], say),
         sample_names=prepared.sample_names,
         ticker=submit.Ticker(say),
+        claim=prepared.claim,
     )
     say(f"Run {record.run_id} recorded at {record.record}")
     return record, submitted

@@ -25,6 +25,7 @@ sys.path.insert(0, str(ROOT / "demo"))
 
 import local_aws  # noqa: E402
 from tiledbvcf_batch.aws import Clients  # noqa: E402
+from tiledbvcf_batch.dataset import DatasetView  # noqa: E402
 from tiledbvcf_batch.executors.batch import BatchExecutor  # noqa: E402
 
 DATASET = "s3://my-bucketname/test-vcf-dataset"
@@ -52,6 +53,28 @@ def fake_credentials(monkeypatch: pytest.MonkeyPatch) -> None:
     for name in ("AWS_ENDPOINT_URL", "AWS_PROFILE", "AWS_CONFIG_FILE", "MOTO_SIMPLE_BATCH_FAIL_AFTER"):
         monkeypatch.delenv(name, raising=False)
     monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", "/nonexistent")
+
+
+# What the in-process tests' datasets hold, by URI: TileDB-Py cannot reach the in-process emulator (moto
+# patches botocore, not TileDB's own S3 client), and must never reach AWS. A dataset not listed holds no
+# sample. The subprocess tests read real datasets, written by the real tiledbvcf.
+DATASETS: dict[str, frozenset[str] | str] = {}  # a str: the problem that makes the dataset unreadable
+
+
+def fake_reader(uri: str) -> DatasetView:
+    held = DATASETS.get(uri, frozenset())
+    return DatasetView(uri, None, held) if isinstance(held, str) else DatasetView(uri, held)
+
+
+@pytest.fixture(autouse=True)
+def fake_datasets(monkeypatch: pytest.MonkeyPatch) -> dict[str, frozenset[str] | str]:
+    import common
+    import tiledbvcf_batch.dataset
+
+    DATASETS.clear()
+    monkeypatch.setattr(common.Session, "dataset_reader", lambda self, config: fake_reader)
+    monkeypatch.setattr(tiledbvcf_batch.dataset, "reader_for", lambda *args, **kwargs: fake_reader)
+    return DATASETS
 
 
 @dataclass
@@ -280,9 +303,10 @@ def manifest_of(job: dict) -> str:
     return command[command.index("-f") + 1]
 
 
-def make_dataset(aws, key: str = "test-vcf-dataset") -> None:
-    """What a creation job leaves: moto's Batch runs none, so tests that need the dataset make it."""
+def make_dataset(aws, key: str = "test-vcf-dataset", samples: tuple[str, ...] = ()) -> None:
+    """What a creation job leaves (moto's Batch runs none), holding ``samples`` as the dataset reader sees it."""
     aws.s3.put_object(Bucket="my-bucketname", Key=f"{key}/__tiledb_group.tdb", Body=b"")
+    DATASETS[f"s3://my-bucketname/{key}"] = frozenset(samples)
 
 
 # -- Sample files: BGZF as bgzip writes it (the header checks refuse plain gzip) -------------------

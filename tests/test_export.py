@@ -13,7 +13,7 @@ NAMES = [f"SampleName{i}" for i in range(1, 11)]
 
 @pytest.fixture
 def export_inputs(aws):
-    make_dataset(aws)
+    make_dataset(aws, samples=(*NAMES, "SampleName11"))
     aws.s3.put_object(Bucket="my-bucketname", Key="10-names.txt", Body="\n".join(NAMES).encode() + b"\n")
     aws.s3.put_object(Bucket="my-bucketname", Key="bedfiles/sorted1000000.bed", Body=b"chr1\t0\t100\n")
     return [
@@ -145,6 +145,22 @@ def test_bad_names_file(aws, export_inputs, run_export, body, message):
     result = run_export("--array", DATASET, *export_inputs)
     assert result.exit_code == 2 and message in result.stderr
     assert aws.submitted == []
+
+
+def test_names_the_dataset_does_not_hold_are_all_refused_up_front(aws, export_inputs, run_export, fake_datasets):
+    fake_datasets[DATASET] = frozenset(NAMES[2:9])
+    result = run_export("--dataset-uri", DATASET, *export_inputs, "--num-jobs", "2")
+    assert result.exit_code == 2 and aws.submitted == [] and aws.keys("my-bucketname", "bcf-exports") == []
+    assert result.stderr.splitlines() == [
+        f"Error: --samples names 3 samples that dataset {DATASET} does not hold: SampleName1, SampleName2, "
+        f"SampleName10. Fix the names file (python batch-runs.py dataset {DATASET} --samples lists what it holds)"
+    ]
+    fake_datasets[DATASET] = "TileDB: legacy"  # unreadable: a warning, and the jobs find out
+    unchecked = run_export("--dataset-uri", DATASET, *export_inputs, "--num-jobs", "2")
+    assert unchecked.exit_code == 0 and len(aws.submitted) == 2
+    assert f"WARNING: cannot read the samples of dataset {DATASET} (TileDB: legacy): the names to export" in (
+        unchecked.stderr
+    )
 
 
 def test_help_shows_the_documented_options():

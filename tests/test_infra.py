@@ -131,7 +131,7 @@ def test_both_scripts_run_against_the_stack(aws, stack, samples_file):
     assert {job["jobQueue"] for job in aws.submitted} == {"stack-queue"}
     assert {job["jobDefinition"] for job in aws.submitted} == {"stack-24h"}
 
-    make_dataset(aws, "ds")
+    make_dataset(aws, "ds", samples=("S1", "S2"))
     aws.s3.put_object(Bucket="my-bucketname", Key="names.txt", Body=b"S1\nS2\n")
     aws.s3.put_object(Bucket="my-bucketname", Key="regions.bed", Body=b"chr1\t0\t10\n")
     export = invoke(

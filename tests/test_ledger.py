@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import re
+from pathlib import Path
+
 import local_aws
-from conftest import DATASET, base, bgzip_vcf, consume_manifests, make_dataset, manifest_of, record_of
+from conftest import DATASET, UUID, base, bgzip_vcf, calls_of, consume_manifests, make_dataset, manifest_of, record_of
 
 CONSOLIDATION = ["consolidate-fragment-meta", "consolidate-commits", "vacuum-fragment-meta", "vacuum-commits"]
 
@@ -160,32 +163,100 @@ def test_resume_refuses_a_run_with_unfinished_jobs(aws, samples_file, run_ingest
     assert result.exit_code == 2 and "still has 6 unfinished jobs" in result.stderr  # 2 ingestion, 4 consolidation
 
 
-def test_a_name_already_ingested_from_another_file_is_refused(aws, run_ingest, tmp_path):
-    """A corrected file under a new path: store --resume would keep the old records, silently."""
-    for key in ("v1/NA1.vcf.gz", "v2/NA1.vcf.gz"):
-        aws.s3.put_object(Bucket="bucket-name", Key=key, Body=bgzip_vcf(["NA1"]))
+def corrected_delivery(aws, tmp_path) -> tuple[Path, Path]:
+    """NA1 delivered twice: v1 (ingested), then a corrected file v2 at a new path, with a new sample NA2."""
+    for key in ("v1/NA1.vcf.gz", "v2/NA1.vcf.gz", "v2/NA2.vcf.gz"):
+        aws.s3.put_object(Bucket="bucket-name", Key=key, Body=bgzip_vcf([key.split("/")[1].split(".")[0]]))
         aws.s3.put_object(Bucket="bucket-name", Key=key + ".tbi", Body=b"i")
-    first = tmp_path / "first.txt"
+    first, corrected = tmp_path / "first.txt", tmp_path / "corrected.txt"
     first.write_text("s3://bucket-name/v1/NA1.vcf.gz\n")
-    ran = run_ingest(*base(first), "--check-headers")
+    corrected.write_text("s3://bucket-name/v2/NA1.vcf.gz\ns3://bucket-name/v2/NA2.vcf.gz\n")
+    return first, corrected
+
+
+REFUSED_NA1 = (
+    f"Error: 1 samples are already in dataset {DATASET}: NA1 (s3://bucket-name/v2/NA1.vcf.gz). Storing them again "
+    "would double their records: pass --skip-existing to ingest the others, or --replace to delete these from the "
+    "dataset and store them again"
+)
+
+
+def test_a_name_the_dataset_holds_is_refused_whoever_stored_it(aws, run_ingest, tmp_path, fake_datasets):
+    """Stored by hand (no run record anywhere), no --check-headers: the dataset itself says NA1 is there."""
+    _, corrected = corrected_delivery(aws, tmp_path)
+    make_dataset(aws)
+    fake_datasets[DATASET] = frozenset({"NA1", "NA9"})
+    refused = run_ingest(*base(corrected))
+    assert refused.exit_code == 2 and aws.submitted == []
+    assert refused.stderr.splitlines() == [REFUSED_NA1]
+    assert aws.keys("bucket2-name") == [] and aws.keys("my-bucketname", "test-vcf-dataset.tiledbvcf-batch") == []
+    skipped = run_ingest(*base(corrected), "--skip-existing")
+    assert skipped.exit_code == 0, skipped.stderr
+    assert "skipped 1 samples the dataset already holds: NA1 (s3://bucket-name/v2/NA1.vcf.gz)" in skipped.stderr
+    (store,) = stores(aws)
+    assert aws.text("bucket2-name", manifest_of(store).split("/", 3)[3]) == "s3://bucket-name/v2/NA2.vcf.gz\n"
+
+
+def test_replace_deletes_first_then_stores(aws, run_ingest, tmp_path, fake_datasets):
+    _, corrected = corrected_delivery(aws, tmp_path)
+    make_dataset(aws)
+    fake_datasets[DATASET] = frozenset({"NA1"})
+    ran = run_ingest(*base(corrected), "--replace")
     assert ran.exit_code == 0, ran.stderr
+    delete, store = aws.submitted[0], stores(aws)[0]
+    assert delete["containerOverrides"]["command"] == ["delete", "-u", DATASET, "-s", "NA1"]
+    assert delete["jobName"] == "tiledbvcf-delete-1"
+    ids = re.findall(rf"Submitted sample deletion job ({UUID})", ran.stderr)
+    assert [dep["jobId"] for dep in store["dependsOn"]] == ids
+    assert "replacing 1 samples the dataset holds (deleted first, then stored): NA1" in ran.stderr
+    both = run_ingest(*base(corrected), "--replace", "--skip-existing")
+    assert both.exit_code == 2 and "--replace and --skip-existing say the opposite" in both.stderr
+
+
+def test_unreadable_dataset_falls_back_on_the_records_with_a_warning(aws, run_ingest, tmp_path, fake_datasets):
+    first, corrected = corrected_delivery(aws, tmp_path)
+    ran = run_ingest(*base(first), "--check-headers")
     record = record_of(aws, ran.stderr)
-    assert record["sample_names"] == {"s3://bucket-name/v1/NA1.vcf.gz": "NA1"}
     make_dataset(aws)
     consume_manifests(aws, record, [0])  # it was ingested
-    corrected = tmp_path / "corrected.txt"
-    corrected.write_text("s3://bucket-name/v2/NA1.vcf.gz\n")
+    fake_datasets[DATASET] = "TileDB: access denied"
     aws.submitted.clear()
-    refused = run_ingest(*base(corrected), "--check-headers")
+    refused = run_ingest(*base(corrected))
     assert refused.exit_code == 2 and aws.submitted == []
-    assert refused.stderr.splitlines() == [
-        f"Error: sample s3://bucket-name/v2/NA1.vcf.gz is NA1, which run {record['run_id']} already ingested from "
-        "s3://bucket-name/v1/NA1.vcf.gz: tiledbvcf would keep the old records (store --resume skips a sample that "
-        f"has data). To replace it, delete it first (tiledbvcf delete -u {DATASET} -s NA1), then ingest with "
-        "--force-reingest"
-    ]
-    # Without --check-headers too: earlier runs recorded names, so this run's are read as well.
-    unchecked = run_ingest(*base(corrected))
-    assert unchecked.exit_code == 2 and "is NA1, which run" in unchecked.stderr and aws.submitted == []
-    replaced = run_ingest(*base(corrected), "--check-headers", "--force-reingest")
-    assert replaced.exit_code == 0 and len(stores(aws)) == 1
+    assert refused.stderr.splitlines()[-1] == REFUSED_NA1
+    assert f"WARNING: cannot read the samples of dataset {DATASET} (TileDB: access denied)" in refused.stderr
+
+
+def put_named(aws, names: list[str]) -> list[str]:
+    for name in names:
+        aws.s3.put_object(Bucket="bucket-name", Key=f"named/{name}.vcf.gz", Body=bgzip_vcf([name]))
+        aws.s3.put_object(Bucket="bucket-name", Key=f"named/{name}.vcf.gz.tbi", Body=b"i")
+    return [f"s3://bucket-name/named/{name}.vcf.gz" for name in names]
+
+
+def test_headers_are_read_only_for_new_samples_of_a_dataset_that_holds_samples(aws, run_ingest, tmp_path):
+    samples = tmp_path / "samples.txt"
+    samples.write_text("".join(f"{uri}\n" for uri in put_named(aws, ["NA0", "NA1", "NA2"])))
+    first = run_ingest(*base(samples))
+    assert first.exit_code == 0, first.stderr
+    assert [call for call in calls_of(aws, "GetObject") if "Range" in call] == []  # a new dataset: no header read
+    make_dataset(aws, samples=("NA0", "NA1", "NA2"))
+    consume_manifests(aws, record_of(aws, first.stderr), [0])
+    with samples.open("a") as handle:
+        handle.write("".join(f"{uri}\n" for uri in put_named(aws, ["NA3", "NA4"])))
+    aws.calls.clear()
+    more = run_ingest(*base(samples))
+    assert more.exit_code == 0, more.stderr
+    assert "skipped 3 samples already ingested by earlier runs" in more.stderr
+    ranged = sorted(call["Key"] for call in calls_of(aws, "GetObject") if "Range" in call)
+    assert ranged == ["named/NA3.vcf.gz", "named/NA4.vcf.gz"]  # one ranged GET a new sample, none for the others
+    assert record_of(aws, more.stderr)["sample_names"] == {
+        "s3://bucket-name/named/NA3.vcf.gz": "NA3",
+        "s3://bucket-name/named/NA4.vcf.gz": "NA4",
+    }
+
+
+def test_replace_is_refused_on_a_legacy_dataset(aws, samples_file, run_ingest):
+    refused = run_ingest(*base(samples_file(1)), "--register", "--replace")
+    assert refused.exit_code == 2 and aws.submitted == []
+    assert "--replace needs tiledbvcf delete, which legacy (v2/v3, --register) datasets do not have" in refused.stderr

@@ -326,11 +326,10 @@ def test_a_corrected_file_is_refused_then_replaced_as_the_readme_says(here):
     corrected = cohort.make_cohort(here / "fixed", 2, records=130, seed=7)[1]  # S0001 again, other records
     refused = ingest(here, samples_file(here / "again.txt", [inputs[0], corrected, inputs[2]]))
     assert refused.returncode == 2, refused.stderr
-    assert f"sample {corrected} is S0001, which run ingest-" in refused.stderr
-    assert f"already ingested from {inputs[1]}: tiledbvcf would keep the old records" in refused.stderr
+    assert f"Error: 1 samples are already in dataset {here / 'ds'}: S0001 ({corrected})." in refused.stderr
+    assert "skipped 2 samples already ingested by earlier runs" not in refused.stdout
 
-    tiledbvcf("delete", "-u", str(here / "ds"), "-s", "S0001")
-    replaced = ingest(here, samples_file(here / "fix.txt", [corrected]), "--force-reingest")
+    replaced = ingest(here, samples_file(here / "fix.txt", [corrected]), "--replace")
     assert replaced.returncode == 0, replaced.stdout + replaced.stderr
     exported = export_all(here, str(here / "ds"), str(here / "out"), "v")
     assert exported.returncode == 0, exported.stderr

@@ -84,6 +84,20 @@ def store_command(opts: IngestOptions, manifest: str) -> list[str]:
     return command + config_args(opts.tiledb_config)
 
 
+DELETE_NAMES_CHARS = 8000  # names per delete job: a SubmitJob request is at most 30 KiB, names included
+
+
+def delete_commands(opts: IngestOptions, names: Sequence[str]) -> list[tuple[list[str], list[str]]]:
+    """``delete -u URI -s A,B,...`` (records, headers and the stats arrays), names cut to fit a request."""
+    chunks: list[list[str]] = []
+    for name in names:
+        if not chunks or len(",".join([*chunks[-1], name])) > DELETE_NAMES_CHARS:
+            chunks.append([])
+        chunks[-1].append(name)
+    return [(chunk, ["delete", "-u", opts.dataset_uri, "-s", ",".join(chunk), *config_args(opts.tiledb_config)])
+            for chunk in chunks]  # fmt: skip
+
+
 # What follows an ingestion batch, in this order: TileDB-VCF's advice after adding many samples.
 # One ``utils`` call does one of them (0.40.3 refuses a second subcommand), so each is a job of its own.
 CONSOLIDATION_STEPS = (

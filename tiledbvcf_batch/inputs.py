@@ -72,7 +72,9 @@ class IngestOptions:
     scratch_size: int = DEFAULT_SCRATCH_SIZE
     sample_batch_size: int | None = None
     check_headers: bool = False
-    force_reingest: bool = False
+    force_reingest: bool = False  # plan samples whatever earlier runs did with them (the dataset still decides)
+    skip_existing: bool = False  # names the dataset holds are skipped, not refused
+    replace: bool = False  # names the dataset holds are deleted, then stored again
     balance: str = "count"  # how samples are shared out among a batch's jobs: "count" or "bytes"
     consolidate: bool = True  # consolidate and vacuum fragment metadata and commits after each batch
     create_dataset: bool = True  # not a flag: decided by looking at the dataset
@@ -183,10 +185,16 @@ def parse_uri(text: str, option: str, need_key: bool = True, *, local: bool = Fa
 
 
 def parse_dataset_uri(text: str, option: str = "--dataset-uri", *, local: bool = False) -> str:
+    """The dataset's one spelling: a local path resolved (symlinks, ``..``), an S3 key without trailing slashes."""
     uri = parse_uri(text, option, local=local)
     if isinstance(uri, LocalPath):
-        return uri.key.rstrip("/") or "/"
+        return os.path.realpath(uri.key) or "/"
     key = uri.key.rstrip("/")
+    if "//" in key or key.startswith("/"):
+        raise InputError(
+            f"{option} {text.strip()!r} has an empty path segment (//): S3 keeps it as part of the key, so the "
+            "same dataset would have two names; write it with single slashes"
+        )
     if len(key.encode("utf-8")) > MAX_DATASET_KEY:
         raise InputError(
             f"{option} has a key of {len(key.encode('utf-8'))} bytes: S3 keys are at most 1,024 bytes and TileDB "
@@ -367,6 +375,13 @@ def ingest_options(flags: Mapping[str, Any]) -> tuple[IngestOptions, list[Sample
         "tiledb_config": problems.check(parse_tiledb_config, flags.get("tiledb_config")),
     }
     samples = problems.check(lambda: read_samples_file(flags["samples"], local=local))
+    if flags.get("replace") and flags.get("skip_existing"):
+        problems.found.append("--replace and --skip-existing say the opposite: give one of them")
+    if flags.get("replace") and flags.get("register"):
+        problems.found.append(
+            "--replace needs tiledbvcf delete, which legacy (v2/v3, --register) datasets do not have: delete the "
+            "samples by other means, or leave --replace out"
+        )
     problems.raise_any()
     return IngestOptions(**{**known(IngestOptions, flags), **parsed}), samples or []
 

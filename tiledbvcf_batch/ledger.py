@@ -19,6 +19,7 @@ from .executors.base import IN_FLIGHT, Executor, describe_fully
 from .inputs import InputError, Sample
 from .plan import IngestBatch, Manifest, StoreShare
 from .record import DamagedRecord, RecordedJob, RunRecord, dataset_index, load_record, record_uri_of, run_prefix_for
+from .registry import CLAIM_GRACE, Entry
 from .storage import Location, Storage, parse_location
 
 SUCCEEDED, FAILED, RUNNING = "SUCCEEDED", "FAILED", "IN_FLIGHT"
@@ -78,7 +79,8 @@ def task_lines(record: RunRecord, storage: Storage) -> dict[str, tuple[str, ...]
 
 @dataclass
 class Ledger:
-    """What earlier runs (recorded under the same --metadata-s3) did with a dataset's samples."""
+    """What earlier runs of a dataset did with its samples: those recorded under the same --metadata-s3, and
+    those registered beside the dataset (any --metadata-s3)."""
 
     ingested: set[str] = field(default_factory=set)
     in_flight: dict[str, str] = field(default_factory=dict)  # sample -> run id
@@ -86,49 +88,102 @@ class Ledger:
     runs: list[str] = field(default_factory=list)
     damaged: list[DamagedRecord] = field(default_factory=list)  # records that could not be read
     names: dict[str, tuple[str, str]] = field(default_factory=dict)  # ingested name -> (sample URI, run id)
+    uri_names: dict[str, str] = field(default_factory=dict)  # sample URI -> its name, as recorded
+    names_in_flight: dict[str, str] = field(default_factory=dict)  # name -> run id still ingesting it
+    unrecorded: dict[str, Entry] = field(default_factory=dict)  # run id -> its entry: registered, no record (yet)
+
+    def name_of(self, uri: str) -> str | None:
+        return self.uri_names.get(uri)
+
+
+def recorded_runs(storage: Storage, metadata: Location, dataset_uri: str, entries: Sequence[Entry]) -> dict[str, str]:
+    """Run id -> record location: the runs listed under --metadata-s3, then those registered beside the dataset."""
+    runs = {}
+    for key in sorted(storage.list_sizes(dataset_index(metadata, dataset_uri))):
+        run_id = key.rpartition("/")[2].removesuffix(".json")
+        runs[run_id] = str(record_uri_of(run_prefix_for(metadata, run_id)))
+    for entry in entries:
+        runs.setdefault(entry.run_id, entry.record)
+    return runs
 
 
 def dataset_ledger(
-    storage: Storage, executor_for: Callable[[RunRecord], Executor], metadata: Location, dataset_uri: str
+    storage: Storage,
+    executor_for: Callable[[RunRecord], Executor],
+    metadata: Location,
+    dataset_uri: str,
+    entries: Sequence[Entry] = (),
 ) -> Ledger:
     ledger = Ledger()
-    for key in sorted(storage.list_sizes(dataset_index(metadata, dataset_uri))):
-        run_id = key.rpartition("/")[2].removesuffix(".json")
+    registered = {entry.run_id: entry for entry in entries}
+    for run_id, uri in recorded_runs(storage, metadata, dataset_uri, entries).items():
         try:
-            record = load_record(storage, record_uri_of(run_prefix_for(metadata, run_id)))
+            record = load_record(storage, parse_location(uri, "record"))
         except (ClientError, OSError):
-            continue  # the marker outlived its run record: nothing to learn from it
+            entry = registered.get(run_id)
+            if entry is not None and entry.age() < CLAIM_GRACE:  # registered, its record not written yet
+                ledger.unrecorded[run_id] = entry
+                ledger.in_flight.update(dict.fromkeys(entry.samples, run_id))
+                ledger.names_in_flight.update(dict.fromkeys(entry.names.values(), run_id))
+            continue  # else the marker outlived its run record, or the run died before it wrote one
         except DamagedRecord as damaged:
             ledger.damaged.append(damaged)
             continue
         ledger.runs.append(run_id)
-        states = job_states(record, storage, executor_for(record))
-        for job in record.jobs:
-            if job.kind != "ingest":
-                continue
-            for sample in job.samples:
-                if states[job.key] == SUCCEEDED:
-                    ledger.ingested.add(sample)
-                    if sample in record.sample_names:
-                        ledger.names[record.sample_names[sample]] = (sample, run_id)
-                elif states[job.key] == RUNNING:
-                    ledger.in_flight[sample] = run_id
-                else:
-                    ledger.failed[sample] = run_id
+        learn_run(ledger, record, job_states(record, storage, executor_for(record)))
     for sample in ledger.ingested:
         ledger.in_flight.pop(sample, None)
         ledger.failed.pop(sample, None)
     return ledger
 
 
-def skip_known_samples(samples: Sequence[Sample], ledger: Ledger) -> tuple[list[Sample], list[str]]:
-    """The samples still to ingest, and one note per reason a sample was skipped."""
-    keep, ingested, in_flight, failed = [], [], {}, {}
+def learn_run(ledger: Ledger, record: RunRecord, states: dict[str, str]) -> None:
+    """What one earlier run did with its samples, by the state of the jobs that held them."""
+    ledger.uri_names.update(record.sample_names)
+    for job in record.jobs:
+        if job.kind != "ingest":
+            continue
+        for sample in job.samples:
+            name = record.sample_names.get(sample)
+            if states[job.key] == SUCCEEDED:
+                ledger.ingested.add(sample)
+                if name is not None:
+                    ledger.names[name] = (sample, record.run_id)
+            elif states[job.key] == RUNNING:
+                ledger.in_flight[sample] = record.run_id
+                if name is not None:
+                    ledger.names_in_flight[name] = record.run_id
+            else:
+                ledger.failed[sample] = record.run_id
+
+
+def skip_known_samples(
+    samples: Sequence[Sample], ledger: Ledger, *, force: bool = False, gone: Callable[[str], bool] = lambda uri: False
+) -> tuple[list[Sample], list[str]]:
+    """The samples still to ingest, and one note per reason a sample was skipped.
+
+    Samples that runs still in flight hold are always skipped. With ``force`` (--force-reingest) the
+    others are all kept: the dataset decides about them. ``gone(uri)``: an ingested sample that the
+    dataset no longer holds (deleted since), to ingest again.
+    """
+    keep: list[Sample] = []
+    ingested: list[str] = []
+    again: list[str] = []
+    in_flight: dict[str, list[str]] = {}
+    failed: dict[str, list[str]] = {}
     for sample in samples:
-        if sample.uri in ledger.ingested:
-            ingested.append(sample.uri)
-        elif sample.uri in ledger.in_flight:
-            in_flight.setdefault(ledger.in_flight[sample.uri], []).append(sample.uri)
+        name = ledger.name_of(sample.uri)
+        holder = ledger.in_flight.get(sample.uri) or (ledger.names_in_flight.get(name) if name else None)
+        if holder is not None:
+            in_flight.setdefault(holder, []).append(sample.uri)
+        elif force:
+            keep.append(sample)
+        elif sample.uri in ledger.ingested:
+            if gone(sample.uri):
+                again.append(sample.uri)
+                keep.append(sample)
+            else:
+                ingested.append(sample.uri)
         elif sample.uri in ledger.failed:
             failed.setdefault(ledger.failed[sample.uri], []).append(sample.uri)
         else:
@@ -136,11 +191,23 @@ def skip_known_samples(samples: Sequence[Sample], ledger: Ledger) -> tuple[list[
     notes = []
     if ingested:
         notes.append(
-            f"skipped {len(ingested)} samples already ingested by earlier runs (to replace some, delete them first, "
-            "then pass --force-reingest)"
+            f"skipped {len(ingested)} samples already ingested by earlier runs (to store a sample again, pass "
+            "--force-reingest --replace)"
+        )
+    if again:
+        notes.append(
+            f"{len(again)} samples that earlier runs ingested are no longer in the dataset: ingesting them again"
         )
     for run_id, uris in in_flight.items():
-        notes.append(f"skipped {len(uris)} samples that jobs of run {run_id} are still ingesting")
+        entry = ledger.unrecorded.get(run_id)
+        if entry is None:
+            notes.append(f"skipped {len(uris)} samples that jobs of run {run_id} are still ingesting (e.g. {uris[0]})")
+            continue
+        notes.append(
+            f"skipped {len(uris)} samples that run {run_id} registered {entry.age() / 60:.0f} min ago (e.g. "
+            f"{uris[0]}); its record {entry.record} does not exist: the run is being submitted, or its record was "
+            f"deleted (its claim then lapses {CLAIM_GRACE // 60} min after it registered)"
+        )
     for run_id, uris in failed.items():
         notes.append(
             f"skipped {len(uris)} samples of failed jobs of run {run_id}: resume that run with --resume {run_id} "

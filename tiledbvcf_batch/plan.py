@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from .commands import (
     consolidation_commands,
     create_command,
+    delete_commands,
     export_command,
     redact_command,
     register_command,
@@ -31,8 +32,10 @@ CREATE_RESOURCES = Resources(vcpus=2, memory=4096)
 # records have spelled "gate" since the first release. Named here so that every record reads.
 BARRIER = "gate"
 CONSOLIDATE = "consolidate"  # utils consolidate/vacuum after a batch: not in the documented system
+DELETE = "delete"  # --replace: samples deleted before they are stored again, one job after another
 STAGE_LABELS = {
     "create": "array creation",
+    DELETE: "sample deletion",
     "register": "sample registration",
     "ingest": "ingestion",
     CONSOLIDATE: "consolidation",
@@ -229,10 +232,13 @@ def plan_ingest(
     index_marker: Location | None = None,
     notes: Sequence[str] = (),
     summary: Sequence[str] = (),
+    replaces: Sequence[str] = (),
 ) -> Plan:
-    """The ingestion tasks: [create] -> per batch: [register] -> store tasks -> [consolidation] -> the next batch.
+    """The ingestion tasks: [create | delete] -> per batch: [register] -> store tasks -> [consolidation] -> ...
 
-    A batch without store tasks (a resumed run whose only failure was a consolidation) is its consolidation.
+    ``replaces``: names the dataset holds that this run stores again (--replace): deleted first, one
+    deletion job after another (deletes must not run beside a store of the same samples). A batch
+    without store tasks (a resumed run whose only failure was a consolidation) is its consolidation.
     """
     tasks: list[Task] = []
     ready: tuple[str, ...] = ()  # what the next stage waits for
@@ -244,6 +250,11 @@ def plan_ingest(
     if opts.create_dataset:
         add("create", Stage("create"), "tiledbvcf-create", create_command(opts), CREATE_RESOURCES)
         ready = ("create",)
+    for number, (names, args) in enumerate(delete_commands(opts, replaces), start=1):
+        key = f"{DELETE}-{number}"
+        tasks.append(Task(key, Stage(DELETE, number), f"tiledbvcf-delete-{number}", tuple(args), opts.resources,
+                          opts.retries, ready, None, tuple(names)))  # fmt: skip
+        ready = (key,)
     for batch in batches:
         b = batch.number
         if batch.register is not None:

@@ -13,13 +13,25 @@ from dataclasses import dataclass, field, fields, replace
 from typing import Any
 
 from .commands import redact_config
+from .dataset import DatasetReader, DatasetView, dataset_identity, registry_of
 from .executors.base import Executor
 from .inputs import ExportOptions, IngestOptions, InputError, Sample, decode_names, parse_sample_names, parse_uri
 from .ledger import SUCCEEDED, Ledger, dataset_ledger, job_states, resume_batches, skip_known_samples, task_lines
-from .plan import CONSOLIDATE, IngestBatch, Plan, Stage, balance_summary, ingest_batches, plan_export, plan_ingest
+from .plan import (
+    CONSOLIDATE,
+    DELETE,
+    IngestBatch,
+    Plan,
+    Stage,
+    balance_summary,
+    ingest_batches,
+    plan_export,
+    plan_ingest,
+)
 from .preflight import check_bucket, check_headers, check_object, check_samples, check_writable, dataset_exists
 from .record import RunRecord, dataset_index, load_or_fail, new_run_id, record_uri_of, run_prefix_for
-from .storage import LocalPath, S3Uri, Storage
+from .registry import Claim, Entry, read_entries
+from .storage import LocalPath, S3Uri, Storage, parse_location
 
 ExecutorFor = Callable[[RunRecord], Executor]  # the executor that ran a recorded run
 Say = Callable[[str], None]  # a progress line for the user (stderr, or nowhere with --quiet)
@@ -34,6 +46,7 @@ class Prepared:
     options: dict[str, Any]  # what the run record keeps
     sample_names: dict[str, str] = field(default_factory=dict)  # sample URI -> name, where headers were read
     blocked: int = 0  # samples skipped because their jobs in an earlier run failed (resume that run)
+    claim: Claim | None = None  # what the run registers beside the dataset before it uploads anything
 
 
 def recorded_options(opts: IngestOptions | ExportOptions, **extras: Any) -> dict[str, Any]:
@@ -96,6 +109,25 @@ def named_index_with_scratch(opts: IngestOptions, samples: list[Sample]) -> list
     ]
 
 
+@dataclass(frozen=True)
+class DatasetState:
+    """The dataset as this run found it: whether it exists, its samples (when readable), its registered runs."""
+
+    exists: bool
+    view: DatasetView
+    entries: tuple[Entry, ...] = ()
+
+    @property
+    def seen(self) -> int:
+        return max((entry.number for entry in self.entries), default=0)
+
+
+def dataset_state(opts: IngestOptions, storage: Storage, read_dataset: DatasetReader) -> DatasetState:
+    exists = dataset_exists(storage.s3, opts.dataset_uri)
+    view = read_dataset(opts.dataset_uri) if exists else DatasetView(opts.dataset_uri, frozenset())
+    return DatasetState(exists, view, tuple(read_entries(storage, registry_of(opts.dataset_uri))))
+
+
 def ingest(
     opts: IngestOptions,
     samples: list[Sample],
@@ -103,32 +135,41 @@ def ingest(
     executor: Executor,
     executor_for: ExecutorFor,
     *,
+    read_dataset: DatasetReader,
     resume: str | None = None,
     instance_price: float,
     say: Say = lambda line: None,
 ) -> Prepared:
-    """Check everything, decide what to create and what to skip or resume, and plan the ingestion."""
+    """Check everything, read the dataset, decide what to create, skip, replace or resume, and plan the ingestion."""
     notes, sizes, names = ingest_preflight(opts, samples, storage, executor, say)
-    exists = dataset_exists(storage.s3, opts.dataset_uri)
-    if exists:
+    state = dataset_state(opts, storage, read_dataset)
+    if state.exists:
         notes.append(
-            f"dataset {opts.dataset_uri} exists: no array creation job"
+            f"dataset {opts.dataset_uri} exists"
+            + (f" and holds {len(state.view.samples)} samples" if state.view.samples is not None else "")
+            + ": no array creation job"
             + (" and --attributes is ignored (it only applies at creation)" if opts.attributes else "")
         )
-    opts = replace(opts, create_dataset=not exists)
+        if not state.view.readable:
+            say(state.view.warning())  # now: a refusal that follows must not hide why the records decided
+    opts = replace(opts, create_dataset=not state.exists)
     run_id = new_run_id("ingest")
     run_prefix = run_prefix_for(opts.metadata_s3, run_id)
     blocked, summary = 0, None
+    replaces: tuple[str, ...] = ()
     if resume:
-        opts, batches, more = resume_run(opts, samples, resume, storage, executor_for)
+        opts, batches, more, replaces = resume_run(opts, samples, resume, storage, executor_for)
     else:
-        batches, more, blocked = new_batches(opts, samples, names, exists, run_prefix, storage, executor_for, sizes)
+        decided = decide_samples(opts, samples, names, state, storage, executor_for, say)
+        batches, split = ingest_batches(decided.samples, opts, run_prefix, sizes)
+        more, blocked, replaces = [*decided.notes, *split], decided.blocked, decided.replaces
         summary = balance_summary(batches, opts.balance)
     notes += [*more, *([summary] if summary else [])]
     if not batches:
         return Prepared(None, [*notes, "Nothing to ingest: no job submitted"], {}, blocked=blocked)
     marker = dataset_index(opts.metadata_s3, opts.dataset_uri).child(f"{run_id}.json")
-    plan = plan_ingest(opts, batches, run_id, run_prefix, index_marker=marker, summary=[summary] if summary else [])
+    plan = plan_ingest(opts, batches, run_id, run_prefix, index_marker=marker, summary=[summary] if summary else [],
+                       replaces=replaces)  # fmt: skip
     uris = [uri for task in plan.tasks if task.stage.kind == "ingest" for uri in task.samples]
     names = {uri: names[uri] for uri in uris if uri in names}
     options = recorded_options(
@@ -138,84 +179,131 @@ def ingest(
         resumes=resume,
         instance_price=instance_price,
     )
-    return Prepared(plan, notes, options, names)
+    claim = Claim(registry_of(opts.dataset_uri), run_id, str(record_uri_of(run_prefix)), tuple(uris), names,
+                  state.seen, tuple(replaces))  # fmt: skip
+    return Prepared(plan, notes, options, names, claim=claim)
 
 
-def new_batches(
+@dataclass(frozen=True)
+class Decided:
+    """The samples a new run ingests, why others are not, and the names it deletes first (--replace)."""
+
+    samples: list[Sample]
+    notes: list[str]
+    blocked: int = 0  # skipped because their jobs in an earlier run failed
+    replaces: tuple[str, ...] = ()
+
+
+def decide_samples(
     opts: IngestOptions,
     samples: list[Sample],
     names: dict[str, str],
-    exists: bool,
-    run_prefix: S3Uri,
+    state: DatasetState,
     storage: Storage,
     executor_for: ExecutorFor,
-    sizes: dict[str, int],
-) -> tuple[list[IngestBatch], list[str], int]:
-    """The samples no earlier run of the dataset has ingested or is ingesting, cut into batches.
+    say: Say,
+) -> Decided:
+    """The samples no run of the dataset holds, has ingested or is ingesting: the dataset decides, the records help.
 
-    Also how many samples were skipped because their jobs in an earlier run failed.
+    ``names`` (sample URI -> name) grows with the headers read here: they are recorded with the run.
     """
     notes: list[str] = []
-    ledger = dataset_ledger(storage, executor_for, opts.metadata_s3, opts.dataset_uri)
+    ledger = dataset_ledger(storage, executor_for, opts.metadata_s3, opts.dataset_uri, state.entries)
     for damaged in ledger.damaged:
         notes.append(
             f"WARNING: {damaged}. Its samples are unknown to the check of earlier runs: a sample it ingested "
             "would be ingested again"
         )
-    if ledger.in_flight and not exists:
-        run_ids = sorted(set(ledger.in_flight.values()))
-        waits = "; ".join(
-            f"python batch-runs.py wait {shlex.quote(str(record_uri_of(run_prefix_for(opts.metadata_s3, run_id))))}"
-            for run_id in run_ids
-        )
-        raise InputError(
-            f"run {', '.join(run_ids)} is still creating and ingesting {opts.dataset_uri}: wait for it to finish "
-            f"({waits}) before starting another run of this dataset"
-        )
-    if not exists and ledger.ingested:
+    if ledger.in_flight and not state.exists:
+        raise InputError(still_creating(opts, sorted(set(ledger.in_flight.values()))))
+    if not state.exists and ledger.ingested:
         notes.append(f"dataset {opts.dataset_uri} does not exist any more: the record of earlier runs is ignored")
         ledger = Ledger()
+    view = state.view
     blocked = 0 if opts.force_reingest else sum(sample.uri in ledger.failed for sample in samples)
-    if not opts.force_reingest:
-        samples, skipped = skip_known_samples(samples, ledger)
-        notes += skipped
-        unread = [sample for sample in samples if sample.uri not in names]
-        if ledger.names and unread:
-            # Earlier runs recorded names: read this run's (one GET each), or a corrected file would slip in.
-            header_problems, read = check_headers(storage.s3, unread)
-            if header_problems:
-                raise InputError(header_problems)
-            names.update(read)  # recorded in this run's record too
-        replaced = replaced_samples(samples, names, ledger, opts.dataset_uri)
-        if replaced:
-            raise InputError(replaced)
-    batches, split_notes = ingest_batches(samples, opts, run_prefix, sizes)
-    return batches, notes + split_notes, blocked
+
+    def gone(uri: str) -> bool:  # ingested by an earlier run, since deleted from the dataset
+        name = ledger.name_of(uri) or names.get(uri)
+        return view.samples is not None and name is not None and name not in view.samples
+
+    samples, skipped = skip_known_samples(samples, ledger, force=opts.force_reingest, gone=gone)
+    notes += skipped
+    for uri, name in ledger.uri_names.items():
+        names.setdefault(uri, name)
+    unread = [sample for sample in samples if sample.uri not in names]
+    if unread and (view.samples or (not view.readable and ledger.names) or ledger.names_in_flight):
+        # The dataset holds samples: each new one's name is read (one ranged GET), or a name could be stored twice.
+        if len(unread) >= ANNOUNCE_FROM:
+            say(f"Reading the headers of {len(unread)} samples new to the dataset")
+        header_problems, read = check_headers(storage.s3, unread)
+        if header_problems:
+            raise InputError(header_problems)
+        names.update(read)
+    samples, held = held_by_runs(samples, names, ledger)
+    notes += held
+    if not view.readable:  # the records are all there is to go by: the names earlier runs ingested
+        view = replace(view, samples=frozenset(ledger.names))
+    return in_the_dataset(opts, samples, names, view, notes, blocked)
 
 
-def replaced_samples(samples: list[Sample], names: dict[str, str], ledger: Ledger, dataset: str) -> list[str]:
-    """Samples whose name an earlier run ingested from another file: store would keep the old records."""
-    problems = []
+def still_creating(opts: IngestOptions, run_ids: list[str]) -> str:
+    waits = "; ".join(
+        f"python batch-runs.py wait {shlex.quote(str(record_uri_of(run_prefix_for(opts.metadata_s3, run_id))))}"
+        for run_id in run_ids
+    )
+    return (
+        f"run {', '.join(run_ids)} is still creating and ingesting {opts.dataset_uri}: wait for it to finish "
+        f"({waits}) before starting another run of this dataset"
+    )
+
+
+def held_by_runs(samples: list[Sample], names: dict[str, str], ledger: Ledger) -> tuple[list[Sample], list[str]]:
+    """Samples whose name a run in flight is ingesting from another file: not planned, the run named."""
+    keep: list[Sample] = []
+    held: dict[str, list[str]] = {}
     for sample in samples:
-        name = names.get(sample.uri)
-        if name in ledger.names and ledger.names[name][0] != sample.uri:
-            earlier, run_id = ledger.names[name]
-            problems.append(
-                f"sample {sample.uri} is {name}, which run {run_id} already ingested from {earlier}: tiledbvcf "
-                "would keep the old records (store --resume skips a sample that has data). To replace it, delete "
-                f"it first (tiledbvcf delete -u {shlex.quote(dataset)} -s {shlex.quote(name)}), then ingest with "
-                "--force-reingest"
-            )
-    return problems
+        holder = ledger.names_in_flight.get(names.get(sample.uri, ""))
+        if holder is None:
+            keep.append(sample)
+        else:
+            held.setdefault(holder, []).append(f"{names[sample.uri]} ({sample.uri})")
+    notes = [
+        f"skipped {len(items)} samples whose names run {run_id} is still ingesting from other files: "
+        f"{', '.join(items[:5])}{', ...' if len(items) > 5 else ''}"
+        for run_id, items in held.items()
+    ]
+    return keep, notes
+
+
+def in_the_dataset(
+    opts: IngestOptions, samples: list[Sample], names: dict[str, str], view: DatasetView, notes: list[str], blocked: int
+) -> Decided:
+    """Samples whose name the dataset holds: refused (all named), skipped (--skip-existing) or replaced (--replace)."""
+    present = [sample for sample in samples if view.holding([names.get(sample.uri, "")])]
+    if not present:
+        return Decided(samples, notes, blocked)
+    listed = ", ".join(f"{names[s.uri]} ({s.uri})" for s in present)
+    if opts.skip_existing:
+        kept = [sample for sample in samples if sample not in present]
+        return Decided(kept, [*notes, f"skipped {len(present)} samples the dataset already holds: {listed}"], blocked)
+    if opts.replace:
+        replaced = tuple(names[sample.uri] for sample in present)
+        note = f"replacing {len(present)} samples the dataset holds (deleted first, then stored): {listed}"
+        return Decided(samples, [*notes, note], blocked, replaced)
+    raise InputError(
+        f"{len(present)} samples are already in dataset {opts.dataset_uri}: {listed}. Storing them again would "
+        "double their records: pass --skip-existing to ingest the others, or --replace to delete these from the "
+        "dataset and store them again"
+    )
 
 
 def resume_run(
     opts: IngestOptions, samples: list[Sample], run_id: str, storage: Storage, executor_for: ExecutorFor
-) -> tuple[IngestOptions, list[IngestBatch], list[str]]:
+) -> tuple[IngestOptions, list[IngestBatch], list[str], tuple[str, ...]]:
     """The unfinished jobs of run ``run_id``, checked against this command's dataset and samples."""
     uri = record_uri_of(run_prefix_for(opts.metadata_s3, run_id))
     record = load_or_fail(storage, uri, f"--resume {run_id}: check the run id and --metadata-s3")
-    if record.kind != "ingest" or record.target != opts.dataset_uri:
+    if record.kind != "ingest" or same_dataset(record.target) != opts.dataset_uri:
         raise InputError(f"--resume {run_id}: that run ingested into {record.target}, not {opts.dataset_uri}")
     recorded = {uri for job in record.jobs if job.kind == "ingest" for uri in job.samples}
     given = {sample.uri for sample in samples}
@@ -230,6 +318,9 @@ def resume_run(
     # Asked of the executor that ran it: a Batch run resumed here must not read as finished.
     states = job_states(record, storage, executor_for(record))
     batches = resume_batches(record, states, task_lines(record, storage))
+    # Samples the run was to delete first (--replace): deleted again if that did not succeed, before their store.
+    replaces = tuple(name for job in record.jobs if job.kind == DELETE and states[job.key] != SUCCEEDED
+                     for name in job.samples)  # fmt: skip
     notes = ["--resume keeps the run's original manifests: --balance does not apply"] if opts.balance != "count" else []
     jobs = sum(len(b.shares) + (b.register is not None) for b in batches)
     unconsolidated = [Stage.parse(job.stage).batch or 0 for job in record.jobs
@@ -237,18 +328,35 @@ def resume_run(
     if not batches and unconsolidated and opts.consolidate and not opts.register:
         # Every sample is in: only the consolidation is left to do, once, for the whole dataset.
         batches = [IngestBatch(max(unconsolidated), ())]
-        return opts, batches, [*notes, f"resuming run {run_id}: its ingestion jobs succeeded, consolidating again"]
-    return opts, batches, [*notes, f"resuming run {run_id}: resubmitting {jobs} jobs that did not succeed"]
+        return opts, batches, [*notes, f"resuming run {run_id}: its ingestion jobs succeeded, consolidating again"], ()
+    return opts, batches, [*notes, f"resuming run {run_id}: resubmitting {jobs} jobs that did not succeed"], replaces
 
 
-def export(opts: ExportOptions, storage: Storage, executor: Executor, *, instance_price: float) -> Prepared:
-    """Check everything and plan the export: one job per partition of the sorted sample names."""
+def same_dataset(target: str) -> str:
+    """A recorded dataset URI as this version spells it (older records kept local paths as typed)."""
+    try:
+        return dataset_identity(parse_location(target, "dataset"))
+    except ValueError:
+        return target
+
+
+def export(
+    opts: ExportOptions,
+    storage: Storage,
+    executor: Executor,
+    *,
+    instance_price: float,
+    read_dataset: DatasetReader,
+    say: Say = lambda line: None,
+) -> Prepared:
+    """Check everything, the names against the dataset too, and plan the export: one job per partition of names."""
     s3 = storage.s3
     problems = executor.preflight()
     problems += check_writable(s3, opts.dest_s3, "--dest-s3", storage.encryption)
     if opts.metadata_s3.bucket != opts.dest_s3.bucket or isinstance(opts.metadata_s3, LocalPath):
         problems += check_writable(s3, opts.metadata_s3, "--metadata-s3", storage.encryption)
-    if not dataset_exists(s3, opts.dataset_uri):
+    exists = dataset_exists(s3, opts.dataset_uri)
+    if not exists:
         problems.append(f"--array {opts.dataset_uri} does not exist (nothing is stored under it): check the URI")
     problems += check_object(s3, opts.bed, "--bed")
     samples_missing = check_object(s3, opts.samples, "--samples")
@@ -261,9 +369,26 @@ def export(opts: ExportOptions, storage: Storage, executor: Executor, *, instanc
             )
         except InputError as error:
             problems += error.problems
+    if exists and names:
+        problems += names_not_in(read_dataset(opts.dataset_uri), names, say)
     if problems:
         raise InputError(problems)
     run_id = new_run_id("export")
     plan = plan_export(opts, names, run_id, run_prefix_for(opts.metadata_s3, run_id))
     options = recorded_options(opts, samples_count=len(names), instance_price=instance_price)
     return Prepared(plan, list(plan.notes), options)
+
+
+def names_not_in(view: DatasetView, names: list[str], say: Say) -> list[str]:
+    """The export's names the dataset does not hold, all of them in one problem (its job would fail on any one)."""
+    if not view.readable:
+        say(view.warning("the names to export are not checked before the jobs run"))
+        return []
+    unknown = [name for name in names if name not in (view.samples or ())]
+    if not unknown:
+        return []
+    shown = ", ".join(unknown[:50]) + (f", ... ({len(unknown) - 50} more)" if len(unknown) > 50 else "")
+    return [
+        f"--samples names {len(unknown)} samples that dataset {view.uri} does not hold: {shown}. Fix the names file "
+        f"(python batch-runs.py dataset {shlex.quote(view.uri)} --samples lists what it holds)"
+    ]

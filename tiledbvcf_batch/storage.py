@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import re
+import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -103,6 +104,20 @@ class Storage:
             return
         self.s3.put_object(Bucket=uri.bucket, Key=uri.key, Body=body, ContentType=content_type, **self.encryption)
 
+    def create(self, uri: Location, body: bytes, content_type: str = "application/json") -> bool:
+        """Write ``uri`` only if nothing is there yet (S3: If-None-Match; locally: O_EXCL); False if something was."""
+        if isinstance(uri, LocalPath):
+            return create_local(Path(uri.key), body)
+        try:
+            self.s3.put_object(Bucket=uri.bucket, Key=uri.key, Body=body, ContentType=content_type, IfNoneMatch="*",
+                               **self.encryption)  # fmt: skip
+        except Exception as error:  # botocore's ClientError, without importing botocore here
+            code = getattr(error, "response", {}).get("Error", {}).get("Code", "")
+            if code in ("PreconditionFailed", "412", "ConditionalRequestConflict", "409"):
+                return False
+            raise
+        return True
+
     def delete(self, uri: Location) -> None:
         if isinstance(uri, LocalPath):
             Path(uri.key).unlink(missing_ok=True)
@@ -116,6 +131,20 @@ class Storage:
         return list_sizes(self.s3, prefix.bucket, prefix.key, last)
 
 
+def create_local(path: Path, body: bytes) -> bool:
+    """O_EXCL as a whole file: written aside, then linked into place (link fails if the name is taken)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    partial = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.partial")
+    partial.write_bytes(body)
+    try:
+        os.link(partial, path)
+    except FileExistsError:
+        return False
+    finally:
+        partial.unlink(missing_ok=True)
+    return True
+
+
 def list_local_sizes(prefix: str) -> dict[str, int]:
     """Files whose path starts with ``prefix``, as S3 lists keys: a directory prefix lists its whole tree."""
     directory = prefix if prefix.endswith("/") else os.path.dirname(prefix) or "."
@@ -124,7 +153,10 @@ def list_local_sizes(prefix: str) -> dict[str, int]:
         for name in files:
             path = os.path.join(root, name)
             if path.startswith(prefix):
-                sizes[path] = os.path.getsize(path)
+                try:
+                    sizes[path] = os.path.getsize(path)
+                except FileNotFoundError:  # removed while listed (another process's partial file, say)
+                    continue
     return sizes
 
 

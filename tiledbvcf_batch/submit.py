@@ -19,6 +19,7 @@ from .executors.base import Executor
 from .inputs import InputError
 from .plan import Plan, Stage, Task
 from .record import RunRecord, record_uri_of
+from .registry import WITHDRAWN, Claim, register, withdraw
 from .storage import Location, Storage
 
 OnStage = Callable[[Stage, list[Task], list[str]], None]
@@ -68,12 +69,17 @@ def submit_plan(
     on_stage: OnStage | None = None,
     sample_names: dict[str, str] | None = None,
     ticker: Ticker | None = None,
+    claim: Claim | None = None,
 ) -> RunRecord:
-    """Upload manifests, record the run, submit every job in order; the run record, with every job's id.
+    """Register the run beside the dataset, upload manifests, record the run, submit every job in order.
 
-    On any failure, unless ``keep_partial``, the jobs already submitted are stopped and the
-    uploads deleted; SubmissionError says what happened and anything left behind.
+    The registration comes first: a run that another run beat to some of its samples stops there
+    (ClaimConflict, bad input: nothing written). On any later failure, unless ``keep_partial``,
+    the jobs already submitted are stopped, the uploads deleted and the registration withdrawn;
+    SubmissionError says what happened and anything left behind.
     """
+    if claim is not None:
+        register(storage, claim)
     record = RunRecord.new(plan, jobs, options, executor.settings(), region, sample_names)
     ids: dict[str, str] = {}
     uploaded: list[Location] = []
@@ -107,8 +113,24 @@ def submit_plan(
         cause = "interrupted" if isinstance(error, KeyboardInterrupt) else aws_message(error)
         failed = f"submission of run {plan.run_id} failed after {len(ids)} of {len(jobs)} jobs ({cause})"
         record.set_job_ids(ids)
-        raise undo_or_keep(failed, plan, record, executor, storage, ids, uploaded, keep_partial) from None
+        outcome = undo_or_keep(failed, plan, record, executor, storage, ids, uploaded, keep_partial)
+        if not keep_partial and claim is not None:
+            outcome = withdrawal(storage, claim, outcome)
+        raise outcome from None
     return record
+
+
+def withdrawal(storage: Storage, claim: Claim, outcome: SubmissionError) -> SubmissionError:
+    """Withdraw a rolled back run's registration beside the dataset: its samples are free again."""
+    try:
+        withdraw(storage, claim.registry, claim.run_id)
+    except Exception as error:
+        return SubmissionError(
+            f"{outcome}; its registration beside the dataset could not be withdrawn ({aws_message(error)}): "
+            f"its samples count as being submitted for another hour, or create {claim.registry}"
+            f"{WITHDRAWN}{claim.run_id}.json by hand"
+        )
+    return outcome
 
 
 def undo_or_keep(

@@ -1,0 +1,100 @@
+"""The dataset's run registry: create-only entries, on the emulated S3 (If-None-Match) and on disk (a hard link)."""
+
+from __future__ import annotations
+
+import json
+import threading
+
+import pytest
+
+from tiledbvcf_batch.dataset import dataset_identity, registry_of
+from tiledbvcf_batch.inputs import InputError, parse_dataset_uri
+from tiledbvcf_batch.registry import Claim, ClaimConflict, read_entries, register, withdraw, withdrawn_runs
+from tiledbvcf_batch.storage import LocalPath, S3Uri, Storage
+
+
+@pytest.fixture(params=["s3", "local"])
+def registry(request, tmp_path):
+    if request.param == "s3":
+        aws = request.getfixturevalue("aws")
+        return Storage(aws.s3), registry_of("s3://my-bucketname/ds")
+    return Storage(None), registry_of(str(tmp_path / "ds"))
+
+
+def claim(registry, run_id: str, samples: list[str], names: dict[str, str] | None = None, seen: int = 0) -> Claim:
+    return Claim(registry, run_id, f"s3://meta/{run_id}/run.json", tuple(samples), names or {}, seen)
+
+
+def test_create_writes_once_and_never_over(registry):
+    storage, where = registry
+    target = where.child("x.json")
+    assert storage.create(target, b"first") is True
+    assert storage.create(target, b"second") is False
+    assert storage.read_bytes(target) == b"first"
+
+
+def test_entries_are_numbered_in_order_and_a_late_claim_of_the_same_samples_is_refused(registry):
+    storage, where = registry
+    first = register(storage, claim(where, "run-a", ["s3://b/1.bcf", "s3://b/2.bcf"]))
+    other = register(storage, claim(where, "run-b", ["s3://b/3.bcf"]))  # planned before run-a registered: no overlap
+    assert (first.number, other.number) == (1, 2)
+    with pytest.raises(ClaimConflict) as refused:
+        register(storage, claim(where, "run-c", ["s3://b/9.bcf", "s3://b/2.bcf"]))
+    assert refused.value.problems == [
+        "run run-a (record s3://meta/run-a/run.json) registered 1 of these samples a moment ago (s3://b/2.bcf): "
+        "nothing was submitted; run the same command again, it skips the samples that run is ingesting"
+    ]
+    by_name = register(storage, claim(where, "run-d", ["s3://c/x.bcf"], {"s3://c/x.bcf": "NA1"}))
+    with pytest.raises(ClaimConflict, match=r"run run-d .* registered 1 of these samples"):
+        register(storage, claim(where, "run-e", ["s3://d/y.bcf"], {"s3://d/y.bcf": "NA1"}, seen=by_name.number - 1))
+    # What the plan had already seen was judged by the ledger: it does not count again.
+    assert register(storage, claim(where, "run-f", ["s3://b/1.bcf"], seen=4)).number == 5
+    assert [entry.run_id for entry in read_entries(storage, where)] == ["run-a", "run-b", "run-d", "run-f"]
+
+
+def test_a_withdrawn_run_no_longer_holds_its_samples(registry):
+    storage, where = registry
+    register(storage, claim(where, "run-a", ["s3://b/1.bcf"]))
+    withdraw(storage, where, "run-a")
+    assert withdrawn_runs(storage, where) == {"run-a"}
+    assert register(storage, claim(where, "run-b", ["s3://b/1.bcf"])).number == 2
+
+
+def test_clients_racing_for_one_number_each_get_their_own(registry):
+    storage, where = registry
+    barrier = threading.Barrier(8)
+    numbers: list[int] = []
+
+    def racer(i: int) -> None:
+        barrier.wait()
+        numbers.append(register(storage, claim(where, f"run-{i}", [f"s3://b/{i}.bcf"])).number)
+
+    threads = [threading.Thread(target=racer, args=(i,)) for i in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert sorted(numbers) == list(range(1, 9))
+
+
+def test_a_damaged_entry_is_named(registry):
+    storage, where = registry
+    storage.put(where.child("runs/000000001.json"), b"{not json")
+    with pytest.raises(InputError, match=r"registry entry .*000000001.json is damaged"):
+        register(storage, claim(where, "run-a", ["s3://b/1.bcf"]))
+    storage.put(where.child("runs/000000001.json"), json.dumps({"number": 1}).encode())
+    with pytest.raises(InputError, match="KeyError"):
+        read_entries(storage, where)
+
+
+def test_one_identity_per_location(tmp_path):
+    (tmp_path / "real").mkdir()
+    (tmp_path / "link").symlink_to(tmp_path / "real")
+    spelled = [str(tmp_path / "link" / "ds"), str(tmp_path / "real" / "x" / ".." / "ds/")]
+    assert {parse_dataset_uri(text, local=True) for text in spelled} == {str(tmp_path / "real" / "ds")}
+    assert parse_dataset_uri("s3://bkt/path/ds///") == "s3://bkt/path/ds"
+    assert dataset_identity(S3Uri("bkt", "path/ds/")) == "s3://bkt/path/ds"
+    assert dataset_identity(LocalPath(str(tmp_path / "link" / "ds"))) == str(tmp_path / "real" / "ds")
+    with pytest.raises(InputError, match="empty path segment"):
+        parse_dataset_uri("s3://bkt//ds")
+    assert str(registry_of("s3://bkt/path/ds")) == "s3://bkt/path/ds.tiledbvcf-batch/"

@@ -1,0 +1,141 @@
+"""The dataset itself: which samples it holds, read with TileDB-Py, and where its runs register.
+
+The dataset is the truth; the run records are notes about it. A v4 dataset (tiledbvcf 0.7 and
+later) keeps one VCF header per sample in ``<dataset>/metadata/vcf_headers``, a sparse array whose
+``sample`` dimension is the sample's name: reading that dimension alone lists the samples (a few
+ms locally, a few requests on S3). TileDB-Py reads it with the same credentials, region and
+endpoint as the rest of the run. Anything else (a legacy v2/v3 dataset, a refused request,
+TileDB-Py missing) gives a view that says why it could not be read, and the callers fall back to
+the run records with a warning.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from .aws import session
+from .storage import LocalPath, Location, S3Uri, parse_location
+
+HEADERS_ARRAY = "metadata/vcf_headers"
+REGISTRY_SUFFIX = ".tiledbvcf-batch"  # the dataset's run registry, beside it: s3://b/ds -> s3://b/ds.tiledbvcf-batch/
+# TileDB's S3 client waits minutes for an endpoint that does not answer; a preflight should not.
+TILEDB_TIMEOUTS = {"vfs.s3.connect_timeout_ms": "5000", "vfs.s3.connect_max_tries": "3",
+                   "vfs.s3.request_timeout_ms": "30000"}  # fmt: skip
+
+
+@dataclass(frozen=True)
+class DatasetAccess:
+    """How TileDB reaches S3 for this run: what boto3 resolved for the run's own requests."""
+
+    region: str
+    endpoint: str | None = None  # an S3-compatible endpoint (AWS_ENDPOINT_URL), None for AWS itself
+    key_id: str | None = None
+    secret: str | None = None
+    token: str | None = None
+    tiledb_config: str | None = None  # the run's --tiledb-config, applied last
+
+    def config(self) -> dict[str, str]:
+        config = {"vfs.s3.region": self.region, **TILEDB_TIMEOUTS}
+        if self.endpoint:
+            scheme, _, host = self.endpoint.partition("://")
+            config |= {"vfs.s3.endpoint_override": host.rstrip("/"), "vfs.s3.scheme": scheme,
+                       "vfs.s3.use_virtual_addressing": "false"}  # fmt: skip
+        if self.key_id and self.secret:
+            config |= {"vfs.s3.aws_access_key_id": self.key_id, "vfs.s3.aws_secret_access_key": self.secret}
+            if self.token:
+                config["vfs.s3.aws_session_token"] = self.token
+        for item in (self.tiledb_config or "").split(","):
+            key, sep, value = item.partition("=")
+            if sep:
+                config[key.strip()] = value.strip()
+        return config
+
+
+INGEST_FALLBACK = (
+    "only the records of earlier runs tell which samples it holds (a sample stored by other means would be stored "
+    "again)"
+)
+
+
+@dataclass(frozen=True)
+class DatasetView:
+    """What the dataset holds, as read just now; ``samples`` is None when it could not be read (``problem``)."""
+
+    uri: str
+    samples: frozenset[str] | None
+    problem: str | None = None
+
+    @property
+    def readable(self) -> bool:
+        return self.samples is not None
+
+    def holding(self, names: list[str]) -> list[str]:
+        """Those of ``names`` the dataset holds (none when it could not be read)."""
+        return [name for name in names if self.samples is not None and name in self.samples]
+
+    def warning(self, consequence: str = INGEST_FALLBACK) -> str:
+        return f"WARNING: cannot read the samples of dataset {self.uri} ({self.problem}): {consequence}"
+
+
+DatasetReader = Callable[[str], DatasetView]
+
+
+def read_samples(uri: str, access: DatasetAccess) -> DatasetView:
+    """The samples of the dataset at ``uri`` (which exists), or why they cannot be read."""
+    try:
+        import tiledb  # here: it takes a fifth of a second to import, and not every command reads a dataset
+    except ImportError:
+        return DatasetView(uri, None, "TileDB-Py is not installed: pip install -r requirements.txt")
+    try:
+        ctx = tiledb.Ctx(tiledb.Config(access.config()))
+        with tiledb.open(f"{uri.rstrip('/')}/{HEADERS_ARRAY}", ctx=ctx) as array:
+            dimension = array.schema.domain.dim(0)
+            if dimension.name != "sample" or dimension.dtype.kind not in "SU":
+                return DatasetView(uri, None, "a legacy v2/v3 dataset: its samples are numbered, not named")
+            found = array.query(dims=["sample"], attrs=[])[:]["sample"]
+    except tiledb.TileDBError as error:
+        return DatasetView(uri, None, f"TileDB: {first_line(str(error))}")
+    return DatasetView(uri, frozenset(name.decode("utf-8") if isinstance(name, bytes) else str(name)
+                                      for name in found))  # fmt: skip
+
+
+def first_line(text: str, width: int = 300) -> str:
+    line = text.strip().splitlines()[0] if text.strip() else "no message"
+    return line if len(line) <= width else line[: width - 3] + "..."
+
+
+def access_for(s3: Any, profile: str | None, region: str, tiledb_config: str | None) -> DatasetAccess:
+    """TileDB's way to S3: the endpoint of the run's S3 client, the credentials of its session (--profile, SSO...)."""
+    endpoint = str(s3.meta.endpoint_url)
+    custom = None if endpoint.rstrip("/").endswith(".amazonaws.com") else endpoint
+    credentials = session(profile).get_credentials()
+    frozen = credentials.get_frozen_credentials() if credentials is not None else None
+    if frozen is None:
+        return DatasetAccess(region, custom, tiledb_config=tiledb_config)
+    return DatasetAccess(region, custom, frozen.access_key, frozen.secret_key, frozen.token, tiledb_config)
+
+
+def reader_for(s3: Any, profile: str | None, region: str, tiledb_config: str | None) -> DatasetReader:
+    """A reader that makes its access (and so touches AWS) only when a dataset on S3 is read."""
+
+    def read(uri: str) -> DatasetView:
+        if not uri.startswith("s3://"):
+            return read_samples(uri, DatasetAccess(region, tiledb_config=tiledb_config))
+        return read_samples(uri, access_for(s3, profile, region, tiledb_config))
+
+    return read
+
+
+def registry_of(dataset_uri: str) -> Location:
+    """Where the runs of a dataset register, whatever their --metadata-s3: beside the dataset, never inside it."""
+    return parse_location(dataset_uri.rstrip("/") + REGISTRY_SUFFIX, "dataset").as_prefix()
+
+
+def dataset_identity(location: Location) -> str:
+    """One spelling per dataset: a local path resolved (symlinks, ``..``), an S3 key without trailing slashes."""
+    if isinstance(location, LocalPath):
+        return os.path.realpath(location.key) or "/"
+    return str(S3Uri(location.bucket, location.key.rstrip("/")))
