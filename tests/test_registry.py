@@ -98,3 +98,23 @@ def test_one_identity_per_location(tmp_path):
     with pytest.raises(InputError, match="empty path segment"):
         parse_dataset_uri("s3://bkt//ds")
     assert str(registry_of("s3://bkt/path/ds")) == "s3://bkt/path/ds.tiledbvcf-batch/"
+
+
+def test_a_registry_the_user_may_not_write_is_one_line_exit_4(aws, samples_file, run_ingest):
+    from conftest import base
+
+    from botocore.exceptions import ClientError
+
+    def refuse_registry(params, **_):
+        if ".tiledbvcf-batch/" in params.get("Key", ""):
+            raise ClientError({"Error": {"Code": "AccessDenied", "Message": "injected AccessDenied"}}, "PutObject")
+
+    samples = samples_file(2)
+    aws.on("before-parameter-build.s3.PutObject", refuse_registry)
+    refused = run_ingest(*base(samples))
+    assert refused.exit_code == 4 and aws.submitted == [] and aws.keys("bucket2-name") == []
+    assert refused.stderr.splitlines()[-1:] == [
+        "Error: cannot register the run in the dataset's run registry s3://my-bucketname/test-vcf-dataset.tiledbvcf-"
+        "batch/ (AccessDenied: injected AccessDenied): the scripts need s3:ListBucket, s3:GetObject and s3:PutObject "
+        "there (README: Least-privilege IAM)"
+    ]

@@ -30,7 +30,7 @@ from .plan import (
 )
 from .preflight import check_bucket, check_headers, check_object, check_samples, check_writable, dataset_exists
 from .record import RunRecord, dataset_index, load_or_fail, new_run_id, record_uri_of, run_prefix_for
-from .registry import Claim, Entry, read_entries
+from .registry import Claim, Entry, answered, read_entries
 from .storage import LocalPath, S3Uri, Storage, parse_location
 
 ExecutorFor = Callable[[RunRecord], Executor]  # the executor that ran a recorded run
@@ -125,7 +125,10 @@ class DatasetState:
 def dataset_state(opts: IngestOptions, storage: Storage, read_dataset: DatasetReader) -> DatasetState:
     exists = dataset_exists(storage.s3, opts.dataset_uri)
     view = read_dataset(opts.dataset_uri) if exists else DatasetView(opts.dataset_uri, frozenset())
-    return DatasetState(exists, view, tuple(read_entries(storage, registry_of(opts.dataset_uri))))
+    registry = registry_of(opts.dataset_uri)
+    with answered(registry, "read"):
+        entries = tuple(read_entries(storage, registry))
+    return DatasetState(exists, view, entries)
 
 
 def ingest(

@@ -15,13 +15,17 @@ jobs); an entry whose record does not exist yet is a run being submitted, for CL
 
 from __future__ import annotations
 
+import contextlib
 import datetime
 import json
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
+from botocore.exceptions import ClientError
+
+from .aws import AwsSetupError, aws_message
 from .inputs import InputError
 from .storage import Location, Storage
 
@@ -130,6 +134,11 @@ def overlap(claim: Claim, entries: Sequence[Entry], withdrawn: set[str]) -> list
 
 def register(storage: Storage, claim: Claim, now: Callable[[], datetime.datetime] | None = None) -> Entry:
     """Create the claim's entry after every entry it has read; ClaimConflict if a newer one holds its samples."""
+    with answered(claim.registry, "register the run in"):
+        return claimed(storage, claim, now)
+
+
+def claimed(storage: Storage, claim: Claim, now: Callable[[], datetime.datetime] | None) -> Entry:
     seen: list[Entry] = []
     last = claim.seen
     withdrawn = withdrawn_runs(storage, claim.registry)
@@ -146,6 +155,18 @@ def register(storage: Storage, claim: Claim, now: Callable[[], datetime.datetime
         if storage.create(entry_location(claim.registry, entry.number), body):
             return entry
     raise InputError(f"the dataset's run registry {claim.registry} is too busy ({MAX_TRIES} tries): try again")
+
+
+@contextlib.contextmanager
+def answered(registry: Location, doing: str) -> Iterator[None]:
+    """An AWS refusal of the registry as one line that names it and the permissions it needs (exit 4)."""
+    try:
+        yield
+    except ClientError as error:
+        raise AwsSetupError(
+            f"cannot {doing} the dataset's run registry {registry} ({aws_message(error)}): the scripts need "
+            "s3:ListBucket, s3:GetObject and s3:PutObject there (README: Least-privilege IAM)"
+        ) from None
 
 
 def withdraw(storage: Storage, registry: Location, run_id: str) -> None:
