@@ -12,12 +12,12 @@ import click
 from botocore.exceptions import BotoCoreError, ClientError
 
 import common
+from tiledbvcf_batch import dataset, inventory, report, watch
 from tiledbvcf_batch import record as records
-from tiledbvcf_batch import report, watch
-from tiledbvcf_batch.aws import aws_message, make_clients
+from tiledbvcf_batch.aws import Clients, aws_message, make_clients
 from tiledbvcf_batch.executors import for_record
-from tiledbvcf_batch.executors.base import describe_fully
-from tiledbvcf_batch.inputs import check_price, check_range
+from tiledbvcf_batch.executors.base import Executor, describe_fully
+from tiledbvcf_batch.inputs import check_price, check_range, parse_dataset_uri
 from tiledbvcf_batch.record import RunRecord
 from tiledbvcf_batch.storage import Storage
 
@@ -30,7 +30,8 @@ RUN_HELP = (
 @click.group(
     cls=common.OneLineGroup,
     context_settings={"auto_envvar_prefix": common.ENVVAR_PREFIX},
-    help=f"Watch, diagnose and cancel runs of batch-ingest.py and batch-export.py.\n\n{RUN_HELP}",
+    help="Watch, diagnose and cancel runs of batch-ingest.py and batch-export.py; show what a dataset holds."
+    f"\n\n{RUN_HELP}",
 )
 @common.version_option
 def main() -> None:
@@ -200,6 +201,61 @@ def listed_run(uri: Any, storage: Storage, clients_for: Callable[[str], Any]) ->
 def unlisted(uri: Any, state: str) -> dict[str, Any]:
     return {"run_id": str(uri).split("/")[-2], "state": state, "jobs": 0, "seconds": None, "target": "?",
             "record": str(uri)}  # fmt: skip
+
+
+@main.command("dataset")
+@click.argument("dataset_uri", metavar="DATASET_URI")
+@click.option("--samples", "with_samples", is_flag=True, help="Also each sample's name (sorted), one per line.")
+@click.option(
+    "--metadata-s3", metavar="NAME", help="Also the runs recorded there by older versions of batch-ingest.py "
+    "(the runs of this version register beside the dataset, whatever their --metadata-s3)."
+)  # fmt: skip
+@click.option("--region", metavar="NAME", help="AWS region (default: as the AWS CLI finds it, else us-east-1).")
+@common.profile_option
+@common.tiledb_config_option
+@click.option(
+    "--json", "as_json", is_flag=True, help="Exactly one JSON document on stdout; everything else on stderr."
+)  # fmt: skip
+def dataset_command(
+    dataset_uri: str,
+    with_samples: bool,
+    metadata_s3: str | None,
+    region: str | None,
+    profile: str | None,
+    tiledb_config: str | None,
+    as_json: bool,
+) -> None:
+    """Print what a dataset holds, read from the dataset itself: its samples, those only partly ingested (a failed
+    job's), the runs still ingesting into it, and every run that wrote it with its state.
+
+    DATASET_URI is the dataset's s3:// URI (or a local path). Exit status: 0, or 2 if there is no dataset there.
+    """
+    uri = parse_dataset_uri(dataset_uri, "DATASET_URI", local=not dataset_uri.startswith("s3://"))
+    metadata = records.metadata_location(metadata_s3) if metadata_s3 is not None else None
+    clients = make_clients(region, profile)
+    read = dataset.reader_for(clients.s3, profile, clients.region, tiledb_config)
+    found = inventory.read_inventory(Storage(clients.s3), executors(clients, region, profile), read, uri, metadata)
+    for warning in found.warnings:
+        click.echo(warning, err=True)
+    if not as_json:
+        for line in inventory.text_lines(found, with_samples=with_samples):
+            click.echo(line)
+        return
+    if found.view.problem is not None:
+        click.echo(f"WARNING: cannot read the samples of dataset {uri} ({found.view.problem})", err=True)
+    click.echo(json.dumps(inventory.document(found, with_samples=with_samples), indent=1))
+
+
+def executors(clients: Clients, region: str | None, profile: str | None) -> Callable[[RunRecord], Executor]:
+    """The executor that ran a recorded run, in the run's own region unless --region says otherwise."""
+    by_region = {clients.region: clients}
+
+    def executor_for(record: RunRecord) -> Executor:
+        if region is None and record.region not in by_region:
+            by_region[record.region] = make_clients(record.region, profile)
+        return for_record(record.executor, by_region.get(record.region, clients))
+
+    return executor_for
 
 
 if __name__ == "__main__":

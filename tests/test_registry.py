@@ -101,9 +101,9 @@ def test_one_identity_per_location(tmp_path):
 
 
 def test_a_registry_the_user_may_not_write_is_one_line_exit_4(aws, samples_file, run_ingest):
-    from conftest import base
-
     from botocore.exceptions import ClientError
+
+    from conftest import base
 
     def refuse_registry(params, **_):
         if ".tiledbvcf-batch/" in params.get("Key", ""):
@@ -118,3 +118,18 @@ def test_a_registry_the_user_may_not_write_is_one_line_exit_4(aws, samples_file,
         "batch/ (AccessDenied: injected AccessDenied): the scripts need s3:ListBucket, s3:GetObject and s3:PutObject "
         "there (README: Least-privilege IAM)"
     ]
+
+
+def test_a_rolled_back_run_holds_no_sample(aws, samples_file, run_ingest):
+    """A run withdrawn from the registry (its submission rolled back) frees its samples at once, not in an hour."""
+    from conftest import base, make_dataset
+
+    samples = samples_file(1)
+    make_dataset(aws)
+    where = registry_of("s3://my-bucketname/test-vcf-dataset")
+    register(Storage(aws.s3), claim(where, "ingest-gone", ["s3://bucket-name/samples/1.bcf"]))
+    held = run_ingest(*base(samples))
+    assert held.exit_code == 0 and aws.submitted == [] and "run ingest-gone registered 0 min ago" in held.stderr
+    withdraw(Storage(aws.s3), where, "ingest-gone")
+    freed = run_ingest(*base(samples))
+    assert freed.exit_code == 0 and "Submitted ingestion job" in freed.stdout

@@ -96,12 +96,16 @@ class Ledger:
         return self.uri_names.get(uri)
 
 
-def recorded_runs(storage: Storage, metadata: Location, dataset_uri: str, entries: Sequence[Entry]) -> dict[str, str]:
-    """Run id -> record location: the runs listed under --metadata-s3, then those registered beside the dataset."""
+def recorded_runs(
+    storage: Storage, metadata: Location | None, dataset_uri: str, entries: Sequence[Entry]
+) -> dict[str, str]:
+    """Run id -> record location: the runs listed under --metadata-s3 (if any), then those registered beside the
+    dataset."""
     runs = {}
-    for key in sorted(storage.list_sizes(dataset_index(metadata, dataset_uri))):
-        run_id = key.rpartition("/")[2].removesuffix(".json")
-        runs[run_id] = str(record_uri_of(run_prefix_for(metadata, run_id)))
+    if metadata is not None:
+        for key in sorted(storage.list_sizes(dataset_index(metadata, dataset_uri))):
+            run_id = key.rpartition("/")[2].removesuffix(".json")
+            runs[run_id] = str(record_uri_of(run_prefix_for(metadata, run_id)))
     for entry in entries:
         runs.setdefault(entry.run_id, entry.record)
     return runs
@@ -110,7 +114,7 @@ def recorded_runs(storage: Storage, metadata: Location, dataset_uri: str, entrie
 def dataset_ledger(
     storage: Storage,
     executor_for: Callable[[RunRecord], Executor],
-    metadata: Location,
+    metadata: Location | None,
     dataset_uri: str,
     entries: Sequence[Entry] = (),
 ) -> Ledger:

@@ -30,7 +30,7 @@ from .plan import (
 )
 from .preflight import check_bucket, check_headers, check_object, check_samples, check_writable, dataset_exists
 from .record import RunRecord, dataset_index, load_or_fail, new_run_id, record_uri_of, run_prefix_for
-from .registry import Claim, Entry, answered, read_entries
+from .registry import Claim, Entry, answered, read_entries, withdrawn_runs
 from .storage import LocalPath, S3Uri, Storage, parse_location
 
 ExecutorFor = Callable[[RunRecord], Executor]  # the executor that ran a recorded run
@@ -116,6 +116,10 @@ class DatasetState:
     exists: bool
     view: DatasetView
     entries: tuple[Entry, ...] = ()
+    withdrawn: frozenset[str] = frozenset()  # runs rolled back: their entries hold nothing
+
+    def live(self) -> list[Entry]:
+        return [entry for entry in self.entries if entry.run_id not in self.withdrawn]
 
     @property
     def seen(self) -> int:
@@ -128,7 +132,8 @@ def dataset_state(opts: IngestOptions, storage: Storage, read_dataset: DatasetRe
     registry = registry_of(opts.dataset_uri)
     with answered(registry, "read"):
         entries = tuple(read_entries(storage, registry))
-    return DatasetState(exists, view, entries)
+        withdrawn = frozenset(withdrawn_runs(storage, registry)) if entries else frozenset()
+    return DatasetState(exists, view, entries, withdrawn)
 
 
 def ingest(
@@ -211,7 +216,7 @@ def decide_samples(
     ``names`` (sample URI -> name) grows with the headers read here: they are recorded with the run.
     """
     notes: list[str] = []
-    ledger = dataset_ledger(storage, executor_for, opts.metadata_s3, opts.dataset_uri, state.entries)
+    ledger = dataset_ledger(storage, executor_for, opts.metadata_s3, opts.dataset_uri, state.live())
     for damaged in ledger.damaged:
         notes.append(
             f"WARNING: {damaged}. Its samples are unknown to the check of earlier runs: a sample it ingested "
