@@ -48,6 +48,9 @@ def test_each_stage_is_one_array_after_the_previous_stage_no_barriers():
     assert [entry["key"] for entry in entries] == [f"ingest-1-{j}" for j in range(1, 51)]
     assert entries[0]["lines"] == [f"s3://in/s{i:06d}.bcf" for i in range(2)]
     assert entries[0]["done"] == "s3://meta/tiledbvcf-batch/runs/ingest-r1/done/ingest-1-1.json"
+    # The started marker of the manifest the task would have had on its own (and has when resumed).
+    assert entries[0]["started"] == "s3://meta/tiledbvcf-batch/runs/ingest-r1/started/ingest-b001-j0001.txt.json"
+    assert first[first.index("-f") + 1] == "s3://meta/tiledbvcf-batch/runs/ingest-r1/ingest-b001-j0001.txt"
     request = payload(array, {"create": "c-1"}, "q", "jd", "ingest-r1")
     assert request["arrayProperties"] == {"size": 50}
     assert request["dependsOn"] == [{"jobId": "c-1"}]

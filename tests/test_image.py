@@ -2,19 +2,25 @@
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import json
 import os
 import re
 import shutil
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import boto3
 import pytest
 
-from conftest import ROOT
+from conftest import ROOT, bgzip_vcf
+from tiledbvcf_batch.commands import ARRAY_INDEX_VARIABLE, ARRAY_MARK, task_file_body
 from tiledbvcf_batch.inputs import ExportOptions
+from tiledbvcf_batch.jobcheck import lock_file, started_marker
 from tiledbvcf_batch.plan import plan_export
 from tiledbvcf_batch.storage import S3Uri
 
@@ -22,11 +28,26 @@ sys.path.insert(0, str(ROOT / "image"))
 import entrypoint
 
 STANDIN = '''#!/usr/bin/env python3
-"""Stand-in for tiledbvcf, as the README describes its export (for failure paths)."""
-import json, os, sys
+"""Stand-in for tiledbvcf, as the README describes its export and list (for failure paths)."""
+import json, os, sys, time
 args = sys.argv[1:]
 with open(os.environ["STANDIN_LOG"], "a") as log:
     log.write(json.dumps(args) + "\\n")
+if args and args[0] == "list":  # the dataset's samples: STANDIN_LISTED, or a failure as 0.40 prints it
+    if os.environ.get("STANDIN_LIST_EXIT"):
+        print("[info] Opening dataset")
+        print("[critical] Exception: TileDB-VCF dataset does not exist")
+        sys.exit(int(os.environ["STANDIN_LIST_EXIT"]))
+    print("".join(n + "\\n" for n in os.environ.get("STANDIN_LISTED", "").split(",") if n), end="")
+    sys.exit(0)
+if args and args[0] == "store":
+    if os.environ.get("STANDIN_SEE"):  # what store saw: was the started marker written before it ran?
+        with open(os.environ["STANDIN_SEE"] + ".seen", "w") as seen:
+            seen.write(str(os.path.exists(os.environ["STANDIN_SEE"])))
+    if os.environ.get("STANDIN_SLEEP"):
+        with open(os.environ["STANDIN_LOG"] + ".pid", "w") as pid:
+            pid.write(str(os.getpid()))
+        time.sleep(float(os.environ["STANDIN_SLEEP"]))
 if args and args[0] == "export":
     out = args[args.index("-d") + 1]
     if not os.path.isdir(out):
@@ -151,22 +172,22 @@ def test_the_command_batch_export_submits_works_through_the_entrypoint(aws, stan
 
 def test_every_other_command_runs_unchanged_with_a_scratch_directory_of_its_own(standin, tmp_path):
     scratch, calls = standin
-    image_layout = dict(os.environ, PYTHONPATH=str(ROOT))  # the package sits beside the entrypoint in the image
     entry = [sys.executable, str(ROOT / "image" / "entrypoint.py")]
-    args = ["store", "-u", "s3://b/ds", "-f", "s3://b/m.txt", "--remove-sample-file", "--resume"]
-    assert subprocess.run([*entry, *args], env=image_layout).returncode == 0
+    legacy = ["store", "-u", "s3://b/ds", "-f", "s3://b/m.txt", "--remove-sample-file"]  # no --resume: no check
+    assert subprocess.run([*entry, *legacy], env=image_env()).returncode == 0
     # Two jobs on one instance share /data: each gets a directory of its own there, removed afterwards.
-    with_scratch = ["store", "-u", "s3://b/ds", "-d", str(scratch), "-s", "100", "-f", "s3://b/m.txt", "--resume"]
-    assert subprocess.run([*entry, *with_scratch], env=dict(image_layout, STANDIN_EXIT="2")).returncode == 2
+    dataset, manifest = str(tmp_path / "ds"), sample_manifest(tmp_path, ["A"])
+    with_scratch = ["store", "-u", dataset, "-d", str(scratch), "-s", "100", "-f", manifest, "--resume"]
+    assert subprocess.run([*entry, *with_scratch], env=image_env(STANDIN_EXIT="2")).returncode == 2
     names = names_file(tmp_path, ["A"])
     local_export = [
         "export", "-u", "s3://b/ds", "-f", names, "--sample-partition", "0:1",
         "-d", str(tmp_path), "--upload-dir", str(tmp_path / "up"),
     ]  # fmt: skip
-    env = dict(image_layout, STANDIN_EXIT="3")
-    assert subprocess.run([*entry, *local_export], env=env).returncode == 3
-    first, second, third = calls()
-    assert first == args
+    assert subprocess.run([*entry, *local_export], env=image_env(STANDIN_EXIT="3")).returncode == 3
+    first, listing, second, third = calls()
+    assert first == legacy
+    assert listing == ["list", "-u", dataset]  # the job check, before the store
     own = second[second.index("-d") + 1]
     assert Path(own).parent == scratch and Path(own).name.startswith("store-")
     assert second[: second.index("-d") + 1] + second[second.index("-d") + 2 :] == [
@@ -181,6 +202,210 @@ def test_option_forms():
     assert entrypoint.needs_own_upload(args)
     assert entrypoint.without_option(args, ("--upload-dir",)) == ["export", "--output-dir=/data", "-f", "x"]
     assert entrypoint.with_value(args, ("-d", "--output-dir"), "/data/w")[1] == "--output-dir=/data/w"
+
+
+# -- The job check: no sample stored twice ---------------------------------------------------------
+
+ENTRY = [sys.executable, str(ROOT / "image" / "entrypoint.py")]
+
+
+def image_env(**extra: str) -> dict[str, str]:
+    return dict(os.environ, PYTHONPATH=str(ROOT), **extra)  # the package sits beside the entrypoint in the image
+
+
+def sample_manifest(tmp_path: Path, names: list[str], name: str = "m.txt") -> str:
+    """A store manifest of single-sample bgzipped VCFs; the second sample's line names its index after a TAB."""
+    lines = []
+    for i, sample in enumerate(names):
+        path = tmp_path / f"{sample}.vcf.gz"
+        path.write_bytes(bgzip_vcf([sample]))
+        lines.append(f"{path}\t{path}.tbi" if i == 1 else str(path))
+    (tmp_path / name).write_text("".join(f"{line}\n" for line in lines))
+    return str(tmp_path / name)
+
+
+def store_args(tmp_path: Path, manifest: str) -> list[str]:
+    return ["store", "-u", str(tmp_path / "ds"), "-f", manifest, "-t", "1", "--remove-sample-file", "--resume"]
+
+
+def run_entry(args: list[str], **env: str) -> subprocess.CompletedProcess:
+    return subprocess.run([*ENTRY, *args], env=image_env(**env), capture_output=True, text=True, timeout=60)
+
+
+def test_a_sample_already_in_the_dataset_is_refused_and_store_never_runs(standin, tmp_path):
+    _, calls = standin
+    manifest = sample_manifest(tmp_path, ["A", "B", "C"])
+    ran = run_entry(store_args(tmp_path, manifest), STANDIN_LISTED="Z,C,B")
+    assert ran.returncode == 1
+    assert ran.stderr.splitlines() == [
+        f"[tiledbvcf-batch] store refused: 2 of this job's 3 samples already in dataset {tmp_path / 'ds'}, not "
+        f"stored by an earlier attempt of this job: B ({tmp_path / 'B.vcf.gz'}), C ({tmp_path / 'C.vcf.gz'}). "
+        "Nothing was stored, so nothing is stored twice; to replace them with these files, ingest them with "
+        "batch-ingest.py ... --replace"
+    ]
+    assert [call[0] for call in calls()] == ["list"]  # never store
+    assert not Path(started_marker(manifest)).exists()
+
+
+def test_a_sample_an_earlier_attempt_of_the_job_stored_is_finished_by_store_resume(standin, tmp_path):
+    _, calls = standin
+    manifest = sample_manifest(tmp_path, ["A", "B"])
+    marker = Path(started_marker(manifest))
+    marker.parent.mkdir()
+    marker.write_text(json.dumps({"task": manifest, "names": {str(tmp_path / "B.vcf.gz"): "B"}}))
+    ran = run_entry(store_args(tmp_path, manifest), STANDIN_LISTED="B", STANDIN_SEE=str(marker),
+                    AWS_BATCH_JOB_ATTEMPT="2")  # fmt: skip
+    assert ran.returncode == 0, ran.stderr
+    assert ran.stderr.splitlines() == [
+        "[tiledbvcf-batch] job check: 2 samples, none stored twice; 1 already stored by an earlier attempt of "
+        f"this job, which store --resume finishes; started marker {marker}"
+    ]
+    assert [call[0] for call in calls()] == ["list", "store"]
+    assert Path(f"{marker}.seen").read_text() == "True"  # written before store ran, and kept
+    written = json.loads(marker.read_text())
+    assert written["names"] == {str(tmp_path / "A.vcf.gz"): "A", str(tmp_path / "B.vcf.gz"): "B"}
+    assert written["attempt"] == "2" and written["task"] == manifest and written["pid"] > 0
+
+
+def test_a_dataset_that_cannot_be_listed_fails_the_job_with_lists_first_error(standin, tmp_path):
+    _, calls = standin
+    ran = run_entry(store_args(tmp_path, sample_manifest(tmp_path, ["A"])), STANDIN_LIST_EXIT="1")
+    assert ran.returncode == 1
+    assert ran.stderr.splitlines() == [
+        f"[tiledbvcf-batch] tiledbvcf list -u {tmp_path / 'ds'} failed (exit 1): [critical] Exception: TileDB-VCF "
+        "dataset does not exist; store did not run"
+    ]
+    assert [call[0] for call in calls()] == ["list"]
+
+
+@pytest.mark.parametrize("damage", ["missing", "plain", "two"])
+def test_a_sample_whose_name_cannot_be_told_fails_the_job(standin, tmp_path, damage):
+    _, calls = standin
+    manifest = sample_manifest(tmp_path, ["A", "B"])
+    sample = tmp_path / "B.vcf.gz"
+    expected = {
+        "missing": f"sample {sample}: cannot read its header (No such file or directory); store did not run",
+        "plain": f"sample {sample} is not bgzip-compressed (tiledbvcf needs bgzipped, indexed VCF/BCF); "
+        "store did not run",
+        "two": f"sample {sample} has 2 samples in its header, not one; store did not run",
+    }[damage]
+    if damage == "missing":
+        sample.unlink()
+    else:
+        sample.write_bytes(b"##fileformat=VCFv4.2\n" if damage == "plain" else bgzip_vcf(["B", "B2"]))
+    ran = run_entry(store_args(tmp_path, manifest))
+    assert ran.returncode == 1
+    assert ran.stderr.splitlines() == [f"[tiledbvcf-batch] {expected}"]
+    assert "store" not in [call[0] for call in calls()]
+
+
+def test_a_started_marker_that_cannot_be_written_fails_the_job(standin, tmp_path):
+    _, calls = standin
+    manifest = sample_manifest(tmp_path, ["A"])
+    Path(started_marker(manifest)).mkdir(parents=True)  # a directory where the marker should be
+    ran = run_entry(store_args(tmp_path, manifest))
+    assert ran.returncode == 1
+    assert re.fullmatch(
+        rf"\[tiledbvcf-batch\] the started marker {re.escape(started_marker(manifest))} cannot be written "
+        r"\(.+\); store did not run\n",
+        ran.stderr,
+    )
+    assert "store" not in [call[0] for call in calls()]
+
+
+def test_a_second_store_of_a_manifest_fails_at_once_while_the_first_holds_its_lock(standin, tmp_path):
+    _, calls = standin
+    manifest = sample_manifest(tmp_path, ["A"])
+    lock = lock_file(started_marker(manifest))
+    Path(lock).parent.mkdir()
+    with open(lock, "w") as held:
+        held.write("4242")
+        held.flush()
+        fcntl.flock(held, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        ran = run_entry(store_args(tmp_path, manifest))
+    assert ran.returncode == 1
+    assert ran.stderr.splitlines() == [
+        f"[tiledbvcf-batch] another store of this manifest is running: {lock} is locked by pid 4242; store did "
+        "not run (two at once would store its samples twice)"
+    ]
+    assert [call[0] for call in calls() if call[0] != "list"] == []  # the listing, started first, was killed
+    assert run_entry(store_args(tmp_path, manifest)).returncode == 0  # released: the next attempt runs
+
+
+def wait_for(path: Path, process: subprocess.Popen) -> int:
+    deadline = time.monotonic() + 30
+    while not path.exists() and time.monotonic() < deadline and process.poll() is None:
+        time.sleep(0.02)
+    time.sleep(0.1)  # the pid is written
+    return int(path.read_text())
+
+
+def test_the_lock_stays_with_tiledbvcf_when_the_entrypoint_dies(standin, tmp_path):
+    scratch, _ = standin
+    manifest = sample_manifest(tmp_path, ["A"])
+    args = [*store_args(tmp_path, manifest), "-d", str(scratch), "-s", "10"]
+    first = subprocess.Popen([*ENTRY, *args], env=image_env(STANDIN_SLEEP="60"), start_new_session=True)
+    store = wait_for(Path(os.environ["STANDIN_LOG"] + ".pid"), first)
+    try:
+        first.kill()  # SIGKILL: the entrypoint ends; its tiledbvcf runs on, with the lock it inherited
+        first.wait()
+        second = run_entry(args)
+        assert second.returncode == 1
+        lock = lock_file(started_marker(manifest))
+        assert second.stderr.splitlines() == [
+            f"[tiledbvcf-batch] another store of this manifest is running: {lock} is locked by pid {first.pid} "
+            f"(its tiledbvcf: pid {store}); store did not run (two at once would store its samples twice)"
+        ]
+    finally:
+        os.killpg(first.pid, signal.SIGKILL)  # the stand-in's group
+    deadline = time.monotonic() + 10
+    while run_entry(args).returncode != 0 and time.monotonic() < deadline:  # its death released the lock
+        time.sleep(0.1)
+    assert run_entry(args).returncode == 0
+
+
+def test_sigterm_to_the_entrypoint_alone_stops_tiledbvcf_and_cleans_its_scratch(standin, tmp_path):
+    """As a container's PID 1, the entrypoint alone gets Batch's SIGTERM: tiledbvcf must get it too."""
+    scratch, _ = standin
+    args = [*store_args(tmp_path, sample_manifest(tmp_path, ["A"])), "-d", str(scratch), "-s", "10"]
+    process = subprocess.Popen([*ENTRY, *args], env=image_env(STANDIN_SLEEP="60"), stderr=subprocess.PIPE,
+                               text=True, start_new_session=True)  # fmt: skip
+    store = wait_for(Path(os.environ["STANDIN_LOG"] + ".pid"), process)
+    try:
+        process.send_signal(signal.SIGTERM)
+        _, err = process.communicate(timeout=20)
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(process.pid, signal.SIGKILL)
+    assert process.returncode == 128 + signal.SIGTERM and "Traceback" not in err
+    assert not Path(f"/proc/{store}").exists() and list(scratch.iterdir()) == []
+
+
+def test_an_array_child_checks_its_own_task_with_its_started_marker_on_s3(aws, standin, tmp_path, monkeypatch):
+    _, calls = standin
+    lines = []
+    for name in ("A", "B"):
+        aws.s3.put_object(Bucket="bucket-name", Key=f"in/{name}.vcf.gz", Body=bgzip_vcf([name]))
+        lines.append(f"s3://bucket-name/in/{name}.vcf.gz")
+    started = "s3://bucket2-name/runs/r/started/ingest-b001-j0001.txt.json"
+    entry = {"key": "ingest-1-1", "lines": lines, "done": "s3://bucket2-name/runs/r/done/ingest-1-1.json",
+             "started": started}  # fmt: skip
+    aws.s3.put_object(Bucket="bucket2-name", Key="runs/r/tasks-ingest-1.json", Body=task_file_body([entry]).encode())
+    args = ["store", "-u", "s3://my-bucketname/ds", "-f", f"s3://bucket2-name/runs/r/tasks-ingest-1.json{ARRAY_MARK}",
+            "--remove-sample-file", "--resume"]  # fmt: skip
+    monkeypatch.setenv(ARRAY_INDEX_VARIABLE, "0")
+    monkeypatch.setenv("STANDIN_LISTED", "B")
+    assert entrypoint.main(args, s3=aws.s3) == 1
+    assert [call[0] for call in calls()] == ["list"]
+    assert aws.keys("bucket2-name", "runs/r/started/") == [] and aws.keys("bucket2-name", "runs/r/done/") == []
+    # An earlier attempt of this task wrote its marker: B is its own, and store --resume finishes it.
+    aws.s3.put_object(Bucket="bucket2-name", Key="runs/r/started/ingest-b001-j0001.txt.json",
+                      Body=json.dumps({"names": {lines[1]: "B"}}).encode())  # fmt: skip
+    assert entrypoint.main(args, s3=aws.s3) == 0
+    assert [call[0] for call in calls()] == ["list", "list", "store"]
+    marker = json.loads(aws.text("bucket2-name", "runs/r/started/ingest-b001-j0001.txt.json"))
+    assert marker["names"] == {lines[0]: "A", lines[1]: "B"} and marker["task"] == "ingest-1-1"
+    assert aws.keys("bucket2-name", "runs/r/done/") == ["runs/r/done/ingest-1-1.json"]
 
 
 # -- Dockerfile ----------------------------------------------------------------------------------

@@ -101,7 +101,7 @@ class Place:
         if self.kind == "local":
             return [str(path) for path in (self.root / "meta").rglob("ingest-b*.txt")]
         listed = self.s3.list_objects_v2(Bucket="bucket2-name", Prefix="meta/").get("Contents", [])
-        return [item["Key"] for item in listed if "/ingest-b" in item["Key"]]
+        return [item["Key"] for item in listed if "/ingest-b" in item["Key"] and item["Key"].endswith(".txt")]
 
     def record(self) -> dict[str, Any]:
         if self.kind == "local":
@@ -303,14 +303,29 @@ def test_the_image_pins_the_release_the_tests_run():
     assert f"ARG TILEDBVCF_VERSION={version}\n" in (ROOT / "Dockerfile-cli").read_text()
 
 
-def test_one_unknown_name_fails_only_its_own_partition(here):
+# A script run as `python -c WITHOUT_TILEDB_PY SCRIPT ARGS...`, as on a machine without TileDB-Py.
+WITHOUT_TILEDB_PY = (
+    "import os, runpy, sys; sys.modules['tiledb'] = None; sys.argv[:] = sys.argv[1:]; "
+    "sys.path.insert(0, os.path.dirname(sys.argv[0])); runpy.run_path(sys.argv[0], run_name='__main__')"
+)
+
+
+def test_an_unknown_name_is_refused_up_front_or_fails_only_its_own_partition(here):
     inputs = cohort.make_cohort(here / "in", 6, records=80)
     assert ingest(here, samples_file(here / "samples.txt", inputs), "--num-jobs", "2").returncode == 0
     (here / "names.txt").write_text("".join(f"{p.name.removesuffix('.bcf')}\n" for p in inputs) + "NOPE\n")
     (here / "regions.bed").write_text(BED)
-    result = script("batch-export.py", "--dataset-uri", str(here / "ds"), "--dest-s3", str(here / "out"),
-                    "--samples", "names.txt", "--bed", "regions.bed", "--num-jobs", "3", "--vcpus", "1",
-                    "--output-format", "v", "--log-lines", "50")  # fmt: skip
+    args = ["--executor", "local", "--dataset-uri", str(here / "ds"), "--dest-s3", str(here / "out"), "--samples",
+            "names.txt", "--bed", "regions.bed", "--num-jobs", "3", "--vcpus", "1", "--output-format", "v",
+            "--log-lines", "50"]  # fmt: skip
+    refused = script("batch-export.py", *args[2:])
+    assert refused.returncode == 2 and list(here.glob("out/*.vcf")) == []
+    assert f"Error: --samples names 1 samples that dataset {here / 'ds'} does not hold: NOPE." in refused.stderr
+    # Where the dataset cannot be read (here: TileDB-Py missing), the job of the unknown name fails, alone.
+    result = subprocess.run([sys.executable, "-c", WITHOUT_TILEDB_PY, str(ROOT / "batch-export.py"), *args],
+                            capture_output=True, text=True, timeout=300)  # fmt: skip
+    assert "WARNING: cannot read the samples of dataset" in result.stderr
+    assert "(TileDB-Py is not installed: pip install -r requirements.txt)" in result.stderr
     assert result.returncode == 1
     assert "- 2 / 3 jobs succeeded" in result.stdout
     assert "1 job failed: tiledbvcf-export-1-of-3" in result.stdout  # sorted: NOPE, S0000, S0001 | ...

@@ -22,9 +22,10 @@ from pathlib import Path
 import pytest
 
 from conftest import INGEST, ROOT, bgzip_vcf, invoke
-from tiledbvcf_batch.executors.local import LocalExecutor, default_parallel, process_exists
+from tiledbvcf_batch.executors.local import LocalExecutor, default_parallel, orphaned, process_exists
 from tiledbvcf_batch.inputs import Resources
 from tiledbvcf_batch.plan import Stage, Task
+from tiledbvcf_batch.processes import job_runs, process_start, process_state, stop_jobs
 
 STANDIN = """#!PYTHON
 import json, os, sys
@@ -34,6 +35,9 @@ if args[:1] == ["--version"]:
     sys.exit(0)
 with open(os.environ["STANDIN_LOG"], "a") as log:
     log.write(json.dumps(args) + "\\n")
+if args[0] == "list":  # the job check before a store: the dataset holds STANDIN_LISTED
+    print("".join(n + "\\n" for n in os.environ.get("STANDIN_LISTED", "").split(",") if n), end="")
+    sys.exit(0)
 if args[0] == "create":
     os.makedirs(args[2], exist_ok=True)
     open(os.path.join(args[2], "__group"), "w").close()
@@ -117,7 +121,11 @@ def test_a_failed_job_fails_its_dependents_without_running_them(tmp_path, standi
     monkeypatch.setenv("STANDIN_FAIL_TIMES", "1")
     result = ingest(tmp_path, "--incremental", "2", "--log-lines", "3")
     assert result.exit_code == 1
-    assert [call[0] for call in standin()] == ["create", "store"]  # batch 2 never ran
+    assert [call[0] for call in standin()] == [
+        "create",
+        "list",
+        "store",
+    ]  # the job check, then store; batch 2 never ran
     assert "- ingestion 1: 0 / 1 jobs succeeded" in result.stdout
     assert "- ingestion 2: 0 / 1 jobs succeeded, did not run" in result.stdout
     # The root cause is diagnosed; the job that only failed because of it is named apart, after it.
@@ -257,3 +265,101 @@ def test_a_signal_stops_the_jobs_and_prints_the_command_that_resumes(tmp_path, s
     record = json.loads(next((tmp_path / "my meta").rglob("run.json")).read_text())
     states = [json.loads((tmp_path / "state" / f"{job['job_id']}.json").read_text()) for job in record["jobs"]]
     assert [state["status"] for state in states] == ["SUCCEEDED", "FAILED"]
+
+
+# -- A job whose script died: still RUNNING while its process runs, and cancel stops it ----------------
+
+
+def dead_pid() -> int:
+    """The pid of a process that has ended (and been reaped)."""
+    ended = subprocess.Popen(["true"])
+    ended.wait()
+    return ended.pid
+
+
+def orphan_state(pid: int, start: int | None) -> dict:
+    return {"jobId": "ingest-r1/ingest-1-1", "jobName": "tiledbvcf-ingest-b1-j1", "status": "RUNNING",
+            "owner": dead_pid(), "pid": pid, "starttime": start,
+            "attempts": [{"startedAt": 1, "container": {"logStreamName": "x.log"}}]}  # fmt: skip
+
+
+@pytest.fixture
+def sleeper():
+    """A job's process: a group of its own, as the local executor starts it."""
+    process = subprocess.Popen(["sleep", "60"], start_new_session=True)
+    yield process
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(process.pid, signal.SIGKILL)
+    process.wait()
+
+
+def test_a_job_whose_owner_died_stays_running_while_its_process_runs(sleeper):
+    start = process_start(sleeper.pid)
+    state = orphaned(orphan_state(sleeper.pid, start))
+    assert state["status"] == "RUNNING" and state["orphan"]
+    assert state["statusReason"] == (
+        f"the script that ran it (pid {state['owner']}) ended; its tiledbvcf (pid {sleeper.pid}) still runs: "
+        "wait for it, or stop it with batch-runs.py cancel"
+    )
+    # Another start time: the pid names another process now (reused), the job's process is gone.
+    reused = orphaned(orphan_state(sleeper.pid, start + 1))
+    assert reused["status"] == "FAILED" and "ended before it did" in reused["statusReason"]
+    assert orphaned(orphan_state(sleeper.pid, None))["status"] == "FAILED"  # a state of before start times
+    sleeper.kill()
+    sleeper.wait()
+    assert orphaned(orphan_state(sleeper.pid, start))["status"] == "FAILED"
+
+
+def test_a_group_whose_leader_ended_still_runs_until_its_last_process_ends(tmp_path):
+    """The entrypoint killed, its tiledbvcf running on: the job's process group is what runs."""
+    leader = subprocess.Popen(["sh", "-c", "sleep 60 & echo $!"], stdout=subprocess.PIPE, text=True,
+                              start_new_session=True)  # fmt: skip
+    start = process_start(leader.pid)
+    member = int(leader.stdout.readline())
+    member_start = process_start(member)
+    leader.wait()
+    try:
+        assert job_runs(leader.pid, start)
+        stop_jobs([(leader.pid, start)], grace=5)
+        assert not job_runs(leader.pid, start) and process_state(member) in (None, ("Z", leader.pid, member_start))
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(member, signal.SIGKILL)
+
+
+@pytest.mark.parametrize("stubborn", [False, True])
+def test_cancel_from_another_process_stops_a_job_its_script_left_running(tmp_path, stubborn):
+    ignore = "trap '' TERM; " if stubborn else ""
+    process = subprocess.Popen(["sh", "-c", f"{ignore}sleep 60 & wait"], start_new_session=True)
+    try:
+        state = orphan_state(process.pid, process_start(process.pid))
+        path = tmp_path / "state" / f"{state['jobId']}.json"
+        path.parent.mkdir(parents=True)
+        path.write_text(json.dumps(state))
+        # batch-runs.py cancel: an executor with no jobs of its own
+        outcome = LocalExecutor("tiledbvcf", root=tmp_path / "state", stop_grace=0.5).cancel([state["jobId"]], "why")
+        assert outcome.terminated == [state["jobId"]] and outcome.finished == []
+        process.wait(timeout=10)
+        assert not job_runs(process.pid, state["starttime"])
+        saved = json.loads(path.read_text())
+        assert saved["status"] == "FAILED" and saved["statusReason"] == "why"
+        assert saved["attempts"][-1]["stoppedAt"] > 0 and not (tmp_path / "state" / "ingest-r1" / "cancel").exists()
+        assert LocalExecutor("tiledbvcf", root=tmp_path / "state").describe([state["jobId"]])[state["jobId"]][
+            "status"] == "FAILED"  # fmt: skip
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(process.pid, signal.SIGKILL)
+
+
+def test_each_job_runs_through_the_entrypoint_and_its_state_names_its_process(tmp_path, standin, monkeypatch):
+    """A store of a sample the dataset holds already is refused by the job itself, and no store runs."""
+    monkeypatch.setenv("STANDIN_LISTED", "S2")
+    result = ingest(tmp_path, "--no-consolidate", "--log-lines", "5")
+    assert result.exit_code == 1
+    assert [call[0] for call in standin()] == ["create", "list"]
+    assert f"store refused: 1 of this job's 4 samples already in dataset {tmp_path / 'ds'}" in result.stdout
+    assert f"S2 ({tmp_path / 's2.bcf'})" in result.stdout  # the log's tail, in the diagnosis
+    states = [json.loads(path.read_text()) for path in (tmp_path / "state").rglob("*.json")]
+    assert {state["jobName"] for state in states} == {"tiledbvcf-create", "tiledbvcf-ingest-b1-j1"}
+    for state in states:
+        assert state["starttime"] > 0 and state["ownerstart"] == process_start(os.getpid())

@@ -6,7 +6,7 @@ import gzip
 import hashlib
 
 from conftest import base, bgzf, bgzip_bcf, bgzip_vcf, calls_of
-from tiledbvcf_batch.preflight import HEADER_FIRST_READ, read_header_sample_names
+from tiledbvcf_batch.headers import HEADER_FIRST_READ, read_header_sample_names
 from tiledbvcf_batch.storage import S3Uri
 
 

@@ -11,6 +11,7 @@ from dataclasses import replace
 from typing import Any, TypeVar
 
 from ..commands import array_args, task_file_body
+from ..jobcheck import started_marker
 from ..plan import Manifest, Plan, Task, done_marker
 
 T = TypeVar("T")
@@ -80,8 +81,13 @@ def array_job(plan: Plan, part: list[Task], number: int, parts: int, after: tupl
 
 
 def array_entry(plan: Plan, task: Task) -> dict[str, Any]:
-    """A child's entry in its task file. Only ingestion tasks get a done marker: the ledger's proof."""
+    """A child's entry in its task file. Only ingestion tasks get a done marker (the ledger's proof) and a
+    started marker (the job check's: named after the manifest the task would have had on its own, which
+    is also the one a --resume of the run gives it, so that a resumed task finds its earlier attempts').
+    """
     entry: dict[str, Any] = {"key": task.key, "lines": list(task.manifest.lines if task.manifest else ())}
     if task.stage.kind == "ingest":
         entry["done"] = str(done_marker(plan.run_prefix, task.key))
+        if task.manifest is not None:
+            entry["started"] = started_marker(str(task.manifest.uri))
     return entry

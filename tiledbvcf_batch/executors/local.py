@@ -1,14 +1,16 @@
 """This machine: the jobs run as processes, each with exactly the arguments its Batch job would carry.
 
-Each job is run by the rule of the image's entrypoint (``image/entrypoint.py``), through the same
-functions of ``commands``: an export to ``s3://`` goes through the entrypoint itself, which
-uploads and checks the files; every other job runs ``tiledbvcf`` with a scratch directory of its
-own under its ``-d``. Dependencies are honoured as Batch honours them (a failed job fails its
-dependents without running them), and ``--retries N`` gives N attempts (a local job has no host
-to lose, so ``--retries 1`` is one attempt).
+Each job runs through the image's entrypoint (``image/entrypoint.py``), as on Batch: a scratch
+directory of its own under its ``-d``, an export to ``s3://`` uploaded and checked, and before a
+store the job check (no sample stored twice; one store process of a manifest at a time).
+Dependencies are honoured as Batch honours them (a failed job fails its dependents without
+running them), and ``--retries N`` gives N attempts (a local job has no host to lose, so
+``--retries 1`` is one attempt).
 
 Each job's state is a small JSON file and its output a log file, under ``<state root>/<run id>/``,
-so that ``batch-runs.py`` can read a local run from another process, and cancel it.
+so that ``batch-runs.py`` can read a local run from another process, and cancel it. The state names
+the job's process by its pid and its start time: when the process that ran the run died, a job whose
+process still runs is still RUNNING (and cancel stops it), not FAILED.
 """
 
 from __future__ import annotations
@@ -22,7 +24,6 @@ import shutil
 import signal
 import subprocess
 import sys
-import tempfile
 import threading
 import time
 from collections.abc import Iterator, Sequence
@@ -30,8 +31,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, BinaryIO
 
-from ..commands import needs_own_upload, redact_command, scratch_dir, with_own_scratch
+from ..commands import redact_command
 from ..plan import Plan, Task
+from ..processes import job_runs, process_exists, process_start, stop_jobs
 from .base import NOT_STARTED, TERMINAL_STATUSES, Attempt, CancelOutcome, JobDescription, LogTail, order_problems
 
 ENTRYPOINT = Path(__file__).resolve().parents[2] / "image" / "entrypoint.py"
@@ -114,14 +116,6 @@ def now_ms() -> int:
     return int(time.time() * 1000)
 
 
-def process_exists(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except OSError:
-        return False
-    return True
-
-
 def kill_group(process: subprocess.Popen[bytes], signum: int = signal.SIGTERM) -> None:
     """SIGTERM the job's process group: tiledbvcf stops at once on SIGTERM (one SIGINT it ignores)."""
     if process.returncode is not None:  # reaped (by its waiter thread): its group id may be another's now
@@ -145,7 +139,6 @@ def wait_or_kill(processes: Sequence[subprocess.Popen[bytes]], grace: float) -> 
 class Running:
     process: subprocess.Popen[bytes]
     log: BinaryIO
-    scratch: str | None  # the job's own scratch directory, removed when it ends
 
 
 @dataclass
@@ -193,6 +186,7 @@ class LocalExecutor:
         with self._lock:
             self._jobs[job_id] = {"jobId": job_id, "jobName": job.name, "status": "SUBMITTED", "attempts": []}
             self._jobs[job_id]["owner"] = os.getpid()  # type: ignore[typeddict-unknown-key]
+            self._jobs[job_id]["ownerstart"] = process_start(os.getpid())  # type: ignore[typeddict-unknown-key]
             self._after[job_id] = [ids[key] for key in job.after]
             self._args[job_id] = list(job.args)
             self._attempts[job_id] = job.retries
@@ -235,14 +229,8 @@ class LocalExecutor:
         args = self._args[job_id]
         log_path = self._path(job_id, ".log")
         number = len(description["attempts"]) + 1
-        # The entrypoint's rule: an export to s3:// goes through it; other jobs get scratch of their own.
-        scratch = None
-        if needs_own_upload(args):
-            command = [sys.executable, str(ENTRYPOINT), *args]
-        else:
-            parent = scratch_dir(args)
-            scratch = tempfile.mkdtemp(prefix=f"{args[0]}-", dir=parent) if parent else None
-            command = [self.tiledbvcf, *(with_own_scratch(args, scratch) if scratch else args)]
+        # Through the entrypoint, as on Batch: its own scratch, its upload, its check before a store.
+        command = [sys.executable, str(ENTRYPOINT), *args]
         log = open(log_path, "ab")  # noqa: SIM115  (closed when the job is reaped)
         log.write(f"--- attempt {number}: {shlex.join(['tiledbvcf', *redact_command(args)])}\n".encode())
         log.flush()
@@ -250,7 +238,8 @@ class LocalExecutor:
         env = {**os.environ, "TILEDBVCF": self.tiledbvcf, "PYTHONPATH": pythonpath}
         # A session of its own: the terminal's Ctrl-C reaches this process, which stops the jobs itself.
         process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True)
-        self._running[job_id] = Running(process, log, scratch)
+        start = process_start(process.pid)  # at once: with the pid it names this process, not a later one
+        self._running[job_id] = Running(process, log)
         with contextlib.suppress(RuntimeError):  # no thread to spare: the scheduler's poll still notices the end
             threading.Thread(target=self._notice_exit, args=(process,), name=f"wait-{job_id}", daemon=True).start()
         description["status"] = "RUNNING"
@@ -258,6 +247,7 @@ class LocalExecutor:
             {"startedAt": now_ms(), "container": {"logStreamName": str(log_path), "containerInstanceArn": "local"}}
         )
         description["pid"] = process.pid  # type: ignore[typeddict-unknown-key]
+        description["starttime"] = start  # type: ignore[typeddict-unknown-key]
         self._save(job_id)
 
     def _notice_exit(self, process: subprocess.Popen[bytes]) -> None:
@@ -271,8 +261,6 @@ class LocalExecutor:
             if code is None:
                 continue
             running.log.close()
-            if running.scratch:
-                shutil.rmtree(running.scratch, ignore_errors=True)
             del self._running[job_id]
             description = self._jobs[job_id]
             attempt = description["attempts"][-1]
@@ -307,11 +295,7 @@ class LocalExecutor:
         return path
 
     def _save(self, job_id: str) -> None:
-        # Whole files only: another process (batch-runs.py) may read the state at any moment.
-        path = self._path(job_id, ".json")
-        partial = path.with_suffix(".json.partial")
-        partial.write_text(json.dumps(self._jobs[job_id]))
-        os.replace(partial, path)
+        write_state(self._path(job_id, ".json"), self._jobs[job_id])
         self._changes += 1
 
     def _cancelled(self) -> bool:
@@ -381,7 +365,7 @@ class LocalExecutor:
     def cancel(self, ids: Sequence[str], reason: str) -> CancelOutcome:
         if self._jobs:
             return self.stop(ids, reason)
-        # Another process runs these jobs: ask it to stop (it checks for the marker), and say what it runs.
+        # Another process runs these jobs: ask it to stop (it checks for the marker); stop here those it left.
         outcome = CancelOutcome()
         described = self.describe(ids)
         for job_id in ids:
@@ -390,10 +374,26 @@ class LocalExecutor:
                 outcome.unknown.append(job_id)
             elif status in TERMINAL_STATUSES:
                 outcome.finished.append(job_id)
+            elif described[job_id].get("orphan"):
+                outcome.terminated.append(job_id)
             else:
                 (self.root / job_id).parent.joinpath(CANCEL_MARKER).touch()
                 (outcome.terminated if status == "RUNNING" else outcome.cancelled).append(job_id)
+        orphans = [job_id for job_id in outcome.terminated if described[job_id].get("orphan")]
+        self._stop_orphans({job_id: described[job_id] for job_id in orphans}, reason)
         return outcome
+
+    def _stop_orphans(self, jobs: dict[str, JobDescription], reason: str) -> None:
+        """SIGTERM the process group of each job whose owner died, SIGKILL after stop_grace; record them FAILED."""
+        stop_jobs([(d["pid"], d.get("starttime")) for d in jobs.values()], self.stop_grace)  # type: ignore[typeddict-item,misc]
+        for job_id in jobs:
+            path = self.root / f"{job_id}.json"
+            state = json.loads(path.read_text())
+            state["status"], state["statusReason"] = "FAILED", reason
+            if state.get("attempts"):
+                state["attempts"][-1].setdefault("stoppedAt", now_ms())
+                state["attempts"][-1]["statusReason"] = f"stopped: {reason}"
+            write_state(path, state)
 
     def interrupted(self, ids: Sequence[str]) -> CancelOutcome | None:
         """Ctrl-C: a local run cannot outlive its process, so the jobs this process runs are stopped."""
@@ -422,10 +422,28 @@ def attempt_lines(text: str, number: int) -> list[str]:
     return by_attempt.get(number, text).splitlines()
 
 
+def write_state(path: Path, state: Any) -> None:
+    """Whole files only: another process (batch-runs.py) may read the state at any moment."""
+    partial = path.with_suffix(".json.partial")
+    partial.write_text(json.dumps(state))
+    os.replace(partial, path)
+
+
 def orphaned(description: dict[str, Any]) -> JobDescription:
-    """A state read from another process: unfinished jobs whose owner has died are failed."""
-    owner = description.get("owner")
-    if description["status"] not in TERMINAL_STATUSES and owner and not process_exists(owner):
+    """A state read from another process: an unfinished job whose owner has died is failed, unless its
+    process still runs (its owner was killed, not stopped): then it is RUNNING, and ``orphan``.
+    """
+    owner, start = description.get("owner"), description.get("ownerstart")
+    if description["status"] in TERMINAL_STATUSES or not owner or process_exists(owner, start):
+        return description  # type: ignore[return-value]
+    pid = description.get("pid")
+    if description["status"] == "RUNNING" and pid and job_runs(pid, description.get("starttime")):
+        description["orphan"] = True
+        description["statusReason"] = (
+            f"the script that ran it (pid {owner}) ended; its tiledbvcf (pid {pid}) still runs: "
+            "wait for it, or stop it with batch-runs.py cancel"
+        )
+    else:
         description["status"] = "FAILED"
         description["statusReason"] = f"the process that ran it (pid {owner}) ended before it did"
     return description  # type: ignore[return-value]

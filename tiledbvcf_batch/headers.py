@@ -1,0 +1,97 @@
+"""The sample names in a VCF/BCF file's header, read from its first bytes (a local file, or ranged reads on S3).
+
+No botocore here: the image's entrypoint reads headers with it, and imports botocore only when
+a file is on S3 (``s3`` is then a boto3 client; for local files it is not used).
+"""
+
+from __future__ import annotations
+
+import struct
+import zlib
+from collections.abc import Iterator
+from typing import Any
+
+from .storage import LocalPath, Location
+
+HEADER_FIRST_READ = 64 * 1024
+HEADER_MAX_READ = 8 * 1024 * 1024
+
+
+def bgzf_members(data: bytes) -> Iterator[bytes]:
+    """The decompressed gzip members at the start of ``data`` (BGZF is a series of them), one at a time.
+
+    One at a time because the header is usually in the first member or two: a check of 100,000
+    headers should not inflate the records that follow them.
+    """
+    view = memoryview(data)
+    while view:
+        inflater = zlib.decompressobj(wbits=31)
+        try:
+            text = inflater.decompress(view)
+        except zlib.error:
+            return
+        if not inflater.eof:
+            yield text + inflater.flush()
+            return
+        yield text
+        view = view[len(view) - len(inflater.unused_data) :]
+
+
+def names_in_lines(lines: list[str]) -> list[str] | None:
+    """The sample names of the #CHROM line among a header's ``lines``; None if it is not among them yet."""
+    for line in lines:
+        if line.startswith("#CHROM"):
+            return [name for name in line.rstrip("\r").split("\t")[9:] if name]
+        if not line.startswith("##"):
+            raise ValueError("has no #CHROM header line before its first record")
+    return None
+
+
+def bcf_names(text: bytearray) -> list[str] | None:
+    """A BCF's header is its declared length of text: read once it is all there."""
+    if len(text) < 9 or len(text) < 9 + struct.unpack("<I", text[5:9])[0]:
+        return None
+    length = struct.unpack("<I", text[5:9])[0]
+    return names_in_lines(bytes(text[9 : 9 + length]).rstrip(b"\x00").decode("utf-8", "replace").split("\n"))
+
+
+def header_sample_names(data: bytes) -> list[str] | None:
+    """Sample names from the start of a bgzipped VCF or BCF; None while the header is incomplete."""
+    if not data.startswith(b"\x1f\x8b"):
+        raise ValueError("is not bgzip-compressed (tiledbvcf needs bgzipped, indexed VCF/BCF)")
+    # BGZF is gzip whose every member carries the extra subfield "BC" (its block size); plain gzip has none.
+    if len(data) >= 14 and not (data[3] & 4 and data[12:14] == b"BC"):
+        raise ValueError("is compressed with plain gzip, not BGZF: tiledbvcf needs it recompressed with bgzip")
+    text = bytearray()
+    scanned = 0  # a VCF's complete lines before this offset are read: a long header is not read again a member
+    for member in bgzf_members(data):
+        text += member
+        if text.startswith(b"BCF\x02"):
+            names = bcf_names(text)
+        else:
+            end = text.rfind(b"\n") + 1  # complete lines only (a UTF-8 character never holds a newline byte)
+            names = names_in_lines(bytes(text[scanned:end]).decode("utf-8", "replace").split("\n")[:-1])
+            scanned = end
+        if names is not None:
+            return names
+    return None
+
+
+def read_head(s3: Any, uri: Location, size: int) -> bytes:
+    if isinstance(uri, LocalPath):
+        with open(uri.key, "rb") as handle:
+            return handle.read(size)
+    return s3.get_object(Bucket=uri.bucket, Key=uri.key, Range=f"bytes=0-{size - 1}")["Body"].read()
+
+
+def read_header_sample_names(s3: Any, uri: Location) -> list[str]:
+    """Range-read the first bytes of a sample file until its header is complete."""
+    size = HEADER_FIRST_READ
+    while True:
+        data = read_head(s3, uri, size)
+        names = header_sample_names(data)
+        if names is not None:
+            return names
+        if len(data) < size or size >= HEADER_MAX_READ:
+            raise ValueError(f"has no complete header in its first {len(data)} bytes")
+        size *= 4
