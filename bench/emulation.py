@@ -33,6 +33,7 @@ from preflight import BUCKET, Body, Listings  # noqa: E402  (bench/preflight.py)
 import local_aws  # noqa: E402
 from tiledbvcf_batch import prepare  # noqa: E402
 from tiledbvcf_batch.commands import ENTRYPOINT_VARIABLE  # noqa: E402
+from tiledbvcf_batch.dataset import REGISTRY_SUFFIX  # noqa: E402
 from tiledbvcf_batch.executors.batch import BatchExecutor  # noqa: E402
 from tiledbvcf_batch.plan import Task  # noqa: E402
 from tiledbvcf_batch.storage import Storage  # noqa: E402
@@ -229,11 +230,17 @@ def covered(intervals: list[tuple[float, float]], start: float, end: float) -> f
 
 
 class Meter:
-    """API calls by phase (a before-call hook), and the windows of time each phase took."""
+    """API calls by phase (a before-call hook), and the windows of time each phase took.
+
+    The calls that reach the dataset's run registry (``<dataset>.tiledbvcf-batch/``) are also counted apart, and
+    the bytes each phase writes (MeteredStorage).
+    """
 
     def __init__(self) -> None:
         self.phase = "other"
         self.calls: Counter[tuple[str, str]] = Counter()
+        self.registry: Counter[tuple[str, str]] = Counter()  # the calls of ``calls`` that reach the registry
+        self.written: Counter[str] = Counter()  # bytes of the bodies written, by phase
         self.windows: list[tuple[float, float, str]] = []
         self.events: list[tuple[float, float, str]] = []  # the calls of submit_plan, each with its phase
         self.planning = 0.0  # seconds of the planner inside prepare.ingest
@@ -245,10 +252,14 @@ class Meter:
     def attach(self, events: Any) -> None:
         events.register("before-call", self.count)
 
-    def count(self, model: Any, event_name: str, **_: Any) -> None:
+    def count(self, model: Any, event_name: str, params: dict[str, Any] | None = None, **_: Any) -> None:
         service = SERVICE_NAMES.get(event_name.split(".")[1], event_name.split(".")[1])
+        params = params or {}
+        where = f"{params.get('url_path', '')} {params.get('query_string', {}).get('prefix', '')}"
         with self.lock:
             self.calls[(self.phase, f"{service} {model.name}")] += 1
+            if f"{REGISTRY_SUFFIX}/" in where:
+                self.registry[(self.phase, f"{service} {model.name}")] += 1
 
     @contextmanager
     def phase_of(self, phase: str) -> Iterator[None]:
@@ -276,14 +287,19 @@ class Meter:
     def split_submission(self, start: float, end: float) -> None:
         """submit_plan's time by phase: the work before each call goes with the call's phase.
 
-        What precedes the first call (RunRecord.new) and follows the last one is the record's.
+        What precedes the first call and follows the last one is the record's, and so is what follows the
+        registration (a "register" event, its calls and work inside it) up to the next call (RunRecord.new).
         """
         events = sorted(self.events)
         reach = events[0][0] if events else end
         self.windows.append((start, reach, "record"))
-        for _, finish, phase in events:
+        previous = ""
+        for begin, finish, phase in events:
+            if previous == "register":
+                self.windows.append((reach, begin, "record"))
+                reach = begin
             self.windows.append((reach, finish, phase))
-            reach = finish
+            reach, previous = finish, phase
         self.windows.append((reach, end, "record"))
 
     def wall(self, phase: str) -> float:
@@ -295,8 +311,9 @@ class Meter:
     def emulator(self, phase: str, server: list[tuple[float, float]]) -> float:
         return sum(covered(server, start, end) for start, end, p in self.windows if p == phase)
 
-    def calls_of(self, phase: str) -> Counter[str]:
-        return Counter({op: n for (p, op), n in self.calls.items() if p == phase})
+    def calls_of(self, phase: str, registry: bool = False) -> Counter[str]:
+        """The calls of ``phase`` by operation; with ``registry``, those that reached the run registry only."""
+        return Counter({op: n for (p, op), n in (self.registry if registry else self.calls).items() if p == phase})
 
 
 @dataclass
@@ -308,8 +325,16 @@ class MeteredStorage(Storage):
 
     def put(self, uri: Any, body: bytes, content_type: str = "text/plain") -> None:
         assert self.meter is not None
-        with self.meter.event("upload" if str(uri) in self.uploads else "record"):
+        phase = "upload" if str(uri) in self.uploads else "record"
+        self.meter.written[phase] += len(body)
+        with self.meter.event(phase):
             super().put(uri, body, content_type)
+
+    def create(self, uri: Any, body: bytes, content_type: str = "application/json") -> bool:
+        """A create-only write (the run registry's entry), in the phase of whoever calls it."""
+        assert self.meter is not None
+        self.meter.written[self.meter.phase] += len(body)
+        return super().create(uri, body, content_type)
 
 
 @dataclass
@@ -333,7 +358,8 @@ class MeteredExecutor(BatchExecutor):
 
 
 PLANNER = ("ingest_batches", "plan_ingest")  # what prepare.ingest calls to plan
-CHECKS = ("check_writable", "check_bucket", "check_samples", "dataset_exists", "dataset_ledger")  # and to check
+# and to check (read_entries: the dataset's run registry)
+CHECKS = ("check_writable", "check_bucket", "check_samples", "dataset_exists", "read_entries", "dataset_ledger")
 
 
 @contextmanager

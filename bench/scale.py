@@ -8,10 +8,13 @@ incremental batch, consolidation on (the default), into a dataset that does not 
 first ingestion of a cohort, so the plan has the creation job, the store jobs and four
 consolidation jobs.
 
-Part 1 (the default): wall time and API calls of each phase (parse, preflight, plan, upload,
-submit, record) in both modes. Every S3 call sleeps --s3-latency (40 ms) and every Batch call
---batch-latency (80 ms) in a botocore before-send hook, in the calling thread, as in
-bench/preflight.py. The emulator's own cost must not dominate, so:
+Part 1 (the default): wall time and API calls of each phase (parse, preflight, plan, register,
+upload, submit, record) in both modes; "register" is the run's entry in the dataset's run registry
+(``<dataset>.tiledbvcf-batch/``), created by ``submit_plan`` before any upload, as batch-ingest.py
+does. The dataset is new: ``prepare.ingest`` must not read it (its reader fails if it does). The
+calls that reach the registry are counted apart too, and the bytes each phase writes. Every S3
+call sleeps --s3-latency (40 ms) and every Batch call --batch-latency (80 ms) in a botocore
+before-send hook, in the calling thread, as in bench/preflight.py. The emulator's own cost must not dominate, so:
 
 - S3 is a moto server on 127.0.0.1 (puts, deletes, heads and the small listings go there), except
   the ListObjectsV2 pages of the cohort's bucket, answered from memory with bench/preflight.py's
@@ -39,6 +42,8 @@ import subprocess
 import sys
 import time
 from collections import Counter
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -53,6 +58,7 @@ from preflight import BUCKET, cohort, listings_of  # noqa: E402  (bench/prefligh
 import local_aws  # noqa: E402
 from tiledbvcf_batch import prepare, submit  # noqa: E402
 from tiledbvcf_batch.aws import Clients, make_clients  # noqa: E402
+from tiledbvcf_batch.dataset import DatasetView  # noqa: E402
 from tiledbvcf_batch.executors.batch import SUBMITS_PER_SECOND, BatchExecutor, Pacer  # noqa: E402
 from tiledbvcf_batch.inputs import IngestOptions, Sample, read_samples_file  # noqa: E402
 from tiledbvcf_batch.plan import Task, ingest_batches, plan_ingest  # noqa: E402
@@ -60,8 +66,8 @@ from tiledbvcf_batch.record import RunRecord, dataset_index  # noqa: E402
 from tiledbvcf_batch.storage import S3Uri  # noqa: E402
 
 MODES = ("per-job", "array")
-PHASES = ("parse", "preflight", "plan", "upload", "submit", "record")
-SUBMISSION = ("upload", "submit", "record")  # everything after preflight and planning
+PHASES = ("parse", "preflight", "plan", "register", "upload", "submit", "record")
+SUBMISSION = ("register", "upload", "submit", "record")  # everything after preflight and planning
 METADATA = S3Uri("bucket2-name")
 
 from emulation import (  # noqa: E402  (bench/emulation.py)
@@ -83,6 +89,27 @@ from emulation import (  # noqa: E402  (bench/emulation.py)
 # --- one client run ------------------------------------------------------------------------------
 
 
+def never_read(uri: str) -> DatasetView:
+    """The dataset reader of a run into a new dataset: prepare.ingest reads no dataset that does not exist."""
+    raise AssertionError(f"prepare.ingest read dataset {uri}, which does not exist yet")
+
+
+@contextmanager
+def registration_timed(meter: Meter) -> Iterator[None]:
+    """submit_plan's registration beside the dataset (``submit.register``) as an event of the "register" phase."""
+    original = submit.register
+
+    def timed(*args: Any, **kwargs: Any) -> Any:
+        with meter.event("register"):
+            return original(*args, **kwargs)
+
+    submit.register = timed
+    try:
+        yield
+    finally:
+        submit.register = original
+
+
 @dataclass
 class ClientRun:
     mode: str
@@ -102,15 +129,18 @@ def run_client(mode: str, path: Path, num_jobs: int, meter: Meter) -> ClientRun:
     with meter.phase_of("parse"):
         samples = read_samples_file(str(path))
     with meter.phase_of("preflight"), inner_timed(meter):
-        prepared = prepare.ingest(opts, samples, storage, executor, lambda _: executor, instance_price=0.0)
+        prepared = prepare.ingest(opts, samples, storage, executor, lambda _: executor, read_dataset=never_read,
+                                  instance_price=0.0)  # fmt: skip
     plan = prepared.plan
     assert plan is not None and plan.tasks[0].key == "create", prepared.notes
     with meter.phase_of("plan"):
         jobs = submit.jobs_for(plan, executor)
     storage.uploads = {str(job.manifest.uri) for job in jobs if job.manifest is not None}
+    assert prepared.claim is not None and prepared.claim.seen == 0, prepared.claim
     start = time.perf_counter()
-    record = submit.submit_plan(plan, jobs, executor, storage, prepared.options, region=clients.region,
-                                sample_names=prepared.sample_names)  # fmt: skip
+    with registration_timed(meter):
+        record = submit.submit_plan(plan, jobs, executor, storage, prepared.options, region=clients.region,
+                                    sample_names=prepared.sample_names, claim=prepared.claim)  # fmt: skip
     meter.split_submission(start, time.perf_counter())
     assert len(record.job_ids()) == len(record.jobs), "a job was not submitted"
     return ClientRun(mode, jobs, record, meter)
@@ -163,20 +193,27 @@ def print_phases(args: argparse.Namespace, runs: list[tuple[ClientRun, list[tupl
         inner = run.meter.inner
         print("  - its preflight, s: " + ", ".join(f"{name} {inner[name]:.2f}" for name in
               ("executor.preflight", *CHECKS)) + f"; planning inside it {run.meter.planning:.2f}")  # fmt: skip
+        unmetered = run.meter.calls_of("other")
+        if unmetered:
+            print(f"  - **calls outside every phase**: {made(unmetered)}")
     print()
-    print("| phase | mode | API calls | by operation | wall s | in the emulator s | net s |")
-    print("|---|---|---|---|---|---|---|")
+    print("| phase | mode | API calls | by operation | of them to the run registry | bytes written | wall s "
+          "| in the emulator s | net s |")  # fmt: skip
+    print("|---|---|---|---|---|---|---|---|---|")
     totals = {}
     for phase in (*PHASES, "submission"):
         for run, server, _ in runs:
             meter = run.meter
             parts = SUBMISSION if phase == "submission" else (phase,)
             calls = sum((meter.calls_of(p) for p in parts), Counter())
+            registry = sum((meter.calls_of(p, registry=True) for p in parts), Counter())
             wall = sum(meter.wall(p) for p in parts)
             emulated = sum(meter.emulator(p, server) for p in parts)
             totals[(phase, run.mode)] = (calls, wall, emulated)
-            name = "**submission** (upload + submit + record)" if phase == "submission" else phase
-            print(f"| {name} | {run.mode} | {sum(calls.values())} | {made(calls)} | {wall:.2f} | {emulated:.2f} "
+            name = "**submission** (register + upload + submit + record)" if phase == "submission" else phase
+            written = sum(meter.written[p] for p in parts)
+            print(f"| {name} | {run.mode} | {sum(calls.values())} | {made(calls)} | {sum(registry.values())} "
+                  f"({made(registry)}) | {written:,} | {wall:.2f} | {emulated:.2f} "
                   f"| {wall - emulated:.2f} |")  # fmt: skip
     if ("submission", "array") in totals:
         print_targets(totals)

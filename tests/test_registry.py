@@ -60,6 +60,23 @@ def test_a_withdrawn_run_no_longer_holds_its_samples(registry):
     assert register(storage, claim(where, "run-b", ["s3://b/1.bcf"])).number == 2
 
 
+def test_a_registration_nobody_raced_costs_one_create(aws):
+    """The number after the plan's last entry is tried first: listing and reading happen only when it is taken."""
+    storage, where = Storage(aws.s3), registry_of("s3://my-bucketname/ds")
+    calls: list[str] = []
+    aws.s3.meta.events.register("before-call.s3.*", lambda model, **_: calls.append(model.name))
+    register(storage, claim(where, "run-a", ["s3://b/1.bcf"]))
+    assert calls == ["PutObject"]
+    calls.clear()
+    register(storage, claim(where, "run-b", ["s3://b/2.bcf"]))  # planned before run-a: one more try, no overlap
+    assert calls == ["PutObject", "ListObjectsV2", "GetObject", "PutObject"]
+    calls.clear()
+    withdraw(storage, where, "run-a")
+    calls.clear()
+    assert register(storage, claim(where, "run-c", ["s3://b/1.bcf"])).number == 3  # overlaps run-a, withdrawn
+    assert calls == ["PutObject", "ListObjectsV2", "GetObject", "GetObject", "ListObjectsV2", "PutObject"]
+
+
 def test_clients_racing_for_one_number_each_get_their_own(registry):
     storage, where = registry
     barrier = threading.Barrier(8)
@@ -133,3 +150,19 @@ def test_a_rolled_back_run_holds_no_sample(aws, samples_file, run_ingest):
     withdraw(Storage(aws.s3), where, "ingest-gone")
     freed = run_ingest(*base(samples))
     assert freed.exit_code == 0 and "Submitted ingestion job" in freed.stdout
+
+
+def test_tiledb_reaches_s3_as_the_run_does_and_the_users_config_comes_last():
+    from tiledbvcf_batch.dataset import DatasetAccess
+
+    access = DatasetAccess("eu-west-1", "http://127.0.0.1:5000/", "AKID", "SECRET", "TOKEN",
+                           "sm.io_concurrency_level=4, vfs.s3.region=us-east-2")  # fmt: skip
+    config = access.config()
+    assert {key: config[key] for key in ("vfs.s3.endpoint_override", "vfs.s3.scheme", "vfs.s3.aws_access_key_id",
+                                         "vfs.s3.aws_session_token", "vfs.s3.use_virtual_addressing")} == {
+        "vfs.s3.endpoint_override": "127.0.0.1:5000", "vfs.s3.scheme": "http", "vfs.s3.aws_access_key_id": "AKID",
+        "vfs.s3.aws_session_token": "TOKEN", "vfs.s3.use_virtual_addressing": "false"}  # fmt: skip
+    # Many small fragments are read 32 requests at a time, unless --tiledb-config says otherwise.
+    assert (config["sm.compute_concurrency_level"], config["sm.io_concurrency_level"]) == ("32", "4")
+    assert config["vfs.s3.region"] == "us-east-2"
+    assert "vfs.s3.endpoint_override" not in DatasetAccess("us-east-1").config()

@@ -24,6 +24,10 @@ REGISTRY_SUFFIX = ".tiledbvcf-batch"  # the dataset's run registry, beside it: s
 # TileDB's S3 client waits minutes for an endpoint that does not answer; a preflight should not.
 TILEDB_TIMEOUTS = {"vfs.s3.connect_timeout_ms": "5000", "vfs.s3.connect_max_tries": "3",
                    "vfs.s3.request_timeout_ms": "30000"}  # fmt: skip
+# A dataset ingested with the defaults has one vcf_headers fragment per 10 samples, each a few small
+# requests: TileDB's default thread pools (the host's cores) leave a 2-core client waiting on S3 one
+# request at a time. 32 of each made 200 fragments 7x faster (bench/dataset.py, README: Benchmarks).
+READ_CONCURRENCY = {"sm.compute_concurrency_level": "32", "sm.io_concurrency_level": "32"}
 
 
 @dataclass(frozen=True)
@@ -38,7 +42,7 @@ class DatasetAccess:
     tiledb_config: str | None = None  # the run's --tiledb-config, applied last
 
     def config(self) -> dict[str, str]:
-        config = {"vfs.s3.region": self.region, **TILEDB_TIMEOUTS}
+        config = {"vfs.s3.region": self.region, **TILEDB_TIMEOUTS, **READ_CONCURRENCY}
         if self.endpoint:
             scheme, _, host = self.endpoint.partition("://")
             config |= {"vfs.s3.endpoint_override": host.rstrip("/"), "vfs.s3.scheme": scheme,

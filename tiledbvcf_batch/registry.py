@@ -3,7 +3,7 @@
 The registry (``<dataset>.tiledbvcf-batch/``, see ``dataset.registry_of``) is a log of create-only
 entries numbered 1, 2, 3...: ``runs/000000001.json``. A run claims its samples by creating the
 number after the last one it read (``If-None-Match: *`` on S3, a hard link locally, both of which
-fail if the name is taken). A client that finds its number taken reads the entry that took it and
+fail if the name is taken). A client that finds its number taken reads the entries that took it and
 tries the next: so every entry was written by a client that had read all the entries before it,
 and two clients starting together cannot both claim a sample. A run that gives up (a rolled back
 submission) is marked ``withdrawn/<run id>``; entries are never deleted (a gap would let two
@@ -139,21 +139,25 @@ def register(storage: Storage, claim: Claim, now: Callable[[], datetime.datetime
 
 
 def claimed(storage: Storage, claim: Claim, now: Callable[[], datetime.datetime] | None) -> Entry:
+    """Try the number after the last entry seen first: if it is free, no entry came after the plan (the numbers
+    have no gaps), so one create is all a run costs. Only when it is taken are the newer entries read, and the
+    withdrawn runs only when one of them shares a sample."""
     seen: list[Entry] = []
     last = claim.seen
-    withdrawn = withdrawn_runs(storage, claim.registry)
     for _ in range(MAX_TRIES):
-        newer = read_entries(storage, claim.registry, after=last)
-        seen += newer
-        last = max([last, *(entry.number for entry in newer)])
-        problems = overlap(claim, seen, withdrawn)
-        if problems:
-            raise ClaimConflict(problems)
         created = (now or utc_now)().isoformat(timespec="seconds")
         entry = Entry(last + 1, claim.run_id, claim.record, created, claim.samples, claim.names, claim.replaces)
         body = json.dumps(entry.to_json(), separators=(",", ":")).encode("utf-8")
         if storage.create(entry_location(claim.registry, entry.number), body):
             return entry
+        newer = read_entries(storage, claim.registry, after=last)
+        seen += newer
+        last = max([last, *(entry.number for entry in newer)])
+        problems = overlap(claim, seen, set())
+        if problems:
+            problems = overlap(claim, seen, withdrawn_runs(storage, claim.registry))
+        if problems:
+            raise ClaimConflict(problems)
     raise InputError(f"the dataset's run registry {claim.registry} is too busy ({MAX_TRIES} tries): try again")
 
 
