@@ -12,6 +12,7 @@ import click
 from botocore.exceptions import BotoCoreError, ClientError
 
 import common
+import flags
 from tiledbvcf_batch import dataset, inventory, report, watch
 from tiledbvcf_batch import record as records
 from tiledbvcf_batch.aws import Clients, aws_message, make_clients
@@ -47,7 +48,7 @@ def run_options(command: Callable[..., Any]) -> Callable[..., Any]:
         "s3://bucket/prefix given to batch-ingest.py (for export: --metadata-s3, else the --dest-s3 bucket)."
     )  # fmt: skip
     @click.option("--region", metavar="NAME", help="AWS region (default: the run's).")
-    @common.profile_option
+    @flags.profile_option
     @functools.wraps(command)
     def wrapper(run: str, metadata_s3: str | None, region: str | None, profile: str | None, **kwargs: Any) -> Any:
         uri = records.locate(run, metadata_s3)
@@ -70,6 +71,11 @@ def price_option(command: Callable[..., Any]) -> Callable[..., Any]:
     )(command)
 
 
+json_option = click.option(
+    "--json", "as_json", is_flag=True, help="Print the report as one JSON document on stdout (the text goes to stderr)."
+)
+
+
 def price_of(record: RunRecord, given: float | None) -> float:
     return given if given is not None else record.options.get("instance_price", report.DEFAULT_INSTANCE_PRICE)
 
@@ -77,7 +83,7 @@ def price_of(record: RunRecord, given: float | None) -> float:
 @main.command()
 @run_options
 @price_option
-@common.json_option
+@json_option
 def status(session: common.Session, record: RunRecord, instance_price: float | None, as_json: bool) -> None:
     """Print a run's jobs per status and stage; its report once every job has finished.
 
@@ -101,8 +107,8 @@ def status(session: common.Session, record: RunRecord, instance_price: float | N
 @main.command()
 @run_options
 @price_option
-@common.json_option
-@common.log_lines_option
+@json_option
+@flags.log_lines_option
 def wait(
     session: common.Session, record: RunRecord, instance_price: float | None, as_json: bool, log_lines: int
 ) -> None:
@@ -112,8 +118,8 @@ def wait(
 
 @main.command()
 @run_options
-@common.log_lines_option
-@common.json_option
+@flags.log_lines_option
+@json_option
 def logs(session: common.Session, record: RunRecord, log_lines: int, as_json: bool) -> None:
     """Print why a run's jobs failed: every attempt's reason, exit code, log stream and last log lines."""
     latest = describe_fully(session.executor, record.job_ids())
@@ -149,7 +155,7 @@ def cancel(session: common.Session, record: RunRecord) -> None:
     "--metadata-s3", required=True, metavar="NAME", help="Bucket or s3://bucket/prefix where runs are recorded."
 )
 @click.option("--region", metavar="NAME", help="AWS region.")
-@common.profile_option
+@flags.profile_option
 @click.option("--last", type=int, default=20, show_default=True, metavar="N", help="Show the N most recent runs.")
 @click.option("--json", "as_json", is_flag=True, help="The runs as one JSON document (a list) on stdout.")
 def list_runs(metadata_s3: str, region: str | None, profile: str | None, last: int, as_json: bool) -> None:
@@ -211,8 +217,8 @@ def unlisted(uri: Any, state: str) -> dict[str, Any]:
     "(the runs of this version register beside the dataset, whatever their --metadata-s3)."
 )  # fmt: skip
 @click.option("--region", metavar="NAME", help="AWS region (default: as the AWS CLI finds it, else us-east-1).")
-@common.profile_option
-@common.tiledb_config_option
+@flags.profile_option
+@flags.tiledb_config_option
 @click.option(
     "--json", "as_json", is_flag=True, help="Exactly one JSON document on stdout; everything else on stderr."
 )  # fmt: skip

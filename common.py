@@ -1,9 +1,9 @@
 """The command-line layer that batch-ingest.py, batch-export.py and batch-runs.py share.
 
-One-line errors (exit 2 for bad input, 1 for a failed submission), the options the scripts
-share, the documented ``Submitted ...`` lines on stdout, and the tail every script runs:
-dry-run, or submit then (with --wait) watch and report. The domain lives in the
-``tiledbvcf_batch`` package, which knows nothing of click.
+One-line errors (exit 2 for bad input, 1 for a failed submission), the documented
+``Submitted ...`` lines on stdout, and the tail every script runs: dry-run, or submit then
+(with --wait) watch and report. The options and their typed values are ``flags.py``'s; the
+domain lives in the ``tiledbvcf_batch`` package, which knows nothing of click.
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ import json
 import shutil
 import sys
 import tempfile
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from typing import Any, TypeVar
 
@@ -21,13 +21,15 @@ import click
 from botocore.exceptions import BotoCoreError, ClientError
 from click.core import ParameterSource
 
+from flags import Request, Tail
 from tiledbvcf_batch import __version__, report, submit, watch
 from tiledbvcf_batch.aws import AwsSetupError, Clients, aws_message, make_clients, setup_message
 from tiledbvcf_batch.dataset import DatasetReader, reader_for
 from tiledbvcf_batch.executors import for_record, local_executor
 from tiledbvcf_batch.executors.base import Executor
 from tiledbvcf_batch.executors.local import signals_as_interrupt
-from tiledbvcf_batch.inputs import DEFAULT_SCRATCH_PATH, ExportOptions, IngestOptions, InputError
+from tiledbvcf_batch.inputs import DEFAULT_SCRATCH_PATH, InputError
+from tiledbvcf_batch.options import ExportOptions, IngestOptions
 from tiledbvcf_batch.plan import BARRIER, CONSOLIDATE, DELETE, Plan, Stage, Task, describe_plan, plan_document
 from tiledbvcf_batch.prepare import Prepared
 from tiledbvcf_batch.record import DamagedRecord, RunRecord
@@ -41,7 +43,6 @@ RUNS_EPILOG = (
     "on it from another terminal, print the logs of its failed jobs or cancel it, see: "
     "python batch-runs.py --help"
 )
-Decorator = Callable[[Callable[..., Any]], Callable[..., Any]]
 T = TypeVar("T", IngestOptions, ExportOptions)
 
 
@@ -95,28 +96,6 @@ class OneLineGroup(OneLineErrors, click.Group):
     command_class = OneLineCommand
 
 
-def options(*decorators: Decorator) -> Decorator:
-    """Several click options as one decorator, listed in --help in the order given."""
-
-    def apply(command: Callable[..., Any]) -> Callable[..., Any]:
-        for decorator in reversed(decorators):
-            command = decorator(command)
-        return command
-
-    return apply
-
-
-class BatchOption(click.Option):
-    """Shown as [required], as the spec documents it, but only AWS Batch needs it (checked in inputs)."""
-
-    def process_value(self, ctx: click.Context, value: Any) -> Any:
-        self.required = False
-        try:
-            return super().process_value(ctx, value)
-        finally:
-            self.required = True
-
-
 def version_option(command: Callable[..., Any]) -> Callable[..., Any]:
     return click.version_option(__version__, message="%(prog)s %(version)s (tiledbvcf-batch)")(command)
 
@@ -128,121 +107,6 @@ ENVVAR_PREFIX = "TILEDBVCF_BATCH"
 def run_script(command: click.Command) -> None:
     """A script's entry point: its command, with option defaults from TILEDBVCF_BATCH_* variables."""
     command(auto_envvar_prefix=ENVVAR_PREFIX)
-
-
-# Options the scripts share, spelled once; their help texts are the spec's.
-job_queue_option = click.option(
-    "--job-queue", cls=BatchOption, required=True, metavar="NAME", help="Name of job queue to use for jobs."
-)
-job_definition_option = click.option(
-    "--job-definition", cls=BatchOption, required=True, metavar="NAME", help="Name of job definition to use for jobs."
-)
-executor_options = options(
-    click.option(
-        "--executor",
-        type=click.Choice(["batch", "local"]),
-        default="batch",
-        show_default=True,
-        help="Where the jobs run: AWS Batch, or this machine (the same job commands, with the real tiledbvcf; "
-        "implies --wait). Locally, every location may also be a local path.",
-    ),
-    click.option(
-        "--max-parallel",
-        type=int,
-        metavar="N",
-        help="With --executor local: jobs at a time (default: the cores divided by the jobs' --vcpus, at least 1).",
-    ),
-    click.option(
-        "--array-jobs/--no-array-jobs",
-        default=None,
-        help="On AWS Batch: one array job per stage (its children find their samples by index), or one job per "
-        "task. Default: array jobs when the job definition sets TILEDBVCF_BATCH_ENTRYPOINT (this project's image "
-        "and template do), else one job per task.",
-    ),
-    click.option(
-        "--tiledbvcf",
-        metavar="PATH",
-        help="With --executor local: the tiledbvcf to run (default: $TILEDBVCF, else tiledbvcf on PATH).",
-    ),
-)
-retries_option = click.option(
-    "--retries",
-    type=int,
-    default=1,
-    show_default=True,
-    metavar="N",
-    help="Max number (1-10) of retries for failed jobs. With 1, a job is retried only when its host "
-    "went away (a Spot reclaim), up to 3 attempts; with N > 1, any failure, up to N attempts in all.",
-)
-region_option = click.option(
-    "--region",
-    metavar="NAME",
-    help="AWS region name of Batch environment  [default: AWS_REGION, else your AWS configuration's, else us-east-1]",
-)
-profile_option = click.option(
-    "--profile", metavar="NAME", help="AWS profile of your AWS configuration (default: AWS_PROFILE, else the default)."
-)
-tiledb_config_option = click.option(
-    "--tiledb-config", metavar="K=V,...", help="TileDB config parameters passed to tiledbvcf."
-)
-json_option = click.option(
-    "--json", "as_json", is_flag=True, help="Print the report as one JSON document on stdout (the text goes to stderr)."
-)
-log_lines_option = click.option(
-    "--log-lines",
-    type=int,
-    default=report.DEFAULT_LOG_LINES,
-    show_default=True,
-    metavar="N",
-    help="Log lines shown for each failed job.",
-)
-instance_price_option = click.option(
-    "--instance-price",
-    type=float,
-    default=report.DEFAULT_INSTANCE_PRICE,
-    show_default=True,
-    metavar="USD",
-    help="Hourly instance price for the --wait cost estimate (on-demand m5.4xlarge, us-east-1).",
-)
-submit_json_option = click.option(
-    "--json",
-    "as_json",
-    is_flag=True,
-    help="Exactly one JSON document on stdout: the report with --wait, else the submission (run id, record, "
-    "job ids per stage); the plan with --dry-run. Everything else goes to stderr.",
-)
-keep_partial_option = click.option(
-    "--keep-partial",
-    is_flag=True,
-    help="If submission fails part-way, keep the jobs and files already submitted (default: remove them).",
-)
-kms_key_option = click.option(
-    "--kms-key-id", metavar="KEY", help="Encrypt manifests and run records with this KMS key (default: AES256)."
-)
-
-
-def resources_options(what: str, vcpus: int, memory: int) -> Decorator:
-    return options(
-        click.option("--vcpus", type=int, default=vcpus, show_default=True, metavar="N", help=f"vCPUs of each {what}."),
-        click.option(
-            "--memory", type=int, default=memory, show_default=True, metavar="MIB", help=f"Memory (MiB) of each {what}."
-        ),
-    )
-
-
-def scratch_path_option(help_text: str) -> Decorator:
-    more = f" Default: {DEFAULT_SCRATCH_PATH}; with --executor local, a temporary directory of the run."
-    return click.option("--scratch-path", metavar="PATH", help=help_text + more)
-
-
-verbosity_options = options(
-    click.option("--quiet", "-q", is_flag=True, help="Only errors on stderr (stdout keeps its lines, or --json)."),
-    click.option("--verbose", "-v", is_flag=True, help="Also each job's command on stderr, before submission."),
-)
-# The tail every submitting script shares: after --json and --log-lines, before --dry-run.
-run_tail_options = options(
-    instance_price_option, keep_partial_option, kms_key_option, submit_json_option, log_lines_option, verbosity_options
-)
 
 
 def submitted_line(stage: Stage, jobs: list[Task], ids: list[str]) -> str:
@@ -282,27 +146,26 @@ class Session:
         return reader_for(self.clients.s3, self.profile, self.clients.region, tiledb_config)
 
     @classmethod
-    def for_flags(cls, flags: Mapping[str, Any]) -> Session:
-        """The session the flags ask for. Locally, tiledbvcf is found and checked, and scratch is made."""
-        clients = make_clients(flags.get("region"), flags.get("profile"))
-        storage = Storage(clients.s3, encryption_args(flags.get("kms_key_id")))
-        if flags.get("executor") != "local":
+    def for_request(cls, request: Request[Any, Any]) -> Session:
+        """The session the command asks for. Locally, tiledbvcf is found and checked, and scratch is made."""
+        aws, where, opts = request.aws, request.where, request.opts
+        clients = make_clients(aws.region, aws.profile)
+        storage = Storage(clients.s3, encryption_args(aws.kms_key_id))
+        if where.executor != "local":
             from tiledbvcf_batch.executors.batch import BatchExecutor  # here: a local run does without it
 
-            queue, definition = flags["job_queue"] or "", flags["job_definition"] or ""
-            executor = BatchExecutor(clients, queue, definition, array_jobs=flags.get("array_jobs"))
-            return cls(clients, storage, executor, instance_price=flags["instance_price"], profile=flags.get("profile"))
-        executor = local_executor(flags.get("tiledbvcf"), flags.get("max_parallel"), flags["vcpus"],
-                                  register=flags.get("register"))  # fmt: skip
-        scratch = flags.get("scratch_path")
+            queue, definition = where.job_queue or "", where.job_definition or ""
+            executor = BatchExecutor(clients, queue, definition, array_jobs=where.array_jobs)
+            return cls(clients, storage, executor, instance_price=request.tail.instance_price, profile=aws.profile)
+        register = opts.register if isinstance(opts, IngestOptions) else None  # None: export has no --register
+        executor = local_executor(where.tiledbvcf, where.max_parallel, opts.vcpus, register=register)
+        scratch = opts.scratch_path
         if scratch is None:  # a temporary directory of the run, removed when the command ends
             scratch = tempfile.mkdtemp(prefix="tiledbvcf-scratch-")
             click.get_current_context().call_on_close(lambda: shutil.rmtree(scratch, ignore_errors=True))
         priced = click.get_current_context().get_parameter_source("instance_price") != ParameterSource.DEFAULT
         # This machine costs no instance hours, unless the user prices it.
-        return cls(
-            clients, storage, executor, scratch, flags["instance_price"] if priced else 0.0, flags.get("profile")
-        )
+        return cls(clients, storage, executor, scratch, request.tail.instance_price if priced else 0.0, aws.profile)
 
     def executor_for(self, record: RunRecord) -> Executor:
         """The executor that ran a recorded run."""
@@ -313,15 +176,15 @@ class Session:
         return opts if opts.scratch_path is not None else replace(opts, scratch_path=self.scratch_path)
 
 
-def execute(prepared: Prepared, session: Session, flags: Mapping[str, Any]) -> None:
+def execute(prepared: Prepared, session: Session, tail: Tail) -> None:
     """Notes, then the plan (--dry-run) or the submission, then (--wait) the watch and the report.
 
     With --json, stdout carries exactly one JSON document, whatever happens; everything else,
     the documented Submitted lines included, goes to stderr.
     """
     plan = prepared.plan
-    as_json = flags["as_json"]
-    say = stderr_for(flags)
+    as_json = tail.as_json
+    say = stderr_for(tail)
     # Every job is checked before anything is said or written: a refused job is bad input.
     jobs = submit.jobs_for(plan, session.executor) if plan is not None else []
     for note in prepared.notes:
@@ -332,25 +195,24 @@ def execute(prepared: Prepared, session: Session, flags: Mapping[str, Any]) -> N
         if prepared.blocked:
             sys.exit(EXIT_ONLY_FAILED_LEFT)
         return
-    if flags["dry_run"]:
+    if tail.dry_run:
         if as_json:
             click.echo(json.dumps(plan_document(plan, jobs, session.executor.where()), indent=1))
         else:
             for line in describe_plan(plan, jobs, session.executor.where()):
                 click.echo(line)
         return
-    if flags.get("verbose"):
+    if tail.verbose:
         for line in describe_plan(plan, jobs, session.executor.where()):
             say(line)
-    hints = watch.Hints(flags.get("profile"), invocation())
+    hints = watch.Hints(session.profile, invocation())
     local = session.executor.kind == "local"
     with signals_as_interrupt(local) as received:  # no local job outlives this process
-        record, submitted = submit_run(plan, prepared, jobs, session, flags, say)
-        if flags["wait"] or local:  # nothing to detach from locally
+        record, submitted = submit_run(plan, prepared, jobs, session, tail, say)
+        if tail.wait or local:  # nothing to detach from locally
             extra = {"submitted": submitted}
-            quiet = flags.get("quiet", False)
             code = wait_and_report(
-                record, session, session.instance_price, flags["log_lines"], as_json, extra, quiet, hints
+                record, session, session.instance_price, tail.log_lines, as_json, extra, tail.quiet, hints
             )
             sys.exit(128 + received[0] if received else code)
     for line in watch.what_next(record, hints):
@@ -365,7 +227,7 @@ def submit_run(
     prepared: Prepared,
     jobs: list[Task],
     session: Session,
-    flags: Mapping[str, Any],
+    tail: Tail,
     say: Callable[[str], None],
 ) -> tuple[RunRecord, dict[str, list[str]]]:
     """Submit the plan, printing the Submitted lines; the record and the job ids of each stage."""
@@ -377,8 +239,8 @@ def submit_run(
         session.storage,
         prepared.options,
         region=session.clients.region,
-        keep_partial=flags["keep_partial"],
-        on_stage=stage_printer(submitted, flags["as_json"], say),
+        keep_partial=tail.keep_partial,
+        on_stage=stage_printer(submitted, tail.as_json, say),
         sample_names=prepared.sample_names,
         ticker=submit.Ticker(say),
         claim=prepared.claim,
@@ -444,10 +306,8 @@ def print_finished(finished: report.Finished, as_json: bool, quiet: bool = False
         click.echo(json.dumps(finished.document, indent=1))
 
 
-def stderr_for(flags: Mapping[str, Any]) -> Callable[[str], None]:
+def stderr_for(tail: Tail) -> Callable[[str], None]:
     """Where notes and progress go: stderr, or nowhere with --quiet (errors still reach stderr)."""
-    if flags.get("quiet") and flags.get("verbose"):
-        raise InputError("--quiet and --verbose say the opposite: give one of them")
-    if flags.get("quiet"):
+    if tail.quiet:
         return lambda line: None
     return lambda line: click.echo(line, err=True)

@@ -21,7 +21,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(ROOT)]
 
-from tiledbvcf_batch.inputs import IngestOptions, Sample  # noqa: E402
+from tiledbvcf_batch.inputs import Sample  # noqa: E402
+from tiledbvcf_batch.options import IngestOptions  # noqa: E402
 from tiledbvcf_batch.plan import imbalance, ingest_batches  # noqa: E402
 from tiledbvcf_batch.storage import S3Uri  # noqa: E402
 
@@ -43,7 +44,7 @@ def main() -> None:
     print("| --balance | largest job / mean job (bytes) | planning seconds |")
     print("|---|---|---|")
     for balance in ("count", "bytes"):
-        opts = IngestOptions("s3://my-bucketname/ds", "samples.txt", prefix, num_jobs=args.num_jobs,
+        opts = IngestOptions(S3Uri("my-bucketname", "ds"), "samples.txt", prefix, num_jobs=args.num_jobs,
                              incremental=args.incremental, balance=balance)  # fmt: skip
         start = time.perf_counter()
         batches, _ = ingest_batches(samples, opts, prefix, sizes)

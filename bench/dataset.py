@@ -306,7 +306,8 @@ def measure(args: argparse.Namespace, server: Server, uris: list[str], expected:
     from tiledbvcf_batch import dataset, preflight, prepare
     from tiledbvcf_batch.aws import make_clients
     from tiledbvcf_batch.executors.batch import BatchExecutor
-    from tiledbvcf_batch.inputs import IngestOptions, Sample
+    from tiledbvcf_batch.inputs import Sample, parse_dataset_uri
+    from tiledbvcf_batch.options import IngestOptions
     from tiledbvcf_batch.storage import S3Uri, Storage
 
     boto3.setup_default_session()
@@ -339,12 +340,12 @@ def measure(args: argparse.Namespace, server: Server, uris: list[str], expected:
     problems, names = preflight.check_headers(clients.s3, samples)
     row(f"header reads of {len(samples)} new samples (check_headers)", start)
     assert not problems and len(names) == len(samples), problems[:3]
-    opts = IngestOptions(DATASET, str(path), S3Uri("bucket2-name"), num_jobs=args.num_jobs)
+    opts = IngestOptions(parse_dataset_uri(DATASET), str(path), S3Uri("bucket2-name"), num_jobs=args.num_jobs)
     executor = BatchExecutor(clients, local_aws.JOB_QUEUE, local_aws.JOB_DEFINITION, array_jobs=True)
     windows: list[tuple[float, float, str]] = []
     read = dataset.reader_for(clients.s3, None, clients.region, args.tiledb_config)
 
-    def read_dataset(uri: str) -> Any:
+    def read_dataset(uri: Any) -> Any:
         begun = time.monotonic()
         try:
             return read(uri)

@@ -42,7 +42,8 @@ sys.path[:0] = [str(ROOT), str(ROOT / "demo")]
 import cohort  # noqa: E402
 from tiledbvcf_batch.commands import create_command  # noqa: E402
 from tiledbvcf_batch.executors.local import find_tiledbvcf  # noqa: E402
-from tiledbvcf_batch.inputs import IngestOptions, read_samples_file  # noqa: E402
+from tiledbvcf_batch.inputs import read_samples_file  # noqa: E402
+from tiledbvcf_batch.options import IngestOptions  # noqa: E402
 from tiledbvcf_batch.plan import ingest_batches, plan_ingest  # noqa: E402
 from tiledbvcf_batch.storage import LocalPath  # noqa: E402
 
@@ -78,7 +79,7 @@ def with_executor(
 
 def by_hand(tiledbvcf: str, work: Path, samples: Path, name: str, num_jobs: int) -> float:
     """The same create and store commands as the executor's plan, run one after another."""
-    opts = IngestOptions(str(work / name), str(samples), LocalPath(str(work / f"meta-{name}")),
+    opts = IngestOptions(LocalPath(str(work / name)), str(samples), LocalPath(str(work / f"meta-{name}")),
                          num_jobs=num_jobs, vcpus=1, scratch_path=str(work / "scratch"))  # fmt: skip
     prefix = LocalPath(str(work / f"meta-{name}/runs/r/"))
     batches, _ = ingest_batches(read_samples_file(str(samples), local=True), opts, prefix)
@@ -103,6 +104,7 @@ def main() -> int:
     if not args.cold:
         compileall.compile_dir(ROOT / "tiledbvcf_batch", quiet=1)
         compileall.compile_file(ROOT / "common.py", quiet=1)
+        compileall.compile_file(ROOT / "flags.py", quiet=1)
     tiledbvcf, version = find_tiledbvcf(None)
     if tiledbvcf is None:
         print(version)

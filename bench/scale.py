@@ -60,7 +60,8 @@ from tiledbvcf_batch import prepare, submit  # noqa: E402
 from tiledbvcf_batch.aws import Clients, make_clients  # noqa: E402
 from tiledbvcf_batch.dataset import DatasetView  # noqa: E402
 from tiledbvcf_batch.executors.batch import SUBMITS_PER_SECOND, BatchExecutor, Pacer  # noqa: E402
-from tiledbvcf_batch.inputs import IngestOptions, Sample, read_samples_file  # noqa: E402
+from tiledbvcf_batch.inputs import Sample, read_samples_file  # noqa: E402
+from tiledbvcf_batch.options import IngestOptions  # noqa: E402
 from tiledbvcf_batch.plan import Task, ingest_batches, plan_ingest  # noqa: E402
 from tiledbvcf_batch.record import RunRecord, dataset_index  # noqa: E402
 from tiledbvcf_batch.storage import S3Uri  # noqa: E402
@@ -125,7 +126,7 @@ def run_client(mode: str, path: Path, num_jobs: int, meter: Meter) -> ClientRun:
     executor = MeteredExecutor(clients, local_aws.JOB_QUEUE, local_aws.JOB_DEFINITION,
                                pacer=Pacer(SUBMITS_PER_SECOND, sleep=meter.pace), array_jobs=mode == "array",
                                meter=meter)  # fmt: skip
-    opts = IngestOptions(f"s3://my-bucketname/{mode}-dataset", str(path), METADATA, num_jobs=num_jobs)
+    opts = IngestOptions(S3Uri("my-bucketname", f"{mode}-dataset"), str(path), METADATA, num_jobs=num_jobs)
     with meter.phase_of("parse"):
         samples = read_samples_file(str(path))
     with meter.phase_of("preflight"), inner_timed(meter):
@@ -261,7 +262,7 @@ def planner_child(args: argparse.Namespace) -> dict[str, Any]:
     """The planner alone: ingest_batches, plan_ingest and the executor's submissions, on --samples samples."""
     samples = [Sample(f"s3://{BUCKET}/{sample_key(i, args.directories)}") for i in range(args.samples)]
     prefix = METADATA.child("tiledbvcf-batch/runs/bench/")
-    opts = IngestOptions("s3://my-bucketname/dataset", "samples.txt", METADATA, num_jobs=args.num_jobs)
+    opts = IngestOptions(S3Uri("my-bucketname", "dataset"), "samples.txt", METADATA, num_jobs=args.num_jobs)
     executor = BatchExecutor(Clients(local_aws.REGION, None, None, None), local_aws.JOB_QUEUE,
                              local_aws.JOB_DEFINITION, array_jobs=args.mode == "array")  # fmt: skip
     before = rss_now()

@@ -27,6 +27,7 @@ import local_aws  # noqa: E402
 from tiledbvcf_batch.aws import Clients  # noqa: E402
 from tiledbvcf_batch.dataset import DatasetView  # noqa: E402
 from tiledbvcf_batch.executors.batch import BatchExecutor  # noqa: E402
+from tiledbvcf_batch.storage import Location  # noqa: E402
 
 DATASET = "s3://my-bucketname/test-vcf-dataset"
 UUID = r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}"
@@ -61,7 +62,8 @@ def fake_credentials(monkeypatch: pytest.MonkeyPatch) -> None:
 DATASETS: dict[str, frozenset[str] | str] = {}  # a str: the problem that makes the dataset unreadable
 
 
-def fake_reader(uri: str) -> DatasetView:
+def fake_reader(dataset: Location) -> DatasetView:
+    uri = str(dataset)
     held = DATASETS.get(uri, frozenset())
     return DatasetView(uri, None, held) if isinstance(held, str) else DatasetView(uri, held)
 

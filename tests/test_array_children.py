@@ -18,11 +18,12 @@ import cohort
 from conftest import ROOT
 from tiledbvcf_batch.commands import ARRAY_INDEX_VARIABLE
 from tiledbvcf_batch.executors.batch import BatchExecutor
-from tiledbvcf_batch.inputs import ExportOptions, IngestOptions, Sample
+from tiledbvcf_batch.inputs import Sample, parse_dataset_uri
 from tiledbvcf_batch.ledger import SUCCEEDED, job_states
+from tiledbvcf_batch.options import ExportOptions, IngestOptions
 from tiledbvcf_batch.plan import Task, ingest_batches, plan_export, plan_ingest
 from tiledbvcf_batch.record import RunRecord, run_prefix_for
-from tiledbvcf_batch.storage import S3Uri, Storage
+from tiledbvcf_batch.storage import LocalPath, S3Uri, Storage
 
 TILEDBVCF = os.environ.get("TILEDBVCF", "")
 pytestmark = pytest.mark.skipif(
@@ -75,8 +76,8 @@ def test_array_children_ingest_and_export_through_the_entrypoint(tmp_path: Path,
             s3.upload_file(str(file), "bucket-name", f"cohort/{file.name}")
         uris.append(f"s3://bucket-name/cohort/{path.name}")
     (tmp_path / "scratch").mkdir()
-    opts = IngestOptions(DATASET, "samples.txt", S3Uri("bucket2-name"), num_jobs=3, vcpus=1, memory=1024,
-                         scratch_path=str(tmp_path / "scratch"), scratch_size=2048)  # fmt: skip
+    opts = IngestOptions(parse_dataset_uri(DATASET), "samples.txt", S3Uri("bucket2-name"), num_jobs=3, vcpus=1,
+                         memory=1024, scratch_path=str(tmp_path / "scratch"), scratch_size=2048)  # fmt: skip
     prefix = run_prefix_for(opts.metadata_s3, "ingest-arrays")
     batches, _ = ingest_batches([Sample(uri) for uri in uris], opts, prefix)
     plan = plan_ingest(opts, batches, "ingest-arrays", prefix)
@@ -103,9 +104,10 @@ def test_array_children_ingest_and_export_through_the_entrypoint(tmp_path: Path,
 
     s3.put_object(Bucket="bucket-name", Key="regions.bed", Body=b"".join(b"chr%d\t0\t2000000\n" % c for c in (1, 2, 3)))
     (tmp_path / "export").mkdir()
-    export = ExportOptions(DATASET, S3Uri("bucket-name", "exported/"), S3Uri("bucket-name", "names.txt"),
-                           S3Uri("bucket-name", "regions.bed"), S3Uri("bucket2-name"), num_jobs=2,
-                           output_format="v", scratch_path=str(tmp_path / "export"))  # fmt: skip
+    export = ExportOptions(parse_dataset_uri(DATASET), S3Uri("bucket-name", "exported/"),
+                           S3Uri("bucket-name", "names.txt"), S3Uri("bucket-name", "regions.bed"),
+                           S3Uri("bucket2-name"), num_jobs=2, output_format="v",
+                           scratch_path=str(tmp_path / "export"))  # fmt: skip
     names = listed.split()
     export_plan = plan_export(export, names, "export-arrays", run_prefix_for(export.metadata_s3, "export-arrays"))
     export_jobs = ARRAYS.submissions(export_plan)
@@ -122,7 +124,7 @@ def test_array_children_ingest_and_export_through_the_entrypoint(tmp_path: Path,
 
 
 def test_an_array_command_outside_an_array_job_is_refused(tmp_path: Path):
-    opts = IngestOptions(str(tmp_path / "ds"), "samples.txt", S3Uri("bucket2-name"), num_jobs=2)
+    opts = IngestOptions(LocalPath(str(tmp_path / "ds")), "samples.txt", S3Uri("bucket2-name"), num_jobs=2)
     prefix = run_prefix_for(opts.metadata_s3, "ingest-x")
     batches, _ = ingest_batches([Sample(f"/in/{i}.bcf") for i in range(4)], opts, prefix)
     (array,) = [job for job in ARRAYS.submissions(plan_ingest(opts, batches, "ingest-x", prefix)) if job.members]

@@ -21,6 +21,7 @@ from test_local import TILEDBVCF, here, ingest_at, listed, place, samples_file  
 import cohort
 from conftest import DATASET, ROOT, base, bgzip_bcf, invoke, load_script, make_dataset, record_of
 from tiledbvcf_batch.dataset import registry_of
+from tiledbvcf_batch.inputs import parse_dataset_uri
 from tiledbvcf_batch.registry import Claim, register, withdraw
 from tiledbvcf_batch.storage import Storage
 
@@ -146,7 +147,7 @@ def test_names_no_run_recorded_are_read_from_the_headers(aws, tmp_path, samples_
 def test_a_registered_run_without_a_record_is_in_flight_and_a_withdrawn_one_holds_nothing(aws):
     make_dataset(aws, samples=("NA1",))
     storage = Storage(aws.s3)
-    registry = registry_of(DATASET)
+    registry = registry_of(parse_dataset_uri(DATASET))
     record = "s3://bucket2-name/tiledbvcf-batch/runs/ingest-20270101T000000Z-aaaaaa/run.json"
     samples = ("s3://bucket-name/x/1.bcf", "s3://bucket-name/x/2.bcf")
     now = datetime.datetime.now(datetime.timezone.utc)

@@ -19,8 +19,8 @@ import pytest
 
 from conftest import ROOT, bgzip_vcf
 from tiledbvcf_batch.commands import ARRAY_INDEX_VARIABLE, ARRAY_MARK, task_file_body
-from tiledbvcf_batch.inputs import ExportOptions
 from tiledbvcf_batch.jobcheck import lock_file, started_marker
+from tiledbvcf_batch.options import ExportOptions
 from tiledbvcf_batch.plan import plan_export
 from tiledbvcf_batch.storage import S3Uri
 
@@ -156,7 +156,7 @@ def test_the_command_batch_export_submits_works_through_the_entrypoint(aws, stan
     scratch, calls = standin
     aws.s3.put_object(Bucket="my-bucketname", Key="names.txt", Body=b"S3\nS1\nS2\n")
     opts = ExportOptions(
-        "s3://my-bucketname/ds", S3Uri("my-bucketname", "out/"), S3Uri("my-bucketname", "names.txt"),
+        S3Uri("my-bucketname", "ds"), S3Uri("my-bucketname", "out/"), S3Uri("my-bucketname", "names.txt"),
         S3Uri("my-bucketname", "r.bed"), S3Uri("my-bucketname"), num_jobs=2, scratch_path=str(scratch),
     )  # fmt: skip
     plan = plan_export(opts, ["S1", "S2", "S3"], "r", S3Uri("my-bucketname", "runs/r/"))

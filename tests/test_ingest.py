@@ -9,6 +9,7 @@ import pytest
 
 from conftest import DATASET, UUID, base, record_of
 from tiledbvcf_batch.executors.batch import MAX_DEPENDS_ON
+from tiledbvcf_batch.inputs import parse_dataset_uri
 from tiledbvcf_batch.record import RunRecord, dataset_index
 from tiledbvcf_batch.storage import S3Uri
 
@@ -127,7 +128,7 @@ def test_manifests_and_run_record_are_encrypted_and_complete(aws, samples_file, 
     assert "consolidat" not in result.stderr
     keys = aws.keys("bucket2-name")
     run_id = aws.submitted[0]["tags"]["tiledbvcf-batch-run"]
-    marker = f"{dataset_index(S3Uri('bucket2-name', 'md/x/'), DATASET).key}{run_id}.json"
+    marker = f"{dataset_index(S3Uri('bucket2-name', 'md/x/'), parse_dataset_uri(DATASET)).key}{run_id}.json"
     assert keys == [
         marker,
         f"md/x/tiledbvcf-batch/runs/{run_id}/ingest-b001-j0001.txt",

@@ -61,7 +61,7 @@ def test_the_domain_never_imports_click_or_the_cli_layer():
 
 
 def test_plan_commands_and_inputs_do_no_io_and_know_no_executor():
-    for name in ("plan", "commands", "inputs", "executors/arrays"):  # arrays: the Batch executor's pure step
+    for name in ("plan", "commands", "inputs", "options", "executors/arrays"):  # arrays: the Batch executor's pure step
         used = imports(MODULES[name])
         assert not {m for m in used if m.split(".")[0] in ("boto3", "botocore", "subprocess", "socket")}, name
         assert not {m for m in used if m.startswith(("executors", "record", "aws", "submit", "preflight"))}, name

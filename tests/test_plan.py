@@ -11,8 +11,9 @@ from hypothesis import strategies as st
 
 from tiledbvcf_batch.commands import consolidation_commands, register_command, split_evenly, store_command
 from tiledbvcf_batch.executors.batch import MAX_DEPENDS_ON, with_barriers
-from tiledbvcf_batch.inputs import IngestOptions, Sample, parse_samples
+from tiledbvcf_batch.inputs import Sample, parse_samples
 from tiledbvcf_batch.ledger import Ledger, skip_known_samples
+from tiledbvcf_batch.options import IngestOptions
 from tiledbvcf_batch.plan import (
     IngestBatch,
     Plan,
@@ -32,7 +33,7 @@ RUN = S3Uri("meta", "tiledbvcf-batch/runs/r1/")
 
 
 def ingest_opts(**changes) -> IngestOptions:
-    return IngestOptions("s3://bkt/ds", "samples.txt", S3Uri("meta"), **changes)
+    return IngestOptions(S3Uri("bkt", "ds"), "samples.txt", S3Uri("meta"), **changes)
 
 
 def samples(n: int) -> list[Sample]:
@@ -292,7 +293,9 @@ def test_dry_run_text_hides_secrets():
 
 def test_dry_run_commands_are_shell_quoted():
     """Pasted into a shell, each printed command is the job's own arguments: one word each, nothing run."""
-    opts = IngestOptions("s3://bkt/my data/$(touch pwned)", "samples.txt", S3Uri("meta"), scratch_path="/scratch dir")
+    opts = IngestOptions(
+        S3Uri("bkt", "my data/$(touch pwned)"), "samples.txt", S3Uri("meta"), scratch_path="/scratch dir"
+    )
     plan = plan_for(opts, samples(2))
     commands = [line.strip() for line in describe_plan(plan, list(plan.tasks), "here") if "    tiledbvcf " in line]
     assert [shlex.split(command) for command in commands] == [["tiledbvcf", *task.args] for task in plan.tasks]

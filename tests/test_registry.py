@@ -17,8 +17,8 @@ from tiledbvcf_batch.storage import LocalPath, S3Uri, Storage
 def registry(request, tmp_path):
     if request.param == "s3":
         aws = request.getfixturevalue("aws")
-        return Storage(aws.s3), registry_of("s3://my-bucketname/ds")
-    return Storage(None), registry_of(str(tmp_path / "ds"))
+        return Storage(aws.s3), registry_of(S3Uri("my-bucketname", "ds"))
+    return Storage(None), registry_of(LocalPath(str(tmp_path / "ds")))
 
 
 def claim(registry, run_id: str, samples: list[str], names: dict[str, str] | None = None, seen: int = 0) -> Claim:
@@ -62,7 +62,7 @@ def test_a_withdrawn_run_no_longer_holds_its_samples(registry):
 
 def test_a_registration_nobody_raced_costs_one_create(aws):
     """The number after the plan's last entry is tried first: listing and reading happen only when it is taken."""
-    storage, where = Storage(aws.s3), registry_of("s3://my-bucketname/ds")
+    storage, where = Storage(aws.s3), registry_of(S3Uri("my-bucketname", "ds"))
     calls: list[str] = []
     aws.s3.meta.events.register("before-call.s3.*", lambda model, **_: calls.append(model.name))
     register(storage, claim(where, "run-a", ["s3://b/1.bcf"]))
@@ -108,13 +108,13 @@ def test_one_identity_per_location(tmp_path):
     (tmp_path / "real").mkdir()
     (tmp_path / "link").symlink_to(tmp_path / "real")
     spelled = [str(tmp_path / "link" / "ds"), str(tmp_path / "real" / "x" / ".." / "ds/")]
-    assert {parse_dataset_uri(text, local=True) for text in spelled} == {str(tmp_path / "real" / "ds")}
-    assert parse_dataset_uri("s3://bkt/path/ds///") == "s3://bkt/path/ds"
+    assert {str(parse_dataset_uri(text, local=True)) for text in spelled} == {str(tmp_path / "real" / "ds")}
+    assert str(parse_dataset_uri("s3://bkt/path/ds///")) == "s3://bkt/path/ds"
     assert dataset_identity(S3Uri("bkt", "path/ds/")) == "s3://bkt/path/ds"
     assert dataset_identity(LocalPath(str(tmp_path / "link" / "ds"))) == str(tmp_path / "real" / "ds")
     with pytest.raises(InputError, match="empty path segment"):
         parse_dataset_uri("s3://bkt//ds")
-    assert str(registry_of("s3://bkt/path/ds")) == "s3://bkt/path/ds.tiledbvcf-batch/"
+    assert str(registry_of(S3Uri("bkt", "path/ds"))) == "s3://bkt/path/ds.tiledbvcf-batch/"
 
 
 def test_a_registry_the_user_may_not_write_is_one_line_exit_4(aws, samples_file, run_ingest):
@@ -143,7 +143,7 @@ def test_a_rolled_back_run_holds_no_sample(aws, samples_file, run_ingest):
 
     samples = samples_file(1)
     make_dataset(aws)
-    where = registry_of("s3://my-bucketname/test-vcf-dataset")
+    where = registry_of(S3Uri("my-bucketname", "test-vcf-dataset"))
     register(Storage(aws.s3), claim(where, "ingest-gone", ["s3://bucket-name/samples/1.bcf"]))
     held = run_ingest(*base(samples))
     assert held.exit_code == 0 and aws.submitted == [] and "run ingest-gone registered 0 min ago" in held.stderr

@@ -1,9 +1,12 @@
 """TileDB-VCF ingestion and export fanned out over AWS Batch: the domain, without a command line.
 
-The scripts (``batch-ingest.py``, ``batch-export.py``, ``batch-runs.py``) read their flags and
-hand over to ``common.py``, the thin command-line layer they share. Everything else is here:
+The scripts (``batch-ingest.py``, ``batch-export.py``, ``batch-runs.py``) read their flags
+(``flags.py`` makes the click options of the declarations in ``options`` and turns click's values
+into typed ones) and hand over to ``common.py``, the thin command-line layer they share.
+Everything else is here:
 
-- ``inputs``    user input parsed and checked (no AWS call); the option dataclasses; ``InputError``
+- ``inputs``    user input parsed and checked (no AWS call): URIs, sample lists, names; ``InputError``
+- ``options``   the options, each declared once (flag, default, range, help): ``IngestOptions``, ``ExportOptions``
 - ``commands``  the one module that spells ``tiledbvcf`` flags (the image's entrypoint uses it too)
 - ``plan``      PURE: options and samples to a ``Plan`` of stages of tasks; the dry-run text
 - ``storage``   S3 locations, and the object store the run's files go to
@@ -20,7 +23,7 @@ hand over to ``common.py``, the thin command-line layer they share. Everything e
                 ``local`` (the same jobs as processes on this machine)
 
 Rules (checked by ``tests/test_layers.py``): nothing here imports click or ``common``;
-``plan``, ``commands`` and ``inputs`` make no I/O and import no executor; only
+``plan``, ``commands``, ``inputs`` and ``options`` make no I/O and import no executor; only
 ``executors/batch.py`` writes Batch request keys; only ``commands`` spells tiledbvcf flags.
 """
 

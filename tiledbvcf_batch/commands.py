@@ -11,7 +11,7 @@ import re
 from collections.abc import Sequence
 from typing import Any
 
-from .inputs import ExportOptions, IngestOptions
+from .options import ExportOptions, IngestOptions
 
 EXPORT_SUFFIXES = {"b": ".bcf", "u": ".bcf", "z": ".vcf.gz", "v": ".vcf"}
 # ``tiledbvcf --version`` does nothing and exits 0 on every release: a barrier job's command.
@@ -47,13 +47,14 @@ def config_args(tiledb_config: str | None) -> list[str]:
     return ["--tiledb-config", tiledb_config] if tiledb_config else []
 
 
-def scratch_args(path: str, size_mb: int) -> list[str]:
-    # Without -d/-s htslib streams the inputs instead of downloading them to scratch.
-    return ["-d", path, "-s", str(size_mb)] if size_mb > 0 else []
+def scratch_args(path: str | None, size_mb: int) -> list[str]:
+    # Without -d/-s htslib streams the inputs instead of downloading them to scratch. No path (None) would be an
+    # empty argument, which the executor refuses before anything is submitted.
+    return ["-d", path or "", "-s", str(size_mb)] if size_mb > 0 else []
 
 
 def create_command(opts: IngestOptions) -> list[str]:
-    command = ["create", "-u", opts.dataset_uri]
+    command = ["create", "-u", str(opts.dataset_uri)]
     if opts.attributes:
         command += ["-a", ",".join(opts.attributes)]
     return command + config_args(opts.tiledb_config)
@@ -61,14 +62,21 @@ def create_command(opts: IngestOptions) -> list[str]:
 
 def register_command(opts: IngestOptions, manifest: str) -> list[str]:
     # The legacy CLI's register takes no --tiledb-config.
-    return ["register", "-u", opts.dataset_uri, *scratch_args(opts.scratch_path, opts.scratch_size), "-f", manifest]
+    return [
+        "register",
+        "-u",
+        str(opts.dataset_uri),
+        *scratch_args(opts.scratch_path, opts.scratch_size),
+        "-f",
+        manifest,
+    ]
 
 
 def store_command(opts: IngestOptions, manifest: str) -> list[str]:
     command = [
         "store",
         "-u",
-        opts.dataset_uri,
+        str(opts.dataset_uri),
         *scratch_args(opts.scratch_path, opts.scratch_size),
         "-t",
         str(opts.store_threads),
@@ -94,7 +102,7 @@ def delete_commands(opts: IngestOptions, names: Sequence[str]) -> list[tuple[lis
         if not chunks or len(",".join([*chunks[-1], name])) > DELETE_NAMES_CHARS:
             chunks.append([])
         chunks[-1].append(name)
-    return [(chunk, ["delete", "-u", opts.dataset_uri, "-s", ",".join(chunk), *config_args(opts.tiledb_config)])
+    return [(chunk, ["delete", "-u", str(opts.dataset_uri), "-s", ",".join(chunk), *config_args(opts.tiledb_config)])
             for chunk in chunks]  # fmt: skip
 
 
@@ -111,7 +119,7 @@ CONSOLIDATION_STEPS = (
 def consolidation_commands(opts: IngestOptions) -> list[list[str]]:
     """``utils consolidate`` then ``utils vacuum`` of fragment metadata and commits (not in the legacy CLI)."""
     return [
-        ["utils", action, what, "-u", opts.dataset_uri, *config_args(opts.tiledb_config)]
+        ["utils", action, what, "-u", str(opts.dataset_uri), *config_args(opts.tiledb_config)]
         for action, what in CONSOLIDATION_STEPS
     ]
 
@@ -125,7 +133,7 @@ def export_command(opts: ExportOptions, names: str) -> list[str]:
     command = [
         "export",
         "-u",
-        opts.dataset_uri,
+        str(opts.dataset_uri),
         "-f",
         names,
         "-R",

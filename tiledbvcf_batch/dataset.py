@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from .aws import session
-from .storage import LocalPath, Location, S3Uri, parse_location
+from .storage import LocalPath, Location, S3Uri
 
 HEADERS_ARRAY = "metadata/vcf_headers"
 REGISTRY_SUFFIX = ".tiledbvcf-batch"  # the dataset's run registry, beside it: s3://b/ds -> s3://b/ds.tiledbvcf-batch/
@@ -84,7 +84,7 @@ class DatasetView:
         return f"WARNING: cannot read the samples of dataset {self.uri} ({self.problem}): {consequence}"
 
 
-DatasetReader = Callable[[str], DatasetView]
+DatasetReader = Callable[[Location], DatasetView]
 
 
 def read_samples(uri: str, access: DatasetAccess) -> DatasetView:
@@ -125,17 +125,18 @@ def access_for(s3: Any, profile: str | None, region: str, tiledb_config: str | N
 def reader_for(s3: Any, profile: str | None, region: str, tiledb_config: str | None) -> DatasetReader:
     """A reader that makes its access (and so touches AWS) only when a dataset on S3 is read."""
 
-    def read(uri: str) -> DatasetView:
-        if not uri.startswith("s3://"):
-            return read_samples(uri, DatasetAccess(region, tiledb_config=tiledb_config))
-        return read_samples(uri, access_for(s3, profile, region, tiledb_config))
+    def read(dataset: Location) -> DatasetView:
+        if isinstance(dataset, LocalPath):
+            return read_samples(str(dataset), DatasetAccess(region, tiledb_config=tiledb_config))
+        return read_samples(str(dataset), access_for(s3, profile, region, tiledb_config))
 
     return read
 
 
-def registry_of(dataset_uri: str) -> Location:
+def registry_of(dataset: Location) -> Location:
     """Where the runs of a dataset register, whatever their --metadata-s3: beside the dataset, never inside it."""
-    return parse_location(dataset_uri.rstrip("/") + REGISTRY_SUFFIX, "dataset").as_prefix()
+    key = dataset.key.rstrip("/") + REGISTRY_SUFFIX
+    return (LocalPath(key) if isinstance(dataset, LocalPath) else S3Uri(dataset.bucket, key)).as_prefix()
 
 
 def dataset_identity(location: Location) -> str:

@@ -1,7 +1,7 @@
-"""User input, parsed and checked before any AWS call: URIs, sample lists, the option dataclasses.
+"""User input, parsed and checked before any AWS call: URIs, sample lists, names, ranges.
 
-Every problem found is collected, so that the user sees them all at once. Field names of the
-option dataclasses are the flags' names, so a value keeps one name from flag to run record.
+Every problem found is collected, so that the user sees them all at once. The options that use
+these parsers are declared in ``options``.
 """
 
 from __future__ import annotations
@@ -9,8 +9,8 @@ from __future__ import annotations
 import math
 import os
 import re
-from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass, fields
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from .storage import BUCKET_RE, CONTROL_CHARS, LocalPath, Location, S3Uri, parse_location, parse_s3_uri
@@ -18,8 +18,6 @@ from .storage import BUCKET_RE, CONTROL_CHARS, LocalPath, Location, S3Uri, parse
 DEFAULT_SCRATCH_PATH = "/data"
 DEFAULT_SCRATCH_SIZE = 1000 * 1024  # MB: the 1 TB scratch volume of the documented set-up
 MAX_RETRIES = 10  # --retries is a number of attempts, and Batch allows 1 to 10
-EXPORT_FORMATS = ("b", "u", "z", "v")
-BALANCES = ("count", "bytes")  # --balance: equal sample counts per job, or equal bytes
 _ATTRIBUTE_RE = re.compile(r"^(fmt|info)_[A-Za-z0-9_.]+$")
 _REGION_RE = re.compile(r"^[a-z]{2}(-[a-z]+)+-\d{1,2}$")
 # S3 keys are at most 1,024 bytes; TileDB's fragment paths under a dataset take up to about 200.
@@ -54,60 +52,6 @@ class Sample:
         return self.uri if self.index_uri is None else f"{self.uri}\t{self.index_uri}"
 
 
-@dataclass(frozen=True)
-class IngestOptions:
-    dataset_uri: str
-    samples: str  # the local samples file
-    metadata_s3: Location
-    attributes: tuple[str, ...] = ()
-    num_jobs: int = 1
-    incremental: int = 1
-    retries: int = 1
-    register: bool = False  # legacy v2/v3 datasets: register before store, no --resume
-    tiledb_config: str | None = None
-    vcpus: int = 16
-    memory: int = 61440
-    threads: int | None = None  # default: vcpus
-    scratch_path: str | None = DEFAULT_SCRATCH_PATH  # None: the executor's default
-    scratch_size: int = DEFAULT_SCRATCH_SIZE
-    sample_batch_size: int | None = None
-    check_headers: bool = False
-    force_reingest: bool = False  # plan samples whatever earlier runs did with them (the dataset still decides)
-    skip_existing: bool = False  # names the dataset holds are skipped, not refused
-    replace: bool = False  # names the dataset holds are deleted, then stored again
-    balance: str = "count"  # how samples are shared out among a batch's jobs: "count" or "bytes"
-    consolidate: bool = True  # consolidate and vacuum fragment metadata and commits after each batch
-    create_dataset: bool = True  # not a flag: decided by looking at the dataset
-
-    @property
-    def resources(self) -> Resources:
-        return Resources(self.vcpus, self.memory)
-
-    @property
-    def store_threads(self) -> int:
-        return self.threads or self.vcpus
-
-
-@dataclass(frozen=True)
-class ExportOptions:
-    dataset_uri: str
-    dest_s3: Location
-    samples: Location
-    bed: Location
-    metadata_s3: Location
-    num_jobs: int = 1
-    retries: int = 1
-    output_format: str = "b"
-    tiledb_config: str | None = None
-    vcpus: int = 4
-    memory: int = 15000
-    scratch_path: str | None = DEFAULT_SCRATCH_PATH  # None: the executor's default
-
-    @property
-    def resources(self) -> Resources:
-        return Resources(self.vcpus, self.memory)
-
-
 class Problems:
     """Collects the problems of many checks, so that all are listed at once."""
 
@@ -140,40 +84,6 @@ def check_price(value: float | None) -> float | None:
     return value
 
 
-def option_name(field_name: str) -> str:
-    return "--" + field_name.replace("_", "-")
-
-
-# The ranges of the numeric options: (low, high or None).
-RANGES = {
-    "num_jobs": (1, None),
-    "retries": (1, MAX_RETRIES),
-    "incremental": (1, None),
-    "vcpus": (1, None),
-    "memory": (4, None),
-    "scratch_size": (0, None),
-    "threads": (1, None),
-    "sample_batch_size": (1, None),
-    "max_parallel": (1, None),
-    "last": (1, None),
-}
-
-
-def check_ranges(problems: Problems, flags: Mapping[str, Any]) -> None:
-    for name, (low, high) in RANGES.items():
-        if name in flags:
-            problems.check(check_range, flags[name], option_name(name), low, high)
-    problems.check(parse_region, flags.get("region"))
-    problems.check(check_price, flags.get("instance_price"))
-    scratch = flags.get("scratch_path")
-    if scratch is not None and not os.path.isabs(scratch.strip() or "-"):
-        problems.found.append(f"--scratch-path {scratch!r} is not an absolute path: give one, e.g. /data")
-    if flags.get("executor", "batch") == "batch":  # the local executor needs neither
-        for name in ("job_queue", "job_definition"):
-            if not flags.get(name):
-                problems.found.append(f"Missing option '{option_name(name)}'. (see --help)")
-
-
 def parse_uri(text: str, option: str, need_key: bool = True, *, local: bool = False) -> Location:
     """An ``s3://`` URI; with ``local`` (the local executor) a local path too."""
     try:
@@ -184,11 +94,24 @@ def parse_uri(text: str, option: str, need_key: bool = True, *, local: bool = Fa
         raise InputError(str(error)) from None
 
 
-def parse_dataset_uri(text: str, option: str = "--dataset-uri", *, local: bool = False) -> str:
-    """The dataset's one spelling: a local path resolved (symlinks, ``..``), an S3 key without trailing slashes."""
+def parse_object(text: str, option: str, local: bool = False) -> Location:
+    """An object (a file, locally): its key may not be empty."""
+    return parse_uri(text, option, local=local)
+
+
+def parse_prefix(text: str, option: str, local: bool = False) -> Location:
+    """A "directory": a bucket alone will do."""
+    return parse_uri(text, option, need_key=False, local=local).as_prefix()
+
+
+def parse_dataset_uri(text: str, option: str = "--dataset-uri", local: bool = False) -> Location:
+    """The dataset's one spelling: a local path resolved (symlinks, ``..``), an S3 key without trailing slashes.
+
+    Its ``str`` is what the job commands, the run record and the dataset's index (a hash) see.
+    """
     uri = parse_uri(text, option, local=local)
     if isinstance(uri, LocalPath):
-        return os.path.realpath(uri.key) or "/"
+        return LocalPath(os.path.realpath(uri.key) or "/")
     key = uri.key.rstrip("/")
     if "//" in key or key.startswith("/"):
         raise InputError(
@@ -200,17 +123,24 @@ def parse_dataset_uri(text: str, option: str = "--dataset-uri", *, local: bool =
             f"{option} has a key of {len(key.encode('utf-8'))} bytes: S3 keys are at most 1,024 bytes and TileDB "
             f"adds up to {1024 - MAX_DATASET_KEY} under the dataset; choose a shorter path"
         )
-    return f"s3://{uri.bucket}/{key}"
+    return S3Uri(uri.bucket, key)
 
 
-def parse_metadata_location(text: str, *, local: bool = False) -> Location:
+def parse_metadata_location(text: str, option: str = "--metadata-s3", local: bool = False) -> Location:
     """``--metadata-s3`` takes a bucket name (as documented) or an ``s3://bucket/prefix``; locally, a path too."""
     text = text.strip()
     if text.startswith("s3://") or local:
-        return parse_uri(text, "--metadata-s3", need_key=False, local=local).as_prefix()
+        return parse_prefix(text, option, local)
     if not BUCKET_RE.match(text) or "/" in text:
-        raise InputError(f"--metadata-s3 {text!r} is not a bucket name: give a bucket name or s3://bucket/prefix")
+        raise InputError(f"{option} {text!r} is not a bucket name: give a bucket name or s3://bucket/prefix")
     return S3Uri(text, "")
+
+
+def check_scratch_path(path: str | None) -> str | None:
+    """--scratch-path: an absolute path inside the container (None: the executor's default)."""
+    if path is not None and not os.path.isabs(path.strip() or "-"):
+        raise InputError(f"--scratch-path {path!r} is not an absolute path: give one, e.g. /data")
+    return path
 
 
 def parse_samples(lines: Iterable[str], source: str, base: str | None = None) -> list[Sample]:
@@ -355,61 +285,3 @@ def parse_tiledb_config(text: str | None) -> str | None:
         if not sep or not key.strip() or not value.strip():
             raise InputError(f"--tiledb-config: {item!r} is not key=value: write it as key1=val1,key2=val2")
     return text
-
-
-def known(cls: type, flags: Mapping[str, Any]) -> dict[str, Any]:
-    """The flags that are fields of the options class ``cls``, as given."""
-    names = {f.name for f in fields(cls)}
-    return {name: value for name, value in flags.items() if name in names}
-
-
-def ingest_options(flags: Mapping[str, Any]) -> tuple[IngestOptions, list[Sample]]:
-    """batch-ingest.py's flags, parsed and checked: the options and the samples file's samples."""
-    problems = Problems()
-    check_ranges(problems, flags)
-    local = flags.get("executor") == "local"
-    parsed = {
-        "dataset_uri": problems.check(lambda: parse_dataset_uri(flags["dataset_uri"], local=local)),
-        "metadata_s3": problems.check(lambda: parse_metadata_location(flags["metadata_s3"], local=local)),
-        "attributes": problems.check(parse_attributes, flags.get("attributes")),
-        "tiledb_config": problems.check(parse_tiledb_config, flags.get("tiledb_config")),
-    }
-    samples = problems.check(lambda: read_samples_file(flags["samples"], local=local))
-    if flags.get("replace") and flags.get("skip_existing"):
-        problems.found.append("--replace and --skip-existing say the opposite: give one of them")
-    if flags.get("replace") and flags.get("register"):
-        problems.found.append(
-            "--replace needs tiledbvcf delete, which legacy (v2/v3, --register) datasets do not have: delete the "
-            "samples by other means, or leave --replace out"
-        )
-    problems.raise_any()
-    return IngestOptions(**{**known(IngestOptions, flags), **parsed}), samples or []
-
-
-EXPORT_ATTRIBUTES_REFUSED = (
-    "--attributes: tiledbvcf export cannot restrict the INFO/FORMAT fields of a BCF/VCF, so the "
-    "files would hold every field anyway: leave --attributes out (bcftools annotate -x trims fields)"
-)
-
-
-def export_options(flags: Mapping[str, Any]) -> ExportOptions:
-    """batch-export.py's flags, parsed and checked."""
-    problems = Problems()
-    if flags.get("attributes") is not None:
-        problems.found.append(EXPORT_ATTRIBUTES_REFUSED)
-    check_ranges(problems, flags)
-    metadata = flags.get("metadata_s3")
-    local = flags.get("executor") == "local"
-    parsed = {
-        "dataset_uri": problems.check(lambda: parse_dataset_uri(flags["dataset_uri"], "--array", local=local)),
-        "dest_s3": problems.check(lambda: parse_uri(flags["dest_s3"], "--dest-s3", False, local=local)),
-        "samples": problems.check(lambda: parse_uri(flags["samples"], "--samples", True, local=local)),
-        "bed": problems.check(lambda: parse_uri(flags["bed"], "--bed", True, local=local)),
-        "metadata_s3": problems.check(lambda: parse_metadata_location(metadata, local=local)) if metadata else None,
-        "tiledb_config": problems.check(parse_tiledb_config, flags.get("tiledb_config")),
-    }
-    problems.raise_any()
-    dest = parsed["dest_s3"] = parsed["dest_s3"].as_prefix()
-    if parsed["metadata_s3"] is None:  # the destination's bucket, or locally the destination itself
-        parsed["metadata_s3"] = dest if isinstance(dest, LocalPath) else S3Uri(dest.bucket)
-    return ExportOptions(**{**known(ExportOptions, flags), **parsed})

@@ -17,8 +17,9 @@ from typing import Any, cast
 
 from .dataset import DatasetReader, DatasetView, registry_of
 from .executors.base import Executor, JobDescription
-from .inputs import IngestOptions, InputError, Sample
+from .inputs import InputError, Sample
 from .ledger import RUNNING, SUCCEEDED, Ledger, dataset_ledger, job_states
+from .options import IngestOptions
 from .preflight import check_headers, dataset_exists
 from .record import RUN_RECORD_NAME, RUNS_PREFIX, RunRecord
 from .registry import Entry, read_entries, withdrawn_runs
@@ -81,17 +82,17 @@ def read_inventory(
     storage: Storage,
     executor_for: Callable[[RunRecord], Executor],
     read_dataset: DatasetReader,
-    dataset_uri: str,
+    dataset: Location,
     metadata: Location | None = None,
 ) -> Inventory:
-    """The inventory of the dataset at ``dataset_uri`` (one spelling: inputs.parse_dataset_uri); InputError if none."""
-    if not dataset_exists(storage.s3, dataset_uri):
-        raise InputError(f"dataset {dataset_uri} does not exist (nothing is stored under it): check the URI")
-    registry = registry_of(dataset_uri)
+    """The inventory of ``dataset`` (one spelling: inputs.parse_dataset_uri); InputError if there is none."""
+    if not dataset_exists(storage.s3, dataset):
+        raise InputError(f"dataset {dataset} does not exist (nothing is stored under it): check the URI")
+    registry = registry_of(dataset)
     entries = read_entries(storage, registry)
     withdrawn = withdrawn_runs(storage, registry) if entries else set()
-    view = read_dataset(dataset_uri)
-    return take_inventory(storage, executor_for, dataset_uri, view, entries, withdrawn, metadata)
+    view = read_dataset(dataset)
+    return take_inventory(storage, executor_for, dataset, view, entries, withdrawn, metadata)
 
 
 class Remembering:
@@ -114,7 +115,7 @@ class Remembering:
 def take_inventory(
     storage: Storage,
     executor_for: Callable[[RunRecord], Executor],
-    dataset_uri: str,
+    dataset: Location,
     view: DatasetView,
     entries: Sequence[Entry],
     withdrawn: set[str],
@@ -131,7 +132,7 @@ def take_inventory(
     live = [entry for entry in entries if entry.run_id not in withdrawn]  # a withdrawn run holds nothing
     # Without --metadata-s3 only the registry counts: the ledger's metadata index is then looked up inside the
     # registry, where nothing is ever listed.
-    ledger = dataset_ledger(storage, remembered, metadata, dataset_uri, live)
+    ledger = dataset_ledger(storage, remembered, metadata, dataset, live)
     records = {run_id: record for run_id, (record, _) in seen.items()}
     states = {run_id: run_state(job_states(record, storage, cast(Executor, executor)))
               for run_id, (record, executor) in seen.items()}  # fmt: skip
@@ -143,7 +144,7 @@ def take_inventory(
         view,
         runs,
         runs_in_flight(runs, ledger, names),
-        partly_ingested(view, ledger, names, runs, records, dataset_uri),
+        partly_ingested(view, ledger, names, runs, records, dataset),
         warnings,
     )
 
@@ -227,7 +228,7 @@ def partly_ingested(
     names: dict[str, str],
     runs: Sequence[Run],
     records: dict[str, RunRecord],
-    dataset_uri: str,
+    dataset: Location,
 ) -> tuple[Partial, ...] | None:
     """Names the dataset lists whose ingestion job failed (and that no run stored since, or is storing now)."""
     if view.samples is None:
@@ -248,13 +249,13 @@ def partly_ingested(
             listed.setdefault(run_id, []).append((name, uri))
     partial = []
     for run_id, samples in listed.items():
-        resume, again = finish_commands(records[run_id], dataset_uri)
+        resume, again = finish_commands(records[run_id], dataset)
         partial.append(Partial(run_id, records[run_id].location(), tuple(sorted(samples)), unnamed.get(run_id, 0),
                                resume, again))  # fmt: skip
     return tuple(sorted(partial, key=lambda item: (created.get(item.run_id, ""), item.run_id)))
 
 
-def finish_commands(record: RunRecord, dataset_uri: str) -> tuple[str, str]:
+def finish_commands(record: RunRecord, dataset: Location) -> tuple[str, str]:
     """The two ways to finish a failed run's samples: resume it, or delete and store them again."""
     options = record.options
     metadata = str(options.get("metadata_s3") or metadata_of(record))
@@ -269,7 +270,7 @@ def finish_commands(record: RunRecord, dataset_uri: str) -> tuple[str, str]:
     defaults = {field.name: field.default for field in fields(IngestOptions)}
     resources = [item for name in RESOURCES if name in options and options[name] != defaults[name]
                  for item in (f"--{name}", str(options[name]))]  # fmt: skip
-    head = ["python", "batch-ingest.py", "--dataset-uri", dataset_uri]
+    head = ["python", "batch-ingest.py", "--dataset-uri", str(dataset)]
     tail = ["--metadata-s3", metadata, *where, *resources]
     resume = [*head, "--samples", str(options.get("samples") or "SAMPLES_FILE"), *tail, "--resume", record.run_id]
     again = [*head, "--samples", "FILE_OF_THESE_SAMPLES", *tail, "--force-reingest", "--replace"]

@@ -97,13 +97,13 @@ class Ledger:
 
 
 def recorded_runs(
-    storage: Storage, metadata: Location | None, dataset_uri: str, entries: Sequence[Entry]
+    storage: Storage, metadata: Location | None, dataset: Location, entries: Sequence[Entry]
 ) -> dict[str, str]:
     """Run id -> record location: the runs listed under --metadata-s3 (if any), then those registered beside the
     dataset."""
     runs = {}
     if metadata is not None:
-        for key in sorted(storage.list_sizes(dataset_index(metadata, dataset_uri))):
+        for key in sorted(storage.list_sizes(dataset_index(metadata, dataset))):
             run_id = key.rpartition("/")[2].removesuffix(".json")
             runs[run_id] = str(record_uri_of(run_prefix_for(metadata, run_id)))
     for entry in entries:
@@ -115,12 +115,12 @@ def dataset_ledger(
     storage: Storage,
     executor_for: Callable[[RunRecord], Executor],
     metadata: Location | None,
-    dataset_uri: str,
+    dataset: Location,
     entries: Sequence[Entry] = (),
 ) -> Ledger:
     ledger = Ledger()
     registered = {entry.run_id: entry for entry in entries}
-    for run_id, uri in recorded_runs(storage, metadata, dataset_uri, entries).items():
+    for run_id, uri in recorded_runs(storage, metadata, dataset, entries).items():
         try:
             record = load_record(storage, parse_location(uri, "record"))
         except (ClientError, OSError):

@@ -24,7 +24,8 @@ from .commands import (
     split_evenly,
     store_command,
 )
-from .inputs import ExportOptions, IngestOptions, Resources, Sample
+from .inputs import Resources, Sample
+from .options import ExportOptions, IngestOptions
 from .storage import Location
 
 CREATE_RESOURCES = Resources(vcpus=2, memory=4096)
@@ -273,7 +274,7 @@ def plan_ingest(
                 name = f"tiledbvcf-{args[1]}-{args[2].replace('_', '-')}-b{b}"
                 add(f"{CONSOLIDATE}-{b}-{step}", Stage(CONSOLIDATE, b), name, args, opts.resources)
                 ready = (f"{CONSOLIDATE}-{b}-{step}",)
-    return Plan("ingest", run_id, run_prefix, tuple(tasks), opts.dataset_uri, index_marker, tuple(notes),
+    return Plan("ingest", run_id, run_prefix, tuple(tasks), str(opts.dataset_uri), index_marker, tuple(notes),
                 tuple(summary))  # fmt: skip
 
 

@@ -22,7 +22,7 @@ from .aws import aws_message, error_code
 from .headers import read_header_sample_names
 from .inputs import Sample
 from .lookup import WORKERS, Folder, Found, find_sizes, key_prefix, list_sequentially, listing_client
-from .storage import LocalPath, Location, parse_location, parse_s3_uri
+from .storage import LocalPath, Location, parse_location
 
 
 def check_bucket(s3: Any, bucket: str, option: str) -> list[str]:
@@ -50,12 +50,12 @@ def check_object(s3: Any, uri: Location, option: str) -> list[str]:
     return []
 
 
-def dataset_exists(s3: Any, dataset_uri: str) -> bool:
+def dataset_exists(s3: Any, dataset: Location) -> bool:
     """A dataset is a TileDB group: it exists when any object lives under ``<uri>/``."""
-    if not dataset_uri.startswith("s3://"):
-        return os.path.isdir(dataset_uri) and bool(os.listdir(dataset_uri))
-    uri = parse_s3_uri(dataset_uri, "dataset").as_prefix()
-    response = s3.list_objects_v2(Bucket=uri.bucket, Prefix=uri.key, MaxKeys=1)
+    if isinstance(dataset, LocalPath):
+        return os.path.isdir(dataset.key) and bool(os.listdir(dataset.key))
+    prefix = dataset.as_prefix()
+    response = s3.list_objects_v2(Bucket=prefix.bucket, Prefix=prefix.key, MaxKeys=1)
     return response.get("KeyCount", 0) > 0
 
 
@@ -225,7 +225,7 @@ def judge_samples(
     samples: Sequence[Sample], keys: list[SampleKey], found: Found, problems: list[str], sizes: dict[str, int]
 ) -> None:
     """Add each sample's problems to ``problems`` and its size to ``sizes``, from the sizes of the keys ``found``."""
-    in_bucket, nothing = found.sizes, {}
+    in_bucket, nothing = found.sizes, dict[str, int]()
     for sample, (bucket, key, index) in zip(samples, keys, strict=True):
         listed = in_bucket.get(bucket, nothing)
         size = listed.get(key)

@@ -15,8 +15,9 @@ from typing import Any
 from .commands import redact_config
 from .dataset import DatasetReader, DatasetView, dataset_identity, registry_of
 from .executors.base import Executor
-from .inputs import ExportOptions, IngestOptions, InputError, Sample, decode_names, parse_sample_names, parse_uri
+from .inputs import InputError, Sample, decode_names, parse_sample_names
 from .ledger import SUCCEEDED, Ledger, dataset_ledger, job_states, resume_batches, skip_known_samples, task_lines
+from .options import ExportOptions, IngestOptions
 from .plan import (
     CONSOLIDATE,
     DELETE,
@@ -79,8 +80,8 @@ def ingest_preflight(
             pool.submit(executor.preflight),
             pool.submit(check_writable, s3, opts.metadata_s3, "--metadata-s3", storage.encryption),
         ]
-        if opts.dataset_uri.startswith("s3://"):
-            checks.append(pool.submit(check_bucket, s3, parse_uri(opts.dataset_uri, "").bucket, "--dataset-uri"))
+        if isinstance(opts.dataset_uri, S3Uri):
+            checks.append(pool.submit(check_bucket, s3, opts.dataset_uri.bucket, "--dataset-uri"))
         sample_problems, sizes = check_samples(s3, samples)
         problems = [problem for check in checks for problem in check.result()]
     problems += named_index_with_scratch(opts, samples)
@@ -128,7 +129,7 @@ class DatasetState:
 
 def dataset_state(opts: IngestOptions, storage: Storage, read_dataset: DatasetReader) -> DatasetState:
     exists = dataset_exists(storage.s3, opts.dataset_uri)
-    view = read_dataset(opts.dataset_uri) if exists else DatasetView(opts.dataset_uri, frozenset())
+    view = read_dataset(opts.dataset_uri) if exists else DatasetView(str(opts.dataset_uri), frozenset())
     registry = registry_of(opts.dataset_uri)
     with answered(registry, "read"):
         entries = tuple(read_entries(storage, registry))
@@ -311,7 +312,7 @@ def resume_run(
     """The unfinished jobs of run ``run_id``, checked against this command's dataset and samples."""
     uri = record_uri_of(run_prefix_for(opts.metadata_s3, run_id))
     record = load_or_fail(storage, uri, f"--resume {run_id}: check the run id and --metadata-s3")
-    if record.kind != "ingest" or same_dataset(record.target) != opts.dataset_uri:
+    if record.kind != "ingest" or same_dataset(record.target) != str(opts.dataset_uri):
         raise InputError(f"--resume {run_id}: that run ingested into {record.target}, not {opts.dataset_uri}")
     recorded = {uri for job in record.jobs if job.kind == "ingest" for uri in job.samples}
     given = {sample.uri for sample in samples}

@@ -39,9 +39,9 @@ def record_uri_of(run_prefix: Location) -> Location:
     return run_prefix.child(RUN_RECORD_NAME)
 
 
-def dataset_index(metadata: Location, dataset_uri: str) -> Location:
-    """Where the runs of one dataset are listed (one small marker object per run)."""
-    digest = hashlib.sha256(dataset_uri.encode("utf-8")).hexdigest()[:16]
+def dataset_index(metadata: Location, dataset: Location) -> Location:
+    """Where the runs of one dataset are listed (one small marker object per run): a hash of its one spelling."""
+    digest = hashlib.sha256(str(dataset).encode("utf-8")).hexdigest()[:16]
     return metadata.as_prefix().child(f"{DATASETS_PREFIX}/{digest}/")
 
 

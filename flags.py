@@ -1,0 +1,249 @@
+"""The scripts' options as click sees them, and click's values turned once into typed values.
+
+Every option is declared once, as a field with a ``Flag`` (``tiledbvcf_batch/options.py``): the
+domain's in ``IngestOptions``/``ExportOptions``, the command line's own here (``Where`` the jobs
+run, ``Aws``, and the ``Tail``: what to do with the plan). The click options are made from those
+declarations, and the values click gives become a ``Request`` of those dataclasses, with every
+problem of every option listed at once (exit 2).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import typing
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, Generic, TypeVar
+
+import click
+
+from tiledbvcf_batch.inputs import Problems, Sample, check_price, parse_region, read_samples_file
+from tiledbvcf_batch.options import (
+    ExportOptions,
+    ExportRefusals,
+    Flag,
+    IngestOptions,
+    flag,
+    flags_of,
+    option_name,
+    options_from,
+)
+from tiledbvcf_batch.report import DEFAULT_INSTANCE_PRICE, DEFAULT_LOG_LINES
+
+Decorator = Callable[[Callable[..., Any]], Callable[..., Any]]
+EXECUTORS = ("batch", "local")
+Opts = TypeVar("Opts", IngestOptions, ExportOptions)
+TailT = TypeVar("TailT", bound="Tail")
+
+
+@dataclass(frozen=True)
+class Where:
+    """Where the jobs run: the executor, and what it needs."""
+
+    # Only AWS Batch needs these: click cannot require them, since that depends on --executor (see ``missing``).
+    job_queue: str | None = flag(None, metavar="NAME", required_for="batch", help="Name of job queue to use for jobs.")
+    job_definition: str | None = flag(
+        None, metavar="NAME", required_for="batch", help="Name of job definition to use for jobs."
+    )
+    executor: str = flag(
+        "batch",
+        choices=EXECUTORS,
+        help="Where the jobs run: AWS Batch, or this machine (the same job commands, with the real tiledbvcf; "
+        "implies --wait). Locally, every location may also be a local path.",
+    )
+    max_parallel: int | None = flag(
+        None,
+        metavar="N",
+        low=1,
+        help="With --executor local: jobs at a time (default: the cores divided by the jobs' --vcpus, at least 1).",
+    )
+    array_jobs: bool | None = flag(
+        None,
+        switch="--no-array-jobs",
+        help="On AWS Batch: one array job per stage (its children find their samples by index), or one job per "
+        "task. Default: array jobs when the job definition sets TILEDBVCF_BATCH_ENTRYPOINT (this project's image "
+        "and template do), else one job per task.",
+    )
+    tiledbvcf: str | None = flag(
+        None,
+        metavar="PATH",
+        help="With --executor local: the tiledbvcf to run (default: $TILEDBVCF, else tiledbvcf on PATH).",
+    )
+
+    @property
+    def local(self) -> bool:
+        return self.executor == "local"
+
+    def missing(self) -> list[str]:
+        """The options this executor needs that were not given, as click words a missing option."""
+        return [
+            f"Missing option '{spec.option(f.name)}'. (see --help)"
+            for f, spec in flags_of(Where)
+            if spec.required_for == self.executor and not getattr(self, f.name)
+        ]
+
+
+@dataclass(frozen=True)
+class Aws:
+    """How AWS is reached, as the AWS CLI would, and how the run's files are encrypted."""
+
+    region: str | None = flag(
+        None,
+        metavar="NAME",
+        check=parse_region,
+        help="AWS region name of Batch environment  [default: AWS_REGION, else your AWS configuration's, else "
+        "us-east-1]",
+    )
+    profile: str | None = flag(
+        None, metavar="NAME", help="AWS profile of your AWS configuration (default: AWS_PROFILE, else the default)."
+    )
+    kms_key_id: str | None = flag(
+        None, metavar="KEY", help="Encrypt manifests and run records with this KMS key (default: AES256)."
+    )
+
+
+@dataclass(frozen=True)
+class Tail:
+    """What to do with the plan (print it, submit it, wait for it) and what to say on the way."""
+
+    instance_price: float = flag(
+        DEFAULT_INSTANCE_PRICE,
+        metavar="USD",
+        check=check_price,
+        help="Hourly instance price for the --wait cost estimate (on-demand m5.4xlarge, us-east-1).",
+    )
+    keep_partial: bool = flag(
+        False, help="If submission fails part-way, keep the jobs and files already submitted (default: remove them)."
+    )
+    as_json: bool = flag(
+        False,
+        names=("--json",),
+        help="Exactly one JSON document on stdout: the report with --wait, else the submission (run id, record, "
+        "job ids per stage); the plan with --dry-run. Everything else goes to stderr.",
+    )
+    log_lines: int = flag(DEFAULT_LOG_LINES, metavar="N", help="Log lines shown for each failed job.")
+    quiet: bool = flag(
+        False, names=("--quiet", "-q"), help="Only errors on stderr (stdout keeps its lines, or --json)."
+    )
+    verbose: bool = flag(False, names=("--verbose", "-v"), help="Also each job's command on stderr, before submission.")
+    # Each script declares --wait and --dry-run in its own Tail: their help says what that script does.
+    wait: bool = False
+    dry_run: bool = False
+
+    def conflicts(self) -> list[str]:
+        return ["--quiet and --verbose say the opposite: give one of them"] if self.quiet and self.verbose else []
+
+
+@dataclass(frozen=True)
+class Request(Generic[Opts, TailT]):
+    """A command line, typed: the domain's options, where the jobs run, AWS, and what to do with the plan."""
+
+    opts: Opts
+    where: Where
+    aws: Aws
+    tail: TailT
+
+
+def request_from(
+    given: Mapping[str, Any], options: type[Opts], tail: type[TailT], problems: Problems
+) -> Request[Opts, TailT]:
+    """click's values (``given``, by parameter name) as a Request; the problems collected, not raised."""
+    where = options_from(Where, given, problems)
+    problems.found += where.missing()
+    request = Request(
+        options_from(options, given, problems, local=where.local),
+        where,
+        options_from(Aws, given, problems),
+        options_from(tail, given, problems),
+    )
+    problems.found += request.tail.conflicts()
+    return request
+
+
+def ingest_request(given: Mapping[str, Any], tail: type[TailT]) -> tuple[Request[IngestOptions, TailT], list[Sample]]:
+    """batch-ingest.py's command line and the samples of its samples file; every problem at once (InputError)."""
+    problems = Problems()
+    request = request_from(given, IngestOptions, tail, problems)
+    samples = problems.check(lambda: read_samples_file(request.opts.samples, local=request.where.local))
+    problems.found += request.opts.conflicts()
+    problems.raise_any()
+    return request, samples or []
+
+
+def export_request(given: Mapping[str, Any], tail: type[TailT]) -> Request[ExportOptions, TailT]:
+    """batch-export.py's command line; every problem at once (InputError)."""
+    problems = Problems()
+    options_from(ExportRefusals, given, problems)
+    request = request_from(given, ExportOptions, tail, problems)
+    problems.raise_any()
+    return dataclasses.replace(request, opts=request.opts.completed())
+
+
+# -- The click options, made from the declarations --------------------------------------------------------
+
+
+def click_options(order: Sequence[str], *classes: type) -> Decorator:
+    """The options of ``classes``, every one of them, listed in --help in the ``order`` of their field names."""
+    fields = [(cls, f, spec) for cls in classes for f, spec in flags_of(cls)]
+    declared = {f.name: (cls, f, spec) for cls, f, spec in fields}
+    if sorted(order) != sorted(declared) or len(fields) != len(declared):  # none forgotten, none declared twice
+        raise ValueError(f"the options of {[cls.__name__ for cls in classes]} are not those of the order {order}")
+    made = [click_option(*declared[name]) for name in order]
+
+    def apply(command: Callable[..., Any]) -> Callable[..., Any]:
+        for decorator in reversed(made):
+            command = decorator(command)
+        return command
+
+    return apply
+
+
+def click_option_of(cls: type, name: str) -> Decorator:
+    """One option of ``cls``, for a command that takes it alone (batch-runs.py's --profile, say)."""
+    f, spec = next((f, spec) for f, spec in flags_of(cls) if f.name == name)
+    return click_option(cls, f, spec)
+
+
+def click_option(cls: type, f: dataclasses.Field[Any], spec: Flag) -> Decorator:
+    names = list(spec.names or (option_name(f.name),))
+    if spec.switch:
+        names[0] = f"{names[0]}/{spec.switch}"
+    default = click_default(f, spec)
+    kind = value_type(typing.get_type_hints(cls)[f.name])
+    if spec.choices:
+        typed: dict[str, Any] = {"type": click.Choice(spec.choices)}
+    elif kind is bool:  # an on/off switch is a flag by its two spellings alone
+        typed = {} if spec.switch else {"is_flag": True}
+    else:
+        typed = {"type": kind} if kind is not str else {}
+    # A default only where there is one: click takes an explicit None as given (a required option would pass),
+    # except for an on/off switch, whose None says "neither" (click would make it False).
+    if spec.switch or (default is not None and default is not False):
+        typed |= {"default": default, "show_default": default is not None}
+    return click.option(
+        *names,
+        f.name,
+        metavar=spec.metavar,
+        required=spec.required,
+        help=spec.help + ("  [required]" if spec.required_for else ""),  # as click shows a required option
+        **typed,
+    )
+
+
+def click_default(f: dataclasses.Field[Any], spec: Flag) -> Any:
+    """What click gives when the option is not: the field's default, or None where a text or the executor decides."""
+    if spec.executor_default or not isinstance(f.default, bool | int | float | str):
+        return None
+    return f.default
+
+
+def value_type(hint: Any) -> type:
+    """The type click converts to: bool, int or float (optional or not); anything else is given as text."""
+    kinds = [kind for kind in typing.get_args(hint) if kind is not type(None)] or [hint]
+    return kinds[0] if len(kinds) == 1 and kinds[0] in (bool, int, float) else str
+
+
+# The options batch-runs.py shares with the submitting scripts.
+profile_option = click_option_of(Aws, "profile")
+log_lines_option = click_option_of(Tail, "log_lines")
+tiledb_config_option = click_option_of(IngestOptions, "tiledb_config")
