@@ -176,22 +176,7 @@ def named_everywhere(aws, samples_file, run_ingest, damaging, reason: str) -> No
         one_line(invoke(RUNS.main, [command, record]), 2, f"run record {record} is damaged ({reason}")
 
 
-# -- Accepted, though it must fail -------------------------------------------------------------------------
-
-
-@pytest.mark.parametrize(
-    "extra, message",
-    [
-        (["--threads", "0"], "--threads is 0: it must be at least 1"),
-        (["--sample-batch-size", "0"], "--sample-batch-size is 0: it must be at least 1"),
-        (["--dataset-uri", "s3://my-bucketname/" + "d" * 900], "S3 keys are at most 1,024 bytes"),
-        (["--instance-price", "-1"], "--instance-price is -1.0: it must be an hourly price in USD, 0 or more"),
-        (["--instance-price", "nan"], "--instance-price is nan: it must be an hourly price in USD, 0 or more"),
-    ],
-)
-def test_values_the_readme_says_are_refused(aws, samples_file, run_ingest, extra, message):
-    one_line(run_ingest(*base(samples_file(1)), *extra), 2, message)
-    assert aws.submitted == [] and aws.keys("bucket2-name") == []
+# -- Accepted, though it must fail (the values the README says are refused: test_inputs.py) ------------------
 
 
 def test_empty_sample_and_index_files(aws, samples_file, run_ingest):
@@ -204,12 +189,6 @@ def test_empty_sample_and_index_files(aws, samples_file, run_ingest):
         "Error: sample s3://bucket-name/samples/1.bcf is empty (0 bytes): upload it again",
         "Error: the index of sample s3://bucket-name/samples/2.bcf is empty (0 bytes): index it again (bcftools index)",
     ]
-
-
-def test_a_samples_file_with_a_bom(tmp_path, aws, run_ingest):
-    (tmp_path / "bom.txt").write_text("\ufeffs3://bucket-name/samples/1.bcf\n", encoding="utf-8")
-    result = run_ingest("--dataset-uri", DATASET, "--samples", str(tmp_path / "bom.txt"), "--metadata-s3", "b2")
-    one_line(result, 2, "starts with a byte-order mark (BOM)")
 
 
 @pytest.fixture

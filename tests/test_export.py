@@ -111,13 +111,12 @@ def test_wait_reports_missing_files_even_when_jobs_succeeded(aws, export_inputs,
     )
 
 
+# The checks of options are unit tests (test_inputs.py); these need AWS, or are click's own. One of them,
+# --num-jobs 0, shows the wiring of every problem found before any AWS call.
 BAD_EXPORTS = [
-    (["--attributes", "fmt_GT"], "--attributes: tiledbvcf export cannot restrict the INFO/FORMAT fields"),
     (["--bed", "s3://my-bucketname/missing.bed"], "--bed: s3://my-bucketname/missing.bed does not exist"),
     (["--samples", "s3://my-bucketname/missing.txt"], "--samples: s3://my-bucketname/missing.txt does not exist"),
-    (["--samples", "names.txt"], "--samples 'names.txt' is not an S3 URI"),
     (["--dest-s3", "s3://nope-bucket/x/"], "--dest-s3: bucket nope-bucket does not exist"),
-    (["--array", "my-bucketname/ds"], "--array 'my-bucketname/ds' is not an S3 URI"),
     (["--num-jobs", "0"], "--num-jobs is 0: it must be at least 1"),
     (["--job-queue", "nope"], "--job-queue nope: no such job queue"),
     (["--output-format", "t"], "'t' is not one of"),

@@ -209,8 +209,6 @@ def test_replace_deletes_first_then_stores(aws, run_ingest, tmp_path, fake_datas
     ids = re.findall(rf"Submitted sample deletion job ({UUID})", ran.stderr)
     assert [dep["jobId"] for dep in store["dependsOn"]] == ids
     assert "replacing 1 samples the dataset holds (deleted first, then stored): NA1" in ran.stderr
-    both = run_ingest(*base(corrected), "--replace", "--skip-existing")
-    assert both.exit_code == 2 and "--replace and --skip-existing say the opposite" in both.stderr
 
 
 def test_unreadable_dataset_falls_back_on_the_records_with_a_warning(aws, run_ingest, tmp_path, fake_datasets):
