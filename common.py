@@ -21,6 +21,7 @@ import click
 from botocore.exceptions import BotoCoreError, ClientError
 from click.core import ParameterSource
 
+from hints import Hints, interrupted_message, what_next
 from tiledbvcf_batch import __version__, report, submit, watch
 from tiledbvcf_batch.aws import AwsSetupError, Clients, aws_message, make_clients, setup_message
 from tiledbvcf_batch.dataset import DatasetReader, reader_for
@@ -342,7 +343,7 @@ def execute(prepared: Prepared, session: Session, flags: Mapping[str, Any]) -> N
     if flags.get("verbose"):
         for line in describe_plan(plan, jobs, session.executor.where()):
             say(line)
-    hints = watch.Hints(flags.get("profile"), invocation())
+    hints = Hints(flags.get("profile"), invocation())
     local = session.executor.kind == "local"
     with signals_as_interrupt(local) as received:  # no local job outlives this process
         record, submitted = submit_run(plan, prepared, jobs, session, flags, say)
@@ -353,7 +354,7 @@ def execute(prepared: Prepared, session: Session, flags: Mapping[str, Any]) -> N
                 record, session, session.instance_price, flags["log_lines"], as_json, extra, quiet, hints
             )
             sys.exit(128 + received[0] if received else code)
-    for line in watch.what_next(record, hints):
+    for line in what_next(record, hints):
         say(line)
     if as_json:
         document = {"run_id": record.run_id, "kind": record.kind, "record": record.record, "submitted": submitted}
@@ -414,21 +415,20 @@ def wait_and_report(
     as_json: bool,
     extra: dict[str, Any] | None = None,
     quiet: bool = False,
-    hints: watch.Hints | None = None,
+    hints: Hints | None = None,
 ) -> int:
     """Watch a run to its end and print the report; the exit status (0, 1, or 130 on Ctrl-C)."""
     interval, max_interval = session.executor.poll_interval
     stream = io.StringIO() if quiet else sys.stderr  # --quiet: no progress
-    latest = watch.watch_run(
-        record, session.executor, stream=stream, interval=interval, max_interval=max_interval, hints=hints
-    )
-    if latest is None:
+    watched = watch.watch_run(record, session.executor, stream=stream, interval=interval, max_interval=max_interval)
+    if isinstance(watched, watch.Interrupted):
+        print(f"\n{interrupted_message(record, watched.stopped, hints)}", file=stream, flush=True)
         if as_json:  # one document, whatever happens
             click.echo(json.dumps({"run_id": record.run_id, "record": record.record, "interrupted": True,
                                    **(extra or {})}, indent=1))  # fmt: skip
         return watch.EXIT_INTERRUPTED
     finished = report.finish_report(
-        record, latest, session.storage, session.executor, instance_price=instance_price, log_lines=log_lines
+        record, watched, session.storage, session.executor, instance_price=instance_price, log_lines=log_lines
     )
     finished.document.update(extra or {})
     print_finished(finished, as_json, quiet)

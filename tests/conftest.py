@@ -27,6 +27,7 @@ import local_aws  # noqa: E402
 from tiledbvcf_batch.aws import Clients  # noqa: E402
 from tiledbvcf_batch.dataset import DatasetView  # noqa: E402
 from tiledbvcf_batch.executors.batch import BatchExecutor  # noqa: E402
+from tiledbvcf_batch.record import RecordedJob, RunRecord  # noqa: E402
 
 DATASET = "s3://my-bucketname/test-vcf-dataset"
 UUID = r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}"
@@ -240,6 +241,28 @@ class FakeClock:
 @pytest.fixture
 def clock() -> FakeClock:
     return FakeClock()
+
+
+def recorded_run(stages: dict[str, int], kind: str = "ingest") -> RunRecord:
+    """A run on AWS Batch as its record holds it: ``stages`` maps each stage to its number of jobs, all submitted."""
+    jobs = [
+        RecordedJob(
+            f"{stage}-{i}", stage, f"tiledbvcf-{stage}-{i}", f"{stage}/{i}", samples=[f"s3://b/{stage}-{i}.bcf"]
+        )
+        for stage, count in stages.items()
+        for i in range(1, count + 1)
+    ]
+    return RunRecord(
+        run_id="ingest-r1",
+        kind=kind,
+        created_at="2027-01-15T08:00:00+00:00",
+        region="us-east-1",
+        target=DATASET,
+        record="s3://bucket2-name/tiledbvcf-batch/runs/ingest-r1/run.json",
+        options={},
+        jobs=jobs,
+        executor={"kind": "batch", "job_queue": "q", "job_definition": "jd"},
+    )
 
 
 @pytest.fixture

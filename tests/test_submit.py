@@ -218,8 +218,8 @@ def test_printed_commands_survive_copy_and_paste(aws, samples_file, run_ingest):
     """A metadata prefix with a space and $(...) stays one argument, and runs nothing when pasted."""
     import shlex
 
+    from hints import interrupted_message
     from tiledbvcf_batch.record import RunRecord
-    from tiledbvcf_batch.watch import interrupted_message
 
     hostile = "s3://bucket2-name/my runs/$(touch pwned)"
     aws.fail_call("batch.SubmitJob", "ServerException", after=1)

@@ -1,7 +1,8 @@
 """TileDB-VCF ingestion and export fanned out over AWS Batch: the domain, without a command line.
 
 The scripts (``batch-ingest.py``, ``batch-export.py``, ``batch-runs.py``) read their flags and
-hand over to ``common.py``, the thin command-line layer they share. Everything else is here:
+hand over to ``common.py``, the thin command-line layer they share (with ``hints.py``, the commands it
+prints to come back to a run). Everything else is here:
 
 - ``inputs``    user input parsed and checked (no AWS call); the option dataclasses; ``InputError``
 - ``commands``  the one module that spells ``tiledbvcf`` flags (the image's entrypoint uses it too)
@@ -14,12 +15,13 @@ hand over to ``common.py``, the thin command-line layer they share. Everything e
 - ``ledger``    what earlier runs did with a dataset's samples: skip, resume
 - ``prepare``   the I/O around planning, for ingest and export side by side
 - ``submit``    executor-neutral submission: upload, record, submit in order, roll back
-- ``watch``     polling, progress, stuck jobs, cancel
+- ``watch``     polling, stuck jobs, Ctrl-C, cancel
+- ``progress``  how far a run has got: counts per stage, durations, the live display (no polling)
 - ``report``    the figures of a finished run, export verification, failure diagnosis
 - ``executors`` the seam: ``base`` (the protocol), ``batch`` (the only module that speaks Batch), and
                 ``local`` (the same jobs as processes on this machine)
 
-Rules (checked by ``tests/test_layers.py``): nothing here imports click or ``common``;
+Rules (checked by ``tests/test_layers.py``): nothing here imports click, ``common`` or ``hints``;
 ``plan``, ``commands`` and ``inputs`` make no I/O and import no executor; only
 ``executors/batch.py`` writes Batch request keys; only ``commands`` spells tiledbvcf flags.
 """
