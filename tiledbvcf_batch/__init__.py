@@ -11,7 +11,7 @@ prints to come back to a run). Everything else is here:
 - ``aws``       AWS clients with retries, and AWS error text
 - ``record``    run identity and places; the typed ``RunRecord`` (same JSON as ever)
 - ``preflight`` S3 checks before spending: buckets, objects, writability, samples, headers
-- ``lookup``    which of many S3 keys exist, and their sizes: key ranges listed at once, or HEAD requests
+- ``s3listing`` which of many S3 keys exist, and their sizes: key ranges listed at once, or HEAD requests
 - ``ledger``    what earlier runs did with a dataset's samples: skip, resume
 - ``prepare``   the I/O around planning, for ingest and export side by side
 - ``submit``    executor-neutral submission: upload, record, submit in order, roll back
