@@ -6,10 +6,9 @@ import json
 import time
 
 import pytest
-from botocore.awsrequest import AWSResponse
 
 import local_aws
-from conftest import DATASET, FakeClock, base, calls_of, manifest_of, record_of
+from conftest import DATASET, FakeClock, base, calls_of, http_answer, manifest_of, record_of
 from tiledbvcf_batch.aws import credentials_refused, make_clients
 from tiledbvcf_batch.executors.batch import SUBMITS_PER_SECOND, BatchExecutor, Pacer
 from tiledbvcf_batch.inputs import IngestOptions, Sample
@@ -19,14 +18,6 @@ from tiledbvcf_batch.storage import S3Uri, Storage
 from tiledbvcf_batch.submit import Ticker, jobs_for, submit_plan
 
 
-class Raw:
-    def __init__(self, body: bytes):
-        self.body = body
-
-    def stream(self, **_):
-        yield self.body
-
-
 def storm(aws, operation: str, status: int, body: bytes, times: int) -> list[int]:
     """Answer ``times`` requests of ``operation`` with a throttling error at the HTTP level."""
     answered = []
@@ -34,7 +25,7 @@ def storm(aws, operation: str, status: int, body: bytes, times: int) -> list[int
     def handler(request, **_):
         if len(answered) < times:
             answered.append(status)
-            return AWSResponse(request.url, status, {}, Raw(body))
+            return http_answer(request, status, body)
         return None
 
     aws.on(f"before-send.{operation}", handler)
