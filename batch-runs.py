@@ -13,7 +13,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 
 import common
 import flags
-from tiledbvcf_batch import dataset, inventory, report, watch
+from tiledbvcf_batch import dataset, inventory, progress, report, watch
 from tiledbvcf_batch import record as records
 from tiledbvcf_batch.aws import Clients, aws_message, make_clients
 from tiledbvcf_batch.executors import for_record
@@ -90,12 +90,12 @@ def status(session: common.Session, record: RunRecord, instance_price: float | N
     Exit status: 0 all succeeded, 1 some failed, 3 still running.
     """
     latest = watch.describe_now(session.executor, record)
-    for line in watch.progress_lines(record, latest, time.time()):
+    for line in progress.progress_lines(record, latest, time.time()):
         click.echo(line, err=as_json)
-    if not watch.is_finished(latest):
+    if not progress.is_finished(latest):
         if as_json:
             click.echo(json.dumps({"run_id": record.run_id, "finished": False,
-                                   "stages": watch.stage_counts(record, latest)}, indent=1))  # fmt: skip
+                                   "stages": progress.stage_counts(record, latest)}, indent=1))  # fmt: skip
         sys.exit(3)
     finished = report.finish_report(
         record, latest, session.storage, session.executor, instance_price=price_of(record, instance_price), log_lines=0
@@ -178,7 +178,7 @@ def list_runs(metadata_s3: str, region: str | None, profile: str | None, last: i
         click.echo(json.dumps(runs, indent=1))
         return
     for run in runs:
-        took = watch.format_duration(run["seconds"]) if run["seconds"] is not None else "-"
+        took = progress.format_duration(run["seconds"]) if run["seconds"] is not None else "-"
         click.echo(f"{run['run_id']}  {run['state']}  {run['jobs']} jobs  {took}  {run['target']}  {run['record']}")
 
 
@@ -193,12 +193,12 @@ def listed_run(uri: Any, storage: Storage, clients_for: Callable[[str], Any]) ->
         return unlisted(uri, f"DAMAGED ({damaged.reason})")
     except (ClientError, BotoCoreError, OSError) as error:  # one run that cannot be read stops no other
         return unlisted(uri, f"UNKNOWN ({aws_message(error)})")
-    running = watch.run_state(latest) == "running"
+    running = progress.run_state(latest) == "running"
     return {
         "run_id": record.run_id,
-        "state": watch.run_state(latest),
+        "state": progress.run_state(latest),
         "jobs": len(record.jobs),
-        "seconds": time.time() - record.created_epoch() if running else watch.run_seconds(record, latest),
+        "seconds": time.time() - record.created_epoch() if running else progress.run_seconds(record, latest),
         "target": record.target,
         "record": str(uri),
     }

@@ -22,6 +22,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 from click.core import ParameterSource
 
 from flags import Request, Tail
+from hints import Hints, interrupted_message, what_next
 from tiledbvcf_batch import __version__, report, submit, watch
 from tiledbvcf_batch.aws import AwsSetupError, Clients, aws_message, make_clients, setup_message
 from tiledbvcf_batch.dataset import DatasetReader, reader_for
@@ -205,7 +206,7 @@ def execute(prepared: Prepared, session: Session, tail: Tail) -> None:
     if tail.verbose:
         for line in describe_plan(plan, jobs, session.executor.where()):
             say(line)
-    hints = watch.Hints(session.profile, invocation())
+    hints = Hints(session.profile, invocation())
     local = session.executor.kind == "local"
     with signals_as_interrupt(local) as received:  # no local job outlives this process
         record, submitted = submit_run(plan, prepared, jobs, session, tail, say)
@@ -215,7 +216,7 @@ def execute(prepared: Prepared, session: Session, tail: Tail) -> None:
                 record, session, session.instance_price, tail.log_lines, as_json, extra, tail.quiet, hints
             )
             sys.exit(128 + received[0] if received else code)
-    for line in watch.what_next(record, hints):
+    for line in what_next(record, hints):
         say(line)
     if as_json:
         document = {"run_id": record.run_id, "kind": record.kind, "record": record.record, "submitted": submitted}
@@ -276,21 +277,20 @@ def wait_and_report(
     as_json: bool,
     extra: dict[str, Any] | None = None,
     quiet: bool = False,
-    hints: watch.Hints | None = None,
+    hints: Hints | None = None,
 ) -> int:
     """Watch a run to its end and print the report; the exit status (0, 1, or 130 on Ctrl-C)."""
     interval, max_interval = session.executor.poll_interval
     stream = io.StringIO() if quiet else sys.stderr  # --quiet: no progress
-    latest = watch.watch_run(
-        record, session.executor, stream=stream, interval=interval, max_interval=max_interval, hints=hints
-    )
-    if latest is None:
+    watched = watch.watch_run(record, session.executor, stream=stream, interval=interval, max_interval=max_interval)
+    if isinstance(watched, watch.Interrupted):
+        print(f"\n{interrupted_message(record, watched.stopped, hints)}", file=stream, flush=True)
         if as_json:  # one document, whatever happens
             click.echo(json.dumps({"run_id": record.run_id, "record": record.record, "interrupted": True,
                                    **(extra or {})}, indent=1))  # fmt: skip
         return watch.EXIT_INTERRUPTED
     finished = report.finish_report(
-        record, latest, session.storage, session.executor, instance_price=instance_price, log_lines=log_lines
+        record, watched, session.storage, session.executor, instance_price=instance_price, log_lines=log_lines
     )
     finished.document.update(extra or {})
     print_finished(finished, as_json, quiet)

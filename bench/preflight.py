@@ -42,8 +42,8 @@ from botocore.awsrequest import AWSResponse  # noqa: E402
 import local_aws  # noqa: E402
 from tiledbvcf_batch.aws import make_clients  # noqa: E402
 from tiledbvcf_batch.inputs import Sample  # noqa: E402
-from tiledbvcf_batch.lookup import CallCounter, keys_and_sizes_only  # noqa: E402
 from tiledbvcf_batch.preflight import check_s3_samples  # noqa: E402
+from tiledbvcf_batch.s3listing import CallCounter, keys_and_sizes_only  # noqa: E402
 
 BUCKET = "bucket-name"
 PAGE = 1000

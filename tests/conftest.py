@@ -1,21 +1,23 @@
 """Shared test helpers: the emulated AWS (in process and as a loopback server), one scripted Batch,
-one fake clock, and the scripts."""
+one fake clock, the options and run records the unit tests build, the scripts and the image's entrypoint
+as subprocesses, the stand-in tiledbvcf, and the real one."""
 
 from __future__ import annotations
 
 import copy
 import importlib.util
 import json
-import struct
+import os
+import subprocess
 import sys
-import zlib
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import boto3
 import pytest
+from botocore.awsrequest import AWSResponse
 from click.testing import CliRunner
 from moto import mock_aws
 
@@ -27,11 +29,14 @@ import local_aws  # noqa: E402
 from tiledbvcf_batch.aws import Clients  # noqa: E402
 from tiledbvcf_batch.dataset import DatasetView  # noqa: E402
 from tiledbvcf_batch.executors.batch import BatchExecutor  # noqa: E402
-from tiledbvcf_batch.storage import Location  # noqa: E402
+from tiledbvcf_batch.options import ExportOptions, IngestOptions  # noqa: E402
+from tiledbvcf_batch.record import RecordedJob, RunRecord  # noqa: E402
+from tiledbvcf_batch.storage import Location, S3Uri  # noqa: E402
 
 DATASET = "s3://my-bucketname/test-vcf-dataset"
 UUID = r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}"
 T0 = 1_800_000_000.0
+Options = TypeVar("Options", IngestOptions, ExportOptions)
 
 
 def load_script(filename: str) -> Any:
@@ -142,6 +147,21 @@ def aws() -> Any:
         yield state
 
 
+class Raw:
+    """The body of a made-up HTTP answer, streamed as botocore streams a real one."""
+
+    def __init__(self, body: bytes):
+        self.body = body
+
+    def stream(self, **_: Any) -> Any:
+        yield self.body
+
+
+def http_answer(request: Any, status: int, body: bytes) -> AWSResponse:
+    """What a before-send hook returns to answer ``request`` itself, as the endpoint would have (throttling, 403)."""
+    return AWSResponse(request.url, status, {}, Raw(body))
+
+
 @pytest.fixture
 def samples_file(tmp_path: Path) -> Callable[[int], Path]:
     """Write a samples file of ``n`` sample URIs (their objects exist in the emulated S3)."""
@@ -244,6 +264,73 @@ def clock() -> FakeClock:
     return FakeClock()
 
 
+# What a unit test builds an options object from: every required field, the same in every test. Build them with
+# ``options``, never by hand: a change of the option dataclasses is then made here once.
+REQUIRED_OPTIONS: dict[type, dict[str, Any]] = {
+    IngestOptions: {
+        "dataset_uri": S3Uri("my-bucketname", "test-vcf-dataset"),
+        "samples": "samples.txt",
+        "metadata_s3": S3Uri("bucket2-name"),
+    },
+    ExportOptions: {
+        "dataset_uri": S3Uri("my-bucketname", "test-vcf-dataset"),
+        "dest_s3": S3Uri("my-bucketname", "bcf-exports/"),
+        "samples": S3Uri("my-bucketname", "names.txt"),
+        "bed": S3Uri("my-bucketname", "bedfiles/sorted1000000.bed"),
+        "metadata_s3": S3Uri("bucket2-name"),
+    },
+}
+
+
+def options(kind: type[Options], **changes: Any) -> Options:
+    """IngestOptions or ExportOptions of the README's examples, with ``changes``."""
+    return kind(**{**REQUIRED_OPTIONS[kind], **changes})
+
+
+def recorded_run(stages: dict[str, int], kind: str = "ingest") -> RunRecord:
+    """A run on AWS Batch as its record holds it: ``stages`` maps each stage to its number of jobs, all submitted."""
+    jobs = [
+        RecordedJob(
+            f"{stage}-{i}", stage, f"tiledbvcf-{stage}-{i}", f"{stage}/{i}", samples=[f"s3://b/{stage}-{i}.bcf"]
+        )
+        for stage, count in stages.items()
+        for i in range(1, count + 1)
+    ]
+    return RunRecord(
+        run_id="ingest-r1",
+        kind=kind,
+        created_at="2027-01-15T08:00:00+00:00",
+        region="us-east-1",
+        target=DATASET,
+        record="s3://bucket2-name/tiledbvcf-batch/runs/ingest-r1/run.json",
+        options={},
+        jobs=jobs,
+        executor={"kind": "batch", "job_queue": "q", "job_definition": "jd"},
+    )
+
+
+# -- Subprocesses: the scripts as a user runs them, the image's entrypoint as AWS Batch runs it -----------------
+
+ENTRYPOINT = [sys.executable, str(ROOT / "image" / "entrypoint.py")]
+
+
+def run_script(
+    script: str, *args: str, env: dict[str, str] | None = None, **kwargs: Any
+) -> subprocess.CompletedProcess[str]:
+    """``python SCRIPT ARGS`` (a path under the checkout) in a process of its own, with this environment by default."""
+    return subprocess.run([sys.executable, str(ROOT / script), *args], env=dict(os.environ) if env is None else env,
+                          capture_output=True, text=True, timeout=300, **kwargs)  # fmt: skip
+
+
+def image_env(**extra: str) -> dict[str, str]:
+    return dict(os.environ, PYTHONPATH=str(ROOT), **extra)  # the package sits beside the entrypoint in the image
+
+
+def run_entrypoint(args: Sequence[str], **env: str) -> subprocess.CompletedProcess:
+    """The image's entrypoint on a job's ``args``, with ``env`` added to this environment."""
+    return subprocess.run([*ENTRYPOINT, *args], env=image_env(**env), capture_output=True, text=True, timeout=300)
+
+
 @pytest.fixture
 def moto_server(monkeypatch: pytest.MonkeyPatch) -> Any:
     """A moto server on 127.0.0.1 with the spec's buckets and Batch set-up; subprocesses reach it."""
@@ -255,6 +342,13 @@ def moto_server(monkeypatch: pytest.MonkeyPatch) -> Any:
         yield endpoint
     finally:
         server.stop()
+
+
+@pytest.fixture
+def server(moto_server: str, samples_file: Callable[..., Path]) -> str:
+    """The moto server, and samples.txt in the test's directory naming 4 samples on it (the scripts run there)."""
+    samples_file(4)
+    return moto_server
 
 
 def set_job_status(job_ids: list[str], status: str) -> None:
@@ -311,29 +405,50 @@ def make_dataset(aws, key: str = "test-vcf-dataset", samples: tuple[str, ...] = 
     DATASETS[f"s3://my-bucketname/{key}"] = frozenset(samples)
 
 
-# -- Sample files: BGZF as bgzip writes it (the header checks refuse plain gzip) -------------------
+# -- The stand-in tiledbvcf (tests/tiledbvcf_standin.py), and the real one ------------------------------------
+
+STANDIN = ROOT / "tests" / "tiledbvcf_standin.py"
+TILEDBVCF = os.environ.get("TILEDBVCF", "")
+needs_tiledbvcf = pytest.mark.skipif(
+    not TILEDBVCF, reason="TILEDBVCF is not set: these tests run the real tiledbvcf (.ci/run unpacks and sets it)"
+)
+BED = "chr1\t0\t2000000\nchr2\t0\t2000000\nchr3\t0\t2000000\n"  # every record of a demo cohort
 
 
-def bgzf(data: bytes) -> bytes:
-    """BGZF as bgzip writes it: gzip members whose extra field "BC" holds the block size, then the EOF block."""
-    blocks = []
-    for start in range(0, len(data), 60000):
-        chunk = data[start : start + 60000]
-        compressor = zlib.compressobj(6, zlib.DEFLATED, -15)
-        deflated = compressor.compress(chunk) + compressor.flush()
-        header = (
-            b"\x1f\x8b\x08\x04" + b"\x00" * 4 + b"\x00\xff" + struct.pack("<HBBHH", 6, 66, 67, 2, len(deflated) + 25)
-        )
-        blocks.append(header + deflated + struct.pack("<II", zlib.crc32(chunk), len(chunk)))
-    eof = bytes.fromhex("1f8b08040000000000ff0600424302001b0003000000000000000000")
-    return b"".join(blocks) + eof
+@dataclass(frozen=True)
+class Standin:
+    program: Path
+    log: Path
+
+    def calls(self) -> list[list[str]]:
+        """The arguments of each call so far, in order."""
+        return [json.loads(line) for line in self.log.read_text().splitlines()] if self.log.exists() else []
 
 
-def bgzip_vcf(samples: list[str]) -> bytes:
-    header = "##fileformat=VCFv4.2\n##contig=<ID=chr1>\n#CHROM\tPOS\tID\tREF\tALT\tQUAL\tFILTER\tINFO\tFORMAT"
-    return bgzf(("\t".join([header, *samples]) + "\nchr1\t1\t.\tA\tC\t.\t.\t.\tGT\n").encode())
+def install_standin(directory: Path, monkeypatch: pytest.MonkeyPatch) -> Standin:
+    """The stand-in as ``directory``/tiledbvcf, named by TILEDBVCF (not the real tiledbvcf it may name: these tests
+    are of what the real one cannot be made to do), its calls logged to ``directory``/calls.log."""
+    directory.mkdir(exist_ok=True)
+    program = directory / "tiledbvcf"
+    program.write_text(STANDIN.read_text().replace("/usr/bin/env python3", sys.executable, 1))
+    program.chmod(0o755)
+    monkeypatch.setenv("TILEDBVCF", str(program))
+    monkeypatch.setenv("STANDIN_LOG", str(directory / "calls.log"))
+    return Standin(program, directory / "calls.log")
 
 
-def bgzip_bcf(sample: str) -> bytes:
-    text = f"##fileformat=VCFv4.2\n#CHROM\tPOS\tID\tREF\tALT\tQUAL\tFILTER\tINFO\tFORMAT\t{sample}\n\0".encode()
-    return bgzf(b"BCF\x02\x02" + struct.pack("<I", len(text)) + text + b"\x00" * 32)
+def tiledbvcf(*args: str) -> str:
+    """The real tiledbvcf's output; it must succeed."""
+    return subprocess.run([TILEDBVCF, *args], capture_output=True, text=True, check=True, timeout=120).stdout
+
+
+def listed(dataset: str | Path) -> list[str]:
+    return tiledbvcf("list", "-u", str(dataset)).split()
+
+
+@pytest.fixture
+def here(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A working directory with a state root of its own for the local executor's job states and logs."""
+    monkeypatch.setenv("TILEDBVCF_BATCH_STATE", str(tmp_path / "state"))
+    monkeypatch.chdir(tmp_path)
+    return tmp_path

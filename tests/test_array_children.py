@@ -6,16 +6,13 @@ the emulated S3. Run whenever TILEDBVCF names a tiledbvcf (``.ci/run`` unpacks .
 
 from __future__ import annotations
 
-import os
 import subprocess
-import sys
 from pathlib import Path
 
 import boto3
-import pytest
 
 import cohort
-from conftest import ROOT
+from conftest import listed, needs_tiledbvcf, run_entrypoint
 from tiledbvcf_batch.commands import ARRAY_INDEX_VARIABLE
 from tiledbvcf_batch.executors.batch import BatchExecutor
 from tiledbvcf_batch.inputs import Sample, parse_dataset_uri
@@ -25,20 +22,14 @@ from tiledbvcf_batch.plan import Task, ingest_batches, plan_export, plan_ingest
 from tiledbvcf_batch.record import RunRecord, run_prefix_for
 from tiledbvcf_batch.storage import LocalPath, S3Uri, Storage
 
-TILEDBVCF = os.environ.get("TILEDBVCF", "")
-pytestmark = pytest.mark.skipif(
-    not TILEDBVCF, reason="TILEDBVCF is not set: these tests run the real tiledbvcf (.ci/run unpacks and sets it)"
-)
+pytestmark = needs_tiledbvcf
 DATASET = "s3://my-bucketname/arrays-ds"
 ARRAYS = BatchExecutor(None, "q", "jd", array_jobs=True)
 
 
 def entrypoint(args: tuple[str, ...], index: int | None = None) -> subprocess.CompletedProcess:
-    env = dict(os.environ, TILEDBVCF=TILEDBVCF, PYTHONPATH=str(ROOT))  # the image puts the package beside it
-    if index is not None:
-        env[ARRAY_INDEX_VARIABLE] = str(index)  # as Batch sets it in child ``index``
-    command = [sys.executable, str(ROOT / "image" / "entrypoint.py"), *args]
-    return subprocess.run(command, capture_output=True, text=True, timeout=300, env=env)
+    """The entrypoint as AWS Batch runs a job, or child ``index`` of an array job (it sets the index variable)."""
+    return run_entrypoint(args, **({ARRAY_INDEX_VARIABLE: str(index)} if index is not None else {}))
 
 
 def run_like_batch(jobs: list[Task]) -> None:
@@ -90,8 +81,7 @@ def test_array_children_ingest_and_export_through_the_entrypoint(tmp_path: Path,
     upload(s3, jobs)
     run_like_batch(jobs)
 
-    listed = subprocess.run([TILEDBVCF, "list", "-u", DATASET], capture_output=True, text=True, check=True).stdout
-    assert sorted(listed.split()) == sorted(path.name.removesuffix(".bcf") for path in inputs)
+    assert sorted(listed(DATASET)) == sorted(path.name.removesuffix(".bcf") for path in inputs)
     # Each child recorded its success itself: the ledger needs nothing from Batch to count the samples in.
     record = RunRecord.new(plan, jobs, {}, ARRAYS.settings(), "us-east-1")
     record.set_job_ids({"create": "c", "ingest-1-array": "p"})
@@ -108,7 +98,7 @@ def test_array_children_ingest_and_export_through_the_entrypoint(tmp_path: Path,
                            S3Uri("bucket-name", "names.txt"), S3Uri("bucket-name", "regions.bed"),
                            S3Uri("bucket2-name"), num_jobs=2, output_format="v",
                            scratch_path=str(tmp_path / "export"))  # fmt: skip
-    names = listed.split()
+    names = listed(DATASET)
     export_plan = plan_export(export, names, "export-arrays", run_prefix_for(export.metadata_s3, "export-arrays"))
     export_jobs = ARRAYS.submissions(export_plan)
     assert [(job.key, len(job.members)) for job in export_jobs] == [("export-array", 2)]

@@ -5,14 +5,12 @@ from __future__ import annotations
 import os
 import re
 import shlex
-import subprocess
-import sys
 
 import pytest
 from click.testing import CliRunner
 
 import local_aws
-from conftest import EXPORT, INGEST, ROOT, base, load_script
+from conftest import EXPORT, INGEST, ROOT, base, load_script, run_script
 
 RUNS = load_script("batch-runs.py")
 SCRIPTS = ("batch-ingest.py", "batch-export.py", "batch-runs.py")
@@ -22,27 +20,21 @@ SCRIPTS = ("batch-ingest.py", "batch-export.py", "batch-runs.py")
 def test_scripts_are_executable_and_tell_their_version(script):
     path = ROOT / script
     assert os.access(path, os.X_OK) and path.read_text().startswith("#!/usr/bin/env python3\n")
-    result = subprocess.run([sys.executable, str(path), "--version"], capture_output=True, text=True, timeout=60)
+    result = run_script(script, "--version")
     assert result.returncode == 0 and re.fullmatch(rf"{script} \d+\.\d+\.\d+ \(tiledbvcf-batch\)\n", result.stdout)
 
 
-def test_option_defaults_from_the_environment(moto_server, tmp_path, monkeypatch):
+def test_option_defaults_from_the_environment(server, tmp_path, monkeypatch):
     """The real scripts, as run from a shell: the wiring of the prefix is what is tested."""
-    uris = local_aws.put_samples(4)
-    (tmp_path / "samples.txt").write_text("".join(f"{uri}\n" for uri in uris))
     monkeypatch.setenv("TILEDBVCF_BATCH_JOB_QUEUE", local_aws.JOB_QUEUE)
     monkeypatch.setenv("TILEDBVCF_BATCH_JOB_DEFINITION", local_aws.JOB_DEFINITION)
     monkeypatch.setenv("TILEDBVCF_BATCH_NUM_JOBS", "2")
     monkeypatch.setenv("TILEDBVCF_BATCH_LIST_METADATA_S3", "bucket2-name")
 
-    def script(*args: str) -> subprocess.CompletedProcess:
-        return subprocess.run([sys.executable, *args], cwd=tmp_path, env=dict(os.environ), capture_output=True,
-                              text=True, timeout=120)  # fmt: skip
-
-    ingest = script(str(ROOT / "batch-ingest.py"), *base("samples.txt"))
+    ingest = run_script("batch-ingest.py", *base("samples.txt"), cwd=tmp_path)
     assert ingest.returncode == 0, ingest.stderr
     assert len(ingest.stdout.splitlines()[1].split()) == 3 + 2  # "Submitted ingestion job(s)" and 2 ids
-    listed = script(str(ROOT / "batch-runs.py"), "list")
+    listed = run_script("batch-runs.py", "list", cwd=tmp_path)
     assert listed.returncode == 0 and len(listed.stdout.splitlines()) == 1, listed.stderr
 
 

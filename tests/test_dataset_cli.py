@@ -1,4 +1,4 @@
-# ruff: noqa: F811  (the fixtures here and place come from test_local, and name the tests' parameters)
+# ruff: noqa: F811  (the fixture place comes from test_real_tiledbvcf, and names the tests' parameters)
 """batch-runs.py dataset: what a dataset holds, read from the dataset itself, and the runs that wrote it.
 
 In process on the emulated AWS (the dataset's samples come from conftest's fake reader), then with the real
@@ -9,17 +9,26 @@ from __future__ import annotations
 
 import datetime
 import json
-import os
 import re
 import shlex
 import subprocess
-import sys
 
-import pytest
-from test_local import TILEDBVCF, here, ingest_at, listed, place, samples_file  # noqa: F401
+from test_real_tiledbvcf import ingest_at, place, write_samples  # noqa: F401
 
 import cohort
-from conftest import DATASET, ROOT, base, bgzip_bcf, invoke, load_script, make_dataset, record_of
+from conftest import (
+    DATASET,
+    ROOT,
+    base,
+    invoke,
+    listed,
+    load_script,
+    make_dataset,
+    needs_tiledbvcf,
+    record_of,
+    run_script,
+)
+from samplefiles import bgzip_bcf
 from tiledbvcf_batch.dataset import registry_of
 from tiledbvcf_batch.inputs import parse_dataset_uri
 from tiledbvcf_batch.registry import Claim, register, withdraw
@@ -28,7 +37,6 @@ from tiledbvcf_batch.storage import Storage
 RUNS = load_script("batch-runs.py")
 RUN_ID = r"ingest-\d{8}T\d{6}Z-[0-9a-f]{6}"
 TIME = r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\+00:00"
-real = pytest.mark.skipif(not TILEDBVCF, reason="TILEDBVCF is not set: these tests run the real tiledbvcf")
 
 
 def show(*args: str):
@@ -251,14 +259,13 @@ def test_help_lists_the_dataset_command():
 
 
 def dataset_of(place, *args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, str(ROOT / "batch-runs.py"), "dataset", place.dataset, *args],
-                          capture_output=True, text=True, timeout=120, env=dict(os.environ))  # fmt: skip
+    return run_script("batch-runs.py", "dataset", place.dataset, *args)
 
 
-@real
+@needs_tiledbvcf
 def test_the_samples_tiledbvcf_lists_and_the_run_that_wrote_them(place):
     inputs = cohort.make_cohort(place.root / "in", 3, records=60)
-    ingested = ingest_at(place, samples_file(place.root / "samples.txt", place.put(inputs)), "--no-consolidate")
+    ingested = ingest_at(place, write_samples(place.root / "samples.txt", place.put(inputs)), "--no-consolidate")
     assert ingested.returncode == 0, ingested.stdout + ingested.stderr
     run_id = re.search(r"Run (\S+) recorded at (\S+)", ingested.stderr)
 
@@ -276,12 +283,12 @@ def test_the_samples_tiledbvcf_lists_and_the_run_that_wrote_them(place):
     assert text.returncode == 0 and text.stdout.splitlines()[0] == f"Dataset {place.dataset} holds 3 samples"
 
 
-@real
+@needs_tiledbvcf
 def test_a_sample_store_left_half_written_is_shown_until_the_run_is_resumed(place):
     inputs = cohort.make_cohort(place.root / "in", 3, records=150)
     good = inputs[1].read_bytes()
     cohort.corrupt(inputs[1])  # store fails after it wrote the batch's headers: list shows all three
-    samples = samples_file(place.root / "samples.txt", place.put(inputs))
+    samples = write_samples(place.root / "samples.txt", place.put(inputs))
     failed = ingest_at(place, samples, "--no-consolidate")
     assert failed.returncode == 1, failed.stdout + failed.stderr
     run_id = re.search(r"Run (\S+) recorded", failed.stderr)[1]
@@ -298,8 +305,7 @@ def test_a_sample_store_left_half_written_is_shown_until_the_run_is_resumed(plac
     place.put([inputs[1]])
     words = shlex.split(partial["resume"])  # the command as printed, run from the scripts' directory
     assert words[:2] == ["python", "batch-ingest.py"]
-    resumed = subprocess.run([sys.executable, *words[1:]], cwd=ROOT, capture_output=True, text=True, timeout=300,
-                             env=dict(os.environ))  # fmt: skip
+    resumed = run_script(*words[1:], cwd=ROOT)
     assert resumed.returncode == 0, resumed.stdout + resumed.stderr
     after = json.loads(dataset_of(place, "--json").stdout)
     assert after["partial"] == [] and after["samples_count"] == 3

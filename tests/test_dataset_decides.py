@@ -1,4 +1,4 @@
-# ruff: noqa: F811  (the fixtures here and place come from test_local, and name the tests' parameters)
+# ruff: noqa: F811  (the fixture place comes from test_real_tiledbvcf, and names the tests' parameters)
 """The dataset decides: never a sample twice, whatever the path, the metadata location, a race or a lost record.
 
 With the real tiledbvcf, on local paths and on the emulated S3: each case ends with every sample present exactly
@@ -14,13 +14,12 @@ import subprocess
 import sys
 from pathlib import Path
 
-import pytest
-from test_local import TILEDBVCF, Place, export_all, here, listed, place, samples_file, script, tiledbvcf  # noqa: F401
+from test_real_tiledbvcf import Place, export_all, place, script, write_samples  # noqa: F401
 
 import cohort
-from conftest import ROOT
+from conftest import ROOT, listed, needs_tiledbvcf, tiledbvcf
 
-pytestmark = pytest.mark.skipif(not TILEDBVCF, reason="TILEDBVCF is not set: these tests run the real tiledbvcf")
+pytestmark = needs_tiledbvcf
 
 
 def ingest_with(place: Place, samples: Path, metadata: str, *extra: str) -> subprocess.CompletedProcess:
@@ -74,7 +73,7 @@ def by_name(paths: list[Path]) -> dict[str, Path]:
 
 def test_another_metadata_location_does_not_store_twice(place):
     inputs = cohort.make_cohort(place.root / "in", 3, records=60)
-    samples = samples_file(place.root / "samples.txt", place.put(inputs))
+    samples = write_samples(place.root / "samples.txt", place.put(inputs))
     assert ingest_with(place, samples, place.metadata).returncode == 0
     again = ingest_with(place, samples, other_metadata(place))
     assert again.returncode == 0 and again.stdout == "", again.stderr
@@ -86,7 +85,7 @@ def test_another_metadata_location_does_not_store_twice(place):
 def test_a_corrected_delivery_without_check_headers_is_refused_then_replaced(place):
     inputs = cohort.make_cohort(place.root / "in", 3, records=60)
     assert (
-        ingest_with(place, samples_file(place.root / "samples.txt", place.put(inputs)), place.metadata).returncode == 0
+        ingest_with(place, write_samples(place.root / "samples.txt", place.put(inputs)), place.metadata).returncode == 0
     )
     corrected = cohort.make_cohort(place.root / "fixed", 2, records=90, seed=7)[1]  # S0001 again, other records
     fixed = str(corrected)
@@ -94,7 +93,7 @@ def test_a_corrected_delivery_without_check_headers_is_refused_then_replaced(pla
         fixed = "s3://bucket-name/redelivered/S0001.bcf"
         for suffix in ("", ".csi"):
             place.s3.upload_file(f"{corrected}{suffix}", "bucket-name", f"redelivered/S0001.bcf{suffix}")
-    fix = samples_file(place.root / "fix.txt", [fixed])
+    fix = write_samples(place.root / "fix.txt", [fixed])
     entries = registry_entries(place)
     refused = ingest_with(place, fix, other_metadata(place))
     assert refused.returncode == 2, refused.stderr
@@ -114,7 +113,7 @@ def test_a_corrected_delivery_without_check_headers_is_refused_then_replaced(pla
 
 def test_a_deleted_run_record_holds_its_samples_then_the_dataset_decides(place):
     inputs = cohort.make_cohort(place.root / "in", 3, records=60)
-    samples = samples_file(place.root / "samples.txt", place.put(inputs))
+    samples = write_samples(place.root / "samples.txt", place.put(inputs))
     first = ingest_with(place, samples, place.metadata)
     assert first.returncode == 0, first.stderr
     ((where, entry),) = registry_entries(place)
@@ -134,7 +133,7 @@ def test_a_deleted_run_record_holds_its_samples_then_the_dataset_decides(place):
 def test_a_symlinked_dataset_is_the_same_dataset(here):
     place = Place("local", here)
     inputs = cohort.make_cohort(here / "in", 2, records=60)
-    samples = samples_file(here / "samples.txt", inputs)
+    samples = write_samples(here / "samples.txt", inputs)
     assert ingest_with(place, samples, place.metadata).returncode == 0
     (here / "link").symlink_to(here / "ds")
     again = script("batch-ingest.py", "--dataset-uri", str(here / "link" / ".." / "link"), "--samples", str(samples),
@@ -145,7 +144,7 @@ def test_a_symlinked_dataset_is_the_same_dataset(here):
 
 def test_two_ingestions_started_together_store_each_sample_once(place):
     inputs = cohort.make_cohort(place.root / "in", 4, records=60)
-    samples = samples_file(place.root / "samples.txt", place.put(inputs))
+    samples = write_samples(place.root / "samples.txt", place.put(inputs))
     tiledbvcf("create", "-u", place.dataset)
     tiledbvcf("store", "-u", place.dataset, str(cohort.make_cohort(place.root / "seed", 1, prefix="X")[0]))
     env = dict(os.environ)

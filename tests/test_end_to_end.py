@@ -5,50 +5,39 @@ from __future__ import annotations
 import json
 import os
 import re
-import subprocess
 import sys
 
 import boto3
 import pytest
 
-import local_aws
-from conftest import ROOT, UUID
+from conftest import ROOT, UUID, run_script
 
 
 @pytest.fixture
-def server(moto_server, tmp_path):
-    uris = local_aws.put_samples(20)
-    (tmp_path / "samples.txt").write_text("".join(f"{uri}\n" for uri in uris))
+def readme_inputs(moto_server, samples_file):
+    """The README examples' inputs on the moto server: 20 samples in samples.txt, the names file, the BED file."""
+    samples_file(20)
     s3 = boto3.client("s3", region_name="us-east-1")
     names = "".join(f"SampleName{i}\n" for i in range(1, 11)).encode()
     s3.put_object(Bucket="my-bucketname", Key="10-names.txt", Body=names)
     s3.put_object(Bucket="my-bucketname", Key="bedfiles/sorted1000000.bed", Body=b"chr1\t0\t10\n")
-    return moto_server
 
 
-def run(args: list[str], cwd) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, *args], cwd=cwd, env=dict(os.environ), capture_output=True, text=True, timeout=120
-    )
-
-
-def test_readme_examples_as_subprocesses(server, tmp_path):
-    ingest = run(
-        [
-            str(ROOT / "batch-ingest.py"),
-            "--dataset-uri",
-            "s3://my-bucketname/test-vcf-dataset",
-            "--samples",
-            "samples.txt",
-            "--metadata-s3",
-            "bucket2-name",
-            "--job-queue",
-            "tiledbvcf-job-queue",
-            "--job-definition",
-            "tiledbvcf-24h",
-            "--num-jobs",
-            "10",
-        ],
+def test_readme_examples_as_subprocesses(readme_inputs, tmp_path):
+    ingest = run_script(
+        "batch-ingest.py",
+        "--dataset-uri",
+        "s3://my-bucketname/test-vcf-dataset",
+        "--samples",
+        "samples.txt",
+        "--metadata-s3",
+        "bucket2-name",
+        "--job-queue",
+        "tiledbvcf-job-queue",
+        "--job-definition",
+        "tiledbvcf-24h",
+        "--num-jobs",
+        "10",
         cwd=tmp_path,
     )
     assert ingest.returncode == 0, ingest.stderr
@@ -77,24 +66,22 @@ def test_readme_examples_as_subprocesses(server, tmp_path):
 
     # What the creation job would have left: moto's Batch runs no tiledbvcf.
     s3.put_object(Bucket="my-bucketname", Key="test-vcf-dataset/__tiledb_group.tdb", Body=b"")
-    export = run(
-        [
-            str(ROOT / "batch-export.py"),
-            "--dataset-uri",
-            "s3://my-bucketname/test-vcf-dataset",
-            "--dest-s3",
-            "s3://my-bucketname/bcf-exports/",
-            "--samples",
-            "s3://my-bucketname/10-names.txt",
-            "--bed",
-            "s3://my-bucketname/bedfiles/sorted1000000.bed",
-            "--job-queue",
-            "tiledbvcf-job-queue",
-            "--job-definition",
-            "tiledbvcf-24h",
-            "--num-jobs",
-            "2",
-        ],
+    export = run_script(
+        "batch-export.py",
+        "--dataset-uri",
+        "s3://my-bucketname/test-vcf-dataset",
+        "--dest-s3",
+        "s3://my-bucketname/bcf-exports/",
+        "--samples",
+        "s3://my-bucketname/10-names.txt",
+        "--bed",
+        "s3://my-bucketname/bedfiles/sorted1000000.bed",
+        "--job-queue",
+        "tiledbvcf-job-queue",
+        "--job-definition",
+        "tiledbvcf-24h",
+        "--num-jobs",
+        "2",
         cwd=tmp_path,
     )
     assert export.returncode == 0, export.stderr
@@ -103,20 +90,18 @@ def test_readme_examples_as_subprocesses(server, tmp_path):
 
 def test_bad_input_as_a_subprocess_is_one_line_and_exit_2(server, tmp_path):
     (tmp_path / "samples.txt").write_text("s3://bucket-name/samples/1.bcf\nsamples/2.bcf\n")
-    result = run(
-        [
-            str(ROOT / "batch-ingest.py"),
-            "--dataset-uri",
-            "s3://my-bucketname/ds",
-            "--samples",
-            "samples.txt",
-            "--metadata-s3",
-            "bucket2-name",
-            "--job-queue",
-            "tiledbvcf-job-queue",
-            "--job-definition",
-            "tiledbvcf-24h",
-        ],
+    result = run_script(
+        "batch-ingest.py",
+        "--dataset-uri",
+        "s3://my-bucketname/ds",
+        "--samples",
+        "samples.txt",
+        "--metadata-s3",
+        "bucket2-name",
+        "--job-queue",
+        "tiledbvcf-job-queue",
+        "--job-definition",
+        "tiledbvcf-24h",
         cwd=tmp_path,
     )
     assert result.returncode == 2
@@ -131,9 +116,7 @@ def test_without_tiledbvcf_the_demo_says_how_to_get_one_and_shows_the_emulated_w
     (tmp_path / "tmp").mkdir()
     env = {**os.environ, "TILEDBVCF": str(tmp_path / "no-tiledbvcf"), "PATH": os.path.dirname(sys.executable),
            "TMPDIR": str(tmp_path / "tmp")}  # fmt: skip
-    result = subprocess.run(
-        [sys.executable, "demo/local_run.py"], cwd=ROOT, capture_output=True, text=True, timeout=300, env=env
-    )
+    result = run_script("demo/local_run.py", cwd=ROOT, env=env)
     assert result.returncode == 0, result.stdout + result.stderr
     assert "No real run: tiledbvcf" in result.stdout
     assert "conda install -c conda-forge -c tiledb libtiledbvcf" in result.stdout

@@ -3,28 +3,27 @@
 from __future__ import annotations
 
 import json
-import os
 import socket
-import subprocess
-import sys
 import time
 
 import boto3
 import pytest
-from botocore.awsrequest import AWSResponse
 from click.testing import CliRunner
 
-from conftest import DATASET, EXPORT, INGEST, ROOT, base, invoke, load_script, make_dataset, record_of
+from conftest import (
+    DATASET,
+    EXPORT,
+    INGEST,
+    base,
+    http_answer,
+    invoke,
+    load_script,
+    make_dataset,
+    record_of,
+    run_script,
+)
 
 RUNS = load_script("batch-runs.py")
-
-
-class Raw:
-    def __init__(self, body: bytes):
-        self.body = body
-
-    def stream(self, **_):
-        yield self.body
 
 
 def one_line(result, code: int, text: str) -> None:
@@ -61,7 +60,7 @@ def test_unknown_profile(no_aws_configuration, monkeypatch):
 
 def test_expired_credentials_end_everything_at_once(aws, samples_file, run_ingest):
     body = b'{"__type": "ExpiredTokenException", "message": "The security token included in the request is expired"}'
-    aws.on("before-send.batch.DescribeJobQueues", lambda request, **_: AWSResponse(request.url, 403, {}, Raw(body)))
+    aws.on("before-send.batch.DescribeJobQueues", lambda request, **_: http_answer(request, 403, body))
     one_line(run_ingest(*base(samples_file(2))), 4, "AWS refused your credentials (ExpiredTokenException")
     assert aws.submitted == [] and aws.keys("bucket2-name") == []
 
@@ -78,11 +77,8 @@ def test_an_unreachable_endpoint_is_said_at_once(tmp_path, monkeypatch):
     monkeypatch.setenv("AWS_ENDPOINT_URL", f"http://127.0.0.1:{port}")
     (tmp_path / "samples.txt").write_text("s3://bucket-name/a.bcf\n")
     started = time.monotonic()
-    result = subprocess.run(
-        [sys.executable, str(ROOT / "batch-ingest.py"), "--dataset-uri", DATASET, "--samples",
-         str(tmp_path / "samples.txt"), "--metadata-s3", "bucket2-name", "--job-queue", "q", "--job-definition", "d"],
-        capture_output=True, text=True, timeout=120, env=dict(os.environ),
-    )  # fmt: skip
+    result = run_script("batch-ingest.py", "--dataset-uri", DATASET, "--samples", str(tmp_path / "samples.txt"),
+                        "--metadata-s3", "bucket2-name", "--job-queue", "q", "--job-definition", "d")  # fmt: skip
     assert result.returncode == 4, result.stderr
     assert result.stderr.startswith(
         f'Error: cannot reach AWS (Could not connect to the endpoint URL: "http://127.0.0.1:{port}/'

@@ -17,7 +17,8 @@ from pathlib import Path
 import boto3
 import pytest
 
-from conftest import ROOT, bgzip_vcf
+from conftest import ENTRYPOINT, ROOT, image_env, install_standin, run_entrypoint
+from samplefiles import bgzip_vcf
 from tiledbvcf_batch.commands import ARRAY_INDEX_VARIABLE, ARRAY_MARK, task_file_body
 from tiledbvcf_batch.jobcheck import lock_file, started_marker
 from tiledbvcf_batch.options import ExportOptions
@@ -27,71 +28,17 @@ from tiledbvcf_batch.storage import S3Uri
 sys.path.insert(0, str(ROOT / "image"))
 import entrypoint
 
-STANDIN = '''#!/usr/bin/env python3
-"""Stand-in for tiledbvcf, as the README describes its export and list (for failure paths)."""
-import json, os, sys, time
-args = sys.argv[1:]
-with open(os.environ["STANDIN_LOG"], "a") as log:
-    log.write(json.dumps(args) + "\\n")
-if args and args[0] == "list":  # the dataset's samples: STANDIN_LISTED, or a failure as 0.40 prints it
-    if os.environ.get("STANDIN_LIST_EXIT"):
-        print("[info] Opening dataset")
-        print("[critical] Exception: TileDB-VCF dataset does not exist")
-        sys.exit(int(os.environ["STANDIN_LIST_EXIT"]))
-    print("".join(n + "\\n" for n in os.environ.get("STANDIN_LISTED", "").split(",") if n), end="")
-    sys.exit(0)
-if args and args[0] == "store":
-    if os.environ.get("STANDIN_SEE"):  # what store saw: was the started marker written before it ran?
-        with open(os.environ["STANDIN_SEE"] + ".seen", "w") as seen:
-            seen.write(str(os.path.exists(os.environ["STANDIN_SEE"])))
-    if os.environ.get("STANDIN_SLEEP"):
-        with open(os.environ["STANDIN_LOG"] + ".pid", "w") as pid:
-            pid.write(str(os.getpid()))
-        time.sleep(float(os.environ["STANDIN_SLEEP"]))
-if args and args[0] == "export":
-    out = args[args.index("-d") + 1]
-    if not os.path.isdir(out):
-        print("[critical] output directory does not exist: " + out)
-        sys.exit(1)
-    names_file = args[args.index("-f") + 1]
-    if os.path.exists(names_file):
-        names = sorted({l.strip() for l in open(names_file) if l.strip()})
-        index, count = (int(x) for x in args[args.index("--sample-partition") + 1].split(":"))
-        size, extra = divmod(len(names), count)
-        start = index * size + min(index, extra)
-        names = names[start:start + size + (1 if index < extra else 0)]
-    else:
-        names = [n for n in os.environ.get("STANDIN_NAMES", "").split(",") if n]
-    skip = os.environ.get("STANDIN_SKIP", "").split(",")
-    for name in names:
-        if name not in skip:
-            with open(os.path.join(out, name + ".bcf"), "wb") as f:
-                f.write(b"BCF\\2\\2" + name.encode())
-    # Like 0.40.x with --upload-dir s3://: exit 0 and upload nothing.
-sys.exit(int(os.environ.get("STANDIN_EXIT", "0")))
-'''
-
 
 @pytest.fixture
 def standin(tmp_path, monkeypatch):
-    bin_dir = tmp_path / "bin"
-    bin_dir.mkdir()
-    program = bin_dir / "tiledbvcf"
-    program.write_text(STANDIN.replace("/usr/bin/env python3", sys.executable, 1))
-    program.chmod(0o755)
-    log = tmp_path / "standin.log"
-    monkeypatch.setenv("PATH", f"{bin_dir}{os.pathsep}{os.environ['PATH']}")
-    # The stand-in, not the real tiledbvcf that TILEDBVCF may name: these tests are of failure paths.
-    monkeypatch.setenv("TILEDBVCF", str(program))
-    monkeypatch.setattr(entrypoint, "TILEDBVCF", str(program))
-    monkeypatch.setenv("STANDIN_LOG", str(log))
+    """The stand-in tiledbvcf, on PATH and in the entrypoint; a scratch directory; the stand-in's calls."""
+    tiledbvcf = install_standin(tmp_path / "bin", monkeypatch)
+    monkeypatch.setenv("PATH", f"{tiledbvcf.program.parent}{os.pathsep}{os.environ['PATH']}")
+    monkeypatch.setattr(entrypoint, "TILEDBVCF", str(tiledbvcf.program))
+    monkeypatch.setenv("STANDIN_KEEPS_SAMPLE_FILE", "1")  # these tests run one manifest's store more than once
     scratch = tmp_path / "data"
     scratch.mkdir()
-
-    def calls():
-        return [json.loads(line) for line in log.read_text().splitlines()] if log.exists() else []
-
-    return scratch, calls
+    return scratch, tiledbvcf.calls
 
 
 def names_file(tmp_path: Path, names: list[str]) -> str:
@@ -172,19 +119,18 @@ def test_the_command_batch_export_submits_works_through_the_entrypoint(aws, stan
 
 def test_every_other_command_runs_unchanged_with_a_scratch_directory_of_its_own(standin, tmp_path):
     scratch, calls = standin
-    entry = [sys.executable, str(ROOT / "image" / "entrypoint.py")]
     legacy = ["store", "-u", "s3://b/ds", "-f", "s3://b/m.txt", "--remove-sample-file"]  # no --resume: no check
-    assert subprocess.run([*entry, *legacy], env=image_env()).returncode == 0
+    assert subprocess.run([*ENTRYPOINT, *legacy], env=image_env()).returncode == 0
     # Two jobs on one instance share /data: each gets a directory of its own there, removed afterwards.
     dataset, manifest = str(tmp_path / "ds"), sample_manifest(tmp_path, ["A"])
     with_scratch = ["store", "-u", dataset, "-d", str(scratch), "-s", "100", "-f", manifest, "--resume"]
-    assert subprocess.run([*entry, *with_scratch], env=image_env(STANDIN_EXIT="2")).returncode == 2
+    assert subprocess.run([*ENTRYPOINT, *with_scratch], env=image_env(STANDIN_EXIT="2")).returncode == 2
     names = names_file(tmp_path, ["A"])
     local_export = [
         "export", "-u", "s3://b/ds", "-f", names, "--sample-partition", "0:1",
         "-d", str(tmp_path), "--upload-dir", str(tmp_path / "up"),
     ]  # fmt: skip
-    assert subprocess.run([*entry, *local_export], env=image_env(STANDIN_EXIT="3")).returncode == 3
+    assert subprocess.run([*ENTRYPOINT, *local_export], env=image_env(STANDIN_EXIT="3")).returncode == 3
     first, listing, second, third = calls()
     assert first == legacy
     assert listing == ["list", "-u", dataset]  # the job check, before the store
@@ -206,12 +152,6 @@ def test_option_forms():
 
 # -- The job check: no sample stored twice ---------------------------------------------------------
 
-ENTRY = [sys.executable, str(ROOT / "image" / "entrypoint.py")]
-
-
-def image_env(**extra: str) -> dict[str, str]:
-    return dict(os.environ, PYTHONPATH=str(ROOT), **extra)  # the package sits beside the entrypoint in the image
-
 
 def sample_manifest(tmp_path: Path, names: list[str], name: str = "m.txt") -> str:
     """A store manifest of single-sample bgzipped VCFs; the second sample's line names its index after a TAB."""
@@ -228,14 +168,10 @@ def store_args(tmp_path: Path, manifest: str) -> list[str]:
     return ["store", "-u", str(tmp_path / "ds"), "-f", manifest, "-t", "1", "--remove-sample-file", "--resume"]
 
 
-def run_entry(args: list[str], **env: str) -> subprocess.CompletedProcess:
-    return subprocess.run([*ENTRY, *args], env=image_env(**env), capture_output=True, text=True, timeout=60)
-
-
 def test_a_sample_already_in_the_dataset_is_refused_and_store_never_runs(standin, tmp_path):
     _, calls = standin
     manifest = sample_manifest(tmp_path, ["A", "B", "C"])
-    ran = run_entry(store_args(tmp_path, manifest), STANDIN_LISTED="Z,C,B")
+    ran = run_entrypoint(store_args(tmp_path, manifest), STANDIN_LISTED="Z,C,B")
     assert ran.returncode == 1
     assert ran.stderr.splitlines() == [
         f"[tiledbvcf-batch] store refused: 2 of this job's 3 samples already in dataset {tmp_path / 'ds'}, not "
@@ -253,7 +189,7 @@ def test_a_sample_an_earlier_attempt_of_the_job_stored_is_finished_by_store_resu
     marker = Path(started_marker(manifest))
     marker.parent.mkdir()
     marker.write_text(json.dumps({"task": manifest, "names": {str(tmp_path / "B.vcf.gz"): "B"}}))
-    ran = run_entry(store_args(tmp_path, manifest), STANDIN_LISTED="B", STANDIN_SEE=str(marker),
+    ran = run_entrypoint(store_args(tmp_path, manifest), STANDIN_LISTED="B", STANDIN_SEE=str(marker),
                     AWS_BATCH_JOB_ATTEMPT="2")  # fmt: skip
     assert ran.returncode == 0, ran.stderr
     assert ran.stderr.splitlines() == [
@@ -269,7 +205,7 @@ def test_a_sample_an_earlier_attempt_of_the_job_stored_is_finished_by_store_resu
 
 def test_a_dataset_that_cannot_be_listed_fails_the_job_with_lists_first_error(standin, tmp_path):
     _, calls = standin
-    ran = run_entry(store_args(tmp_path, sample_manifest(tmp_path, ["A"])), STANDIN_LIST_EXIT="1")
+    ran = run_entrypoint(store_args(tmp_path, sample_manifest(tmp_path, ["A"])), STANDIN_LIST_EXIT="1")
     assert ran.returncode == 1
     assert ran.stderr.splitlines() == [
         f"[tiledbvcf-batch] tiledbvcf list -u {tmp_path / 'ds'} failed (exit 1): [critical] Exception: TileDB-VCF "
@@ -293,7 +229,7 @@ def test_a_sample_whose_name_cannot_be_told_fails_the_job(standin, tmp_path, dam
         sample.unlink()
     else:
         sample.write_bytes(b"##fileformat=VCFv4.2\n" if damage == "plain" else bgzip_vcf(["B", "B2"]))
-    ran = run_entry(store_args(tmp_path, manifest))
+    ran = run_entrypoint(store_args(tmp_path, manifest))
     assert ran.returncode == 1
     assert ran.stderr.splitlines() == [f"[tiledbvcf-batch] {expected}"]
     assert "store" not in [call[0] for call in calls()]
@@ -303,7 +239,7 @@ def test_a_started_marker_that_cannot_be_written_fails_the_job(standin, tmp_path
     _, calls = standin
     manifest = sample_manifest(tmp_path, ["A"])
     Path(started_marker(manifest)).mkdir(parents=True)  # a directory where the marker should be
-    ran = run_entry(store_args(tmp_path, manifest))
+    ran = run_entrypoint(store_args(tmp_path, manifest))
     assert ran.returncode == 1
     assert re.fullmatch(
         rf"\[tiledbvcf-batch\] the started marker {re.escape(started_marker(manifest))} cannot be written "
@@ -322,14 +258,14 @@ def test_a_second_store_of_a_manifest_fails_at_once_while_the_first_holds_its_lo
         held.write("4242")
         held.flush()
         fcntl.flock(held, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        ran = run_entry(store_args(tmp_path, manifest))
+        ran = run_entrypoint(store_args(tmp_path, manifest))
     assert ran.returncode == 1
     assert ran.stderr.splitlines() == [
         f"[tiledbvcf-batch] another store of this manifest is running: {lock} is locked by pid 4242; store did "
         "not run (two at once would store its samples twice)"
     ]
     assert [call[0] for call in calls() if call[0] != "list"] == []  # the listing, started first, was killed
-    assert run_entry(store_args(tmp_path, manifest)).returncode == 0  # released: the next attempt runs
+    assert run_entrypoint(store_args(tmp_path, manifest)).returncode == 0  # released: the next attempt runs
 
 
 def wait_for(path: Path, process: subprocess.Popen) -> int:
@@ -344,12 +280,12 @@ def test_the_lock_stays_with_tiledbvcf_when_the_entrypoint_dies(standin, tmp_pat
     scratch, _ = standin
     manifest = sample_manifest(tmp_path, ["A"])
     args = [*store_args(tmp_path, manifest), "-d", str(scratch), "-s", "10"]
-    first = subprocess.Popen([*ENTRY, *args], env=image_env(STANDIN_SLEEP="60"), start_new_session=True)
+    first = subprocess.Popen([*ENTRYPOINT, *args], env=image_env(STANDIN_SLEEP="60"), start_new_session=True)
     store = wait_for(Path(os.environ["STANDIN_LOG"] + ".pid"), first)
     try:
         first.kill()  # SIGKILL: the entrypoint ends; its tiledbvcf runs on, with the lock it inherited
         first.wait()
-        second = run_entry(args)
+        second = run_entrypoint(args)
         assert second.returncode == 1
         lock = lock_file(started_marker(manifest))
         assert second.stderr.splitlines() == [
@@ -359,16 +295,16 @@ def test_the_lock_stays_with_tiledbvcf_when_the_entrypoint_dies(standin, tmp_pat
     finally:
         os.killpg(first.pid, signal.SIGKILL)  # the stand-in's group
     deadline = time.monotonic() + 10
-    while run_entry(args).returncode != 0 and time.monotonic() < deadline:  # its death released the lock
+    while run_entrypoint(args).returncode != 0 and time.monotonic() < deadline:  # its death released the lock
         time.sleep(0.1)
-    assert run_entry(args).returncode == 0
+    assert run_entrypoint(args).returncode == 0
 
 
 def test_sigterm_to_the_entrypoint_alone_stops_tiledbvcf_and_cleans_its_scratch(standin, tmp_path):
     """As a container's PID 1, the entrypoint alone gets Batch's SIGTERM: tiledbvcf must get it too."""
     scratch, _ = standin
     args = [*store_args(tmp_path, sample_manifest(tmp_path, ["A"])), "-d", str(scratch), "-s", "10"]
-    process = subprocess.Popen([*ENTRY, *args], env=image_env(STANDIN_SLEEP="60"), stderr=subprocess.PIPE,
+    process = subprocess.Popen([*ENTRYPOINT, *args], env=image_env(STANDIN_SLEEP="60"), stderr=subprocess.PIPE,
                                text=True, start_new_session=True)  # fmt: skip
     store = wait_for(Path(os.environ["STANDIN_LOG"] + ".pid"), process)
     try:

@@ -20,41 +20,11 @@ import sys
 import time
 from pathlib import Path
 
-import pytest
-
 import cohort
-from conftest import ROOT
+from conftest import BED, ROOT, TILEDBVCF, listed, needs_tiledbvcf, run_entrypoint, run_script, tiledbvcf
 from tiledbvcf_batch.executors.local import LocalExecutor
 from tiledbvcf_batch.jobcheck import lock_file, started_marker
 from tiledbvcf_batch.processes import job_runs
-
-TILEDBVCF = os.environ.get("TILEDBVCF", "")
-real = pytest.mark.skipif(
-    not TILEDBVCF, reason="TILEDBVCF is not set: these tests run the real tiledbvcf (.ci/run unpacks and sets it)"
-)
-BED = "chr1\t0\t2000000\nchr2\t0\t2000000\nchr3\t0\t2000000\n"
-ENTRY = [sys.executable, str(ROOT / "image" / "entrypoint.py")]
-
-
-@pytest.fixture
-def here(tmp_path, monkeypatch):
-    """A working directory with a state root of its own for the local executor's job states and logs."""
-    monkeypatch.setenv("TILEDBVCF_BATCH_STATE", str(tmp_path / "state"))
-    monkeypatch.chdir(tmp_path)
-    return tmp_path
-
-
-def tiledbvcf(*args: str) -> str:
-    return subprocess.run([TILEDBVCF, *args], capture_output=True, text=True, check=True, timeout=120).stdout
-
-
-def listed(dataset: Path) -> list[str]:
-    return tiledbvcf("list", "-u", str(dataset)).split()
-
-
-def entrypoint(args: list[str]) -> subprocess.CompletedProcess:
-    env = dict(os.environ, TILEDBVCF=TILEDBVCF, PYTHONPATH=str(ROOT))  # the package beside it, as in the image
-    return subprocess.run([*ENTRY, *args], capture_output=True, text=True, timeout=300, env=env)
 
 
 def manifest(path: Path, samples: list[Path]) -> str:
@@ -83,7 +53,7 @@ def test_started_marker_paths():
     assert lock_file(started_marker("/r/m.txt")) == "/r/started/m.txt.json.lock"
 
 
-@real
+@needs_tiledbvcf
 def test_a_store_job_refuses_a_sample_already_in_the_dataset_and_stores_nothing(here):
     inputs = cohort.make_cohort(here / "in", 3, records=150)
     dataset = here / "ds"
@@ -91,7 +61,7 @@ def test_a_store_job_refuses_a_sample_already_in_the_dataset_and_stores_nothing(
     tiledbvcf("store", "-u", str(dataset), "-f", manifest(here / "by-hand.txt", [inputs[1]]))  # by hand, earlier
     job = manifest(here / "ingest-b001-j0001.txt", inputs)
     args = ["store", "-u", str(dataset), "-t", "1", "-f", job, "--remove-sample-file", "--resume"]
-    refused = entrypoint(args)
+    refused = run_entrypoint(args)
     assert refused.returncode == 1, refused.stdout + refused.stderr
     assert refused.stderr.splitlines() == [
         f"[tiledbvcf-batch] store refused: 1 of this job's 3 samples already in dataset {dataset}, not stored by an "
@@ -103,7 +73,7 @@ def test_a_store_job_refuses_a_sample_already_in_the_dataset_and_stores_nothing(
     assert not Path(started_marker(job)).exists()
 
 
-@real
+@needs_tiledbvcf
 def test_a_job_whose_earlier_attempt_stored_part_of_it_is_finished_by_store_resume(here):
     """The earlier attempt wrote its marker, stored its first batch (-e 1: one sample a batch), and died."""
     inputs = cohort.make_cohort(here / "in", 3, records=150)
@@ -116,7 +86,7 @@ def test_a_job_whose_earlier_attempt_stored_part_of_it_is_finished_by_store_resu
     tiledbvcf("store", "-u", str(dataset), "-f", manifest(here / "first.txt", inputs[:1]), "-e", "1", "--resume")
     assert listed(dataset) == ["S0000"]
     args = ["store", "-u", str(dataset), "-t", "1", "-f", job, "--remove-sample-file", "--resume", "-e", "1"]
-    finished = entrypoint(args)
+    finished = run_entrypoint(args)
     assert finished.returncode == 0, finished.stdout + finished.stderr
     assert (
         "[tiledbvcf-batch] job check: 3 samples, none stored twice; 1 already stored by an earlier attempt of this "
@@ -127,10 +97,6 @@ def test_a_job_whose_earlier_attempt_stored_part_of_it_is_finished_by_store_resu
     assert json.loads(marker.read_text())["names"] == {str(p): p.name.removesuffix(".bcf") for p in inputs}
 
 
-def run_script(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, *args], capture_output=True, text=True, timeout=300, env=dict(os.environ))
-
-
 def wait_until(condition, within: float, what: str) -> None:
     deadline = time.monotonic() + within
     while not condition():
@@ -138,7 +104,7 @@ def wait_until(condition, within: float, what: str) -> None:
         time.sleep(0.1)
 
 
-@real
+@needs_tiledbvcf
 def test_a_killed_script_leaves_its_store_running_and_nothing_doubles_it(here):
     """SIGKILL the script while store runs: --resume refuses while the orphaned tiledbvcf runs, cancel stops
     it, then --resume finishes the run, every sample once."""
@@ -172,7 +138,7 @@ def test_a_killed_script_leaves_its_store_running_and_nothing_doubles_it(here):
         # Not even by hand: a second store of the same manifest finds the lock the running tiledbvcf holds.
         log = Path(state["attempts"][0]["container"]["logStreamName"]).read_text()
         args = shlex.split(log.splitlines()[0].split(": ", 1)[1])[1:]
-        second = entrypoint(args)
+        second = run_entrypoint(args)
         lock = lock_file(started_marker(store["manifest"]))
         assert second.returncode == 1 and re.fullmatch(
             rf"\[tiledbvcf-batch\] another store of this manifest is running: {re.escape(lock)} is locked by pid "
@@ -180,7 +146,7 @@ def test_a_killed_script_leaves_its_store_running_and_nothing_doubles_it(here):
             second.stderr,
         ), second.stderr
         assert job_runs(pid, start), "the store should still run: make the cohort bigger"
-        cancelled = run_script(str(ROOT / "batch-runs.py"), "cancel", record["record"])
+        cancelled = run_script("batch-runs.py", "cancel", record["record"])
         assert cancelled.returncode == 0, cancelled.stdout + cancelled.stderr
         assert f"1 job(s) terminated (were running): {store['job_id']}" in cancelled.stdout
         assert not job_runs(pid, start)  # the entrypoint and its tiledbvcf are gone

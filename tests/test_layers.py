@@ -57,7 +57,12 @@ def constants(path: Path) -> set[str]:
 
 def test_the_domain_never_imports_click_or_the_cli_layer():
     for name, path in MODULES.items():
-        assert not {"click", "common"} & {m.split(".")[0] for m in imports(path)}, name
+        assert not {"click", "common", "hints"} & {m.split(".")[0] for m in imports(path)}, name
+
+
+def test_progress_is_display_only_and_the_report_needs_no_polling():
+    assert not {m for m in imports(MODULES["progress"]) if m in ("watch", "report", "submit", "ledger", "prepare")}
+    assert "watch" not in imports(MODULES["report"])
 
 
 def test_plan_commands_and_inputs_do_no_io_and_know_no_executor():

@@ -6,7 +6,8 @@ import re
 from pathlib import Path
 
 import local_aws
-from conftest import DATASET, UUID, base, bgzip_vcf, calls_of, consume_manifests, make_dataset, manifest_of, record_of
+from conftest import DATASET, UUID, base, calls_of, consume_manifests, make_dataset, manifest_of, record_of
+from samplefiles import bgzip_vcf
 
 CONSOLIDATION = ["consolidate-fragment-meta", "consolidate-commits", "vacuum-fragment-meta", "vacuum-commits"]
 

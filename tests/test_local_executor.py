@@ -1,6 +1,6 @@
 """The local executor's failure paths, with a stand-in tiledbvcf: finding it, retries, failed dependencies.
 
-The real tiledbvcf runs in tests/test_local.py; a stand-in is for what the real one cannot be
+The real tiledbvcf runs in tests/test_real_tiledbvcf.py; a stand-in is for what the real one cannot be
 made to do on demand (fail once, then succeed; be a legacy release).
 """
 
@@ -21,60 +21,25 @@ from pathlib import Path
 
 import pytest
 
-from conftest import INGEST, ROOT, bgzip_vcf, invoke
+from conftest import INGEST, ROOT, install_standin, invoke
+from samplefiles import bgzip_vcf
 from tiledbvcf_batch.executors.local import LocalExecutor, default_parallel, orphaned, process_exists
 from tiledbvcf_batch.inputs import Resources
 from tiledbvcf_batch.plan import Stage, Task
 from tiledbvcf_batch.processes import job_runs, process_start, process_state, stop_jobs
 
-STANDIN = """#!PYTHON
-import json, os, sys
-args = sys.argv[1:]
-if args[:1] == ["--version"]:
-    print(os.environ.get("STANDIN_VERSION", "TileDB-VCF version 0.40.3"))
-    sys.exit(0)
-with open(os.environ["STANDIN_LOG"], "a") as log:
-    log.write(json.dumps(args) + "\\n")
-if args[0] == "list":  # the job check before a store: the dataset holds STANDIN_LISTED
-    print("".join(n + "\\n" for n in os.environ.get("STANDIN_LISTED", "").split(",") if n), end="")
-    sys.exit(0)
-if args[0] == "create":
-    os.makedirs(args[2], exist_ok=True)
-    open(os.path.join(args[2], "__group"), "w").close()
-if args[0] == "store" and os.environ.get("STANDIN_SLEEP"):
-    open(os.environ["STANDIN_LOG"] + ".pid", "w").write(str(os.getpid()))
-    import time
-    time.sleep(float(os.environ["STANDIN_SLEEP"]))
-if args[0] == "store":
-    counter = os.environ["STANDIN_LOG"] + ".attempts"
-    seen = int(open(counter).read()) if os.path.exists(counter) else 0
-    open(counter, "w").write(str(seen + 1))
-    if seen < int(os.environ.get("STANDIN_FAIL_TIMES", "0")):
-        print("[critical] Error: stand-in failure " + str(seen + 1))
-        sys.exit(1)
-    os.remove(args[args.index("-f") + 1])  # --remove-sample-file
-"""
-
 
 @pytest.fixture
 def standin(tmp_path, monkeypatch):
-    program = tmp_path / "tiledbvcf"
-    program.write_text(STANDIN.replace("PYTHON", sys.executable))
-    program.chmod(0o755)
-    monkeypatch.setenv("STANDIN_LOG", str(tmp_path / "calls.log"))
-    monkeypatch.setenv("TILEDBVCF", str(program))
+    """The stand-in tiledbvcf in this test's directory, which holds 4 samples and samples.txt; the stand-in's calls."""
+    tiledbvcf = install_standin(tmp_path, monkeypatch)
     monkeypatch.setenv("TILEDBVCF_BATCH_STATE", str(tmp_path / "state"))
     monkeypatch.chdir(tmp_path)
     for i in range(4):
         (tmp_path / f"s{i}.bcf").write_bytes(bgzip_vcf([f"S{i}"]))  # headers are read: local files cost nothing
         (tmp_path / f"s{i}.bcf.csi").write_bytes(b"i")
     (tmp_path / "samples.txt").write_text("".join(f"s{i}.bcf\n" for i in range(4)))
-
-    def calls() -> list[list[str]]:
-        log = tmp_path / "calls.log"
-        return [json.loads(line) for line in log.read_text().splitlines()] if log.exists() else []
-
-    return calls
+    return tiledbvcf.calls
 
 
 def ingest(tmp_path: Path, *extra: str):

@@ -5,7 +5,8 @@ from __future__ import annotations
 import gzip
 import hashlib
 
-from conftest import base, bgzf, bgzip_bcf, bgzip_vcf, calls_of
+from conftest import base, calls_of
+from samplefiles import bgzf, bgzip_bcf, bgzip_vcf
 from tiledbvcf_batch.headers import HEADER_FIRST_READ, read_header_sample_names
 from tiledbvcf_batch.storage import S3Uri
 

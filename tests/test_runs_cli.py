@@ -10,32 +10,16 @@ import subprocess
 import sys
 
 import boto3
-import pytest
 from click.testing import CliRunner
 
-import local_aws
-from conftest import DATASET, ROOT, load_script, set_job_status, stop_requests
+from conftest import DATASET, ROOT, load_script, run_script, set_job_status, stop_requests
 
 RUNS = load_script("batch-runs.py")
 
 
-@pytest.fixture
-def server(moto_server, tmp_path):
-    uris = local_aws.put_samples(4)
-    (tmp_path / "samples.txt").write_text("".join(f"{uri}\n" for uri in uris))
-    return moto_server
-
-
-def script(name: str, *args: str, cwd, **kwargs) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, str(ROOT / name), *args], cwd=cwd, env=dict(os.environ), capture_output=True, text=True,
-        timeout=120, **kwargs,
-    )  # fmt: skip
-
-
 def submit(tmp_path) -> tuple[str, list[str]]:
     # Without consolidation: the jobs these tests steer are those of the documented Submitted lines.
-    result = script(
+    result = run_script(
         "batch-ingest.py", "--dataset-uri", DATASET, "--samples", "samples.txt", "--metadata-s3", "bucket2-name",
         "--job-queue", "tiledbvcf-job-queue", "--job-definition", "tiledbvcf-24h", "--num-jobs", "2",
         "--no-consolidate", cwd=tmp_path,
@@ -50,24 +34,24 @@ def submit(tmp_path) -> tuple[str, list[str]]:
 def test_status_and_wait_again_from_a_fresh_process(server, tmp_path):
     uri, ids = submit(tmp_path)
     set_job_status(ids[1:], "RUNNING")
-    running = script("batch-runs.py", "status", uri, cwd=tmp_path)
+    running = run_script("batch-runs.py", "status", uri, cwd=tmp_path)
     assert running.returncode == 3
     assert "1/3 jobs finished" in running.stdout
     assert "  ingestion 1: RUNNING 2" in running.stdout
 
     set_job_status(ids[1:], "SUCCEEDED")
     run_id = uri.split("/")[-2]
-    by_id = script("batch-runs.py", "wait", run_id, "--metadata-s3", "bucket2-name", cwd=tmp_path)
+    by_id = run_script("batch-runs.py", "wait", run_id, "--metadata-s3", "bucket2-name", cwd=tmp_path)
     assert by_id.returncode == 0, by_id.stderr
     assert "- 3 / 3 jobs succeeded" in by_id.stdout
-    finished = script("batch-runs.py", "status", uri, cwd=tmp_path)
+    finished = run_script("batch-runs.py", "status", uri, cwd=tmp_path)
     assert re.match(rf"\[{run_id}\] 3/3 jobs finished, took \d+m\d\ds\n", finished.stdout)  # not "since"
-    done = script("batch-runs.py", "status", uri, "--json", cwd=tmp_path)
+    done = run_script("batch-runs.py", "status", uri, "--json", cwd=tmp_path)
     assert done.returncode == 0 and json.loads(done.stdout)["ok"] is True
-    listed = script("batch-runs.py", "list", "--metadata-s3", "bucket2-name", cwd=tmp_path)
+    listed = run_script("batch-runs.py", "list", "--metadata-s3", "bucket2-name", cwd=tmp_path)
     assert re.fullmatch(rf"{run_id}  succeeded  3 jobs  \d+m\d\ds  {DATASET}  {uri}\n", listed.stdout)
     as_json = json.loads(
-        script("batch-runs.py", "list", "--metadata-s3", "bucket2-name", "--json", cwd=tmp_path).stdout
+        run_script("batch-runs.py", "list", "--metadata-s3", "bucket2-name", "--json", cwd=tmp_path).stdout
     )
     assert as_json == [{"run_id": run_id, "state": "succeeded", "jobs": 3, "seconds": as_json[0]["seconds"],
                         "target": DATASET, "record": uri}]  # fmt: skip
@@ -111,7 +95,7 @@ def test_cancel_from_a_fresh_process(server, tmp_path):
     set_job_status(ids[:1], "SUCCEEDED")
     set_job_status(ids[1:2], "RUNNING")
     set_job_status(ids[2:], "RUNNABLE")
-    result = script("batch-runs.py", "cancel", uri, cwd=tmp_path)
+    result = run_script("batch-runs.py", "cancel", uri, cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     assert result.stdout.splitlines() == [
         f"1 job(s) cancelled (had not started): {ids[2]} (tiledbvcf-ingest-b1-j2)",

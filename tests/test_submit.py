@@ -6,10 +6,9 @@ import json
 import time
 
 import pytest
-from botocore.awsrequest import AWSResponse
 
 import local_aws
-from conftest import DATASET, FakeClock, base, calls_of, manifest_of, record_of
+from conftest import DATASET, FakeClock, base, calls_of, http_answer, manifest_of, record_of
 from tiledbvcf_batch.aws import credentials_refused, make_clients
 from tiledbvcf_batch.executors.batch import SUBMITS_PER_SECOND, BatchExecutor, Pacer
 from tiledbvcf_batch.inputs import Sample, parse_dataset_uri
@@ -20,14 +19,6 @@ from tiledbvcf_batch.storage import S3Uri, Storage
 from tiledbvcf_batch.submit import Ticker, jobs_for, submit_plan
 
 
-class Raw:
-    def __init__(self, body: bytes):
-        self.body = body
-
-    def stream(self, **_):
-        yield self.body
-
-
 def storm(aws, operation: str, status: int, body: bytes, times: int) -> list[int]:
     """Answer ``times`` requests of ``operation`` with a throttling error at the HTTP level."""
     answered = []
@@ -35,7 +26,7 @@ def storm(aws, operation: str, status: int, body: bytes, times: int) -> list[int
     def handler(request, **_):
         if len(answered) < times:
             answered.append(status)
-            return AWSResponse(request.url, status, {}, Raw(body))
+            return http_answer(request, status, body)
         return None
 
     aws.on(f"before-send.{operation}", handler)
@@ -219,8 +210,8 @@ def test_printed_commands_survive_copy_and_paste(aws, samples_file, run_ingest):
     """A metadata prefix with a space and $(...) stays one argument, and runs nothing when pasted."""
     import shlex
 
+    from hints import interrupted_message
     from tiledbvcf_batch.record import RunRecord
-    from tiledbvcf_batch.watch import interrupted_message
 
     hostile = "s3://bucket2-name/my runs/$(touch pwned)"
     aws.fail_call("batch.SubmitJob", "ServerException", after=1)

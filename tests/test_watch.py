@@ -3,42 +3,12 @@
 from __future__ import annotations
 
 import io
-import shlex
 from typing import Any
 
-from conftest import DATASET, T0, ScriptedBatch
+from conftest import T0, ScriptedBatch, recorded_run
 from tiledbvcf_batch.executors.base import CancelOutcome
-from tiledbvcf_batch.record import RecordedJob, RunRecord
-from tiledbvcf_batch.watch import (
-    Hints,
-    Progress,
-    StuckJobs,
-    format_duration,
-    interrupted_message,
-    wait_for_jobs,
-    watch_run,
-)
-
-
-def record(stages: dict[str, int], kind: str = "ingest") -> RunRecord:
-    jobs = [
-        RecordedJob(
-            f"{stage}-{i}", stage, f"tiledbvcf-{stage}-{i}", f"{stage}/{i}", samples=[f"s3://b/{stage}-{i}.bcf"]
-        )
-        for stage, count in stages.items()
-        for i in range(1, count + 1)
-    ]
-    return RunRecord(
-        run_id="ingest-r1",
-        kind=kind,
-        created_at="2027-01-15T08:00:00+00:00",
-        region="us-east-1",
-        target=DATASET,
-        record="s3://bucket2-name/tiledbvcf-batch/runs/ingest-r1/run.json",
-        options={},
-        jobs=jobs,
-        executor={"kind": "batch", "job_queue": "q", "job_definition": "jd"},
-    )
+from tiledbvcf_batch.record import RunRecord
+from tiledbvcf_batch.watch import Interrupted, StuckJobs, wait_for_jobs, watch_run
 
 
 def statuses(run: RunRecord, status: str, **extra: Any) -> dict[str, dict[str, Any]]:
@@ -64,76 +34,8 @@ def test_throttling_slows_polling_down_but_never_ends_the_wait(clock):
     assert clock.slept == [5, 10]
 
 
-def test_plain_progress_prints_on_change_at_most_once_a_minute(clock):
-    run = record({"create": 1, "ingest-1": 2})
-    out = io.StringIO()
-    progress = Progress(run, out, now=clock.now, tty=False)
-    latest = {j.job_id: {"status": "RUNNABLE"} for j in run.jobs}
-    progress.show(latest)
-    latest["create/1"] = {"status": "SUCCEEDED"}
-    clock.sleep(30)
-    progress.show(latest)  # changed, but within the minute of the last line: nothing yet
-    clock.sleep(31)
-    progress.show(latest)  # a minute later, and different from the last line printed: printed
-    clock.sleep(61)
-    progress.show(latest)  # due, but the same as the last line printed: nothing
-    latest = {j.job_id: {"status": "SUCCEEDED"} for j in run.jobs}
-    progress.show(latest, final=True)
-    elapsed = [format_duration(T0 + d - run.created_epoch()) for d in (0, 61, 122)]
-    assert out.getvalue().splitlines() == [
-        f"[ingest-r1] 0/3 jobs finished, {elapsed[0]} since submission: array creation: RUNNABLE 1 | "
-        "ingestion 1: RUNNABLE 2",
-        f"[ingest-r1] 1/3 jobs finished, {elapsed[1]} since submission: array creation: SUCCEEDED 1 | "
-        "ingestion 1: RUNNABLE 2",
-        f"[ingest-r1] 3/3 jobs finished, {elapsed[2]} since submission: array creation: SUCCEEDED 1 | "
-        "ingestion 1: SUCCEEDED 2",
-    ]
-
-
-def screen(output: str, columns: int, rows: int = 40) -> list[str]:
-    """What a terminal of that width shows after ``output``: the lines of a VT100 emulator's screen."""
-    import pyte
-
-    display = pyte.Screen(columns, rows)
-    display.set_mode(pyte.modes.LNM)  # a newline returns the carriage too, as a tty's output does
-    pyte.Stream(display).feed(output)
-    return [line.rstrip() for line in display.display if line.strip()]
-
-
-def test_terminal_progress_survives_narrow_terminals_and_keeps_warnings(clock):
-    run = record({"create": 1, "ingest-1": 3})
-    run.run_id = "ingest-20270115T080000Z-4f2a9c"  # the header wraps at 40 columns
-    out = io.StringIO()
-    progress = Progress(run, out, now=clock.now, tty=True, refresh=False, width=40)
-    running = {j.job_id: {"status": "RUNNING"} for j in run.jobs}
-    progress.show(running)
-    progress.say("WARNING: tiledbvcf-ingest-1-1 has waited 16m40s for capacity (CAPACITY:INSUFFICIENT)")
-    clock.sleep(3725)
-    progress.show({**running, "create/1": {"status": "SUCCEEDED"}})
-    progress.say("STUCK: 1 job(s) are RUNNABLE with MISCONFIGURATION:JOB_RESOURCE_REQUIREMENT - too big")
-    progress.show({j.job_id: {"status": "SUCCEEDED"} for j in run.jobs}, final=True)
-    shown = screen(out.getvalue(), columns=40)
-    text = " ".join(shown)
-    # Both messages are still on screen, whole, in order, above the final drawing.
-    assert text.index("WARNING: tiledbvcf-ingest-1-1") < text.index("STUCK: 1 job(s)") < text.index("4/4 jobs")
-    assert text.count("has waited 16m40s") == 1
-    # One drawing only: the last; the earlier ones were erased, wrapped lines and all.
-    assert sum("jobs finished" in line for line in shown) == 1 and "0/4 jobs" not in text and "1/4 jobs" not in text
-    assert shown[-2:] == ["  array creation: SUCCEEDED 1", "  ingestion 1: SUCCEEDED 3"]
-    assert all(len(line) <= 40 for line in shown)
-
-
-def test_plain_output_keeps_warnings_as_lines(clock):
-    run = record({"export": 1}, kind="export")
-    out = io.StringIO()
-    progress = Progress(run, out, now=clock.now, tty=False)
-    progress.show({"export/1": {"status": "RUNNING"}})
-    progress.say("STUCK: something")
-    assert out.getvalue().splitlines()[1] == "STUCK: something" and "\x1b" not in out.getvalue()
-
-
 def test_stuck_misconfiguration_is_reported_at_once_and_capacity_only_if_it_lasts(clock):
-    run = record({"ingest-1": 3})
+    run = recorded_run({"ingest-1": 3})
     stuck = {"status": "RUNNABLE", "statusReason": "MISCONFIGURATION:JOB_RESOURCE_REQUIREMENT - too big"}
     waiting = {"status": "RUNNABLE", "statusReason": "CAPACITY:INSUFFICIENT_INSTANCE_CAPACITY - none"}
     rounds = [{"ingest-1/1": stuck, "ingest-1/2": stuck, "ingest-1/3": waiting}] * 3 + [
@@ -167,7 +69,7 @@ def test_known_misconfiguration_gets_specific_advice():
 
 
 def test_watch_backs_off_when_nothing_changes(clock):
-    run = record({"ingest-1": 1})
+    run = recorded_run({"ingest-1": 1})
     rounds = [statuses(run, "RUNNING")] * 5 + [statuses(run, "SUCCEEDED")]
     latest = watch_run(run, ScriptedBatch(rounds).executor(), stream=io.StringIO(), sleep=clock.sleep, now=clock.now)
     assert latest["ingest-1/1"]["status"] == "SUCCEEDED"
@@ -194,18 +96,28 @@ def test_a_job_batch_has_forgotten_ends_the_wait_after_three_polls(clock):
     assert len(clock.slept) == 2  # three polls
 
 
-def test_the_command_that_finishes_an_interrupted_run_replaces_an_earlier_resume():
-    stopped = CancelOutcome(terminated=["ingest-1/1"])
-    for earlier in (["--resume", "ingest-r0"], ["--resume=ingest-r0"], []):
-        command = ("python", "batch-ingest.py", "--samples", "my samples.txt", *earlier, "--executor", "local")
-        message = interrupted_message(record({"ingest-1": 1}), stopped, Hints("work", command))
-        again = message.split("to finish it: ")[1].splitlines()[0]
-        assert shlex.split(again) == [*command[:4], "--executor", "local", "--resume", "ingest-r1"]
-        assert message.splitlines()[-1].endswith(" --profile work")
-    exported = interrupted_message(
-        record({"export": 1}, kind="export"), stopped, Hints(None, ("python", "x.py", "a b"))
-    )
-    assert "to finish it: python x.py 'a b'\n" in exported
-    assert "to finish it: run the same command again with --resume ingest-r1" in interrupted_message(
-        record({"ingest-1": 1}), stopped
-    )
+def test_ctrl_c_ends_the_wait_with_what_the_executor_stopped(clock):
+    run = recorded_run({"ingest-1": 2})
+    stopped = CancelOutcome(cancelled=["ingest-1/2"], terminated=["ingest-1/1"])
+    executor = ScriptedBatch([statuses(run, "RUNNING")]).executor()
+    asked: list[list[str]] = []
+    executor.interrupted = lambda ids: asked.append(list(ids)) or stopped  # as the local executor stops its jobs
+
+    def ctrl_c(seconds: float) -> None:
+        raise KeyboardInterrupt
+
+    out = io.StringIO()
+    outcome = watch_run(run, executor, stream=out, sleep=ctrl_c, now=clock.now, tty=False)
+    assert outcome == Interrupted(stopped) and asked == [run.job_ids()]
+    # The progress so far stays on the stream; what to do next is the command line's to say, below it.
+    assert out.getvalue().splitlines()[-1].startswith("[ingest-r1] 0/2 jobs finished")
+
+
+def test_ctrl_c_leaves_batch_jobs_running(clock):
+    run = recorded_run({"ingest-1": 1})
+
+    def ctrl_c(seconds: float) -> None:
+        raise KeyboardInterrupt
+
+    executor = ScriptedBatch([statuses(run, "RUNNING")]).executor()
+    assert watch_run(run, executor, stream=io.StringIO(), sleep=ctrl_c, now=clock.now) == Interrupted(None)

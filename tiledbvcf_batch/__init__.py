@@ -2,8 +2,8 @@
 
 The scripts (``batch-ingest.py``, ``batch-export.py``, ``batch-runs.py``) read their flags
 (``flags.py`` makes the click options of the declarations in ``options`` and turns click's values
-into typed ones) and hand over to ``common.py``, the thin command-line layer they share.
-Everything else is here:
+into typed ones) and hand over to ``common.py``, the thin command-line layer they share (with
+``hints.py``, the commands it prints to come back to a run). Everything else is here:
 
 - ``inputs``    user input parsed and checked (no AWS call): URIs, sample lists, names; ``InputError``
 - ``options``   the options, each declared once (flag, default, range, help): ``IngestOptions``, ``ExportOptions``
@@ -13,16 +13,17 @@ Everything else is here:
 - ``aws``       AWS clients with retries, and AWS error text
 - ``record``    run identity and places; the typed ``RunRecord`` (same JSON as ever)
 - ``preflight`` S3 checks before spending: buckets, objects, writability, samples, headers
-- ``lookup``    which of many S3 keys exist, and their sizes: key ranges listed at once, or HEAD requests
+- ``s3listing`` which of many S3 keys exist, and their sizes: key ranges listed at once, or HEAD requests
 - ``ledger``    what earlier runs did with a dataset's samples: skip, resume
 - ``prepare``   the I/O around planning, for ingest and export side by side
 - ``submit``    executor-neutral submission: upload, record, submit in order, roll back
-- ``watch``     polling, progress, stuck jobs, cancel
+- ``watch``     polling, stuck jobs, Ctrl-C, cancel
+- ``progress``  how far a run has got: counts per stage, durations, the live display (no polling)
 - ``report``    the figures of a finished run, export verification, failure diagnosis
 - ``executors`` the seam: ``base`` (the protocol), ``batch`` (the only module that speaks Batch), and
                 ``local`` (the same jobs as processes on this machine)
 
-Rules (checked by ``tests/test_layers.py``): nothing here imports click or ``common``;
+Rules (checked by ``tests/test_layers.py``): nothing here imports click, ``common`` or ``hints``;
 ``plan``, ``commands``, ``inputs`` and ``options`` make no I/O and import no executor; only
 ``executors/batch.py`` writes Batch request keys; only ``commands`` spells tiledbvcf flags.
 """

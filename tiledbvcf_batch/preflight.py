@@ -21,7 +21,7 @@ from botocore.exceptions import ClientError
 from .aws import aws_message, error_code
 from .headers import read_header_sample_names
 from .inputs import Sample
-from .lookup import WORKERS, Folder, Found, find_sizes, key_prefix, list_sequentially, listing_client
+from .s3listing import WORKERS, Folder, Found, find_sizes, key_prefix, list_sequentially, listing_client
 from .storage import LocalPath, Location, parse_location
 
 
@@ -134,7 +134,7 @@ def check_s3_samples(
 
     Samples that share a directory are checked with listings of it (about N/1000 calls), not one
     HEAD request per file, unless they are so few among its objects that HEAD requests cost less;
-    see ``lookup``. ``parallel=False`` lists each directory whole, one after another: the reference.
+    see ``s3listing``. ``parallel=False`` lists each directory whole, one after another: the reference.
 
     A cohort of more than ``chunk`` samples is checked ``chunk`` samples at a time, in key order:
     the keys, listings and sizes of one chunk are held at a time, not the whole cohort's (at
@@ -225,7 +225,8 @@ def judge_samples(
     samples: Sequence[Sample], keys: list[SampleKey], found: Found, problems: list[str], sizes: dict[str, int]
 ) -> None:
     """Add each sample's problems to ``problems`` and its size to ``sizes``, from the sizes of the keys ``found``."""
-    in_bucket, nothing = found.sizes, dict[str, int]()
+    in_bucket = found.sizes
+    nothing: dict[str, int] = {}
     for sample, (bucket, key, index) in zip(samples, keys, strict=True):
         listed = in_bucket.get(bucket, nothing)
         size = listed.get(key)

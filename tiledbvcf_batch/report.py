@@ -2,17 +2,17 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Sequence, Set
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from .commands import EXPORT_SUFFIXES
-from .executors.base import FORGOTTEN, Executor, JobDescription
+from .executors.base import FORGOTTEN, Attempt, Executor, JobDescription
 from .ledger import SUCCEEDED, job_states
 from .plan import Stage
+from .progress import format_duration
 from .record import RunRecord
 from .storage import Location, Storage, parse_location
-from .watch import format_duration
 
 # On-demand m5.4xlarge in us-east-1, the instance type of the documented compute environment.
 DEFAULT_INSTANCE_PRICE = 0.768
@@ -59,7 +59,7 @@ class ExportCheck:
     dest: str
 
 
-def attempt_seconds(attempt: dict[str, Any]) -> float:
+def attempt_seconds(attempt: Attempt) -> float:
     if "startedAt" not in attempt or "stoppedAt" not in attempt:
         return 0.0
     return max(0, attempt["stoppedAt"] - attempt["startedAt"]) / 1000.0
@@ -112,7 +112,7 @@ def followers(record: RunRecord, latest: dict[str, JobDescription]) -> set[str]:
     return found
 
 
-def failed_jobs(descriptions: Sequence[JobDescription], dependents: set[str] = frozenset()) -> list[dict[str, Any]]:
+def failed_jobs(descriptions: Sequence[JobDescription], dependents: Set[str] = frozenset()) -> list[dict[str, Any]]:
     """The jobs that did not succeed, root causes first, those that failed for a dependency after them."""
     failed = [
         {
@@ -260,7 +260,7 @@ def diagnose_failures(
     executor: Executor,
     descriptions: Sequence[JobDescription],
     log_lines: int = DEFAULT_LOG_LINES,
-    dependents: set[str] = frozenset(),
+    dependents: Set[str] = frozenset(),
 ) -> list[dict[str, Any]]:
     """Failed jobs grouped by identical failure, with every attempt and the log tail of the first job.
 
@@ -291,7 +291,7 @@ def diagnose_failures(
 
 
 def diagnose_attempt(
-    executor: Executor, job: JobDescription, number: int, attempt: dict[str, Any], log_lines: int
+    executor: Executor, job: JobDescription, number: int, attempt: Attempt, log_lines: int
 ) -> dict[str, Any]:
     container = attempt.get("container", {})
     tail = executor.log_tail(job, attempt, log_lines)
@@ -340,7 +340,7 @@ def judge_forgotten(
     the destination; any other job (creation, registration, barrier) when a job that depends on
     it succeeded. A job nothing speaks for stays FORGOTTEN, which is not a success.
     """
-    lost = {job.job_id for job in record.jobs if latest.get(job.job_id or "", {}).get("status") == FORGOTTEN}
+    lost = {job.job_id for job in record.jobs if job.job_id and latest.get(job.job_id, {}).get("status") == FORGOTTEN}
     if not lost:
         return latest, ""
     judged = dict(latest)

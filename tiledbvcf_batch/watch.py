@@ -1,4 +1,4 @@
-"""Waiting for a run: polling that scales, live progress, stuck jobs, Ctrl-C, cancel."""
+"""Waiting for a run: polling that scales, stuck jobs, Ctrl-C, cancel. The display is ``progress``'s."""
 
 from __future__ import annotations
 
@@ -6,10 +6,9 @@ import shlex
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, TextIO
+from typing import TextIO
 
 from .executors.base import (
-    JOB_STATUSES,
     TERMINAL_STATUSES,
     CancelOutcome,
     Executor,
@@ -18,13 +17,11 @@ from .executors.base import (
     describe_fully,
     forgotten,
 )
-from .plan import Stage
+from .progress import Latest, Progress, format_duration
 from .record import RunRecord
 
-Latest = dict[str, JobDescription]
 # A CAPACITY reason often clears by itself (instances being launched); say so only if it lasts.
 CAPACITY_WARN_AFTER = 15 * 60
-PLAIN_PROGRESS_EVERY = 60
 EXIT_INTERRUPTED = 130
 FORGOTTEN_AFTER_ROUNDS = 3  # polls in a row that do not describe a job: the executor has forgotten it
 MISCONFIGURATION_ADVICE = {
@@ -118,122 +115,6 @@ def describe_now(executor: Executor, record: RunRecord) -> Latest:
     return {job_id: latest.get(job_id) or forgotten(job_id, names[job_id]) for job_id in record.job_ids()}
 
 
-def stage_counts(record: RunRecord, latest: Latest) -> dict[str, dict[str, int]]:
-    """Jobs per status for each stage, in the run's stage order; unseen jobs count as SUBMITTED."""
-    counts: dict[str, dict[str, int]] = {}
-    for job in record.jobs:
-        if not job.job_id:
-            continue
-        stage = counts.setdefault(job.stage, dict.fromkeys(JOB_STATUSES, 0))
-        stage[latest.get(job.job_id, {}).get("status", "SUBMITTED")] += 1
-    return counts
-
-
-def format_counts(counts: dict[str, int]) -> str:
-    return ", ".join(f"{status} {n}" for status, n in counts.items() if n)
-
-
-def format_duration(seconds: float) -> str:
-    seconds = int(max(0, seconds))
-    hours, rest = divmod(seconds, 3600)
-    return f"{hours}h{rest // 60:02d}m{rest % 60:02d}s" if hours else f"{rest // 60}m{rest % 60:02d}s"
-
-
-def progress_lines(record: RunRecord, latest: Latest, now: float) -> list[str]:
-    counts = stage_counts(record, latest)
-    total = sum(sum(c.values()) for c in counts.values())
-    done = sum(c[status] for c in counts.values() for status in TERMINAL_STATUSES)
-    took = run_seconds(record, latest)
-    if done == total and took is not None:  # a finished run: how long it took, not how long ago it began
-        lines = [f"[{record.run_id}] {done}/{total} jobs finished, took {format_duration(took)}"]
-    else:
-        elapsed = format_duration(now - record.created_epoch())
-        lines = [f"[{record.run_id}] {done}/{total} jobs finished, {elapsed} since submission"]
-    lines += [f"  {Stage.parse(stage).label}: {format_counts(c)}" for stage, c in counts.items()]
-    return lines
-
-
-def run_seconds(record: RunRecord, latest: Latest) -> float | None:
-    """From submission to the last stop of any attempt; None while nothing has stopped."""
-    stops = [a["stoppedAt"] for d in latest.values() for a in d.get("attempts", []) if "stoppedAt" in a]
-    return max(stops) / 1000.0 - record.created_epoch() if stops else None
-
-
-def run_state(latest: Latest) -> str:
-    """running, succeeded or failed: what `batch-runs.py list` says of a run."""
-    statuses = [d["status"] for d in latest.values()]
-    if any(status not in TERMINAL_STATUSES for status in statuses):
-        return "running"
-    return "succeeded" if all(status == "SUCCEEDED" for status in statuses) else "failed"
-
-
-@dataclass
-class Progress:
-    """Progress on a stream, and the messages that must stay on screen.
-
-    On a terminal, a block redrawn in place (Rich's Live display: it measures wrapped lines, so a
-    narrow terminal or a long header does not break the redraw, and the elapsed time moves every
-    second, between polls). Messages (stuck jobs, warnings) are printed above the block and stay.
-    Elsewhere (a log file, CI): one plain line when something changed, at most once a minute.
-    """
-
-    record: RunRecord
-    stream: TextIO
-    now: Callable[[], float] = time.time
-    tty: bool = False
-    refresh: bool = True  # a terminal's block redraws itself every second (tests draw by hand)
-    width: int | None = None  # the terminal's width; None asks the terminal
-    _latest: Latest = field(default_factory=dict)
-    _live: Any = None
-    _last_plain: float | None = None
-    _last_text: str = ""
-
-    def __rich__(self) -> Any:
-        from rich.text import Text
-
-        return Text("\n".join(progress_lines(self.record, self._latest, self.now())), no_wrap=False)
-
-    def show(self, latest: Latest, final: bool = False) -> None:
-        self._latest = dict(latest)
-        if self.tty:
-            self._terminal().update(self, refresh=True)
-            if final:
-                self.close()
-            return
-        lines = progress_lines(self.record, latest, self.now())
-        text = " | ".join(line.strip() for line in lines[1:])
-        due = self._last_plain is None or self.now() - self._last_plain >= PLAIN_PROGRESS_EVERY
-        if text != self._last_text and (final or due):
-            self.stream.write(f"{lines[0]}: {text}\n")
-            self.stream.flush()
-            self._last_plain = self.now()
-            self._last_text = text
-
-    def say(self, message: str) -> None:
-        """A line that stays: above the live block on a terminal."""
-        if self._live is not None:
-            self._live.console.print(message, markup=False, highlight=False, emoji=False)
-            return
-        self.stream.write(message + "\n")
-        self.stream.flush()
-
-    def close(self) -> None:
-        if self._live is not None:
-            self._live.stop()  # the last drawing stays on screen
-            self._live = None
-
-    def _terminal(self) -> Any:
-        if self._live is None:
-            from rich.console import Console
-            from rich.live import Live
-
-            console = Console(file=self.stream, force_terminal=True, width=self.width, highlight=False)
-            self._live = Live(self, console=console, auto_refresh=self.refresh, refresh_per_second=1,
-                              redirect_stdout=False, redirect_stderr=False)  # fmt: skip
-            self._live.start()
-        return self._live
-
-
 @dataclass
 class StuckJobs:
     """Notices RUNNABLE jobs that will never start (MISCONFIGURATION) or wait long for capacity."""
@@ -276,72 +157,10 @@ class StuckJobs:
 
 
 @dataclass(frozen=True)
-class Hints:
-    """What the printed commands need: the --profile of the run, and the command that started it.
+class Interrupted:
+    """A Ctrl-C ended the wait: what the executor stopped, or None when the jobs keep running without us."""
 
-    ``command`` is the script and its arguments as given (``python batch-ingest.py ...``): the
-    command line layer passes it in, so that a Ctrl-C can print the command that finishes the run.
-    """
-
-    profile: str | None = None
-    command: tuple[str, ...] = ()
-
-    def runs(self, action: str, record: RunRecord) -> str:
-        """A batch-runs.py command on the run, shell-quoted."""
-        profile = ["--profile", self.profile] if self.profile else []
-        return shlex.join(["python", "batch-runs.py", action, record.location(), *profile])
-
-    def again(self, record: RunRecord) -> str:
-        """The command that finishes an interrupted run: ingestion resumes it, export runs again."""
-        if not self.command:
-            resume = f" with --resume {record.run_id}" if record.kind == "ingest" else ""
-            return f"run the same command again{resume}"
-        words = without_option(list(self.command), "--resume")
-        return shlex.join([*words, "--resume", record.run_id] if record.kind == "ingest" else words)
-
-
-def without_option(words: list[str], name: str) -> list[str]:
-    """``words`` without ``name VALUE`` or ``name=VALUE``."""
-    kept: list[str] = []
-    skip = False
-    for word in words:
-        if skip:
-            skip = False
-        elif word == name:
-            skip = True
-        elif not word.startswith(name + "="):
-            kept.append(word)
-    return kept
-
-
-def interrupted_message(record: RunRecord, stopped: CancelOutcome | None, hints: Hints | None = None) -> str:
-    hints = hints or Hints()
-    if stopped is None:
-        where_jobs = (
-            "on AWS Batch" if record.executor.get("kind", "batch") == "batch" else "in the process that runs them"
-        )
-        return (
-            f"Stopped waiting. The jobs of run {record.run_id} keep running {where_jobs}.\n"
-            f"  re-attach: {hints.runs('wait', record)}\n"
-            f"  cancel:    {hints.runs('cancel', record)}"
-        )
-    return (
-        f"Stopped run {record.run_id}: {len(stopped.terminated)} running job(s) stopped, "
-        f"{len(stopped.cancelled)} not started, {len(stopped.finished)} had finished (recorded).\n"
-        f"  to finish it: {hints.again(record)}\n"
-        f"  its state:    {hints.runs('status', record)}"
-    )
-
-
-def what_next(record: RunRecord, hints: Hints | None = None) -> list[str]:
-    """The commands to come back to a run, shell-quoted, as dsub prints them."""
-    hints = hints or Hints()
-    return [
-        "What next:",
-        f"  status: {hints.runs('status', record)}",
-        f"  wait:   {hints.runs('wait', record)}",
-        f"  cancel: {hints.runs('cancel', record)}",
-    ]
+    stopped: CancelOutcome | None
 
 
 def watch_run(
@@ -355,9 +174,8 @@ def watch_run(
     now: Callable[[], float] = time.time,
     tty: bool | None = None,
     refresh: bool = True,
-    hints: Hints | None = None,
-) -> Latest | None:
-    """Wait for a run with live progress on ``stream``; the last descriptions, or None on Ctrl-C."""
+) -> Latest | Interrupted:
+    """Wait for a run with live progress on ``stream``: the last descriptions, or, on Ctrl-C, what was stopped."""
     tty = stream.isatty() if tty is None else tty
     progress = Progress(record, stream, now=now, tty=tty, refresh=refresh)
     stuck = StuckJobs(now=now, where=record.location())
@@ -386,9 +204,8 @@ def watch_run(
             groups=list(stages.values()),
         )
     except KeyboardInterrupt:
-        progress.close()
-        progress.say("\n" + interrupted_message(record, executor.interrupted(ids), hints))
-        return None
+        progress.close()  # the caller says what to do next, below the last drawing
+        return Interrupted(executor.interrupted(ids))
     progress.show(latest, final=True)
     return latest
 
@@ -396,7 +213,3 @@ def watch_run(
 def cancel_run(record: RunRecord, executor: Executor) -> CancelOutcome:
     """Cancel the run's jobs that have not started and stop those that have; say which."""
     return executor.cancel(record.job_ids(), f"cancelled with batch-runs.py (run {record.run_id})")
-
-
-def is_finished(latest: Latest) -> bool:
-    return all(d["status"] in TERMINAL_STATUSES for d in latest.values())

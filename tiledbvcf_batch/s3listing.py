@@ -1,4 +1,5 @@
-"""Which of many S3 keys exist, and their sizes: what the preflight asks of every sample and index.
+"""S3 listings made cheap: which of many S3 keys exist, and their sizes (the preflight asks it of every sample
+and index, the lookup of ``preflight.check_s3_samples``).
 
 Keys are grouped in folders (a bucket and a directory). Each folder costs one probe page first,
 listed from just before its first wanted key; what the page shows decides how the rest is found:
@@ -16,7 +17,7 @@ import re
 import threading
 from bisect import bisect_right
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from functools import partial
@@ -228,7 +229,7 @@ def range_tasks(s3: Any, bucket: str, left: Rest, parts: int) -> list[Callable[[
 
     # Each range starts just before its first wanted key, or after the previous range's last wanted key
     # when that is later: everything up to it is listed by the previous range (or the probe).
-    tasks = []
+    tasks: list[Callable[[], dict]] = []
     covered = left.covered
     for run in cut(left.keys, parts):
         tasks.append(partial(list_range, s3, bucket, run, max(covered, before(run[0])), left.wanted))
@@ -236,7 +237,7 @@ def range_tasks(s3: Any, bucket: str, left: Rest, parts: int) -> list[Callable[[
     return tasks
 
 
-def gather(pool: ThreadPoolExecutor, tasks: list[tuple[Folder, Callable[[], Any]]]) -> list[tuple[Folder, Any]]:
+def gather(pool: ThreadPoolExecutor, tasks: Sequence[tuple[Folder, Callable[[], Any]]]) -> list[tuple[Folder, Any]]:
     """Each task's result, or the ClientError it raised, in the order of ``tasks``."""
     futures = [(folder, pool.submit(task)) for folder, task in tasks]
     results = []

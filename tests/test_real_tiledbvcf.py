@@ -21,35 +21,18 @@ import boto3
 import pytest
 
 import cohort
-from conftest import ROOT
+from conftest import BED, ROOT, TILEDBVCF, listed, needs_tiledbvcf, run_script, tiledbvcf
 
-TILEDBVCF = os.environ.get("TILEDBVCF", "")
-pytestmark = pytest.mark.skipif(
-    not TILEDBVCF, reason="TILEDBVCF is not set: these tests run the real tiledbvcf (.ci/run unpacks and sets it)"
-)
-BED = "chr1\t0\t2000000\nchr2\t0\t2000000\nchr3\t0\t2000000\n"
-
-
-@pytest.fixture
-def here(tmp_path, monkeypatch):
-    """A working directory with a state root of its own for the local executor's job states and logs."""
-    monkeypatch.setenv("TILEDBVCF_BATCH_STATE", str(tmp_path / "state"))
-    monkeypatch.chdir(tmp_path)
-    return tmp_path
+pytestmark = needs_tiledbvcf
 
 
 def script(name: str, *args: str) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, str(ROOT / name), "--executor", "local", *args],
-        capture_output=True, text=True, timeout=300, env=dict(os.environ),
-    )  # fmt: skip
+    """A script with --executor local."""
+    return run_script(name, "--executor", "local", *args)
 
 
-def tiledbvcf(*args: str) -> str:
-    return subprocess.run([TILEDBVCF, *args], capture_output=True, text=True, check=True, timeout=120).stdout
-
-
-def samples_file(path: Path, samples: list[Path] | list[str]) -> Path:
+def write_samples(path: Path, samples: list[Path] | list[str]) -> Path:
+    """A samples file (or names file) at ``path``, one line each."""
     path.write_text("".join(f"{sample}\n" for sample in samples))
     return path
 
@@ -66,10 +49,6 @@ def export_all(here: Path, dataset: str, out: str, fmt: str) -> subprocess.Compl
     return script("batch-export.py", "--dataset-uri", dataset, "--dest-s3", out, "--samples", str(names),
                   "--bed", str(here / "regions.bed"), "--num-jobs", "2", "--vcpus", "1",
                   "--output-format", fmt)  # fmt: skip
-
-
-def listed(dataset: str) -> list[str]:
-    return tiledbvcf("list", "-u", dataset).split()
 
 
 @dataclass
@@ -130,7 +109,7 @@ def ingest_at(place: Place, samples: Path, *extra: str) -> subprocess.CompletedP
 def test_ingest_12_samples_over_3_jobs_then_export_round_trip(place):
     here = place.root
     inputs = cohort.make_cohort(here / "in", 12, records=200)
-    result = ingest_at(place, samples_file(here / "samples.txt", place.put(inputs)), "--num-jobs", "3")
+    result = ingest_at(place, write_samples(here / "samples.txt", place.put(inputs)), "--num-jobs", "3")
     assert result.returncode == 0, result.stderr
     assert len(result.stdout.splitlines()[1].split()) == 3 + 3  # "Submitted ingestion job(s)" and 3 ids
     assert "- 8 / 8 jobs succeeded" in result.stdout  # creation, 3 ingestion, 4 consolidation
@@ -152,7 +131,7 @@ def test_ingest_12_samples_over_3_jobs_then_export_round_trip(place):
 def test_incremental_batches_run_one_after_another_each_consolidated(place):
     here = place.root
     inputs = cohort.make_cohort(here / "in", 6, records=100)
-    samples = samples_file(here / "samples.txt", place.put(inputs))
+    samples = write_samples(here / "samples.txt", place.put(inputs))
     result = ingest_at(place, samples, "--num-jobs", "2", "--incremental", "3", "--balance", "bytes")
     assert result.returncode == 0, result.stderr
     assert [line.split()[1] for line in result.stdout.splitlines()[:4]] == ["array", "ingestion", "ingestion",
@@ -187,7 +166,7 @@ def test_a_corrupt_sample_fails_its_job_and_resume_finishes_the_run(place):
     inputs = cohort.make_cohort(here / "in", 6, records=150)
     good = inputs[4].read_bytes()
     cohort.corrupt(inputs[4])
-    samples = samples_file(here / "samples.txt", place.put(inputs))
+    samples = write_samples(here / "samples.txt", place.put(inputs))
     failed = ingest_at(place, samples, "--num-jobs", "3", "--log-lines", "5")
     assert failed.returncode == 1
     assert "- 3 / 8 jobs succeeded" in failed.stdout  # the consolidation did not run after a failed batch
@@ -198,12 +177,11 @@ def test_a_corrupt_sample_fails_its_job_and_resume_finishes_the_run(place):
     assert "    | " in failed.stdout  # the tail of its log
     run_id = re.search(r"Run (\S+) recorded", failed.stderr).group(1)
     record = re.search(r"recorded at (\S+)", failed.stderr).group(1)
-    runs = [sys.executable, str(ROOT / "batch-runs.py")]
-    status = subprocess.run([*runs, "status", record], capture_output=True, text=True, env=dict(os.environ))
+    status = run_script("batch-runs.py", "status", record)
     assert status.returncode == 1 and "- 3 / 8 jobs succeeded" in status.stdout, status.stderr
-    logs = subprocess.run([*runs, "logs", run_id, "--metadata-s3", place.metadata], capture_output=True, text=True)
+    logs = run_script("batch-runs.py", "logs", run_id, "--metadata-s3", place.metadata)
     assert "1 job failed: tiledbvcf-ingest-b1-j3" in logs.stdout and "[critical]" in logs.stdout, logs.stderr
-    listed_runs = subprocess.run([*runs, "list", "--metadata-s3", place.metadata], capture_output=True, text=True)
+    listed_runs = run_script("batch-runs.py", "list", "--metadata-s3", place.metadata)
     assert listed_runs.stdout.startswith(f"{run_id}  failed  8 jobs  "), listed_runs.stderr
     assert listed_runs.stdout.rstrip().endswith(f"  {place.dataset}  {record}")
 
@@ -238,7 +216,7 @@ def tiledbvcf_processes(subcommand: str = "", under: Path | None = None) -> list
 @pytest.mark.parametrize("signum, code", [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
 def test_ctrl_c_or_sigterm_stops_every_tiledbvcf_and_says_how_to_resume(here, signum, code):
     inputs = cohort.make_cohort(here / "in", 60, records=4000)
-    samples = samples_file(here / "samples.txt", inputs)
+    samples = write_samples(here / "samples.txt", inputs)
     process = subprocess.Popen(
         [sys.executable, str(ROOT / "batch-ingest.py"), "--executor", "local", "--dataset-uri", str(here / "ds"),
          "--samples", str(samples), "--metadata-s3", str(here / "meta"), "--vcpus", "1", "--num-jobs", "2",
@@ -274,7 +252,7 @@ def test_on_the_emulated_s3_ingest_and_export(emulated_s3, here):
     for path in inputs:
         for file in (path, Path(f"{path}.csi")):
             s3.upload_file(str(file), "bucket-name", f"cohort/{file.name}")
-    samples = samples_file(here / "samples.txt", [f"s3://bucket-name/cohort/{p.name}" for p in inputs])
+    samples = write_samples(here / "samples.txt", [f"s3://bucket-name/cohort/{p.name}" for p in inputs])
     dataset = "s3://my-bucketname/ds"
     result = script("batch-ingest.py", "--dataset-uri", dataset, "--samples", str(samples),
                     "--metadata-s3", "s3://bucket2-name", "--vcpus", "1", "--num-jobs", "2")  # fmt: skip
@@ -291,8 +269,7 @@ def test_on_the_emulated_s3_ingest_and_export(emulated_s3, here):
 
 
 def test_the_demo_runs_the_main_job_with_the_real_tiledbvcf():
-    result = subprocess.run([sys.executable, str(ROOT / "demo" / "local_run.py"), "--samples", "6", "--records", "100"],
-                            capture_output=True, text=True, timeout=300, env=dict(os.environ))  # fmt: skip
+    result = run_script("demo/local_run.py", "--samples", "6", "--records", "100")
     assert result.returncode == 0, result.stdout + result.stderr
     assert "- Number of samples: 6" in result.stdout  # tiledbvcf stat
     assert "All 6 samples exported back: every record equals its input." in result.stdout
@@ -312,7 +289,7 @@ WITHOUT_TILEDB_PY = (
 
 def test_an_unknown_name_is_refused_up_front_or_fails_only_its_own_partition(here):
     inputs = cohort.make_cohort(here / "in", 6, records=80)
-    assert ingest(here, samples_file(here / "samples.txt", inputs), "--num-jobs", "2").returncode == 0
+    assert ingest(here, write_samples(here / "samples.txt", inputs), "--num-jobs", "2").returncode == 0
     (here / "names.txt").write_text("".join(f"{p.name.removesuffix('.bcf')}\n" for p in inputs) + "NOPE\n")
     (here / "regions.bed").write_text(BED)
     args = ["--executor", "local", "--dataset-uri", str(here / "ds"), "--dest-s3", str(here / "out"), "--samples",
@@ -337,14 +314,14 @@ def test_an_unknown_name_is_refused_up_front_or_fails_only_its_own_partition(her
 
 def test_a_corrected_file_is_refused_then_replaced_as_the_readme_says(here):
     inputs = cohort.make_cohort(here / "in", 3, records=100)
-    assert ingest(here, samples_file(here / "samples.txt", inputs)).returncode == 0
+    assert ingest(here, write_samples(here / "samples.txt", inputs)).returncode == 0
     corrected = cohort.make_cohort(here / "fixed", 2, records=130, seed=7)[1]  # S0001 again, other records
-    refused = ingest(here, samples_file(here / "again.txt", [inputs[0], corrected, inputs[2]]))
+    refused = ingest(here, write_samples(here / "again.txt", [inputs[0], corrected, inputs[2]]))
     assert refused.returncode == 2, refused.stderr
     assert f"Error: 1 samples are already in dataset {here / 'ds'}: S0001 ({corrected})." in refused.stderr
     assert "skipped 2 samples already ingested by earlier runs" not in refused.stdout
 
-    replaced = ingest(here, samples_file(here / "fix.txt", [corrected]), "--replace")
+    replaced = ingest(here, write_samples(here / "fix.txt", [corrected]), "--replace")
     assert replaced.returncode == 0, replaced.stdout + replaced.stderr
     exported = export_all(here, str(here / "ds"), str(here / "out"), "v")
     assert exported.returncode == 0, exported.stderr

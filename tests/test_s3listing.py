@@ -1,4 +1,4 @@
-"""The preflight's lookup of samples and indexes: key ranges listed concurrently, HEAD where sparse, few calls."""
+"""The S3 listing optimiser behind the preflight's lookup: key ranges listed concurrently, HEAD where sparse."""
 
 from __future__ import annotations
 
@@ -11,8 +11,8 @@ from moto import mock_aws
 import local_aws
 from tiledbvcf_batch.aws import make_clients
 from tiledbvcf_batch.inputs import Sample
-from tiledbvcf_batch.lookup import KEY_SIZES, CallCounter, find_sizes, keys_and_sizes_only, listing_client
 from tiledbvcf_batch.preflight import check_s3_samples, wanted_keys
+from tiledbvcf_batch.s3listing import KEY_SIZES, CallCounter, find_sizes, keys_and_sizes_only, listing_client
 
 BUCKET = "bucket-name"
 

@@ -1,0 +1,133 @@
+"""The tiledbvcf command lines every job runs: flags, their order, the legacy CLI's forms, chunks, secrets hidden."""
+
+from __future__ import annotations
+
+import pytest
+
+from conftest import DATASET, options
+from tiledbvcf_batch.commands import (
+    ARRAY_MARK,
+    CONSOLIDATION_STEPS,
+    DELETE_NAMES_CHARS,
+    array_args,
+    array_task_file,
+    consolidation_commands,
+    create_command,
+    delete_commands,
+    export_command,
+    needs_own_upload,
+    redact_command,
+    register_command,
+    scratch_dir,
+    store_command,
+    task_file_body,
+    task_of,
+    with_own_scratch,
+)
+from tiledbvcf_batch.options import ExportOptions, IngestOptions
+
+MANIFEST = "s3://bucket2-name/tiledbvcf-batch/runs/r1/ingest-b001-j0001.txt"
+SECRET = "vfs.s3.region=us-east-1,vfs.s3.aws_secret_access_key=TOPSECRET"
+
+
+def test_creation_passes_the_attributes_and_the_tiledb_config_last():
+    opts = options(IngestOptions, attributes=("fmt_DP", "info_AF"), tiledb_config=SECRET)
+    assert create_command(opts) == ["create", "-u", DATASET, "-a", "fmt_DP,info_AF", "--tiledb-config", SECRET]
+    assert create_command(options(IngestOptions)) == ["create", "-u", DATASET]
+
+
+def test_store_threads_default_to_the_vcpus_and_sample_batches_are_passed_on():
+    command = store_command(options(IngestOptions, vcpus=4, sample_batch_size=10, tiledb_config="a=b"), MANIFEST)
+    assert command == [
+        "store", "-u", DATASET, "-d", "/data", "-s", "1024000", "-t", "4", "-f", MANIFEST, "--remove-sample-file",
+        "--resume", "-e", "10", "--tiledb-config", "a=b",
+    ]  # fmt: skip
+
+
+def test_scratch_size_0_streams_the_samples_without_a_scratch_directory():
+    command = store_command(options(IngestOptions, scratch_size=0), MANIFEST)
+    assert "-d" not in command and "-s" not in command
+    assert "-d" not in register_command(options(IngestOptions, register=True, scratch_size=0), MANIFEST)
+
+
+def test_the_legacy_cli_registers_without_config_and_stores_without_resume():
+    legacy = options(IngestOptions, register=True, tiledb_config="a=b", scratch_path="/scratch", scratch_size=10)
+    assert register_command(legacy, MANIFEST) == ["register", "-u", DATASET, "-d", "/scratch", "-s", "10", "-f",
+                                                  MANIFEST]  # fmt: skip
+    store = store_command(legacy, MANIFEST)
+    assert "--resume" not in store and "--remove-sample-file" in store and store[-2:] == ["--tiledb-config", "a=b"]
+
+
+def test_consolidation_is_four_utils_commands_in_tiledb_vcfs_order():
+    commands = consolidation_commands(options(IngestOptions, tiledb_config="a=b"))
+    assert [command[:3] for command in commands] == [["utils", action, what] for action, what in CONSOLIDATION_STEPS]
+    assert [command[1:3] for command in commands] == [
+        ["consolidate", "fragment_meta"], ["consolidate", "commits"], ["vacuum", "fragment_meta"], ["vacuum", "commits"]
+    ]  # fmt: skip
+    assert all(command[3:] == ["-u", DATASET, "--tiledb-config", "a=b"] for command in commands)
+
+
+def test_deletions_are_cut_to_fit_a_request_and_keep_every_name_once_in_order():
+    names = [f"SAMPLE-{i:05d}-with-a-rather-long-name" for i in range(1000)]  # 36,999 characters with the commas
+    chunks = delete_commands(options(IngestOptions, tiledb_config="a=b"), names)
+    assert len(chunks) == 5
+    assert [name for chunk, _ in chunks for name in chunk] == names
+    for chunk, command in chunks:
+        assert command == ["delete", "-u", DATASET, "-s", ",".join(chunk), "--tiledb-config", "a=b"]
+        assert len(command[4]) <= DELETE_NAMES_CHARS
+    assert delete_commands(options(IngestOptions), ["A", "B"]) == [(["A", "B"], ["delete", "-u", DATASET, "-s", "A,B"])]
+    assert delete_commands(options(IngestOptions), []) == []
+
+
+def test_export_names_its_own_names_file_and_passes_the_format_only_when_not_the_default():
+    names = "s3://bucket2-name/tiledbvcf-batch/runs/r1/export-1.txt"
+    command = export_command(options(ExportOptions), names)
+    assert command == [
+        "export", "-u", DATASET, "-f", names, "-R", "s3://my-bucketname/bedfiles/sorted1000000.bed", "-d", "/data",
+        "--upload-dir", "s3://my-bucketname/bcf-exports/",
+    ]  # fmt: skip
+    assert "--sample-partition" not in command  # one typo would fail every partition
+    vcf = export_command(options(ExportOptions, output_format="v", tiledb_config="a=b"), names)
+    assert vcf[-4:] == ["-O", "v", "--tiledb-config", "a=b"]
+
+
+def test_secrets_are_hidden_in_a_printed_command_and_nothing_else_changes():
+    command = store_command(options(IngestOptions, tiledb_config=SECRET), MANIFEST)
+    shown = redact_command(command)
+    assert shown[-1] == "vfs.s3.region=us-east-1,vfs.s3.aws_secret_access_key=***"
+    assert shown[:-1] == command[:-1] and command[-1] == SECRET  # the job still gets the secret
+    assert redact_command(["--tiledb-config"]) == ["--tiledb-config"]  # a dangling flag: nothing to hide
+
+
+@pytest.mark.parametrize(
+    "args, own",
+    [
+        (["export", "-u", DATASET, "-d", "/data", "--upload-dir", "s3://b/out/"], "/data/own"),
+        (["export", "--output-dir=/data", "--upload-dir=s3://b/out/"], "/data/own"),
+        (["store", "-u", DATASET, "-d", "/data", "-f", "m.txt"], "/data/own"),
+        (["store", "-u", DATASET, "-f", "m.txt"], None),  # streams: no scratch to share
+    ],
+)
+def test_a_job_gets_a_scratch_directory_of_its_own_in_either_spelling(args, own):
+    found = scratch_dir(args)
+    assert found == (None if own is None else "/data")
+    moved = with_own_scratch(args, "/data/own")
+    assert scratch_dir(moved) == own and len(moved) == len(args)
+
+
+def test_only_an_export_to_s3_is_uploaded_by_the_entrypoint():
+    assert needs_own_upload(["export", "--upload-dir", "s3://b/out/"])
+    assert not needs_own_upload(["export", "--upload-dir", "/local/out"])
+    assert not needs_own_upload(["store", "--upload-dir", "s3://b/out/"])
+    assert not needs_own_upload([])
+
+
+def test_an_array_child_finds_its_task_by_its_index():
+    task_file = "s3://bucket2-name/tiledbvcf-batch/runs/r1/tasks-ingest-1.json"
+    args = array_args(store_command(options(IngestOptions), MANIFEST), task_file)
+    assert args[args.index("-f") + 1] == task_file + ARRAY_MARK and array_task_file(args) == task_file
+    assert array_task_file(store_command(options(IngestOptions), MANIFEST)) is None  # a plain job
+    body = task_file_body([{"key": "ingest-1-1", "lines": ["s3://b/a.bcf"]}, {"key": "ingest-1-2", "lines": []}])
+    assert task_of(body, 1)["key"] == "ingest-1-2"
+    with pytest.raises(ValueError, match="array index 2 is outside the task file's 2 tasks"):
+        task_of(body, 2)
