@@ -10,9 +10,7 @@ from __future__ import annotations
 
 import io
 import json
-import shutil
 import sys
-import tempfile
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
 from typing import Any, TypeVar
@@ -21,14 +19,13 @@ import click
 from botocore.exceptions import BotoCoreError, ClientError
 from click.core import ParameterSource
 
-from tiledbvcf_batch import __version__, report, submit, watch
+from tiledbvcf_batch import __version__, executors, report, submit, watch
 from tiledbvcf_batch.aws import AwsSetupError, Clients, aws_message, make_clients, setup_message
 from tiledbvcf_batch.dataset import DatasetReader, reader_for
-from tiledbvcf_batch.executors import for_record, local_executor
 from tiledbvcf_batch.executors.base import Executor
-from tiledbvcf_batch.executors.local import signals_as_interrupt
+from tiledbvcf_batch.executors.jobs import Job, describe_plan, plan_document
 from tiledbvcf_batch.inputs import DEFAULT_SCRATCH_PATH, ExportOptions, IngestOptions, InputError
-from tiledbvcf_batch.plan import BARRIER, CONSOLIDATE, DELETE, Plan, Stage, Task, describe_plan, plan_document
+from tiledbvcf_batch.plan import BARRIER, CONSOLIDATE, DELETE, Plan, Stage
 from tiledbvcf_batch.prepare import Prepared
 from tiledbvcf_batch.record import DamagedRecord, RunRecord
 from tiledbvcf_batch.storage import Storage, encryption_args
@@ -137,11 +134,24 @@ job_queue_option = click.option(
 job_definition_option = click.option(
     "--job-definition", cls=BatchOption, required=True, metavar="NAME", help="Name of job definition to use for jobs."
 )
+
+
+class RegisteredExecutor(click.Choice):
+    """--executor's values: the executors registered when the command runs (``tiledbvcf_batch.executors``)."""
+
+    def __init__(self) -> None:
+        self.case_sensitive = True
+
+    @property  # type: ignore[override]
+    def choices(self) -> tuple[str, ...]:
+        return executors.names()
+
+
 executor_options = options(
     click.option(
         "--executor",
-        type=click.Choice(["batch", "local"]),
-        default="batch",
+        type=RegisteredExecutor(),
+        default=executors.DEFAULT,
         show_default=True,
         help="Where the jobs run: AWS Batch, or this machine (the same job commands, with the real tiledbvcf; "
         "implies --wait). Locally, every location may also be a local path.",
@@ -245,7 +255,7 @@ run_tail_options = options(
 )
 
 
-def submitted_line(stage: Stage, jobs: list[Task], ids: list[str]) -> str:
+def submitted_line(stage: Stage, jobs: list[Job], ids: list[str]) -> str:
     """The line the documented scripts print once a stage is submitted (stdout, parsed by scripts)."""
     if stage.kind == "create":
         return f"Submitted array creation job {ids[0]}"
@@ -273,7 +283,6 @@ class Session:
     clients: Clients
     storage: Storage
     executor: Executor
-    scratch_path: str = DEFAULT_SCRATCH_PATH  # the jobs' scratch when --scratch-path is not given
     instance_price: float = report.DEFAULT_INSTANCE_PRICE
     profile: str | None = None
 
@@ -283,34 +292,23 @@ class Session:
 
     @classmethod
     def for_flags(cls, flags: Mapping[str, Any]) -> Session:
-        """The session the flags ask for. Locally, tiledbvcf is found and checked, and scratch is made."""
+        """The session the flags ask for; its executor is closed (its scratch removed) when the command ends."""
         clients = make_clients(flags.get("region"), flags.get("profile"))
         storage = Storage(clients.s3, encryption_args(flags.get("kms_key_id")))
-        if flags.get("executor") != "local":
-            from tiledbvcf_batch.executors.batch import BatchExecutor  # here: a local run does without it
-
-            queue, definition = flags["job_queue"] or "", flags["job_definition"] or ""
-            executor = BatchExecutor(clients, queue, definition, array_jobs=flags.get("array_jobs"))
-            return cls(clients, storage, executor, instance_price=flags["instance_price"], profile=flags.get("profile"))
-        executor = local_executor(flags.get("tiledbvcf"), flags.get("max_parallel"), flags["vcpus"],
-                                  register=flags.get("register"))  # fmt: skip
-        scratch = flags.get("scratch_path")
-        if scratch is None:  # a temporary directory of the run, removed when the command ends
-            scratch = tempfile.mkdtemp(prefix="tiledbvcf-scratch-")
-            click.get_current_context().call_on_close(lambda: shutil.rmtree(scratch, ignore_errors=True))
-        priced = click.get_current_context().get_parameter_source("instance_price") != ParameterSource.DEFAULT
-        # This machine costs no instance hours, unless the user prices it.
-        return cls(
-            clients, storage, executor, scratch, flags["instance_price"] if priced else 0.0, flags.get("profile")
-        )
+        executor = executors.for_request(flags.get("executor") or executors.DEFAULT, flags, clients)
+        context = click.get_current_context()
+        context.call_on_close(executor.close)
+        priced = context.get_parameter_source("instance_price") != ParameterSource.DEFAULT
+        price = flags["instance_price"] if priced or executor.bills_instances else 0.0
+        return cls(clients, storage, executor, price, flags.get("profile"))
 
     def executor_for(self, record: RunRecord) -> Executor:
         """The executor that ran a recorded run."""
-        return for_record(record.executor, self.clients)
+        return executors.for_record(record.executor, self.clients)
 
     def complete(self, opts: T) -> T:
-        """The options with this session's scratch, where --scratch-path was not given."""
-        return opts if opts.scratch_path is not None else replace(opts, scratch_path=self.scratch_path)
+        """The options with the executor's scratch, where --scratch-path was not given."""
+        return opts if opts.scratch_path is not None else replace(opts, scratch_path=self.executor.default_scratch())
 
 
 def execute(prepared: Prepared, session: Session, flags: Mapping[str, Any]) -> None:
@@ -343,10 +341,9 @@ def execute(prepared: Prepared, session: Session, flags: Mapping[str, Any]) -> N
         for line in describe_plan(plan, jobs, session.executor.where()):
             say(line)
     hints = watch.Hints(flags.get("profile"), invocation())
-    local = session.executor.kind == "local"
-    with signals_as_interrupt(local) as received:  # no local job outlives this process
+    with session.executor.handling_signals() as received:  # a blocking executor's jobs stop with this process
         record, submitted = submit_run(plan, prepared, jobs, session, flags, say)
-        if flags["wait"] or local:  # nothing to detach from locally
+        if flags["wait"] or session.executor.blocks:  # nothing to detach from
             extra = {"submitted": submitted}
             quiet = flags.get("quiet", False)
             code = wait_and_report(
@@ -363,7 +360,7 @@ def execute(prepared: Prepared, session: Session, flags: Mapping[str, Any]) -> N
 def submit_run(
     plan: Plan,
     prepared: Prepared,
-    jobs: list[Task],
+    jobs: list[Job],
     session: Session,
     flags: Mapping[str, Any],
     say: Callable[[str], None],
@@ -395,7 +392,7 @@ def invocation() -> tuple[str, ...]:
 def stage_printer(submitted: dict[str, list[str]], as_json: bool, say: Callable[[str], None]) -> submit.OnStage:
     """What to do once a stage is submitted: keep its ids, and print its Submitted line."""
 
-    def on_stage(stage: Stage, stage_jobs: list[Task], ids: list[str]) -> None:
+    def on_stage(stage: Stage, stage_jobs: list[Job], ids: list[str]) -> None:
         submitted[str(stage)] = ids
         line = submitted_line(stage, stage_jobs, ids)
         if stage.kind in UNDOCUMENTED_STAGES:

@@ -14,6 +14,7 @@ from .executors.base import (
     CancelOutcome,
     Executor,
     JobDescription,
+    Stuck,
     Throttled,
     describe_fully,
     forgotten,
@@ -22,19 +23,11 @@ from .plan import Stage
 from .record import RunRecord
 
 Latest = dict[str, JobDescription]
-# A CAPACITY reason often clears by itself (instances being launched); say so only if it lasts.
+# Waiting for capacity often ends by itself (instances being launched); say so only if it lasts.
 CAPACITY_WARN_AFTER = 15 * 60
 PLAIN_PROGRESS_EVERY = 60
 EXIT_INTERRUPTED = 130
 FORGOTTEN_AFTER_ROUNDS = 3  # polls in a row that do not describe a job: the executor has forgotten it
-MISCONFIGURATION_ADVICE = {
-    "COMPUTE_ENVIRONMENT_MAX_RESOURCE": "the job asks for more vCPUs or memory than any instance of the "
-    "compute environment has: lower --vcpus/--memory or allow larger instance types",
-    "JOB_RESOURCE_REQUIREMENT": "no instance type of the compute environment fits the job's resources: "
-    "lower --vcpus/--memory or change the allowed instance types",
-    "SERVICE_ROLE_PERMISSIONS": "the Batch service role lacks permissions: check the compute "
-    "environment's service role",
-}
 
 
 def wait_for_jobs(
@@ -73,7 +66,7 @@ def wait_for_jobs(
             for job_id in pending:
                 unseen[job_id] = 0 if job_id in described else unseen.get(job_id, 0) + 1
                 if unseen[job_id] >= FORGOTTEN_AFTER_ROUNDS:
-                    described[job_id] = forgotten(job_id, (names or {}).get(job_id, ""))
+                    described[job_id] = forgotten(job_id, (names or {}).get(job_id, ""), executor.words)
         before = {job_id: d["status"] for job_id, d in latest.items()}
         latest.update(described)
         pending = [i for i in pending if not settled(latest.get(i))]
@@ -115,7 +108,8 @@ def describe_now(executor: Executor, record: RunRecord) -> Latest:
     """One look at every job of a run; a job the executor does not describe at all has been forgotten."""
     latest = describe_fully(executor, record.job_ids())
     names = record.names()
-    return {job_id: latest.get(job_id) or forgotten(job_id, names[job_id]) for job_id in record.job_ids()}
+    words = executor.words
+    return {job_id: latest.get(job_id) or forgotten(job_id, names[job_id], words) for job_id in record.job_ids()}
 
 
 def stage_counts(record: RunRecord, latest: Latest) -> dict[str, dict[str, int]]:
@@ -236,8 +230,9 @@ class Progress:
 
 @dataclass
 class StuckJobs:
-    """Notices RUNNABLE jobs that will never start (MISCONFIGURATION) or wait long for capacity."""
+    """Notices jobs that will never start, or wait long for capacity, as the executor explains them."""
 
+    explain: Callable[[JobDescription], Stuck | None]  # Executor.explain
     now: Callable[[], float] = time.time
     where: str = "..."  # the run's record, for the cancel command
     reported: set[str] = field(default_factory=set)
@@ -246,30 +241,23 @@ class StuckJobs:
     def check(self, latest: Latest, names: dict[str, str]) -> list[str]:
         messages = []
         for job_id, description in latest.items():
-            reason = description.get("statusReason", "") if description["status"] == "RUNNABLE" else ""
+            stuck = self.explain(description)
+            status, reason = description["status"], description.get("statusReason", "")
             name = names.get(job_id, job_id)
-            if reason.startswith("MISCONFIGURATION:") and reason not in self.reported:
+            if stuck is not None and stuck.forever and reason not in self.reported:
                 self.reported.add(reason)
-                # Batch writes "MISCONFIGURATION:CODE - text": the code is what the advice is for.
-                code = reason.split(":", 1)[1].split(" - ", 1)[0].strip()
-                advice = MISCONFIGURATION_ADVICE.get(
-                    code, "check the compute environment, its service role and the job's resources"
-                )
-                stuck = sum(1 for d in latest.values() if d.get("statusReason") == reason and d["status"] == "RUNNABLE")
+                count = sum(1 for d in latest.values() if d.get("statusReason") == reason and d["status"] == status)
                 messages.append(
-                    f"STUCK: {stuck} job(s) (e.g. {name}) are RUNNABLE with {reason} and will never start: "
-                    f"{advice}. Cancel the run with: python batch-runs.py cancel {shlex.quote(self.where)}"
+                    f"STUCK: {count} job(s) (e.g. {name}) are {status} with {reason} and will never start: "
+                    f"{stuck.advice}. Cancel the run with: python batch-runs.py cancel {shlex.quote(self.where)}"
                 )
-            if reason.startswith("CAPACITY:"):
+            if stuck is not None and not stuck.forever:
                 since = self.capacity_since.setdefault(job_id, self.now())
                 key = f"capacity:{reason}"
                 if self.now() - since >= CAPACITY_WARN_AFTER and key not in self.reported:
                     self.reported.add(key)
-                    messages.append(
-                        f"WARNING: {name} has waited {format_duration(self.now() - since)} for capacity "
-                        f"({reason}): the compute environment cannot get instances; consider other "
-                        "instance types, On-Demand instead of Spot, or another Availability Zone"
-                    )
+                    waited = format_duration(self.now() - since)
+                    messages.append(f"WARNING: {name} has waited {waited} for capacity ({reason}): {stuck.advice}")
             else:
                 self.capacity_since.pop(job_id, None)
         return messages
@@ -314,12 +302,12 @@ def without_option(words: list[str], name: str) -> list[str]:
     return kept
 
 
-def interrupted_message(record: RunRecord, stopped: CancelOutcome | None, hints: Hints | None = None) -> str:
+def interrupted_message(
+    record: RunRecord, stopped: CancelOutcome | None, hints: Hints | None = None, where_jobs: str = "elsewhere"
+) -> str:
+    """``where_jobs``: where jobs go on when nobody waits, in the executor's words (``Words.detached``)."""
     hints = hints or Hints()
     if stopped is None:
-        where_jobs = (
-            "on AWS Batch" if record.executor.get("kind", "batch") == "batch" else "in the process that runs them"
-        )
         return (
             f"Stopped waiting. The jobs of run {record.run_id} keep running {where_jobs}.\n"
             f"  re-attach: {hints.runs('wait', record)}\n"
@@ -360,7 +348,7 @@ def watch_run(
     """Wait for a run with live progress on ``stream``; the last descriptions, or None on Ctrl-C."""
     tty = stream.isatty() if tty is None else tty
     progress = Progress(record, stream, now=now, tty=tty, refresh=refresh)
-    stuck = StuckJobs(now=now, where=record.location())
+    stuck = StuckJobs(executor.explain, now=now, where=record.location())
     names = record.names()
     ids = record.job_ids()
     stages: dict[str, list[str]] = {}
@@ -387,7 +375,8 @@ def watch_run(
         )
     except KeyboardInterrupt:
         progress.close()
-        progress.say("\n" + interrupted_message(record, executor.interrupted(ids), hints))
+        stopped = executor.interrupted(ids)
+        progress.say("\n" + interrupted_message(record, stopped, hints, executor.words.detached))
         return None
     progress.show(latest, final=True)
     return latest
