@@ -142,7 +142,7 @@ def cancel(session: common.Session, record: RunRecord) -> None:
         (outcome.cancelled, "cancelled (had not started)"),
         (outcome.terminated, "terminated (were running)"),
         (outcome.finished, "had already finished"),
-        (outcome.unknown, "unknown to Batch (too old, or never submitted)"),
+        (outcome.unknown, f"unknown to {session.executor.words.name} (too old, or never submitted)"),
     ):
         if ids:
             shown = " ".join(f"{job_id} ({names[job_id]})" for job_id in ids[:50])

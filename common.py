@@ -10,11 +10,9 @@ from __future__ import annotations
 
 import io
 import json
-import shutil
 import sys
-import tempfile
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import asdict, dataclass, replace
 from typing import Any, TypeVar
 
 import click
@@ -23,15 +21,14 @@ from click.core import ParameterSource
 
 from flags import Request, Tail
 from hints import Hints, interrupted_message, what_next
-from tiledbvcf_batch import __version__, report, submit, watch
+from tiledbvcf_batch import __version__, executors, report, submit, watch
 from tiledbvcf_batch.aws import AwsSetupError, Clients, aws_message, make_clients, setup_message
 from tiledbvcf_batch.dataset import DatasetReader, reader_for
-from tiledbvcf_batch.executors import for_record, local_executor
 from tiledbvcf_batch.executors.base import Executor
-from tiledbvcf_batch.executors.local import signals_as_interrupt
-from tiledbvcf_batch.inputs import DEFAULT_SCRATCH_PATH, InputError
+from tiledbvcf_batch.executors.jobs import Job, describe_plan, plan_document
+from tiledbvcf_batch.inputs import InputError
 from tiledbvcf_batch.options import ExportOptions, IngestOptions
-from tiledbvcf_batch.plan import BARRIER, CONSOLIDATE, DELETE, Plan, Stage, Task, describe_plan, plan_document
+from tiledbvcf_batch.plan import BARRIER, CONSOLIDATE, DELETE, Plan, Stage
 from tiledbvcf_batch.prepare import Prepared
 from tiledbvcf_batch.record import DamagedRecord, RunRecord
 from tiledbvcf_batch.storage import Storage, encryption_args
@@ -53,7 +50,7 @@ class ShownError(click.ClickException):
     def __init__(self, lines: list[str], exit_code: int):
         super().__init__("; ".join(lines))
         self.lines = lines
-        self.exit_code = exit_code
+        self.exit_code = exit_code  # type: ignore[misc]  # click reads it per instance; each error has its own
 
     def show(self, file: Any = None) -> None:
         shown = self.lines[:MAX_LISTED_PROBLEMS]
@@ -110,12 +107,13 @@ def run_script(command: click.Command) -> None:
     command(auto_envvar_prefix=ENVVAR_PREFIX)
 
 
-def submitted_line(stage: Stage, jobs: list[Task], ids: list[str]) -> str:
+def submitted_line(stage: Stage, jobs: list[Job], ids: list[str]) -> str:
     """The line the documented scripts print once a stage is submitted (stdout, parsed by scripts)."""
     if stage.kind == "create":
         return f"Submitted array creation job {ids[0]}"
     if stage.kind == "register":
-        return f"Submitted sample registration job {ids[0]} using metadata {jobs[0].manifest.uri}"
+        manifest = jobs[0].manifest  # a registration job always has one
+        return f"Submitted sample registration job {ids[0]} using metadata {manifest.uri if manifest else ''}"
     if stage.kind == "ingest":
         return f"Submitted ingestion job(s) {' '.join(ids)}"
     if stage.kind == "export":
@@ -138,7 +136,6 @@ class Session:
     clients: Clients
     storage: Storage
     executor: Executor
-    scratch_path: str = DEFAULT_SCRATCH_PATH  # the jobs' scratch when --scratch-path is not given
     instance_price: float = report.DEFAULT_INSTANCE_PRICE
     profile: str | None = None
 
@@ -148,33 +145,27 @@ class Session:
 
     @classmethod
     def for_request(cls, request: Request[Any, Any]) -> Session:
-        """The session the command asks for. Locally, tiledbvcf is found and checked, and scratch is made."""
-        aws, where, opts = request.aws, request.where, request.opts
+        """The session the command asks for; its executor is closed (its scratch removed) when the command ends."""
+        aws, opts = request.aws, request.opts
         clients = make_clients(aws.region, aws.profile)
         storage = Storage(clients.s3, encryption_args(aws.kms_key_id))
-        if where.executor != "local":
-            from tiledbvcf_batch.executors.batch import BatchExecutor  # here: a local run does without it
-
-            queue, definition = where.job_queue or "", where.job_definition or ""
-            executor = BatchExecutor(clients, queue, definition, array_jobs=where.array_jobs)
-            return cls(clients, storage, executor, instance_price=request.tail.instance_price, profile=aws.profile)
         register = opts.register if isinstance(opts, IngestOptions) else None  # None: export has no --register
-        executor = local_executor(where.tiledbvcf, where.max_parallel, opts.vcpus, register=register)
-        scratch = opts.scratch_path
-        if scratch is None:  # a temporary directory of the run, removed when the command ends
-            scratch = tempfile.mkdtemp(prefix="tiledbvcf-scratch-")
-            click.get_current_context().call_on_close(lambda: shutil.rmtree(scratch, ignore_errors=True))
-        priced = click.get_current_context().get_parameter_source("instance_price") != ParameterSource.DEFAULT
-        # This machine costs no instance hours, unless the user prices it.
-        return cls(clients, storage, executor, scratch, request.tail.instance_price if priced else 0.0, aws.profile)
+        values = {**asdict(request.where), "vcpus": opts.vcpus, "register": register}
+        executor = executors.for_request(request.where.executor, values, clients)
+        context = click.get_current_context()
+        context.call_on_close(executor.close)
+        priced = context.get_parameter_source("instance_price") != ParameterSource.DEFAULT
+        # A machine that bills no instance hours (this one) costs nothing, unless the user prices it.
+        price = request.tail.instance_price if priced or executor.bills_instances else 0.0
+        return cls(clients, storage, executor, price, aws.profile)
 
     def executor_for(self, record: RunRecord) -> Executor:
         """The executor that ran a recorded run."""
-        return for_record(record.executor, self.clients)
+        return executors.for_record(record.executor, self.clients)
 
     def complete(self, opts: T) -> T:
-        """The options with this session's scratch, where --scratch-path was not given."""
-        return opts if opts.scratch_path is not None else replace(opts, scratch_path=self.scratch_path)
+        """The options with the executor's scratch, where --scratch-path was not given."""
+        return opts if opts.scratch_path is not None else replace(opts, scratch_path=self.executor.default_scratch())
 
 
 def execute(prepared: Prepared, session: Session, tail: Tail) -> None:
@@ -207,10 +198,9 @@ def execute(prepared: Prepared, session: Session, tail: Tail) -> None:
         for line in describe_plan(plan, jobs, session.executor.where()):
             say(line)
     hints = Hints(session.profile, invocation())
-    local = session.executor.kind == "local"
-    with signals_as_interrupt(local) as received:  # no local job outlives this process
+    with session.executor.handling_signals() as received:  # a blocking executor's jobs stop with this process
         record, submitted = submit_run(plan, prepared, jobs, session, tail, say)
-        if tail.wait or local:  # nothing to detach from locally
+        if tail.wait or session.executor.blocks:  # nothing to detach from
             extra = {"submitted": submitted}
             code = wait_and_report(
                 record, session, session.instance_price, tail.log_lines, as_json, extra, tail.quiet, hints
@@ -226,7 +216,7 @@ def execute(prepared: Prepared, session: Session, tail: Tail) -> None:
 def submit_run(
     plan: Plan,
     prepared: Prepared,
-    jobs: list[Task],
+    jobs: list[Job],
     session: Session,
     tail: Tail,
     say: Callable[[str], None],
@@ -258,7 +248,7 @@ def invocation() -> tuple[str, ...]:
 def stage_printer(submitted: dict[str, list[str]], as_json: bool, say: Callable[[str], None]) -> submit.OnStage:
     """What to do once a stage is submitted: keep its ids, and print its Submitted line."""
 
-    def on_stage(stage: Stage, stage_jobs: list[Task], ids: list[str]) -> None:
+    def on_stage(stage: Stage, stage_jobs: list[Job], ids: list[str]) -> None:
         submitted[str(stage)] = ids
         line = submitted_line(stage, stage_jobs, ids)
         if stage.kind in UNDOCUMENTED_STAGES:
@@ -284,7 +274,8 @@ def wait_and_report(
     stream = io.StringIO() if quiet else sys.stderr  # --quiet: no progress
     watched = watch.watch_run(record, session.executor, stream=stream, interval=interval, max_interval=max_interval)
     if isinstance(watched, watch.Interrupted):
-        print(f"\n{interrupted_message(record, watched.stopped, hints)}", file=stream, flush=True)
+        message = interrupted_message(record, watched.stopped, hints, session.executor.words.detached)
+        print(f"\n{message}", file=stream, flush=True)
         if as_json:  # one document, whatever happens
             click.echo(json.dumps({"run_id": record.run_id, "record": record.record, "interrupted": True,
                                    **(extra or {})}, indent=1))  # fmt: skip

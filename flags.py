@@ -17,6 +17,7 @@ from typing import Any, Generic, TypeVar
 
 import click
 
+from tiledbvcf_batch import executors
 from tiledbvcf_batch.inputs import Problems, Sample, check_price, parse_region, read_samples_file
 from tiledbvcf_batch.options import (
     ExportOptions,
@@ -31,7 +32,6 @@ from tiledbvcf_batch.options import (
 from tiledbvcf_batch.report import DEFAULT_INSTANCE_PRICE, DEFAULT_LOG_LINES
 
 Decorator = Callable[[Callable[..., Any]], Callable[..., Any]]
-EXECUTORS = ("batch", "local")
 Opts = TypeVar("Opts", IngestOptions, ExportOptions)
 TailT = TypeVar("TailT", bound="Tail")
 
@@ -46,8 +46,8 @@ class Where:
         None, metavar="NAME", required_for="batch", help="Name of job definition to use for jobs."
     )
     executor: str = flag(
-        "batch",
-        choices=EXECUTORS,
+        executors.DEFAULT,
+        choices=executors.names,
         help="Where the jobs run: AWS Batch, or this machine (the same job commands, with the real tiledbvcf; "
         "implies --wait). Locally, every location may also be a local path.",
     )
@@ -211,7 +211,8 @@ def click_option(cls: type, f: dataclasses.Field[Any], spec: Flag) -> Decorator:
     default = click_default(f, spec)
     kind = value_type(typing.get_type_hints(cls)[f.name])
     if spec.choices:
-        typed: dict[str, Any] = {"type": click.Choice(spec.choices)}
+        choices = spec.choices
+        typed: dict[str, Any] = {"type": click.Choice(choices) if isinstance(choices, tuple) else LazyChoice(choices)}
     elif kind is bool:  # an on/off switch is a flag by its two spellings alone
         typed = {} if spec.switch else {"is_flag": True}
     else:
@@ -228,6 +229,18 @@ def click_option(cls: type, f: dataclasses.Field[Any], spec: Flag) -> Decorator:
         help=spec.help + ("  [required]" if spec.required_for else ""),  # as click shows a required option
         **typed,
     )
+
+
+class LazyChoice(click.Choice):
+    """A Choice whose values are read when the command runs: a test or a plug-in may register an executor."""
+
+    def __init__(self, source: Callable[[], tuple[str, ...]]) -> None:
+        self.source = source
+        self.case_sensitive = True
+
+    @property
+    def choices(self) -> tuple[str, ...]:  # type: ignore[override]  # click sets it once; this one reads it late
+        return tuple(self.source())
 
 
 def click_default(f: dataclasses.Field[Any], spec: Flag) -> Any:

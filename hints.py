@@ -53,12 +53,12 @@ def without_option(words: list[str], name: str) -> list[str]:
     return kept
 
 
-def interrupted_message(record: RunRecord, stopped: CancelOutcome | None, hints: Hints | None = None) -> str:
+def interrupted_message(
+    record: RunRecord, stopped: CancelOutcome | None, hints: Hints | None = None, where_jobs: str = "elsewhere"
+) -> str:
+    """``where_jobs``: where jobs go on when nobody waits, in the executor's words (``Words.detached``)."""
     hints = hints or Hints()
     if stopped is None:
-        where_jobs = (
-            "on AWS Batch" if record.executor.get("kind", "batch") == "batch" else "in the process that runs them"
-        )
         return (
             f"Stopped waiting. The jobs of run {record.run_id} keep running {where_jobs}.\n"
             f"  re-attach: {hints.runs('wait', record)}\n"

@@ -35,7 +35,7 @@ from tiledbvcf_batch import prepare  # noqa: E402
 from tiledbvcf_batch.commands import ENTRYPOINT_VARIABLE  # noqa: E402
 from tiledbvcf_batch.dataset import REGISTRY_SUFFIX  # noqa: E402
 from tiledbvcf_batch.executors.batch import BatchExecutor  # noqa: E402
-from tiledbvcf_batch.plan import Task  # noqa: E402
+from tiledbvcf_batch.executors.jobs import Job  # noqa: E402
 from tiledbvcf_batch.storage import Storage  # noqa: E402
 
 SERVICE_NAMES = {"s3": "S3", "batch": "Batch"}
@@ -343,7 +343,7 @@ class MeteredExecutor(BatchExecutor):
 
     meter: Meter | None = None
 
-    def submit(self, job: Task, ids: dict[str, str], run_id: str) -> str:
+    def submit(self, job: Job, ids: dict[str, str], run_id: str) -> str:
         assert self.meter is not None
         with self.meter.event("submit"):
             return super().submit(job, ids, run_id)

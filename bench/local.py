@@ -41,7 +41,7 @@ sys.path[:0] = [str(ROOT), str(ROOT / "demo")]
 
 import cohort  # noqa: E402
 from tiledbvcf_batch.commands import create_command  # noqa: E402
-from tiledbvcf_batch.executors.local import find_tiledbvcf  # noqa: E402
+from tiledbvcf_batch.executors.local_setup import find_tiledbvcf  # noqa: E402
 from tiledbvcf_batch.inputs import read_samples_file  # noqa: E402
 from tiledbvcf_batch.options import IngestOptions  # noqa: E402
 from tiledbvcf_batch.plan import ingest_batches, plan_ingest  # noqa: E402

@@ -60,9 +60,10 @@ from tiledbvcf_batch import prepare, submit  # noqa: E402
 from tiledbvcf_batch.aws import Clients, make_clients  # noqa: E402
 from tiledbvcf_batch.dataset import DatasetView  # noqa: E402
 from tiledbvcf_batch.executors.batch import SUBMITS_PER_SECOND, BatchExecutor, Pacer  # noqa: E402
+from tiledbvcf_batch.executors.jobs import Job  # noqa: E402
 from tiledbvcf_batch.inputs import Sample, read_samples_file  # noqa: E402
 from tiledbvcf_batch.options import IngestOptions  # noqa: E402
-from tiledbvcf_batch.plan import Task, ingest_batches, plan_ingest  # noqa: E402
+from tiledbvcf_batch.plan import ingest_batches, plan_ingest  # noqa: E402
 from tiledbvcf_batch.record import RunRecord, dataset_index  # noqa: E402
 from tiledbvcf_batch.storage import S3Uri  # noqa: E402
 
@@ -114,7 +115,7 @@ def registration_timed(meter: Meter) -> Iterator[None]:
 @dataclass
 class ClientRun:
     mode: str
-    jobs: list[Task]
+    jobs: list[Job]
     record: RunRecord
     meter: Meter
 

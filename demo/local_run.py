@@ -25,7 +25,7 @@ sys.path[:0] = [str(ROOT), str(ROOT / "demo")]
 
 import cohort  # noqa: E402
 import local_aws  # noqa: E402
-from tiledbvcf_batch.executors.local import INSTALL_HINT, find_tiledbvcf  # noqa: E402
+from tiledbvcf_batch.executors.local_setup import INSTALL_HINT, find_tiledbvcf  # noqa: E402
 
 BED = "".join(f"{contig}\t0\t100000000\n" for contig in ("chr1", "chr2", "chr3"))
 

@@ -203,26 +203,30 @@ def main(argv: list[str], run: Callable[[list[str]], int] | None = None, s3: Any
         manifest = value(argv, "samples_file") or ""
         if not job_check(argv, None, manifest, started_marker(manifest), manifest, s3):
             return 1
-    if needs_own_upload(argv):
-        return export_and_upload(argv, run, s3 or s3_client())
-    scratch = scratch_dir(argv)
-    if scratch is None:
-        try:
-            os.execvp(TILEDBVCF, [TILEDBVCF, *argv])  # the lock file, if any, stays open in tiledbvcf
-        except OSError as error:
-            log(f"tiledbvcf cannot be run ({error.strerror}: {TILEDBVCF})")
-            return 127
-    return with_scratch_of_its_own(argv, scratch, run)
+    return run_job(argv, run, s3, last=exec_tiledbvcf)
 
 
-def run_job(args: list[str], run: Callable[[list[str]], int], s3: Any) -> int:
-    """A job's command to its end (no exec: something follows)."""
+def run_job(
+    args: list[str], run: Callable[[list[str]], int], s3: Any, last: Callable[[list[str]], int] | None = None
+) -> int:
+    """A job's command to its end: its own upload, or its own scratch, or tiledbvcf as it is, by ``last``
+    when nothing follows it (``main`` execs it; an array child's done marker follows it).
+    """
     if needs_own_upload(args):
         return export_and_upload(args, run, s3 or s3_client())
     scratch = scratch_dir(args)
     if scratch is None:
-        return run([TILEDBVCF, *args])
+        return (last or run)([TILEDBVCF, *args])
     return with_scratch_of_its_own(args, scratch, run)
+
+
+def exec_tiledbvcf(command: list[str]) -> int:
+    """tiledbvcf in place of this process (the lock file, if any, stays open in it); 127 if it cannot run."""
+    try:
+        os.execvp(command[0], command)
+    except OSError as error:
+        log(f"tiledbvcf cannot be run ({error.strerror}: {command[0]})")
+    return 127
 
 
 def run_array_child(args: list[str], task_file: str, run: Callable[[list[str]], int], s3: Any) -> int:

@@ -15,10 +15,11 @@ import cohort
 from conftest import listed, needs_tiledbvcf, run_entrypoint
 from tiledbvcf_batch.commands import ARRAY_INDEX_VARIABLE
 from tiledbvcf_batch.executors.batch import BatchExecutor
+from tiledbvcf_batch.executors.jobs import Job
 from tiledbvcf_batch.inputs import Sample, parse_dataset_uri
 from tiledbvcf_batch.ledger import SUCCEEDED, job_states
 from tiledbvcf_batch.options import ExportOptions, IngestOptions
-from tiledbvcf_batch.plan import Task, ingest_batches, plan_export, plan_ingest
+from tiledbvcf_batch.plan import ingest_batches, plan_export, plan_ingest
 from tiledbvcf_batch.record import RunRecord, run_prefix_for
 from tiledbvcf_batch.storage import LocalPath, S3Uri, Storage
 
@@ -32,15 +33,15 @@ def entrypoint(args: tuple[str, ...], index: int | None = None) -> subprocess.Co
     return run_entrypoint(args, **({ARRAY_INDEX_VARIABLE: str(index)} if index is not None else {}))
 
 
-def run_like_batch(jobs: list[Task]) -> None:
+def run_like_batch(jobs: list[Job]) -> None:
     """Each job in order; an array job as each of its children."""
     for job in jobs:
-        for index in range(len(job.members)) if job.members else [None]:
+        for index in range(len(job.tasks)) if job.is_array else [None]:
             done = entrypoint(job.args, index)
             assert done.returncode == 0, done.stdout + done.stderr
 
 
-def upload(s3, jobs: list[Task]) -> None:
+def upload(s3, jobs: list[Job]) -> None:
     """What submission uploads: in array mode, one task file per array."""
     for job in jobs:
         if job.manifest is not None:
@@ -73,17 +74,17 @@ def test_array_children_ingest_and_export_through_the_entrypoint(tmp_path: Path,
     batches, _ = ingest_batches([Sample(uri) for uri in uris], opts, prefix)
     plan = plan_ingest(opts, batches, "ingest-arrays", prefix)
     jobs = ARRAYS.submissions(plan)
-    assert [(job.key, len(job.members)) for job in jobs][:3] == [
-        ("create", 0),
-        ("ingest-1-array", 3),
-        ("consolidate-1-1", 0),
+    assert [(job.key, job.is_array, len(job.tasks)) for job in jobs][:3] == [
+        ("create", False, 1),
+        ("ingest-1-array", True, 3),
+        ("consolidate-1-1", False, 1),
     ]
     upload(s3, jobs)
     run_like_batch(jobs)
 
     assert sorted(listed(DATASET)) == sorted(path.name.removesuffix(".bcf") for path in inputs)
     # Each child recorded its success itself: the ledger needs nothing from Batch to count the samples in.
-    record = RunRecord.new(plan, jobs, {}, ARRAYS.settings(), "us-east-1")
+    record = RunRecord.new(plan, ARRAYS.recorded(plan, jobs), {}, ARRAYS.settings(), "us-east-1")
     record.set_job_ids({"create": "c", "ingest-1-array": "p"})
     forgotten = Forgotten()
     states = job_states(record, Storage(s3), forgotten)
@@ -101,7 +102,7 @@ def test_array_children_ingest_and_export_through_the_entrypoint(tmp_path: Path,
     names = listed(DATASET)
     export_plan = plan_export(export, names, "export-arrays", run_prefix_for(export.metadata_s3, "export-arrays"))
     export_jobs = ARRAYS.submissions(export_plan)
-    assert [(job.key, len(job.members)) for job in export_jobs] == [("export-array", 2)]
+    assert [(job.key, job.is_array, len(job.tasks)) for job in export_jobs] == [("export-array", True, 2)]
     upload(s3, export_jobs)
     run_like_batch(export_jobs)
 
@@ -117,7 +118,7 @@ def test_an_array_command_outside_an_array_job_is_refused(tmp_path: Path):
     opts = IngestOptions(LocalPath(str(tmp_path / "ds")), "samples.txt", S3Uri("bucket2-name"), num_jobs=2)
     prefix = run_prefix_for(opts.metadata_s3, "ingest-x")
     batches, _ = ingest_batches([Sample(f"/in/{i}.bcf") for i in range(4)], opts, prefix)
-    (array,) = [job for job in ARRAYS.submissions(plan_ingest(opts, batches, "ingest-x", prefix)) if job.members]
+    (array,) = [job for job in ARRAYS.submissions(plan_ingest(opts, batches, "ingest-x", prefix)) if job.is_array]
     ran = entrypoint(array.args)
     assert ran.returncode == 2
     assert "AWS_BATCH_JOB_ARRAY_INDEX is '': an array job's command runs only as a child" in ran.stderr

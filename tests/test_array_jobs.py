@@ -33,17 +33,17 @@ def ingest_plan(samples: int, num_jobs: int, incremental: int = 1, create: bool 
 def test_each_stage_is_one_array_after_the_previous_stage_no_barriers():
     plan = ingest_plan(300, num_jobs=50, incremental=3)  # 50 jobs a batch: per-job mode needs barrier jobs
     jobs = as_arrays(plan)
-    assert [(job.key, job.after, len(job.members)) for job in jobs] == [
-        ("create", (), 0),
-        ("ingest-1-array", ("create",), 50),
-        ("ingest-2-array", ("ingest-1-array",), 50),
-        ("ingest-3-array", ("ingest-2-array",), 50),
+    assert [(job.key, job.after, job.is_array, len(job.tasks)) for job in jobs] == [
+        ("create", (), False, 1),
+        ("ingest-1-array", ("create",), True, 50),
+        ("ingest-2-array", ("ingest-1-array",), True, 50),
+        ("ingest-3-array", ("ingest-2-array",), True, 50),
     ]
     array = jobs[1]
     task_file = "s3://meta/tiledbvcf-batch/runs/ingest-r1/tasks-ingest-1.json"
     assert array.args[array.args.index("-f") + 1] == f"{task_file}#{ARRAY_INDEX}"
     # Every other argument is the tasks' own: the children run the very command per-job mode would.
-    first = array.members[0].args
+    first = array.tasks[0].args
     assert [a for a in array.args if "tasks-" not in a] == [a for a in first if "ingest-b001" not in a]
     entries = tasks_in(array.manifest.body().decode())
     assert [entry["key"] for entry in entries] == [f"ingest-1-{j}" for j in range(1, 51)]
@@ -78,17 +78,22 @@ def test_consolidation_stays_four_chained_jobs_between_the_arrays():
 def test_a_stage_past_10000_tasks_is_several_arrays_and_the_next_waits_for_all():
     plan = ingest_plan(MAX_ARRAY_SIZE + 5, num_jobs=MAX_ARRAY_SIZE + 5, incremental=1, create=True)
     jobs = BatchExecutor(None, "q", "jd", array_jobs=True).submissions(plan)
-    assert [(job.key, len(job.members)) for job in jobs] == [
-        ("create", 0),
-        ("ingest-1-array-1", MAX_ARRAY_SIZE),
-        ("ingest-1-array-2", 5),
+    assert [(job.key, job.is_array, len(job.tasks)) for job in jobs] == [
+        ("create", False, 1),
+        ("ingest-1-array-1", True, MAX_ARRAY_SIZE),
+        ("ingest-1-array-2", True, 5),
     ]
     assert all(job.after == ("create",) for job in jobs[1:])
 
 
 def test_a_single_task_stays_a_plain_job():
-    jobs = as_arrays(ingest_plan(1, num_jobs=1))
-    assert [(job.key, job.members, job.after) for job in jobs] == [("create", (), ()), ("ingest-1-1", (), ("create",))]
+    plan = ingest_plan(1, num_jobs=1)
+    jobs = as_arrays(plan)
+    assert [(job.key, job.is_array, job.after) for job in jobs] == [
+        ("create", False, ()),
+        ("ingest-1-1", False, ("create",)),
+    ]
+    assert [job.tasks for job in jobs] == [(task,) for task in plan.tasks]
 
 
 # -- On the emulated Batch: the scripts ------------------------------------------------------------

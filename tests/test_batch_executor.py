@@ -16,6 +16,7 @@ from tiledbvcf_batch.executors.batch import (
     payload,
     retry_strategy,
 )
+from tiledbvcf_batch.executors.jobs import Job
 from tiledbvcf_batch.inputs import Resources
 from tiledbvcf_batch.plan import Plan, Stage, Task
 from tiledbvcf_batch.storage import S3Uri
@@ -58,9 +59,9 @@ def make_task(**changes) -> Task:
 )
 def test_every_job_is_checked_against_the_batch_limits(changes, message):
     earlier = [make_task(key=f"d{i}", name=f"d{i}") for i in range(21)]
-    problems = order_problems([*earlier, make_task(**changes)]) + job_problems(make_task(**changes))
+    problems = order_problems([*earlier, make_task(**changes)]) + job_problems(Job.of(make_task(**changes)))
     assert any(message in problem for problem in problems), problems
-    assert order_problems([*earlier, make_task()]) + job_problems(make_task()) == []
+    assert order_problems([*earlier, make_task()]) + job_problems(Job.of(make_task())) == []
 
 
 def test_a_refused_job_stops_the_whole_plan_before_anything_is_submitted():
@@ -70,7 +71,7 @@ def test_a_refused_job_stops_the_whole_plan_before_anything_is_submitted():
 
 
 def test_payload_maps_logical_dependencies_to_job_ids():
-    request = payload(make_task(after=("d1", "d2")), {"d1": "A", "d2": "B"}, "q", "jd", "r1")
+    request = payload(Job.of(make_task(after=("d1", "d2"))), {"d1": "A", "d2": "B"}, "q", "jd", "r1")
     assert request["dependsOn"] == [{"jobId": "A"}, {"jobId": "B"}]
     assert request["containerOverrides"]["resourceRequirements"] == [
         {"type": "VCPU", "value": "1"},

@@ -38,11 +38,12 @@ def test_what_next_names_the_run_and_its_profile_in_each_command():
 
 def test_a_wait_stopped_without_stopping_the_jobs_says_how_to_reattach_and_cancel():
     batch = recorded_run({"ingest-1": 1})
-    message = interrupted_message(batch, None)
+    message = interrupted_message(batch, None, where_jobs="on AWS Batch")
     assert message.splitlines() == [
         "Stopped waiting. The jobs of run ingest-r1 keep running on AWS Batch.",
         f"  re-attach: python batch-runs.py wait {batch.location()}",
         f"  cancel:    python batch-runs.py cancel {batch.location()}",
     ]
-    batch.executor = {"kind": "local", "root": "/tmp/state"}
-    assert "keep running in the process that runs them" in interrupted_message(batch, None)
+    # The executor says where its jobs go on (its Words), the hint names no executor.
+    local = interrupted_message(batch, None, where_jobs="in the process that runs them")
+    assert "keep running in the process that runs them" in local

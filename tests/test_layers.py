@@ -55,6 +55,19 @@ def constants(path: Path) -> set[str]:
     }
 
 
+def texts(path: Path) -> set[str]:
+    """The strings a module says (its docstrings left out: they may name what they are not about)."""
+    tree = ast.parse(path.read_text())
+    documented = (ast.Module, ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef)
+    docstrings = {
+        id(node.body[0].value)
+        for node in ast.walk(tree)
+        if isinstance(node, documented) and node.body and isinstance(node.body[0], ast.Expr)
+    }
+    return {n.value for n in ast.walk(tree) if isinstance(n, ast.Constant) and type(n.value) is str
+            and id(n) not in docstrings}  # fmt: skip
+
+
 def test_the_domain_never_imports_click_or_the_cli_layer():
     for name, path in MODULES.items():
         assert not {"click", "common", "hints"} & {m.split(".")[0] for m in imports(path)}, name
@@ -66,8 +79,10 @@ def test_progress_is_display_only_and_the_report_needs_no_polling():
 
 
 def test_plan_commands_and_inputs_do_no_io_and_know_no_executor():
-    for name in ("plan", "commands", "inputs", "options", "executors/arrays"):  # arrays: the Batch executor's pure step
-        used = imports(MODULES[name])
+    # arrays: the Batch executor's pure step; jobs: the seam's job types. They know the seam, no executor.
+    seam = {"executors/base", "executors/jobs"}
+    for name in ("plan", "commands", "inputs", "options", "executors/arrays", "executors/jobs"):
+        used = imports(MODULES[name]) - seam
         assert not {m for m in used if m.split(".")[0] in ("boto3", "botocore", "subprocess", "socket")}, name
         assert not {m for m in used if m.startswith(("executors", "record", "aws", "submit", "preflight"))}, name
     for name in ("plan", "commands"):
@@ -84,9 +99,30 @@ def test_batch_request_keys_only_in_the_batch_executor():
 
 
 def test_domain_modules_see_executors_only_through_the_base_protocol():
-    for name in ("submit", "watch", "report", "ledger", "prepare"):
+    for name in ("submit", "watch", "report", "ledger", "prepare", "inventory"):
         executor_imports = {m for m in imports(MODULES[name]) if m.startswith("executors")}
-        assert executor_imports <= {"executors/base"}, name
+        assert executor_imports <= {"executors/base", "executors/jobs"}, name
+
+
+def test_only_the_batch_executor_speaks_batch_meanings():
+    """What Batch's reasons and hosts mean, and its name, are the Batch executor's words (``Words``, ``explain``,
+    ``host_lost``): the neutral modules ask the executor."""
+    meanings = ("AWS Batch", "Host EC2", "MISCONFIGURATION", "CAPACITY:", "terminate-job", "Spot")
+    # options: --retries' help is the spec's text, and a Spot reclaim is what it is about.
+    batch = {"executors/batch", "executors/batch_setup", "options"}
+    for name, path in MODULES.items():
+        said = [text for text in texts(path) for meaning in meanings if meaning in text]
+        assert name in batch or not said, (name, said)
+    assert {"AWS Batch", "Host EC2", "MISCONFIGURATION:", "CAPACITY:"} <= texts(MODULES["executors/batch"])
+
+
+def test_the_cli_layer_makes_executors_through_the_registry_only():
+    """common.py knows no executor by name: a third executor touches executors/ only."""
+    tree = ast.parse((ROOT / "common.py").read_text())
+    modules = {node.module for node in ast.walk(tree) if isinstance(node, ast.ImportFrom)}
+    assert not {m for m in modules if m and m.startswith("tiledbvcf_batch.executors.") and m.count(".") == 2
+                and m.rsplit(".", 1)[1] not in ("base", "jobs")}  # fmt: skip
+    assert not {"local", "batch"} & {n.value for n in ast.walk(tree) if isinstance(n, ast.Constant)}  # no kind
 
 
 def test_only_commands_spells_tiledbvcf_flags():

@@ -11,6 +11,7 @@ from hypothesis import strategies as st
 
 from tiledbvcf_batch.commands import consolidation_commands, register_command, split_evenly, store_command
 from tiledbvcf_batch.executors.batch import MAX_DEPENDS_ON, with_barriers
+from tiledbvcf_batch.executors.jobs import Job, describe_plan, plan_document
 from tiledbvcf_batch.inputs import Sample, parse_samples
 from tiledbvcf_batch.ledger import Ledger, skip_known_samples
 from tiledbvcf_batch.options import IngestOptions
@@ -21,10 +22,8 @@ from tiledbvcf_batch.plan import (
     Task,
     balance_by_bytes,
     balance_summary,
-    describe_plan,
     imbalance,
     ingest_batches,
-    plan_document,
     plan_ingest,
 )
 from tiledbvcf_batch.storage import S3Uri
@@ -132,7 +131,7 @@ def test_every_sample_lands_in_exactly_one_manifest_or_is_reported_skipped(
 
     # What AWS Batch is sent keeps that order within its limits: at most 20 dependencies per
     # job, dependencies always submitted earlier, and every batch still after the one before.
-    jobs = with_barriers(plan.tasks)
+    jobs = with_barriers(jobs_of(plan))
     order = {job.key: i for i, job in enumerate(jobs)}
     for job in jobs:
         assert len(job.after) <= MAX_DEPENDS_ON
@@ -272,6 +271,11 @@ def test_a_sample_larger_than_the_mean_job_is_named_as_the_bound():
     )
 
 
+def jobs_of(plan) -> list[Job]:
+    """The plan's tasks as plain jobs, as an executor without arrays or barriers submits them."""
+    return [Job.of(task) for task in plan.tasks]
+
+
 def test_dry_run_text_and_document_show_the_expected_balance():
     cohort = samples(6)
     opts = ingest_opts(num_jobs=2, balance="bytes")
@@ -280,13 +284,13 @@ def test_dry_run_text_and_document_show_the_expected_balance():
     assert summary.startswith("Balance by bytes: the largest ingestion job holds 1.33x")  # 10 | 5: best there is
     assert summary.endswith("count-based splitting would give 1.60x")  # 12 | 3
     plan = plan_ingest(opts, batches, "r1", RUN, summary=[summary])
-    assert describe_plan(plan, list(plan.tasks), "here")[2] == summary
-    assert plan_document(plan, list(plan.tasks), "here")["summary"] == [summary]
+    assert describe_plan(plan, jobs_of(plan), "here")[2] == summary
+    assert plan_document(plan, jobs_of(plan), "here")["summary"] == [summary]
 
 
 def test_dry_run_text_hides_secrets():
     plan = plan_for(ingest_opts(tiledb_config="vfs.s3.aws_secret_access_key=hunter2"), samples(2))
-    text = "\n".join(describe_plan(plan, list(plan.tasks), "here"))
+    text = "\n".join(describe_plan(plan, jobs_of(plan), "here"))
     assert "hunter2" not in text and "vfs.s3.aws_secret_access_key=***" in text
     assert "retried on host loss only" in text
 
@@ -297,6 +301,6 @@ def test_dry_run_commands_are_shell_quoted():
         S3Uri("bkt", "my data/$(touch pwned)"), "samples.txt", S3Uri("meta"), scratch_path="/scratch dir"
     )
     plan = plan_for(opts, samples(2))
-    commands = [line.strip() for line in describe_plan(plan, list(plan.tasks), "here") if "    tiledbvcf " in line]
+    commands = [line.strip() for line in describe_plan(plan, jobs_of(plan), "here") if "    tiledbvcf " in line]
     assert [shlex.split(command) for command in commands] == [["tiledbvcf", *task.args] for task in plan.tasks]
     assert "'s3://bkt/my data/$(touch pwned)'" in commands[0]

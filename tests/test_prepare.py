@@ -5,9 +5,12 @@ from __future__ import annotations
 import pytest
 
 from conftest import DATASET, options, recorded_run
+from tiledbvcf_batch import ledger
+from tiledbvcf_batch.commands import task_file_body
 from tiledbvcf_batch.dataset import DatasetView
+from tiledbvcf_batch.executors.arrays import resumed_with_arrays
 from tiledbvcf_batch.inputs import InputError, Sample
-from tiledbvcf_batch.ledger import FAILED, RUNNING, SUCCEEDED, Ledger, resume_batches
+from tiledbvcf_batch.ledger import FAILED, SUCCEEDED, UNFINISHED, Ledger
 from tiledbvcf_batch.options import ExportOptions, IngestOptions
 from tiledbvcf_batch.plan import IngestBatch, Manifest, StoreShare
 from tiledbvcf_batch.prepare import (
@@ -37,6 +40,15 @@ def store_job(batch: int, index: int, samples: list[str]) -> RecordedJob:
                        manifest, samples)  # fmt: skip
 
 
+def resume_batches(run, states, task_lines=None):
+    """ledger.resume_batches with the manifests the AWS Batch executor resumes from (array children's from their
+    task file, whose lines ``task_lines`` gives by key)."""
+    bodies = {
+        "task-file": task_file_body([{"key": key, "lines": list(lines)} for key, lines in (task_lines or {}).items()])
+    }
+    return ledger.resume_batches(run, states, resumed_with_arrays(run.jobs, bodies))
+
+
 def ingestion(*jobs: RecordedJob):
     run = recorded_run({"create": 1})
     run.jobs += list(jobs)
@@ -60,7 +72,7 @@ def test_resume_keeps_only_the_jobs_that_did_not_succeed_with_their_own_manifest
 def test_resume_refuses_a_run_with_jobs_still_running():
     run = ingestion(store_job(1, 1, ["s3://b/a.bcf"]), store_job(1, 2, ["s3://b/b.bcf"]))
     with pytest.raises(InputError, match="run ingest-r1 still has 1 unfinished jobs: wait for them, or cancel them"):
-        resume_batches(run, {"create-1": SUCCEEDED, "ingest-1-1": RUNNING, "ingest-1-2": FAILED})
+        resume_batches(run, {"create-1": SUCCEEDED, "ingest-1-1": UNFINISHED, "ingest-1-2": FAILED})
 
 
 def test_resume_of_a_legacy_run_registers_the_failed_batch_again():

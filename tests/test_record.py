@@ -65,7 +65,8 @@ def planned(num_jobs: int = 2, arrays: bool = False, consolidate: bool = False) 
     batches, _ = ingest_batches([Sample(f"s3://bucket-name/s{i}.bcf") for i in range(4)], opts, prefix)
     plan = plan_ingest(opts, batches, "ingest-r1", prefix)
     executor = BatchExecutor(None, "q", "jd", array_jobs=arrays)
-    return RunRecord.new(plan, executor.submissions(plan), {"num_jobs": num_jobs}, executor.settings(), "us-east-1",
+    jobs = executor.recorded(plan, executor.submissions(plan))
+    return RunRecord.new(plan, jobs, {"num_jobs": num_jobs}, executor.settings(), "us-east-1",
                          {"s3://bucket-name/s0.bcf": "S0"})  # fmt: skip
 
 

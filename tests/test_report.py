@@ -8,6 +8,7 @@ import re
 import time
 
 from conftest import DATASET
+from tiledbvcf_batch.executors.batch import WORDS, BatchExecutor
 from tiledbvcf_batch.report import build_report, format_report
 
 
@@ -35,7 +36,7 @@ def test_report_figures_and_cost():
     assert (report.total, report.succeeded, report.retried, report.instances) == (3, 2, 1, 2)
     assert report.longest_seconds == 5400.0
     assert report.instance_hours == 2.0 and report.cost == 4.0
-    assert format_report(report) == [
+    assert format_report(report, WORDS) == [
         "Finished waiting on 3 jobs:",
         "- 2 / 3 jobs succeeded",
         "- 1 jobs had more than 1 attempt.",
@@ -53,7 +54,7 @@ def test_spot_interruptions_are_counted():
             {"statusReason": "Essential container in task exited", "startedAt": 20, "stoppedAt": 30},
         ]},
     ]  # fmt: skip
-    report = build_report(descriptions, 1.0)
+    report = build_report(descriptions, 1.0, host_lost=BatchExecutor(None, "q", "jd").host_lost)
     assert report.spot_interruptions == 1 and report.retried == 1
 
 
@@ -193,7 +194,7 @@ def test_root_causes_first_then_the_jobs_that_only_failed_because_of_them():
     assert dependents == {"next-0", "next-1", "next-2"}
     report = build_report(list(latest.values()), 1.0, record)
     assert [f["cause"] for f in report.failed] == ["own"] * 25 + ["dependency"] * 3
-    lines = [line for line in format_report(report) if line.startswith("FAILED")]
+    lines = [line for line in format_report(report, WORDS) if line.startswith("FAILED")]
     assert len(lines) == 22 and lines[0] == "FAILED job id-0 (store-0): exited"
     assert lines[20] == "FAILED: 5 more jobs (python batch-runs.py logs lists them all)"
     assert lines[21] == "FAILED: 3 jobs did not run because a job they depend on failed: next-0, next-1, next-2"

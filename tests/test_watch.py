@@ -60,7 +60,7 @@ def test_stuck_misconfiguration_is_reported_at_once_and_capacity_only_if_it_last
 
 
 def test_known_misconfiguration_gets_specific_advice():
-    stuck = StuckJobs(now=lambda: T0)
+    stuck = StuckJobs(ScriptedBatch([]).executor().explain, now=lambda: T0)
     reason = "MISCONFIGURATION:COMPUTE_ENVIRONMENT_MAX_RESOURCE - CE maxVcpu is lower than the job's vCPUs"
     latest = {"a": {"status": "RUNNABLE", "statusReason": reason}}
     (message,) = stuck.check(latest, {"a": "job-a"})

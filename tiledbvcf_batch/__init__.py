@@ -8,7 +8,7 @@ into typed ones) and hand over to ``common.py``, the thin command-line layer the
 - ``inputs``    user input parsed and checked (no AWS call): URIs, sample lists, names; ``InputError``
 - ``options``   the options, each declared once (flag, default, range, help): ``IngestOptions``, ``ExportOptions``
 - ``commands``  the one module that spells ``tiledbvcf`` flags (the image's entrypoint uses it too)
-- ``plan``      PURE: options and samples to a ``Plan`` of stages of tasks; the dry-run text
+- ``plan``      PURE: options and samples to a ``Plan`` of stages of tasks; the dry-run text's header
 - ``storage``   S3 locations, and the object store the run's files go to
 - ``aws``       AWS clients with retries, and AWS error text
 - ``record``    run identity and places; the typed ``RunRecord`` (same JSON as ever)
@@ -20,12 +20,15 @@ into typed ones) and hand over to ``common.py``, the thin command-line layer the
 - ``watch``     polling, stuck jobs, Ctrl-C, cancel
 - ``progress``  how far a run has got: counts per stage, durations, the live display (no polling)
 - ``report``    the figures of a finished run, export verification, failure diagnosis
-- ``executors`` the seam: ``base`` (the protocol), ``batch`` (the only module that speaks Batch), and
-                ``local`` (the same jobs as processes on this machine)
+- ``executors`` the seam: the registry (``__init__``: which executors there are, made from the command line
+                or a record), ``base`` (the protocol), ``jobs`` (``Job``, ``RecordedJob``, the jobs' dry-run
+                text), ``batch`` (the only module that speaks Batch; ``arrays`` and ``batch_setup`` its
+                parts), and ``local`` (the same jobs as processes on this machine; ``local_setup``)
 
 Rules (checked by ``tests/test_layers.py``): nothing here imports click, ``common`` or ``hints``;
 ``plan``, ``commands``, ``inputs`` and ``options`` make no I/O and import no executor; only
-``executors/batch.py`` writes Batch request keys; only ``commands`` spells tiledbvcf flags.
+``executors/batch.py`` writes Batch request keys, and only the Batch executor's modules speak Batch's
+meanings (its reasons, its hosts, its name); only ``commands`` spells tiledbvcf flags.
 """
 
 __version__ = "1.1.0"

@@ -18,7 +18,7 @@ from typing import Any, cast
 from .dataset import DatasetReader, DatasetView, registry_of
 from .executors.base import Executor, JobDescription
 from .inputs import InputError, Sample
-from .ledger import RUNNING, SUCCEEDED, Ledger, dataset_ledger, job_states
+from .ledger import SUCCEEDED, UNFINISHED, Ledger, dataset_ledger, job_states
 from .options import IngestOptions
 from .preflight import check_headers, dataset_exists
 from .record import RUN_RECORD_NAME, RUNS_PREFIX, RunRecord
@@ -151,7 +151,7 @@ def take_inventory(
 
 def run_state(states: dict[str, str]) -> str:
     """A recorded run is in flight while any job is, else succeeded when every job did."""
-    if RUNNING in states.values():
+    if UNFINISHED in states.values():
         return RUN_IN_FLIGHT
     return RUN_SUCCEEDED if all(state == SUCCEEDED for state in states.values()) else RUN_FAILED
 

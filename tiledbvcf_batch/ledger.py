@@ -14,19 +14,20 @@ from dataclasses import dataclass, field, replace
 
 from botocore.exceptions import ClientError
 
-from .commands import tasks_in
 from .executors.base import IN_FLIGHT, Executor, describe_fully
 from .inputs import InputError, Sample
 from .plan import IngestBatch, Manifest, StoreShare
-from .record import DamagedRecord, RecordedJob, RunRecord, dataset_index, load_record, record_uri_of, run_prefix_for
+from .record import DamagedRecord, RunRecord, dataset_index, load_record, record_uri_of, run_prefix_for
 from .registry import CLAIM_GRACE, Entry
 from .storage import Location, Storage, parse_location
 
-SUCCEEDED, FAILED, RUNNING = "SUCCEEDED", "FAILED", "IN_FLIGHT"
+# What the ledger concludes of a recorded job: words of its own, not executor statuses (UNFINISHED is any of
+# the executor's IN_FLIGHT statuses, or an estimated one).
+SUCCEEDED, FAILED, UNFINISHED = "SUCCEEDED", "FAILED", "UNFINISHED"
 
 
 def job_states(record: RunRecord, storage: Storage, executor: Executor) -> dict[str, str]:
-    """SUCCEEDED, FAILED or IN_FLIGHT for each job of a run record, by job key.
+    """SUCCEEDED, FAILED or UNFINISHED for each job of a run record, by job key.
 
     Jobs other than ingestion are judged by their status; a job the executor no longer
     knows counts as FAILED.
@@ -43,7 +44,7 @@ def job_states(record: RunRecord, storage: Storage, executor: Executor) -> dict[
         if job.key in proven:
             states[job.key] = SUCCEEDED
         elif status in IN_FLIGHT or description.get("estimated"):
-            states[job.key] = RUNNING
+            states[job.key] = UNFINISHED
         elif job.kind == "ingest" and job.done is None:
             gone = object_key(job.manifest or "") not in present
             states[job.key] = SUCCEEDED if gone or status == SUCCEEDED else FAILED
@@ -65,16 +66,6 @@ def present_objects(record: RunRecord, storage: Storage) -> set[tuple[str, str]]
     for directory in {replace(m, key=m.key.rpartition("/")[0] + "/") for m in locations}:
         present.update((directory.bucket, key) for key in storage.list_sizes(directory))
     return present
-
-
-def task_lines(record: RunRecord, storage: Storage) -> dict[str, tuple[str, ...]]:
-    """Each array child's samples file lines, by task key, read from the arrays' task files (one read each)."""
-    files = {job.manifest.rpartition("#")[0] for job in record.jobs if job.array is not None and job.manifest}
-    lines: dict[str, tuple[str, ...]] = {}
-    for uri in sorted(files):
-        body = storage.read_bytes(parse_location(uri, "task file")).decode("utf-8")
-        lines.update((entry["key"], tuple(entry["lines"])) for entry in tasks_in(body))
-    return lines
 
 
 @dataclass
@@ -153,7 +144,7 @@ def learn_run(ledger: Ledger, record: RunRecord, states: dict[str, str]) -> None
                 ledger.ingested.add(sample)
                 if name is not None:
                     ledger.names[name] = (sample, record.run_id)
-            elif states[job.key] == RUNNING:
+            elif states[job.key] == UNFINISHED:
                 ledger.in_flight[sample] = record.run_id
                 if name is not None:
                     ledger.names_in_flight[name] = record.run_id
@@ -220,15 +211,13 @@ def skip_known_samples(
     return keep, notes
 
 
-def resume_batches(
-    record: RunRecord, states: dict[str, str], lines: dict[str, tuple[str, ...]] | None = None
-) -> list[IngestBatch]:
+def resume_batches(record: RunRecord, states: dict[str, str], manifests: dict[str, Manifest]) -> list[IngestBatch]:
     """The batches of an earlier run with only the jobs that did not succeed, with their original sample lists.
 
-    A per-job run's manifests are still there (store consumes them only on success) and are reused;
-    an array child's lines come from its task file (``lines``), to be uploaded again.
+    ``manifests``: what each job resumes from, as the executor that ran it says (``Executor.resumed``):
+    a job's own manifest, still there (store consumes it only on success), or a new one with its samples.
     """
-    in_flight = [key for key, state in states.items() if state == RUNNING]
+    in_flight = [key for key, state in states.items() if state == UNFINISHED]
     if in_flight:
         raise InputError(
             f"run {record.run_id} still has {len(in_flight)} unfinished jobs: wait for them, or cancel "
@@ -240,20 +229,10 @@ def resume_batches(
         if job.kind not in ("ingest", "register") or states[job.key] == SUCCEEDED:
             continue
         number = int(job.stage.partition("-")[2])
-        manifest = resumed_manifest(job, lines or {})
+        manifest = manifests[job.key]
         if job.kind == "register":
             registers[number] = manifest
         else:
             shares.setdefault(number, []).append(StoreShare(int(job.key.rsplit("-", 1)[1]), manifest))
     numbers = sorted(set(shares) | set(registers))
     return [IngestBatch(n, tuple(shares.get(n, [])), registers.get(n)) for n in numbers]
-
-
-def resumed_manifest(job: RecordedJob, lines: dict[str, tuple[str, ...]]) -> Manifest:
-    if job.array is None:
-        return Manifest(parse_location(job.manifest or "", "manifest"), tuple(job.samples), existing=True)
-    # Named as the original run would have named it in per-job mode; the new run writes it (or packs it).
-    batch, index = (int(part) for part in job.key.split("-")[1:3])
-    task_file = parse_location((job.manifest or "").rpartition("#")[0], "task file")
-    run_prefix = replace(task_file, key=task_file.key.rpartition("/")[0] + "/")
-    return Manifest(run_prefix.child(f"ingest-b{batch:03d}-j{index:04d}.txt"), lines[job.key])

@@ -50,7 +50,8 @@ class Flag:
     names: tuple[str, ...] = ()  # the spellings, the one messages use first; default --<field-name>
     low: int | None = None
     high: int | None = None
-    choices: tuple[str, ...] = ()
+    # The values, or where to read them when the command runs (the executors registered by then).
+    choices: tuple[str, ...] | Callable[[], tuple[str, ...]] = ()
     required: bool = False  # click refuses a command line without it
     required_for: str | None = None  # required with this executor only: shown [required], as the spec documents it
     switch: str | None = None  # the spelling that turns an on/off flag off (--no-consolidate)

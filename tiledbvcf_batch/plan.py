@@ -10,7 +10,6 @@ business.
 from __future__ import annotations
 
 import heapq
-import shlex
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
@@ -19,7 +18,6 @@ from .commands import (
     create_command,
     delete_commands,
     export_command,
-    redact_command,
     register_command,
     split_evenly,
     store_command,
@@ -92,8 +90,6 @@ class Task:
     after: tuple[str, ...] = ()  # keys of the tasks that must succeed first
     manifest: Manifest | None = None
     samples: tuple[str, ...] = ()  # sample URIs (ingest) or names (export)
-    # An executor's array job stands for several tasks of one stage, child i for members[i].
-    members: tuple[Task, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -110,11 +106,6 @@ class Plan:
     def manifests(self) -> list[Manifest]:
         """The manifests this run uploads."""
         return [task.manifest for task in self.tasks if task.manifest is not None and not task.manifest.existing]
-
-
-def done_marker(run_prefix: Location, key: str) -> Location:
-    """Where an array job's child records that its task succeeded (it has no manifest of its own to consume)."""
-    return run_prefix.child(f"done/{key}.json")
 
 
 @dataclass(frozen=True)
@@ -302,36 +293,17 @@ def plan_export(opts: ExportOptions, names: Sequence[str], run_id: str, run_pref
     return Plan("export", run_id, run_prefix, tuple(tasks), str(opts.dest_s3), notes=tuple(notes))
 
 
-def retries_text(retries: int) -> str:
-    return "retried on host loss only" if retries == 1 else f"{retries} attempts"
-
-
-def describe_plan(plan: Plan, tasks: Sequence[Task], where: str) -> list[str]:
-    """The plan as text, for --dry-run: ``tasks`` are what the executor will run, in order."""
-    lines = [
-        f"Plan for {plan.kind} run {plan.run_id} ({len(tasks)} jobs) {where}",
+def plan_header(plan: Plan, jobs: int, where: str) -> list[str]:
+    """The plan's own lines of the --dry-run text; the executor's jobs follow them (``executors.jobs``)."""
+    return [
+        f"Plan for {plan.kind} run {plan.run_id} ({jobs} jobs) {where}",
         f"Manifests and run record under {plan.run_prefix}",
         *plan.summary,
     ]
-    for task in tasks:
-        deps = f" after {', '.join(task.after)}" if task.after else ""
-        lines.append(
-            f"  {task.key}: {task.name} [{task.resources.vcpus} vCPU, {task.resources.memory} MiB, "
-            f"{retries_text(task.retries)}]{deps}"
-        )
-        lines.append(f"    {shlex.join(['tiledbvcf', *redact_command(task.args)])}")
-        if task.members:  # an array job: child i runs members[i]
-            lines.append(f"    task file {task.manifest.uri if task.manifest else ''}: {len(task.members)} "
-                         f"children, {len(task.samples)} samples")  # fmt: skip
-        elif task.manifest is not None:
-            lines.append(f"    manifest {task.manifest.uri}: {len(task.manifest.lines)} samples")
-        elif task.samples:
-            lines.append(f"    samples: {len(task.samples)}")
-    return lines
 
 
-def plan_document(plan: Plan, tasks: Sequence[Task], where: str) -> dict[str, object]:
-    """The plan as one JSON document, for --dry-run --json."""
+def plan_fields(plan: Plan, where: str) -> dict[str, object]:
+    """The plan's own fields of the --dry-run --json document; the executor's jobs follow them."""
     return {
         "run_id": plan.run_id,
         "kind": plan.kind,
@@ -339,20 +311,4 @@ def plan_document(plan: Plan, tasks: Sequence[Task], where: str) -> dict[str, ob
         "run_prefix": str(plan.run_prefix),
         "where": where,
         "summary": list(plan.summary),
-        "jobs": [
-            {
-                "key": task.key,
-                "name": task.name,
-                "stage": str(task.stage),
-                "command": redact_command(task.args),
-                "vcpus": task.resources.vcpus,
-                "memory": task.resources.memory,
-                "retries": task.retries,
-                "after": list(task.after),
-                "manifest": str(task.manifest.uri) if task.manifest else None,
-                "samples": len(task.samples),
-                "array_size": len(task.members) or None,
-            }
-            for task in tasks
-        ],
     }

@@ -16,7 +16,7 @@ from .commands import redact_config
 from .dataset import DatasetReader, DatasetView, dataset_identity, registry_of
 from .executors.base import Executor
 from .inputs import InputError, Sample, decode_names, parse_sample_names
-from .ledger import SUCCEEDED, Ledger, dataset_ledger, job_states, resume_batches, skip_known_samples, task_lines
+from .ledger import SUCCEEDED, Ledger, dataset_ledger, job_states, resume_batches, skip_known_samples
 from .options import ExportOptions, IngestOptions
 from .plan import (
     CONSOLIDATE,
@@ -325,8 +325,9 @@ def resume_run(
     original = record.options
     opts = replace(opts, register=original.get("register", False), sample_batch_size=original.get("sample_batch_size"))
     # Asked of the executor that ran it: a Batch run resumed here must not read as finished.
-    states = job_states(record, storage, executor_for(record))
-    batches = resume_batches(record, states, task_lines(record, storage))
+    ran_it = executor_for(record)
+    states = job_states(record, storage, ran_it)
+    batches = resume_batches(record, states, ran_it.resumed(record.jobs, storage))
     # Samples the run was to delete first (--replace): deleted again if that did not succeed, before their store.
     replaces = tuple(name for job in record.jobs if job.kind == DELETE and states[job.key] != SUCCEEDED
                      for name in job.samples)  # fmt: skip

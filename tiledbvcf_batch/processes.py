@@ -2,7 +2,8 @@
 
 The local executor records each job's process id and start time, so that a later command finds a
 job whose script was killed while its tiledbvcf still runs, and can stop it; the entrypoint notes
-which process holds a job's lock.
+which process holds a job's lock. Here too: stopping a job's process group, and this process's
+termination signals taken as Ctrl-C while it runs jobs.
 """
 
 from __future__ import annotations
@@ -10,8 +11,11 @@ from __future__ import annotations
 import contextlib
 import os
 import signal
+import subprocess
+import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from typing import Any
 
 
 def process_state(pid: int) -> tuple[str, int, int] | None:
@@ -82,3 +86,46 @@ def stop_jobs(jobs: Sequence[tuple[int, int | None]], grace: float, step: float 
         deadline = time.monotonic() + grace
         while any(job_runs(*job) for job in running) and time.monotonic() < deadline:
             time.sleep(step)
+
+
+def kill_group(process: subprocess.Popen[bytes], signum: int = signal.SIGTERM) -> None:
+    """SIGTERM the job's process group: tiledbvcf stops at once on SIGTERM (one SIGINT it ignores)."""
+    if process.returncode is not None:  # reaped (by its waiter thread): its group id may be another's now
+        return
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(process.pid, signum)
+
+
+def wait_or_kill(processes: Sequence[subprocess.Popen[bytes]], grace: float) -> None:
+    """Wait for processes sent SIGTERM, at most ``grace`` seconds in all; then SIGKILL their groups."""
+    deadline = time.monotonic() + grace
+    for process in processes:
+        try:
+            process.wait(timeout=max(0.0, deadline - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            kill_group(process, signal.SIGKILL)
+            process.wait()
+
+
+@contextlib.contextmanager
+def signals_as_interrupt() -> Iterator[list[int]]:
+    """SIGTERM and SIGHUP as Ctrl-C while jobs of this process run: the jobs are stopped and recorded; the
+    signals seen. The first signal interrupts; later ones are only noted, so that stopping the jobs is not
+    cut short. Only the main thread may set handlers: elsewhere nothing is caught.
+    """
+    received: list[int] = []
+    if threading.current_thread() is not threading.main_thread():
+        yield received
+        return
+
+    def interrupt(signum: int, frame: Any) -> None:
+        received.append(signum)
+        if len(received) == 1:
+            raise KeyboardInterrupt
+
+    previous = {signum: signal.signal(signum, interrupt) for signum in (signal.SIGTERM, signal.SIGHUP)}
+    try:
+        yield received
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)

@@ -11,17 +11,21 @@ import hashlib
 import json
 import os
 import secrets
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from botocore.exceptions import ClientError
 
+from . import executors
 from .aws import aws_message
+from .executors.jobs import RecordedJob
 from .inputs import InputError, is_region_name, parse_metadata_location, parse_uri
-from .plan import STAGE_LABELS, Plan, Stage, Task, done_marker
+from .plan import STAGE_LABELS, Plan
 from .storage import LocalPath, Location, S3Uri, Storage, parse_location
 
 RUNS_PREFIX = "tiledbvcf-batch/runs"
+# Records older than the executor key kept the Batch executor's settings at the top level, and ran on Batch.
+OLDER_TOP_LEVEL_KEYS = ("job_queue", "job_definition")
 RUN_RECORD_NAME = "run.json"
 DATASETS_PREFIX = "tiledbvcf-batch/datasets"
 
@@ -46,48 +50,6 @@ def dataset_index(metadata: Location, dataset: Location) -> Location:
 
 
 @dataclass
-class RecordedJob:
-    key: str
-    stage: str
-    name: str
-    job_id: str | None
-    depends_on: list[str] = field(default_factory=list)
-    manifest: str | None = None
-    samples: list[str] = field(default_factory=list)
-    # A child of an array job: the array's submission key and this task's index in it; its task file
-    # entry is ``manifest`` ("<task file>#<index>") and it writes ``done`` when it succeeds.
-    array: str | None = None
-    index: int | None = None
-    done: str | None = None
-
-    @property
-    def kind(self) -> str:
-        return Stage.parse(self.stage).kind
-
-    @classmethod
-    def of(cls, task: Task, job_id: str | None) -> RecordedJob:
-        manifest = str(task.manifest.uri) if task.manifest else None
-        return cls(task.key, str(task.stage), task.name, job_id, list(task.after), manifest, list(task.samples))
-
-    @classmethod
-    def all_of(cls, job: Task, run_prefix: Location) -> list[RecordedJob]:
-        """A submitted job's record: itself, or, for an array job, each task it runs."""
-        if not job.members:
-            return [cls.of(job, None)]
-        task_file = str(job.manifest.uri) if job.manifest else ""
-        return [
-            replace(
-                cls.of(task, None),
-                manifest=f"{task_file}#{index}",
-                array=job.key,
-                index=index,
-                done=str(done_marker(run_prefix, task.key)) if task.stage.kind == "ingest" else None,
-            )
-            for index, task in enumerate(job.members)
-        ]
-
-
-@dataclass
 class RunRecord:
     run_id: str
     kind: str  # "ingest" or "export"
@@ -97,14 +59,14 @@ class RunRecord:
     record: str | None  # where this record is stored
     options: dict[str, Any]
     jobs: list[RecordedJob]
-    executor: dict[str, Any]  # {"kind": "batch", "job_queue": ..., "job_definition": ...}
+    executor: dict[str, Any]  # the executor's settings(): {"kind": "batch", "job_queue": ..., ...}
     sample_names: dict[str, str] = field(default_factory=dict)  # sample URI -> name, where headers were read
 
     @classmethod
     def new(
         cls,
         plan: Plan,
-        tasks: list[Task],
+        jobs: list[RecordedJob],
         options: dict[str, Any],
         executor: dict[str, Any],
         region: str,
@@ -118,20 +80,17 @@ class RunRecord:
             target=plan.target,
             record=str(record_uri_of(plan.run_prefix)),
             options=options,
-            jobs=[recorded for task in tasks for recorded in RecordedJob.all_of(task, plan.run_prefix)],
+            jobs=jobs,
             executor=executor,
             sample_names=dict(sample_names or {}),
         )
 
     def to_json(self) -> dict[str, Any]:
         document = asdict(self)
-        for job in document["jobs"]:  # a per-job run's record keeps the keys it always had
-            for key in ("array", "index", "done"):
-                if job[key] is None:
-                    del job[key]
-        # Readers of records older than the executor key look for these two at the top level.
-        document["job_queue"] = self.executor.get("job_queue")
-        document["job_definition"] = self.executor.get("job_definition")
+        document["jobs"] = [job.to_json() for job in self.jobs]
+        # Readers of records older than the executor key look for the Batch settings at the top level.
+        for key in OLDER_TOP_LEVEL_KEYS:
+            document[key] = self.executor.get(key)
         return document
 
     @classmethod
@@ -182,12 +141,9 @@ class RunRecord:
         return {job.job_id: job.name for job in self.jobs if job.job_id}
 
     def set_job_ids(self, ids: dict[str, str]) -> None:
-        """The ids of the submitted jobs, by key; an array's children are ``<array id>:<index>``."""
+        """The ids of the submitted jobs, by submission key (an array's children get theirs from the array's)."""
         for job in self.jobs:
-            if job.array is not None:
-                job.job_id = f"{ids[job.array]}:{job.index}" if job.array in ids else job.job_id
-            else:
-                job.job_id = ids.get(job.key, job.job_id)
+            job.job_id = job.submitted_id(ids)
 
     def created_epoch(self) -> float:
         return datetime.datetime.fromisoformat(self.created_at).timestamp()
@@ -227,7 +183,6 @@ def load_record(storage: Storage, uri: Location) -> RunRecord:
 RUN_KINDS = ("ingest", "export")
 JSON_TYPES = {(str,): "a text", (int,): "a whole number", (int, float): "a number", (list,): "a list",
               (dict,): "a JSON object"}  # fmt: skip
-EXECUTOR_KINDS = ("batch", "local")
 
 
 class BadValue(ValueError):
@@ -312,18 +267,20 @@ def checked_job(data: Any, number: int) -> RecordedJob:
 
 
 def checked_executor(data: dict[str, Any]) -> dict[str, Any]:
-    """The executor that ran the run; records older than the executor key ran on AWS Batch."""
+    """The executor that ran the run, with the settings its kind records (executors/__init__.py)."""
     executor = value_of(data, "executor", dict, required=False) or {
-        "kind": "batch",
-        "job_queue": data.get("job_queue"),
-        "job_definition": data.get("job_definition"),
+        "kind": executors.DEFAULT,
+        **{key: data.get(key) for key in OLDER_TOP_LEVEL_KEYS},
     }
-    kind = executor.get("kind", "batch")
-    expect(kind in EXECUTOR_KINDS, f"executor kind is {shown(kind)}, which this version does not know (batch, local)")
-    for key in ("job_queue", "job_definition", "tiledbvcf", "version"):
-        value_of(executor, key, str, where="executor ", required=False)
-    if kind == "local":
-        text_of(executor, "root", where="executor ")
+    kind = executor.get("kind", executors.DEFAULT)
+    settings = executors.recorded_settings(kind) if isinstance(kind, str) else None
+    known = ", ".join(executors.names())
+    expect(settings is not None, f"executor kind is {shown(kind)}, which this version does not know ({known})")
+    for key, required in (settings or {}).items():
+        if required:
+            text_of(executor, key, where="executor ")
+        else:
+            value_of(executor, key, str, where="executor ", required=False)
     return executor
 
 

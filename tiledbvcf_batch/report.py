@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence, Set
+from collections.abc import Callable, Sequence, Set
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from .commands import EXPORT_SUFFIXES
-from .executors.base import FORGOTTEN, Attempt, Executor, JobDescription
+from .executors.base import FORGOTTEN, Attempt, Executor, JobDescription, Words
 from .ledger import SUCCEEDED, job_states
 from .plan import Stage
 from .progress import format_duration
@@ -32,7 +32,7 @@ class Report:
     instance_price: float
     failed: list[dict[str, Any]] = field(default_factory=list)
     stages: dict[str, dict[str, Any]] = field(default_factory=dict)
-    spot_interruptions: int = 0
+    spot_interruptions: int = 0  # attempts whose host went away (Executor.host_lost), a Spot reclaim on Batch
     samples_succeeded: int | None = None
     samples_failed: int | None = None
     missing_exports: list[str] = field(default_factory=list)
@@ -132,13 +132,19 @@ def by_id(descriptions: Sequence[JobDescription]) -> dict[str, JobDescription]:
     return {d["jobId"]: d for d in descriptions}
 
 
+def never(attempt: Attempt) -> bool:
+    return False
+
+
 def build_report(
     descriptions: Sequence[JobDescription],
     instance_price: float,
     record: RunRecord | None = None,
     exports: ExportCheck | None = None,
+    *,
+    host_lost: Callable[[Attempt], bool] = never,
 ) -> Report:
-    """The documented figures, plus per-stage durations, Spot interruptions and samples.
+    """The documented figures, plus per-stage durations, lost hosts (``host_lost``: the executor's) and samples.
 
     Cost: each instance is billed from its first attempt's start to its last attempt's stop,
     summed over instances.
@@ -154,7 +160,7 @@ def build_report(
         instance_hours=sum((stop - start) / 3_600_000 for start, stop in spans.values()),
         instance_price=instance_price,
         failed=failed_jobs(descriptions, followers(record, by_id(descriptions)) if record else set()),
-        spot_interruptions=sum(1 for a in attempts for x in a if x.get("statusReason", "").startswith("Host EC2")),
+        spot_interruptions=sum(1 for a in attempts for x in a if host_lost(x)),
     )
     if record is not None:
         report.stages = stage_durations(record, by_id(descriptions))
@@ -174,7 +180,8 @@ def build_report(
     return report
 
 
-def format_report(report: Report) -> list[str]:
+def format_report(report: Report, words: Words) -> list[str]:
+    """The report's lines; ``words``: the executor's names for a lost host and for forgetting jobs."""
     lines = [
         f"Finished waiting on {report.total} jobs:",
         f"- {report.succeeded} / {report.total} jobs succeeded",
@@ -185,7 +192,7 @@ def format_report(report: Report) -> list[str]:
         f"${report.instance_price:.4f} / hr)",
     ]
     if report.stages:
-        lines.append(f"- {report.spot_interruptions} Spot interruptions (Host EC2 ...) survived or retried.")
+        lines.append(f"- {report.spot_interruptions} {words.host_loss} survived or retried.")
         for stage, figures in report.stages.items():
             took = "did not run" if figures["seconds"] is None else f"took {format_duration(figures['seconds'])}"
             label = Stage.parse(stage).label
@@ -197,8 +204,8 @@ def format_report(report: Report) -> list[str]:
         )
     if report.forgotten:
         lines.append(
-            f"- {report.forgotten} jobs are no longer known to AWS Batch (it forgets jobs some days after they "
-            f"end){report.forgotten_judged}."
+            f"- {report.forgotten} jobs are no longer known to {words.name} (it {words.forgets})"
+            f"{report.forgotten_judged}."
         )
     own = [failure for failure in report.failed if failure.get("cause") != "dependency"]
     for failure in own[:MAX_LISTED_FAILED]:
@@ -390,8 +397,9 @@ def finish_report(
     latest, judged = judge_forgotten(record, latest, storage, executor)
     descriptions = [latest[i] for i in record.job_ids() if i in latest]
     exports = check_exports(record, storage) if record.kind == "export" else None
-    report = build_report(descriptions, instance_price, record, exports)
+    report = build_report(descriptions, instance_price, record, exports, host_lost=executor.host_lost)
     report.forgotten, report.forgotten_judged = lost, judged
     dependents = {failure["job_id"] for failure in report.failed if failure["cause"] == "dependency"}
     failures = diagnose_failures(executor, descriptions, log_lines, dependents) if report.failed else []
-    return Finished(report, format_report(report) + format_failures(failures), report_json(report, record, failures))
+    lines = format_report(report, executor.words) + format_failures(failures)
+    return Finished(report, lines, report_json(report, record, failures))

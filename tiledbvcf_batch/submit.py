@@ -16,13 +16,14 @@ from typing import Any
 
 from .aws import aws_message
 from .executors.base import Executor
+from .executors.jobs import Job
 from .inputs import InputError
-from .plan import Plan, Stage, Task
+from .plan import Plan, Stage
 from .record import RunRecord, record_uri_of
 from .registry import WITHDRAWN, Claim, register, withdraw
 from .storage import Location, Storage
 
-OnStage = Callable[[Stage, list[Task], list[str]], None]
+OnStage = Callable[[Stage, list[Job], list[str]], None]
 PROGRESS_EVERY = 10.0  # seconds between two progress lines of a long upload or submission
 
 
@@ -49,7 +50,7 @@ class SubmissionError(Exception):
     """Submission failed part-way; the message says what was rolled back and what is left."""
 
 
-def jobs_for(plan: Plan, executor: Executor) -> list[Task]:
+def jobs_for(plan: Plan, executor: Executor) -> list[Job]:
     """The executor's jobs for ``plan``, every one checked: nothing has been written yet."""
     try:
         return executor.submissions(plan)
@@ -59,7 +60,7 @@ def jobs_for(plan: Plan, executor: Executor) -> list[Task]:
 
 def submit_plan(
     plan: Plan,
-    jobs: list[Task],
+    jobs: list[Job],
     executor: Executor,
     storage: Storage,
     options: dict[str, Any],
@@ -80,7 +81,7 @@ def submit_plan(
     """
     if claim is not None:
         register(storage, claim)
-    record = RunRecord.new(plan, jobs, options, executor.settings(), region, sample_names)
+    record = RunRecord.new(plan, executor.recorded(plan, jobs), options, executor.settings(), region, sample_names)
     ids: dict[str, str] = {}
     uploaded: list[Location] = []
     last_of_stage = {job.stage: job.key for job in jobs}
@@ -145,7 +146,7 @@ def undo_or_keep(
 ) -> SubmissionError:
     """After a failed submission: roll back (or, with --keep-partial, keep) and say what is left."""
     if keep_partial:
-        return SubmissionError(f"{failed}; {kept_message(plan, record, storage, ids, uploaded)}")
+        return SubmissionError(f"{failed}; {kept_message(plan, record, storage, ids, uploaded, executor)}")
     left = rollback(plan, executor, storage, ids, uploaded)
     if left:
         return SubmissionError(f"{failed}; tried to undo it but these remain, remove them by hand: {grouped(left)}")
@@ -189,7 +190,9 @@ def grouped(left: list[tuple[str, str]]) -> str:
     return "; ".join(f"{', '.join(whats)} ({why})" if why else ", ".join(whats) for why, whats in by_reason.items())
 
 
-def kept_message(plan: Plan, record: RunRecord, storage: Storage, ids: dict[str, str], uploaded: list[Location]) -> str:
+def kept_message(
+    plan: Plan, record: RunRecord, storage: Storage, ids: dict[str, str], uploaded: list[Location], executor: Executor
+) -> str:
     """--keep-partial: say exactly what is left and how to finish or remove it."""
     prefix = shlex.quote(str(plan.run_prefix))
     cancel = f"python batch-runs.py cancel {shlex.quote(record.location())}"
@@ -205,7 +208,7 @@ def kept_message(plan: Plan, record: RunRecord, storage: Storage, ids: dict[str,
         return (
             f"kept {len(ids)} submitted job(s) ({' '.join(ids.values()) or 'none'}) and "
             f"{len(uploaded)} uploaded file(s) under {plan.run_prefix}, but the run record could not be "
-            f"updated ({aws_message(error)}): terminate the jobs with aws batch terminate-job and remove "
+            f"updated ({aws_message(error)}): terminate the jobs with {executor.words.stop_by_hand} and remove "
             f"the files with aws s3 rm --recursive {prefix}"
         )
     if plan.kind == "export":

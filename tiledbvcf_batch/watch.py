@@ -13,6 +13,7 @@ from .executors.base import (
     CancelOutcome,
     Executor,
     JobDescription,
+    Stuck,
     Throttled,
     describe_fully,
     forgotten,
@@ -24,14 +25,6 @@ from .record import RunRecord
 CAPACITY_WARN_AFTER = 15 * 60
 EXIT_INTERRUPTED = 130
 FORGOTTEN_AFTER_ROUNDS = 3  # polls in a row that do not describe a job: the executor has forgotten it
-MISCONFIGURATION_ADVICE = {
-    "COMPUTE_ENVIRONMENT_MAX_RESOURCE": "the job asks for more vCPUs or memory than any instance of the "
-    "compute environment has: lower --vcpus/--memory or allow larger instance types",
-    "JOB_RESOURCE_REQUIREMENT": "no instance type of the compute environment fits the job's resources: "
-    "lower --vcpus/--memory or change the allowed instance types",
-    "SERVICE_ROLE_PERMISSIONS": "the Batch service role lacks permissions: check the compute "
-    "environment's service role",
-}
 
 
 def wait_for_jobs(
@@ -70,7 +63,7 @@ def wait_for_jobs(
             for job_id in pending:
                 unseen[job_id] = 0 if job_id in described else unseen.get(job_id, 0) + 1
                 if unseen[job_id] >= FORGOTTEN_AFTER_ROUNDS:
-                    described[job_id] = forgotten(job_id, (names or {}).get(job_id, ""))
+                    described[job_id] = forgotten(job_id, (names or {}).get(job_id, ""), executor.words)
         before = {job_id: d["status"] for job_id, d in latest.items()}
         latest.update(described)
         pending = [i for i in pending if not settled(latest.get(i))]
@@ -112,13 +105,15 @@ def describe_now(executor: Executor, record: RunRecord) -> Latest:
     """One look at every job of a run; a job the executor does not describe at all has been forgotten."""
     latest = describe_fully(executor, record.job_ids())
     names = record.names()
-    return {job_id: latest.get(job_id) or forgotten(job_id, names[job_id]) for job_id in record.job_ids()}
+    words = executor.words
+    return {job_id: latest.get(job_id) or forgotten(job_id, names[job_id], words) for job_id in record.job_ids()}
 
 
 @dataclass
 class StuckJobs:
-    """Notices RUNNABLE jobs that will never start (MISCONFIGURATION) or wait long for capacity."""
+    """Notices jobs that will never start, or wait long for capacity, as the executor explains them."""
 
+    explain: Callable[[JobDescription], Stuck | None]  # Executor.explain
     now: Callable[[], float] = time.time
     where: str = "..."  # the run's record, for the cancel command
     reported: set[str] = field(default_factory=set)
@@ -127,30 +122,23 @@ class StuckJobs:
     def check(self, latest: Latest, names: dict[str, str]) -> list[str]:
         messages = []
         for job_id, description in latest.items():
-            reason = description.get("statusReason", "") if description["status"] == "RUNNABLE" else ""
+            stuck = self.explain(description)
+            status, reason = description["status"], description.get("statusReason", "")
             name = names.get(job_id, job_id)
-            if reason.startswith("MISCONFIGURATION:") and reason not in self.reported:
+            if stuck is not None and stuck.forever and reason not in self.reported:
                 self.reported.add(reason)
-                # Batch writes "MISCONFIGURATION:CODE - text": the code is what the advice is for.
-                code = reason.split(":", 1)[1].split(" - ", 1)[0].strip()
-                advice = MISCONFIGURATION_ADVICE.get(
-                    code, "check the compute environment, its service role and the job's resources"
-                )
-                stuck = sum(1 for d in latest.values() if d.get("statusReason") == reason and d["status"] == "RUNNABLE")
+                count = sum(1 for d in latest.values() if d.get("statusReason") == reason and d["status"] == status)
                 messages.append(
-                    f"STUCK: {stuck} job(s) (e.g. {name}) are RUNNABLE with {reason} and will never start: "
-                    f"{advice}. Cancel the run with: python batch-runs.py cancel {shlex.quote(self.where)}"
+                    f"STUCK: {count} job(s) (e.g. {name}) are {status} with {reason} and will never start: "
+                    f"{stuck.advice}. Cancel the run with: python batch-runs.py cancel {shlex.quote(self.where)}"
                 )
-            if reason.startswith("CAPACITY:"):
+            if stuck is not None and not stuck.forever:
                 since = self.capacity_since.setdefault(job_id, self.now())
                 key = f"capacity:{reason}"
                 if self.now() - since >= CAPACITY_WARN_AFTER and key not in self.reported:
                     self.reported.add(key)
-                    messages.append(
-                        f"WARNING: {name} has waited {format_duration(self.now() - since)} for capacity "
-                        f"({reason}): the compute environment cannot get instances; consider other "
-                        "instance types, On-Demand instead of Spot, or another Availability Zone"
-                    )
+                    waited = format_duration(self.now() - since)
+                    messages.append(f"WARNING: {name} has waited {waited} for capacity ({reason}): {stuck.advice}")
             else:
                 self.capacity_since.pop(job_id, None)
         return messages
@@ -178,7 +166,7 @@ def watch_run(
     """Wait for a run with live progress on ``stream``: the last descriptions, or, on Ctrl-C, what was stopped."""
     tty = stream.isatty() if tty is None else tty
     progress = Progress(record, stream, now=now, tty=tty, refresh=refresh)
-    stuck = StuckJobs(now=now, where=record.location())
+    stuck = StuckJobs(executor.explain, now=now, where=record.location())
     names = record.names()
     ids = record.job_ids()
     stages: dict[str, list[str]] = {}

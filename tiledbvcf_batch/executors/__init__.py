@@ -1,46 +1,51 @@
-"""Executors run a plan's jobs: ``batch`` on AWS Batch, ``local`` on this machine.
+"""Executors run a plan's jobs: ``batch`` on AWS Batch, ``local`` on this machine. One registry makes them.
 
-``for_record`` makes the executor that ran a recorded run, to watch, diagnose or cancel it.
+Each executor module declares its ``Kind`` (executors/base.py): how the command line's values and a
+run record's settings make the executor, and which settings a record must hold. The command line
+offers the registered names (--executor); a record names the kind that ran it. A third executor
+is a module here and one ``register`` line below: nothing outside ``executors/`` changes.
 """
 
 from __future__ import annotations
 
-from pathlib import Path
+from collections.abc import Mapping
 from typing import Any
 
 from ..aws import Clients
-from ..inputs import InputError
-from .base import Executor
-from .local import LocalExecutor, default_parallel, find_tiledbvcf, is_legacy
+from .base import Executor, Kind
+from .batch import KIND as BATCH
+from .local import KIND as LOCAL
+
+DEFAULT = "batch"  # --executor's default, and the kind of the records written before the executor key
+KINDS: dict[str, Kind] = {}
 
 
-def for_record(executor: dict[str, Any], clients: Clients) -> Executor:
-    """The executor that ran a recorded run (``RunRecord.executor``)."""
-    kind = executor.get("kind", "batch")
-    if kind == "batch":
-        from .batch import BatchExecutor  # here, so that a local run does not load the Batch executor
-
-        queue, definition = executor.get("job_queue") or "", executor.get("job_definition") or ""
-        return BatchExecutor(clients, queue, definition, array_jobs=bool(executor.get("array_jobs")))
-    if kind == "local":
-        return LocalExecutor(executor.get("tiledbvcf", ""), executor.get("version", ""), root=Path(executor["root"]))
-    raise ValueError(f"the run was made by a {kind!r} executor, which this version does not know")
+def register(kind: Kind) -> None:
+    KINDS[kind.name] = kind
 
 
-def local_executor(
-    tiledbvcf: str | None, max_parallel: int | None, vcpus: int, *, register: bool | None
-) -> LocalExecutor:
-    """The local executor, with a tiledbvcf that is there, works, and fits the run; else bad input.
+register(BATCH)
+register(LOCAL)
 
-    ``register`` is None for a command without --register (export): a legacy release cannot run it at all.
-    """
-    path, version = find_tiledbvcf(tiledbvcf)
-    if path is None:
-        raise InputError(version)
-    if is_legacy(version) and not register:
-        fix = "pass --register, or use" if register is not None else "use"
-        raise InputError(
-            f"{path} is {version}, a legacy release (v2/v3 datasets): {fix} tiledbvcf 0.7 or later "
-            "(conda install -c conda-forge -c tiledb libtiledbvcf)"
-        )
-    return LocalExecutor(path, version, max_parallel or default_parallel(vcpus))
+
+def names() -> tuple[str, ...]:
+    """The kinds an executor can be asked for, in the order they were registered."""
+    return tuple(KINDS)
+
+
+def for_request(kind: str, values: Mapping[str, Any], clients: Clients) -> Executor:
+    """The executor ``kind`` made from the command line's ``values`` (by option name); InputError if it cannot be."""
+    return KINDS[kind].from_request(values, clients)
+
+
+def for_record(settings: Mapping[str, Any], clients: Clients) -> Executor:
+    """The executor that ran a recorded run (``RunRecord.executor``, checked when the record was read)."""
+    kind = settings.get("kind", DEFAULT)
+    if kind not in KINDS:
+        raise ValueError(f"the run was made by a {kind!r} executor, which this version does not know")
+    return KINDS[kind].from_settings(settings, clients)
+
+
+def recorded_settings(kind: str) -> Mapping[str, bool] | None:
+    """The texts a record of ``kind`` may hold (True: must), or None for a kind this version does not know."""
+    return KINDS[kind].settings if kind in KINDS else None

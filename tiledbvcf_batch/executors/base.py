@@ -1,21 +1,28 @@
 """The executor seam: what submit, watch, report and ledger need from whatever runs the jobs.
 
 Vocabulary: a *task* is a planned tiledbvcf invocation (``plan.Task``); a *job* is what an
-executor runs. An executor turns a plan's tasks into its jobs (``submissions``), which may
-add jobs of its own (AWS Batch's barrier jobs). Job states and attempts are described in the
-shape of AWS Batch's DescribeJobs (``JobDescription``), the subset the domain reads.
+executor runs (``jobs.Job``). An executor turns a plan's tasks into its jobs (``submissions``),
+which may add jobs of its own (AWS Batch's barrier jobs) or run several tasks as one (its array
+jobs). Job states and attempts are described in the shape of AWS Batch's DescribeJobs
+(``JobDescription``), the subset the domain reads: those status words are the seam's own.
+What a status or a reason *means* on one executor (a lost host, a job that will never start),
+and how its texts name it, each executor says itself (``Words``, ``explain``, ``host_lost``).
 """
 
 from __future__ import annotations
 
+import contextlib
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol, TypedDict
 
-from ..plan import Plan, Task
+from ..aws import Clients
+from ..plan import Manifest, Plan
+from ..storage import Storage
+from .jobs import Job, RecordedJob, plain_manifest
 
-# FORGOTTEN is ours: AWS Batch forgets jobs some days after they end, and describes them no more.
+# FORGOTTEN is ours: an executor may forget jobs some time after they end, and describe them no more.
 FORGOTTEN = "FORGOTTEN"
 JOB_STATUSES = ("SUBMITTED", "PENDING", "RUNNABLE", "STARTING", "RUNNING", "SUCCEEDED", "FAILED", FORGOTTEN)
 TERMINAL_STATUSES = frozenset({"SUCCEEDED", "FAILED", FORGOTTEN})
@@ -72,42 +79,119 @@ class CancelOutcome:
     unknown: list[str] = field(default_factory=list)
 
 
+@dataclass(frozen=True)
+class Words:
+    """An executor's part of the neutral texts (reports, hints, errors), so that they name no executor."""
+
+    name: str  # who runs the jobs, e.g. "AWS Batch"
+    forgets: str  # when it stops describing a job, e.g. "forgets jobs some days after they end"
+    detached: str  # where jobs go on when nobody waits, e.g. "on AWS Batch"
+    stop_by_hand: str  # how a user stops a job without this tool, e.g. "aws batch terminate-job"
+    host_loss: str  # the report's name for attempts whose host went away, e.g. "Spot interruptions (...)"
+
+
+@dataclass(frozen=True)
+class Stuck:
+    """Why a job waits to start, as its executor explains it."""
+
+    advice: str  # what to check or change
+    forever: bool  # it will never start (else it waits for capacity, which may come: say so only if it lasts)
+
+
 class Executor(Protocol):
-    kind: str  # recorded in RunRecord.executor
+    """What every executor does. The methods with a body are the default: an executor overrides what differs.
+
+    Executors subclass this protocol, so that the defaults are theirs and a missing method is an error.
+    """
+
+    kind: str  # its name in the registry (executors/__init__.py), recorded in RunRecord.executor
     poll_interval: tuple[float, float]  # the first interval between polls, and the backoff's ceiling
+    words: Words
+    blocks: bool  # its jobs cannot outlive this process: the command waits for them, and signals stop them
+    bills_instances: bool  # its jobs run on priced instances (else the cost estimate is 0 unless priced)
 
     def settings(self) -> dict[str, Any]:
-        """What the run record keeps to find this executor's jobs again."""
+        """What the run record keeps to find this executor's jobs again (its registry entry checks them)."""
+        ...
 
     def where(self) -> str:
         """Where the jobs run, for the dry-run text."""
+        ...
+
+    def default_scratch(self) -> str:
+        """The jobs' scratch directory (-d) when --scratch-path is not given."""
+        ...
+
+    def close(self) -> None:
+        """The command is over: remove what the executor made for it (a temporary scratch directory)."""
+        return None  # nothing, by default
+
+    @contextlib.contextmanager
+    def handling_signals(self) -> Iterator[list[int]]:
+        """While a run is submitted and watched: the termination signals seen (none are caught by default)."""
+        yield []
 
     def preflight(self) -> list[str]:
         """Problems that would make every job fail, found before anything is spent."""
+        ...
 
-    def submissions(self, plan: Plan) -> list[Task]:
+    def submissions(self, plan: Plan) -> list[Job]:
         """The jobs to submit for ``plan``, in order. Pure; raises ValueError for a job the executor refuses."""
+        ...
 
-    def submit(self, job: Task, ids: dict[str, str], run_id: str) -> str:
+    def recorded(self, plan: Plan, jobs: Sequence[Job]) -> list[RecordedJob]:
+        """The run record's entries for ``jobs``, in order (plain jobs by default: one entry each)."""
+        return [RecordedJob.of(job) for job in jobs]
+
+    def submit(self, job: Job, ids: dict[str, str], run_id: str) -> str:
         """Submit one job whose dependencies are in ``ids``; its id."""
+        ...
 
     def describe(self, ids: Sequence[str]) -> dict[str, JobDescription]:
         """The state of each job the executor still knows; raises Throttled with the part it got."""
+        ...
+
+    def explain(self, description: JobDescription) -> Stuck | None:
+        """Why a job that has not started may never start, or waits long; None when nothing is wrong."""
+        return None
+
+    def host_lost(self, attempt: Attempt) -> bool:
+        """Whether an attempt ended because its host went away (then it is retried whatever --retries says)."""
+        return False
 
     def cancel(self, ids: Sequence[str], reason: str) -> CancelOutcome:
         """Cancel jobs that have not started, stop running ones."""
+        ...
 
     def terminate(self, ids: Sequence[str], reason: str) -> list[str]:
         """Stop these jobs whatever their state; what could not be stopped."""
+        ...
 
     def pause(self, seconds: float) -> None:
         """Wait between two polls: at most ``seconds``, less when the executor knows a job changed."""
+        time.sleep(seconds)
 
     def interrupted(self, ids: Sequence[str]) -> CancelOutcome | None:
         """Ctrl-C while waiting: None if the jobs go on without this process, else what was stopped."""
+        return None
 
     def log_tail(self, job: JobDescription, attempt: Attempt, lines: int) -> LogTail | None:
         """The last ``lines`` lines an attempt logged; None if it never logged."""
+        ...
+
+    def resumed(self, jobs: Sequence[RecordedJob], storage: Storage) -> dict[str, Manifest]:
+        """The manifest each recorded task with one resumes from, by key (its own, by default)."""
+        return {job.key: plain_manifest(job) for job in jobs if job.manifest is not None}
+
+
+@dataclass(frozen=True)
+class Kind:
+    """A kind of executor, as the registry (executors/__init__.py) knows it: how it is made, what it records."""
+
+    name: str  # --executor's value, and the recorded executor's "kind"
+    from_request: Callable[[Mapping[str, Any], Clients], Executor]  # the command line's values, by option name
+    from_settings: Callable[[Mapping[str, Any], Clients], Executor]  # a run record's ``executor`` settings
+    settings: Mapping[str, bool]  # the texts its recorded settings may hold: True for those it needs
 
 
 def describe_fully(
@@ -124,7 +208,7 @@ def describe_fully(
     return executor.describe(ids)
 
 
-def order_problems(jobs: Sequence[Task]) -> list[str]:
+def order_problems(jobs: Sequence[Job]) -> list[str]:
     """What every executor refuses: an empty argument (or none), a dependency not submitted before."""
     problems = []
     earlier: set[str] = set()
@@ -138,11 +222,11 @@ def order_problems(jobs: Sequence[Task]) -> list[str]:
     return problems
 
 
-def forgotten(job_id: str, name: str = "") -> JobDescription:
+def forgotten(job_id: str, name: str, words: Words) -> JobDescription:
     return {
         "jobId": job_id,
         "jobName": name,
         "status": FORGOTTEN,
-        "statusReason": "no longer known to the executor (AWS Batch forgets jobs some days after they end)",
+        "statusReason": f"no longer known to the executor ({words.name} {words.forgets})",
         "attempts": [],
     }

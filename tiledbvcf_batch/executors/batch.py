@@ -1,4 +1,5 @@
-"""AWS Batch, and only here: job payloads and their limits, barrier jobs, pacing, describe, cancel, logs.
+"""AWS Batch, and only here: job payloads and their limits, barrier jobs, pacing, describe, cancel, logs,
+and what Batch's statuses and reasons mean.
 
 moto's Batch enforces none of the limits below (see README, "Development"), so they are
 enforced here, on every job, before the first upload of a run.
@@ -8,27 +9,43 @@ from __future__ import annotations
 
 import re
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
 from botocore.exceptions import ClientError
 
 from ..aws import Clients, aws_message, error_code
-from ..commands import BARRIER_COMMAND, ENTRYPOINT_VARIABLE, split_evenly
-from ..inputs import Resources
-from ..plan import BARRIER, Plan, Stage, Task
-from .arrays import MAX_ARRAY_SIZE, as_arrays, chunked
+from ..commands import BARRIER_COMMAND, split_evenly
+from ..inputs import DEFAULT_SCRATCH_PATH, Resources
+from ..plan import BARRIER, Manifest, Plan, Stage
+from ..storage import Storage, parse_location
+from .arrays import (
+    MAX_ARRAY_SIZE,
+    as_arrays,
+    children_by_parent,
+    chunked,
+    estimated_children,
+    recorded_with_arrays,
+    resumed_with_arrays,
+    task_files,
+)
 from .base import (
     NOT_STARTED,
     TERMINAL_STATUSES,
     Attempt,
     CancelOutcome,
+    Executor,
     JobDescription,
+    Kind,
     LogTail,
+    Stuck,
     Throttled,
+    Words,
     order_problems,
 )
+from .batch_setup import check_job_definition, check_job_queue, runs_our_entrypoint
+from .jobs import Job, RecordedJob
 
 MAX_DEPENDS_ON = 20
 DESCRIBE_JOBS_MAX_IDS = 100
@@ -38,9 +55,32 @@ MAX_ATTEMPTS = 10
 JOB_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,127}$")
 # When --retries is 1, jobs still get this many attempts, but only for host loss (Spot).
 HOST_LOSS_ATTEMPTS = 3
+HOST_LOSS_REASON = "Host EC2"  # how an attempt's statusReason begins when its instance went away
 BARRIER_RESOURCES = Resources(vcpus=1, memory=1024)
 DEFAULT_LOG_GROUP = "/aws/batch/job"
 THROTTLING_CODES = ("TooManyRequestsException", "ThrottlingException")
+WORDS = Words(
+    name="AWS Batch",
+    forgets="forgets jobs some days after they end",
+    detached="on AWS Batch",
+    stop_by_hand="aws batch terminate-job",
+    host_loss=f"Spot interruptions ({HOST_LOSS_REASON} ...)",
+)
+# A RUNNABLE job's reason "MISCONFIGURATION:CODE - text" means it will never start: the advice follows the code.
+MISCONFIGURATION_ADVICE = {
+    "COMPUTE_ENVIRONMENT_MAX_RESOURCE": "the job asks for more vCPUs or memory than any instance of the "
+    "compute environment has: lower --vcpus/--memory or allow larger instance types",
+    "JOB_RESOURCE_REQUIREMENT": "no instance type of the compute environment fits the job's resources: "
+    "lower --vcpus/--memory or change the allowed instance types",
+    "SERVICE_ROLE_PERMISSIONS": "the Batch service role lacks permissions: check the compute "
+    "environment's service role",
+}
+MISCONFIGURATION_DEFAULT = "check the compute environment, its service role and the job's resources"
+# A RUNNABLE job's reason "CAPACITY:..." often clears by itself (instances being launched).
+CAPACITY_ADVICE = (
+    "the compute environment cannot get instances; consider other instance types, On-Demand instead of Spot, "
+    "or another Availability Zone"
+)
 
 
 def retry_strategy(retries: int) -> dict[str, Any]:
@@ -54,7 +94,7 @@ def retry_strategy(retries: int) -> dict[str, Any]:
         return {
             "attempts": HOST_LOSS_ATTEMPTS,
             "evaluateOnExit": [
-                {"onStatusReason": "Host EC2*", "action": "RETRY"},
+                {"onStatusReason": f"{HOST_LOSS_REASON}*", "action": "RETRY"},
                 {"onReason": "*", "action": "EXIT"},
             ],
         }
@@ -65,28 +105,28 @@ def resource_requirements(resources: Resources) -> list[dict[str, str]]:
     return [{"type": "VCPU", "value": str(resources.vcpus)}, {"type": "MEMORY", "value": str(resources.memory)}]
 
 
-def with_barriers(tasks: Sequence[Task]) -> list[Task]:
-    """The tasks in order, with barrier jobs wherever a task waits for more than MAX_DEPENDS_ON others.
+def with_barriers(jobs: Sequence[Job]) -> list[Job]:
+    """The jobs in order, with barrier jobs wherever a job waits for more than MAX_DEPENDS_ON others.
 
     Each barrier waits for up to MAX_DEPENDS_ON jobs, over as many levels as needed, and the
-    task then waits for the last level. Tasks that wait for the same set share the barriers.
+    job then waits for the last level. Jobs that wait for the same set share the barriers.
     """
-    stage_of = {task.key: task.stage for task in tasks}
-    jobs: list[Task] = []
+    stage_of = {job.key: job.stage for job in jobs}
+    gated: list[Job] = []
     gathered: dict[tuple[str, ...], tuple[str, ...]] = {}
-    for task in tasks:
-        after = task.after
+    for job in jobs:
+        after = job.after
         if len(after) > MAX_DEPENDS_ON:
             if after not in gathered:
-                barriers, gathered[after] = barrier_jobs(after, stage_of[after[0]].batch or 0, task.retries)
-                jobs.extend(barriers)
-            task = replace(task, after=gathered[after])
-        jobs.append(task)
-    return jobs
+                barriers, gathered[after] = barrier_jobs(after, stage_of[after[0]].batch or 0, job.retries)
+                gated.extend(barriers)
+            job = replace(job, after=gathered[after])
+        gated.append(job)
+    return gated
 
 
-def barrier_jobs(keys: tuple[str, ...], batch: int, retries: int) -> tuple[list[Task], tuple[str, ...]]:
-    barriers: list[Task] = []
+def barrier_jobs(keys: tuple[str, ...], batch: int, retries: int) -> tuple[list[Job], tuple[str, ...]]:
+    barriers: list[Job] = []
     level = 0
     while len(keys) > MAX_DEPENDS_ON:
         level += 1
@@ -95,14 +135,14 @@ def barrier_jobs(keys: tuple[str, ...], batch: int, retries: int) -> tuple[list[
             key = f"{BARRIER}-{batch}-{level}-{i}"
             name = f"tiledbvcf-{BARRIER}-b{batch}-l{level}-{i}"
             barriers.append(
-                Task(key, Stage(BARRIER, batch), name, BARRIER_COMMAND, BARRIER_RESOURCES, retries, tuple(group))
+                Job(key, Stage(BARRIER, batch), name, BARRIER_COMMAND, BARRIER_RESOURCES, retries, tuple(group))
             )
             next_keys.append(key)
         keys = tuple(next_keys)
     return barriers, keys
 
 
-def job_problems(job: Task) -> list[str]:
+def job_problems(job: Job) -> list[str]:
     """What Batch would refuse in this job, beyond what every executor refuses (``order_problems``)."""
     problems = []
     if not JOB_NAME_RE.match(job.name):
@@ -111,12 +151,12 @@ def job_problems(job: Task) -> list[str]:
         problems.append(f"job {job.name} depends on {len(job.after)} jobs; Batch allows {MAX_DEPENDS_ON}")
     if not 1 <= retry_strategy(job.retries)["attempts"] <= MAX_ATTEMPTS:
         problems.append(f"job {job.name}: retry attempts must be between 1 and {MAX_ATTEMPTS}")
-    if job.members and not 2 <= len(job.members) <= MAX_ARRAY_SIZE:
-        problems.append(f"array job {job.name} has {len(job.members)} children; Batch allows 2 to {MAX_ARRAY_SIZE}")
+    if job.is_array and len(job.tasks) > MAX_ARRAY_SIZE:
+        problems.append(f"array job {job.name} has {len(job.tasks)} children; Batch allows 2 to {MAX_ARRAY_SIZE}")
     return problems
 
 
-def payload(job: Task, ids: dict[str, str], job_queue: str, job_definition: str, run_id: str) -> dict[str, Any]:
+def payload(job: Job, ids: dict[str, str], job_queue: str, job_definition: str, run_id: str) -> dict[str, Any]:
     """The SubmitJob request for ``job`` (checked beforehand by ``job_problems``)."""
     request: dict[str, Any] = {
         "jobName": job.name,
@@ -131,8 +171,8 @@ def payload(job: Task, ids: dict[str, str], job_queue: str, job_definition: str,
     }
     if job.after:
         request["dependsOn"] = [{"jobId": ids[key]} for key in job.after]
-    if job.members:
-        request["arrayProperties"] = {"size": len(job.members)}
+    if job.is_array:
+        request["arrayProperties"] = {"size": len(job.tasks)}
     return request
 
 
@@ -153,64 +193,8 @@ class Pacer:
         self._next = now + 1.0 / self.rate
 
 
-def check_job_queue(batch: Any, name: str, region: str) -> list[str]:
-    try:
-        queues = batch.describe_job_queues(jobQueues=[name])["jobQueues"]
-    except ClientError as error:
-        return [f"--job-queue {name}: cannot describe it ({aws_message(error)})"]
-    if not queues:
-        return [f"--job-queue {name}: no such job queue in {region}: check the name and --region"]
-    queue = queues[0]
-    problems = []
-    if queue.get("state") != "ENABLED":
-        problems.append(f"--job-queue {name} is {queue.get('state')}: enable it or pick another queue")
-    if queue.get("status") not in ("VALID", "UPDATING"):
-        problems.append(
-            f"--job-queue {name} is {queue.get('status')} ({queue.get('statusReason', 'no reason given')}): "
-            "fix or recreate it"
-        )
-    if not queue.get("computeEnvironmentOrder"):
-        problems.append(f"--job-queue {name} has no compute environment: attach one")
-    return problems
-
-
-def find_job_definition(batch: Any, name: str) -> dict[str, Any] | None:
-    """The ACTIVE job definition ``name``, ``name:revision`` or ARN (newest revision when none)."""
-    if ":" in name:
-        found = batch.describe_job_definitions(jobDefinitions=[name])["jobDefinitions"]
-    else:
-        found = []
-        for page in batch.get_paginator("describe_job_definitions").paginate(jobDefinitionName=name, status="ACTIVE"):
-            found.extend(page["jobDefinitions"])
-    active = [d for d in found if d.get("status", "ACTIVE") == "ACTIVE"]
-    return max(active, key=lambda d: d.get("revision", 0)) if active else None
-
-
-def check_job_definition(batch: Any, name: str, region: str) -> tuple[list[str], dict[str, Any]]:
-    """Problems of the job definition, and the definition itself (empty when it cannot be used)."""
-    try:
-        definition = find_job_definition(batch, name)
-    except ClientError as error:
-        return [f"--job-definition {name}: cannot describe it ({aws_message(error)})"], {}
-    if definition is None:
-        return [
-            f"--job-definition {name}: no ACTIVE job definition of that name in {region}: check the name and --region"
-        ], {}
-    if definition.get("type") != "container":
-        return [
-            f"--job-definition {name} is of type {definition.get('type')}: it must be a container job definition"
-        ], {}
-    return [], definition
-
-
-def runs_our_entrypoint(definition: dict[str, Any]) -> bool:
-    """Whether the job definition says its image has this project's entrypoint (which resolves array tasks)."""
-    environment = definition.get("containerProperties", {}).get("environment", [])
-    return any(item.get("name") == ENTRYPOINT_VARIABLE and item.get("value") for item in environment)
-
-
 @dataclass
-class BatchExecutor:
+class BatchExecutor(Executor):
     """Jobs on an AWS Batch job queue, with one job definition."""
 
     clients: Clients
@@ -220,6 +204,9 @@ class BatchExecutor:
     array_jobs: bool | None = None  # None: decided by preflight, from the job definition
     kind: str = "batch"
     poll_interval: tuple[float, float] = (10.0, 60.0)  # seconds: the first poll interval, and its backoff's ceiling
+    words: Words = WORDS
+    blocks: bool = False  # Ctrl-C stops waiting, not the jobs: they run on AWS Batch
+    bills_instances: bool = True
     _log_groups: dict[str, str] = field(default_factory=dict)
     _final: dict[str, dict[str, JobDescription]] = field(default_factory=dict)  # finished arrays' children
 
@@ -235,6 +222,9 @@ class BatchExecutor:
         where = f"on queue {self.job_queue}, job definition {self.job_definition}"
         return f"{where}, as array jobs" if self.array_jobs else where
 
+    def default_scratch(self) -> str:
+        return DEFAULT_SCRATCH_PATH  # the job definition's scratch volume (this project's template mounts it)
+
     def preflight(self) -> list[str]:
         batch, region = self.clients.batch, self.clients.region
         problems, definition = check_job_definition(batch, self.job_definition, region)
@@ -242,14 +232,17 @@ class BatchExecutor:
             self.array_jobs = runs_our_entrypoint(definition)
         return check_job_queue(batch, self.job_queue, region) + problems
 
-    def submissions(self, plan: Plan) -> list[Task]:
-        jobs = with_barriers(as_arrays(plan) if self.array_jobs else plan.tasks)
+    def submissions(self, plan: Plan) -> list[Job]:
+        jobs = with_barriers(as_arrays(plan) if self.array_jobs else [Job.of(task) for task in plan.tasks])
         problems = order_problems(jobs) + [problem for job in jobs for problem in job_problems(job)]
         if problems:
             raise ValueError("; ".join(problems))
         return jobs
 
-    def submit(self, job: Task, ids: dict[str, str], run_id: str) -> str:
+    def recorded(self, plan: Plan, jobs: Sequence[Job]) -> list[RecordedJob]:
+        return recorded_with_arrays(plan.run_prefix, jobs)
+
+    def submit(self, job: Job, ids: dict[str, str], run_id: str) -> str:
         self.pacer.wait()
         request = payload(job, ids, self.job_queue, self.job_definition, run_id)
         return self.clients.batch.submit_job(**request)["jobId"]
@@ -336,11 +329,19 @@ class BatchExecutor:
                 left.append(f"job {job_id}: {aws_message(error)}")
         return left
 
-    def pause(self, seconds: float) -> None:
-        time.sleep(seconds)
+    def explain(self, description: JobDescription) -> Stuck | None:
+        """A RUNNABLE job's MISCONFIGURATION reason (it will never start) or CAPACITY reason (it may)."""
+        reason = description.get("statusReason", "") if description["status"] == "RUNNABLE" else ""
+        if reason.startswith("MISCONFIGURATION:"):
+            # Batch writes "MISCONFIGURATION:CODE - text": the code is what the advice is for.
+            code = reason.split(":", 1)[1].split(" - ", 1)[0].strip()
+            return Stuck(MISCONFIGURATION_ADVICE.get(code, MISCONFIGURATION_DEFAULT), forever=True)
+        if reason.startswith("CAPACITY:"):
+            return Stuck(CAPACITY_ADVICE, forever=False)
+        return None
 
-    def interrupted(self, ids: Sequence[str]) -> CancelOutcome | None:
-        return None  # Ctrl-C stops waiting, not the jobs: they run on AWS Batch
+    def host_lost(self, attempt: Attempt) -> bool:
+        return attempt.get("statusReason", "").startswith(HOST_LOSS_REASON)
 
     def log_tail(self, job: JobDescription, attempt: Attempt, lines: int) -> LogTail | None:
         stream = attempt.get("container", {}).get("logStreamName")
@@ -367,45 +368,16 @@ class BatchExecutor:
             self._log_groups[definition_arn] = group
         return self._log_groups[definition_arn]
 
-
-def children_by_parent(ids: Iterable[str]) -> dict[str, list[str]]:
-    """Array children (``<parent>:<index>``) grouped by their parent."""
-    children: dict[str, list[str]] = {}
-    for job_id in ids:
-        parent, colon, _ = job_id.partition(":")
-        if colon:
-            children.setdefault(parent, []).append(job_id)
-    return children
+    def resumed(self, jobs: Sequence[RecordedJob], storage: Storage) -> dict[str, Manifest]:
+        """Array children get their samples back from their task files (one read each)."""
+        files = task_files(jobs)
+        bodies = {uri: storage.read_bytes(parse_location(uri, "task file")).decode("utf-8") for uri in files}
+        return resumed_with_arrays(jobs, bodies)
 
 
 def array_summary(description: JobDescription) -> tuple[int, dict[str, int]]:
     properties: dict[str, Any] = description.get("arrayProperties", {})  # type: ignore[assignment]
     return int(properties.get("size", 0)), dict(properties.get("statusSummary", {}))
-
-
-# Estimated children take the statuses of the summary in this order, by index: the counts are right,
-# which child has which is not known (watch keeps estimated jobs pending until they are listed).
-ESTIMATE_ORDER = ("SUCCEEDED", "FAILED", "RUNNING", "STARTING", "RUNNABLE", "PENDING", "SUBMITTED")
-
-
-def estimated_children(
-    parent: str, description: JobDescription, size: int, summary: dict[str, int], wanted: Sequence[str]
-) -> dict[str, JobDescription]:
-    statuses = [status for status in ESTIMATE_ORDER for _ in range(summary.get(status, 0))]
-    statuses += ["SUBMITTED"] * (size - len(statuses))
-    estimated: dict[str, JobDescription] = {}
-    for job_id in wanted:
-        index = int(job_id.partition(":")[2])
-        status = statuses[index] if index < len(statuses) else "SUBMITTED"
-        estimated[job_id] = {
-            "jobId": job_id,
-            "jobName": description.get("jobName", ""),
-            "status": status,
-            "statusReason": description.get("statusReason", ""),
-            "attempts": [],
-            "estimated": True,
-        }
-    return estimated
 
 
 def tail_log(logs: Any, group: str, stream: str, lines: int) -> tuple[list[str], str | None]:
@@ -417,3 +389,20 @@ def tail_log(logs: Any, group: str, stream: str, lines: int) -> tuple[list[str],
             return [], f"log stream {stream} not found in log group {group}"
         return [], f"cannot read log stream {stream} ({aws_message(error)})"
     return [event["message"].rstrip("\n") for event in events.get("events", [])][-lines:], None
+
+
+# -- The registry's entry (executors/__init__.py) ---------------------------------------------------
+
+
+def from_request(values: Mapping[str, Any], clients: Clients) -> BatchExecutor:
+    """From --job-queue, --job-definition and --array-jobs (None: the job definition decides, in preflight)."""
+    queue, definition = values.get("job_queue") or "", values.get("job_definition") or ""
+    return BatchExecutor(clients, queue, definition, array_jobs=values.get("array_jobs"))
+
+
+def from_settings(settings: Mapping[str, Any], clients: Clients) -> BatchExecutor:
+    queue, definition = settings.get("job_queue") or "", settings.get("job_definition") or ""
+    return BatchExecutor(clients, queue, definition, array_jobs=bool(settings.get("array_jobs")))
+
+
+KIND = Kind("batch", from_request, from_settings, settings={"job_queue": False, "job_definition": False})

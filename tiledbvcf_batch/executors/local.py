@@ -21,30 +21,53 @@ import os
 import re
 import shlex
 import shutil
-import signal
 import subprocess
 import sys
+import tempfile
 import threading
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, BinaryIO
 
+from ..aws import Clients
 from ..commands import redact_command
-from ..plan import Plan, Task
-from ..processes import job_runs, process_exists, process_start, stop_jobs
-from .base import NOT_STARTED, TERMINAL_STATUSES, Attempt, CancelOutcome, JobDescription, LogTail, order_problems
+from ..plan import Plan
+from ..processes import (
+    job_runs,
+    kill_group,
+    process_exists,
+    process_start,
+    signals_as_interrupt,
+    stop_jobs,
+    wait_or_kill,
+)
+from .base import (
+    NOT_STARTED,
+    TERMINAL_STATUSES,
+    Attempt,
+    CancelOutcome,
+    Executor,
+    JobDescription,
+    Kind,
+    LogTail,
+    Words,
+    order_problems,
+)
+from .jobs import Job
+from .local_setup import checked_tiledbvcf, default_parallel
 
 ENTRYPOINT = Path(__file__).resolve().parents[2] / "image" / "entrypoint.py"
-INSTALL_HINT = (
-    "install it with conda (conda install -c conda-forge -c tiledb libtiledbvcf), or pass --tiledbvcf PATH "
-    "or set TILEDBVCF"
-)
-VERSION_RE = re.compile(r"TileDB-VCF version (\d+)\.(\d+)(?:\.(\d+))?")
-FIRST_CURRENT_RELEASE = (0, 7)  # v4 datasets, store --resume; earlier releases need --register
 CANCEL_MARKER = "cancel"
 PAUSE_STEP = 0.05  # seconds: how soon a waiting run notices that a job changed state
+WORDS = Words(
+    name="this machine",
+    forgets="forgets a job whose state file is removed",
+    detached="in the process that runs them",
+    stop_by_hand="kill (each job's pid is in its state file)",
+    host_loss="lost hosts",  # none: a local job has no host to lose
+)
 
 
 def state_root() -> Path:
@@ -55,84 +78,8 @@ def state_root() -> Path:
     return Path(base) / "tiledbvcf-batch"
 
 
-def find_tiledbvcf(given: str | None) -> tuple[str | None, str]:
-    """The tiledbvcf to run (--tiledbvcf, else $TILEDBVCF, else PATH) and its version, or why there is none."""
-    candidate = given or os.environ.get("TILEDBVCF") or shutil.which("tiledbvcf")
-    if not candidate:
-        return None, f"tiledbvcf is not installed (not on PATH, TILEDBVCF not set): {INSTALL_HINT}"
-    path = shutil.which(candidate) or candidate
-    try:
-        result = subprocess.run([path, "--version"], capture_output=True, text=True, timeout=60)
-    except OSError as error:
-        return None, f"tiledbvcf {path} cannot be run ({error.strerror}): {INSTALL_HINT}"
-    first = (result.stdout or result.stderr).strip().splitlines()[:1]
-    if result.returncode != 0 or not first or not VERSION_RE.search(first[0]):
-        return None, f"{path} is not a working tiledbvcf (--version printed {first[0] if first else 'nothing'!r})"
-    return path, first[0]
-
-
-def is_legacy(version: str) -> bool:
-    match = VERSION_RE.search(version)
-    return bool(match) and (int(match.group(1)), int(match.group(2))) < FIRST_CURRENT_RELEASE
-
-
-def usable_cores() -> int:
-    """The cores this process may run on (a container's or taskset's share), not all the machine has."""
-    if hasattr(os, "sched_getaffinity"):
-        return len(os.sched_getaffinity(0)) or 1
-    return os.cpu_count() or 1
-
-
-def default_parallel(vcpus: int) -> int:
-    """As many jobs as the cores allow for each job's vCPUs, at least one."""
-    return max(1, usable_cores() // max(1, vcpus))
-
-
-@contextlib.contextmanager
-def signals_as_interrupt(active: bool) -> Iterator[list[int]]:
-    """SIGTERM and SIGHUP as Ctrl-C while local jobs run: the jobs are stopped and recorded; the signals seen.
-
-    The first signal interrupts; later ones are only noted, so that stopping the jobs is not cut short.
-    """
-    received: list[int] = []
-    if not active or threading.current_thread() is not threading.main_thread():
-        yield received
-        return
-
-    def interrupt(signum: int, frame: Any) -> None:
-        received.append(signum)
-        if len(received) == 1:
-            raise KeyboardInterrupt
-
-    previous = {signum: signal.signal(signum, interrupt) for signum in (signal.SIGTERM, signal.SIGHUP)}
-    try:
-        yield received
-    finally:
-        for signum, handler in previous.items():
-            signal.signal(signum, handler)
-
-
 def now_ms() -> int:
     return int(time.time() * 1000)
-
-
-def kill_group(process: subprocess.Popen[bytes], signum: int = signal.SIGTERM) -> None:
-    """SIGTERM the job's process group: tiledbvcf stops at once on SIGTERM (one SIGINT it ignores)."""
-    if process.returncode is not None:  # reaped (by its waiter thread): its group id may be another's now
-        return
-    with contextlib.suppress(ProcessLookupError, PermissionError):
-        os.killpg(process.pid, signum)
-
-
-def wait_or_kill(processes: Sequence[subprocess.Popen[bytes]], grace: float) -> None:
-    """Wait for processes sent SIGTERM, at most ``grace`` seconds in all; then SIGKILL their groups."""
-    deadline = time.monotonic() + grace
-    for process in processes:
-        try:
-            process.wait(timeout=max(0.0, deadline - time.monotonic()))
-        except subprocess.TimeoutExpired:
-            kill_group(process, signal.SIGKILL)
-            process.wait()
 
 
 @dataclass
@@ -142,7 +89,7 @@ class Running:
 
 
 @dataclass
-class LocalExecutor:
+class LocalExecutor(Executor):
     """Jobs as processes on this machine, up to ``max_parallel`` at a time."""
 
     tiledbvcf: str
@@ -152,6 +99,9 @@ class LocalExecutor:
     poll: float = 0.05  # how often the scheduler looks for a cancel marker; a job's end wakes it at once
     kind: str = "local"
     poll_interval: tuple[float, float] = (2.0, 2.0)  # seconds; pause() returns as soon as a job changes
+    words: Words = WORDS
+    blocks: bool = True  # the jobs are this process's children: a run is waited for, and a signal stops it
+    bills_instances: bool = False  # this machine costs no instance hours, unless the user prices it
     stop_grace: float = 10.0  # seconds stopped jobs have to end on SIGTERM before SIGKILL
     _jobs: dict[str, JobDescription] = field(default_factory=dict)
     _after: dict[str, list[str]] = field(default_factory=dict)
@@ -162,6 +112,7 @@ class LocalExecutor:
     _changes: int = 0  # counts saved job states: pause() ends when it moves
     _thread: threading.Thread | None = None
     _wake: threading.Event = field(default_factory=threading.Event)  # a job's process ended, or a job came
+    _scratch: str | None = None  # the run's temporary scratch directory, once made
 
     def settings(self) -> dict[str, Any]:
         return {"kind": self.kind, "root": str(self.root), "tiledbvcf": self.tiledbvcf, "version": self.version,
@@ -170,18 +121,36 @@ class LocalExecutor:
     def where(self) -> str:
         return f"on this machine, {self.max_parallel} at a time, with {self.version}"
 
+    def default_scratch(self) -> str:
+        """A temporary directory of the run, made when first asked for; close() removes it."""
+        if self._scratch is None:
+            self._scratch = tempfile.mkdtemp(prefix="tiledbvcf-scratch-")
+        return self._scratch
+
+    def close(self) -> None:
+        if self._scratch is not None:
+            shutil.rmtree(self._scratch, ignore_errors=True)
+            self._scratch = None
+
+    @contextlib.contextmanager
+    def handling_signals(self) -> Iterator[list[int]]:
+        """SIGTERM and SIGHUP as Ctrl-C: no job outlives this process (see ``interrupted``)."""
+        with signals_as_interrupt() as received:
+            yield received
+
     def preflight(self) -> list[str]:
         return []  # tiledbvcf itself is checked when the executor is made (find_tiledbvcf)
 
-    def submissions(self, plan: Plan) -> list[Task]:
-        problems = order_problems(plan.tasks)
+    def submissions(self, plan: Plan) -> list[Job]:
+        jobs = [Job.of(task) for task in plan.tasks]
+        problems = order_problems(jobs)
         if problems:
             raise ValueError("; ".join(problems))
-        return list(plan.tasks)
+        return jobs
 
     # -- Running ---------------------------------------------------------------------------
 
-    def submit(self, job: Task, ids: dict[str, str], run_id: str) -> str:
+    def submit(self, job: Job, ids: dict[str, str], run_id: str) -> str:
         job_id = f"{run_id}/{job.key}"
         with self._lock:
             self._jobs[job_id] = {"jobId": job_id, "jobName": job.name, "status": "SUBMITTED", "attempts": []}
@@ -447,3 +416,19 @@ def orphaned(description: dict[str, Any]) -> JobDescription:
         description["status"] = "FAILED"
         description["statusReason"] = f"the process that ran it (pid {owner}) ended before it did"
     return description  # type: ignore[return-value]
+
+
+# -- The registry's entry (executors/__init__.py) ---------------------------------------------------
+
+
+def from_request(values: Mapping[str, Any], clients: Clients) -> LocalExecutor:
+    """The local executor, with a tiledbvcf that is there, works, and fits the run; else bad input."""
+    path, version = checked_tiledbvcf(values.get("tiledbvcf"), values.get("register"))
+    return LocalExecutor(path, version, values.get("max_parallel") or default_parallel(values["vcpus"]))
+
+
+def from_settings(settings: Mapping[str, Any], clients: Clients) -> LocalExecutor:
+    return LocalExecutor(settings.get("tiledbvcf", ""), settings.get("version", ""), root=Path(settings["root"]))
+
+
+KIND = Kind("local", from_request, from_settings, settings={"root": True, "tiledbvcf": False, "version": False})

@@ -1,0 +1,66 @@
+"""AWS Batch's job queue and job definition, checked before anything is spent (``BatchExecutor.preflight``)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from botocore.exceptions import ClientError
+
+from ..aws import aws_message
+from ..commands import ENTRYPOINT_VARIABLE
+
+
+def check_job_queue(batch: Any, name: str, region: str) -> list[str]:
+    try:
+        queues = batch.describe_job_queues(jobQueues=[name])["jobQueues"]
+    except ClientError as error:
+        return [f"--job-queue {name}: cannot describe it ({aws_message(error)})"]
+    if not queues:
+        return [f"--job-queue {name}: no such job queue in {region}: check the name and --region"]
+    queue = queues[0]
+    problems = []
+    if queue.get("state") != "ENABLED":
+        problems.append(f"--job-queue {name} is {queue.get('state')}: enable it or pick another queue")
+    if queue.get("status") not in ("VALID", "UPDATING"):
+        problems.append(
+            f"--job-queue {name} is {queue.get('status')} ({queue.get('statusReason', 'no reason given')}): "
+            "fix or recreate it"
+        )
+    if not queue.get("computeEnvironmentOrder"):
+        problems.append(f"--job-queue {name} has no compute environment: attach one")
+    return problems
+
+
+def find_job_definition(batch: Any, name: str) -> dict[str, Any] | None:
+    """The ACTIVE job definition ``name``, ``name:revision`` or ARN (newest revision when none)."""
+    if ":" in name:
+        found = batch.describe_job_definitions(jobDefinitions=[name])["jobDefinitions"]
+    else:
+        found = []
+        for page in batch.get_paginator("describe_job_definitions").paginate(jobDefinitionName=name, status="ACTIVE"):
+            found.extend(page["jobDefinitions"])
+    active = [d for d in found if d.get("status", "ACTIVE") == "ACTIVE"]
+    return max(active, key=lambda d: d.get("revision", 0)) if active else None
+
+
+def check_job_definition(batch: Any, name: str, region: str) -> tuple[list[str], dict[str, Any]]:
+    """Problems of the job definition, and the definition itself (empty when it cannot be used)."""
+    try:
+        definition = find_job_definition(batch, name)
+    except ClientError as error:
+        return [f"--job-definition {name}: cannot describe it ({aws_message(error)})"], {}
+    if definition is None:
+        return [
+            f"--job-definition {name}: no ACTIVE job definition of that name in {region}: check the name and --region"
+        ], {}
+    if definition.get("type") != "container":
+        return [
+            f"--job-definition {name} is of type {definition.get('type')}: it must be a container job definition"
+        ], {}
+    return [], definition
+
+
+def runs_our_entrypoint(definition: dict[str, Any]) -> bool:
+    """Whether the job definition says its image has this project's entrypoint (which resolves array tasks)."""
+    environment = definition.get("containerProperties", {}).get("environment", [])
+    return any(item.get("name") == ENTRYPOINT_VARIABLE and item.get("value") for item in environment)

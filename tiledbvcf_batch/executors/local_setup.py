@@ -1,0 +1,67 @@
+"""What the local executor is made with: a tiledbvcf that is there and works, and how many jobs fit at a time."""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+
+from ..inputs import InputError
+
+INSTALL_HINT = (
+    "install it with conda (conda install -c conda-forge -c tiledb libtiledbvcf), or pass --tiledbvcf PATH "
+    "or set TILEDBVCF"
+)
+VERSION_RE = re.compile(r"TileDB-VCF version (\d+)\.(\d+)(?:\.(\d+))?")
+FIRST_CURRENT_RELEASE = (0, 7)  # v4 datasets, store --resume; earlier releases need --register
+
+
+def find_tiledbvcf(given: str | None) -> tuple[str | None, str]:
+    """The tiledbvcf to run (--tiledbvcf, else $TILEDBVCF, else PATH) and its version, or why there is none."""
+    candidate = given or os.environ.get("TILEDBVCF") or shutil.which("tiledbvcf")
+    if not candidate:
+        return None, f"tiledbvcf is not installed (not on PATH, TILEDBVCF not set): {INSTALL_HINT}"
+    path = shutil.which(candidate) or candidate
+    try:
+        result = subprocess.run([path, "--version"], capture_output=True, text=True, timeout=60)
+    except OSError as error:
+        return None, f"tiledbvcf {path} cannot be run ({error.strerror}): {INSTALL_HINT}"
+    first = (result.stdout or result.stderr).strip().splitlines()[:1]
+    if result.returncode != 0 or not first or not VERSION_RE.search(first[0]):
+        return None, f"{path} is not a working tiledbvcf (--version printed {first[0] if first else 'nothing'!r})"
+    return path, first[0]
+
+
+def is_legacy(version: str) -> bool:
+    match = VERSION_RE.search(version)
+    return match is not None and (int(match.group(1)), int(match.group(2))) < FIRST_CURRENT_RELEASE
+
+
+def usable_cores() -> int:
+    """The cores this process may run on (a container's or taskset's share), not all the machine has."""
+    if hasattr(os, "sched_getaffinity"):
+        return len(os.sched_getaffinity(0)) or 1
+    return os.cpu_count() or 1
+
+
+def default_parallel(vcpus: int) -> int:
+    """As many jobs as the cores allow for each job's vCPUs, at least one."""
+    return max(1, usable_cores() // max(1, vcpus))
+
+
+def checked_tiledbvcf(given: str | None, register: bool | None) -> tuple[str, str]:
+    """The tiledbvcf to run and its version, one that fits the run; else bad input.
+
+    ``register`` is None for a command without --register (export): a legacy release cannot run it at all.
+    """
+    path, version = find_tiledbvcf(given)
+    if path is None:
+        raise InputError(version)
+    if is_legacy(version) and not register:
+        fix = "pass --register, or use" if register is not None else "use"
+        raise InputError(
+            f"{path} is {version}, a legacy release (v2/v3 datasets): {fix} tiledbvcf 0.7 or later "
+            "(conda install -c conda-forge -c tiledb libtiledbvcf)"
+        )
+    return path, version
