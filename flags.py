@@ -72,7 +72,8 @@ class Where:
 
     @property
     def local(self) -> bool:
-        return self.executor == "local"
+        """Paths on this machine are accepted where S3 URIs are (the executor's registry entry says so)."""
+        return executors.takes_local_paths(self.executor)
 
     def missing(self) -> list[str]:
         """The options this executor needs that were not given, as click words a missing option."""

@@ -26,16 +26,23 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "demo"))
 
 import local_aws  # noqa: E402
+from stub_executor import START  # noqa: E402
 from tiledbvcf_batch.aws import Clients  # noqa: E402
 from tiledbvcf_batch.dataset import DatasetView  # noqa: E402
 from tiledbvcf_batch.executors.batch import BatchExecutor  # noqa: E402
+from tiledbvcf_batch.inputs import Sample  # noqa: E402
 from tiledbvcf_batch.options import ExportOptions, IngestOptions  # noqa: E402
-from tiledbvcf_batch.record import RecordedJob, RunRecord  # noqa: E402
-from tiledbvcf_batch.storage import Location, S3Uri  # noqa: E402
+from tiledbvcf_batch.plan import Plan, ingest_batches, plan_ingest  # noqa: E402
+from tiledbvcf_batch.record import (  # noqa: E402
+    RecordedJob,
+    RunRecord,
+    run_prefix_for,
+)
+from tiledbvcf_batch.storage import LocalPath, Location, S3Uri  # noqa: E402
 
 DATASET = "s3://my-bucketname/test-vcf-dataset"
 UUID = r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}"
-T0 = 1_800_000_000.0
+T0 = START  # every fake clock starts at 2027-01-15T08:00:00Z
 Options = TypeVar("Options", IngestOptions, ExportOptions)
 
 
@@ -285,6 +292,15 @@ REQUIRED_OPTIONS: dict[type, dict[str, Any]] = {
 def options(kind: type[Options], **changes: Any) -> Options:
     """IngestOptions or ExportOptions of the README's examples, with ``changes``."""
     return kind(**{**REQUIRED_OPTIONS[kind], **changes})
+
+
+def local_ingest_plan(root: Path, samples: int = 3, **changes: Any) -> Plan:
+    """An ingestion plan "ingest-r1" of ``samples`` samples, one per job, dataset and records under ``root``."""
+    opts = options(IngestOptions, dataset_uri=LocalPath(str(root / "ds")), metadata_s3=LocalPath(str(root / "meta")),
+                   num_jobs=samples, consolidate=False, **changes)  # fmt: skip
+    prefix = run_prefix_for(opts.metadata_s3, "ingest-r1")
+    batches, _ = ingest_batches([Sample(f"s3://in/s{i}.bcf") for i in range(samples)], opts, prefix)
+    return plan_ingest(opts, batches, "ingest-r1", prefix)
 
 
 def recorded_run(stages: dict[str, int], kind: str = "ingest") -> RunRecord:

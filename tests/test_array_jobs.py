@@ -312,3 +312,19 @@ def test_cancel_of_an_array_run_stops_each_array_once(aws, samples_file, run_ing
     assert cancelled.lines[2].startswith("1 job(s) had already finished: ")  # the creation job
     # One DescribeJobs for the whole run: the creation job and the array's parent.
     assert len(calls_of(aws, "DescribeJobs")) == 1
+
+
+def test_an_array_run_that_consolidates_reads_back_for_status(aws, samples_file, run_ingest, entrypoint_definition):
+    """Consolidation (the default) after an ingestion array: its record reads back, the ledger and status use it."""
+    from conftest import invoke, load_script
+
+    result = run_ingest(*base(samples_file(6)), "--num-jobs", "3")
+    assert result.exit_code == 0, result.stderr
+    assert [job.get("arrayProperties") for job in aws.submitted] == [None, {"size": 3}, None, None, None, None]
+    record = record_of(aws, result.stderr)
+    assert [job["depends_on"] for job in record["jobs"] if job["key"] == "consolidate-1-1"] == [
+        ["ingest-1-1", "ingest-1-2", "ingest-1-3"]
+    ]
+    status = invoke(load_script("batch-runs.py").main, ["status", record["record"]])
+    assert status.exit_code in (0, 1) and "damaged" not in status.stderr, status.stderr
+    assert "jobs finished" in status.stdout

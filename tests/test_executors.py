@@ -66,9 +66,6 @@ class Instant(Executor):
     def preflight(self) -> list[str]:
         return []
 
-    def submissions(self, plan: Any) -> list[Job]:
-        return [Job.of(task) for task in plan.tasks]
-
     def submit(self, job: Job, ids: dict[str, str], run_id: str) -> str:
         self.submitted.append(job)
         return f"{run_id}/{job.key}"
@@ -98,7 +95,10 @@ def instant() -> Any:
         made.append(Instant(note=settings["note"]))
         return made[-1]
 
-    executors.register(Kind("instant", from_request, from_settings, settings={"note": True}))
+    def command_line(settings: Any) -> list[str]:
+        return ["--executor", "instant"]
+
+    executors.register(Kind("instant", from_request, from_settings, settings={"note": True}, command_line=command_line))
     try:
         yield made
     finally:
@@ -257,3 +257,13 @@ def test_a_forgotten_job_and_an_interrupted_wait_say_the_executor_s_words():
     run = RunRecord("ingest-r1", "ingest", "2027-01-15T08:00:00+00:00", "us-east-1", DATASET, None, {}, [], {})
     assert "keep running on AWS Batch." in interrupted_message(run, None, None, batch.words.detached)
     assert "keep running in the process that runs them." in interrupted_message(run, None, None, local.words.detached)
+
+
+def test_the_registry_says_which_kinds_take_local_paths_and_how_to_ask_for_a_recorded_one_again():
+    assert executors.takes_local_paths("local") and not executors.takes_local_paths("batch")
+    assert executors.command_line({"kind": "local", "root": "/x"}) == ["--executor", "local"]
+    # A record older than the executor key ran on Batch; one without its queue gets placeholders to fill in.
+    assert executors.command_line({"job_queue": "q", "job_definition": "d"}) == [
+        "--job-queue", "q", "--job-definition", "d",
+    ]  # fmt: skip
+    assert executors.command_line({"kind": "batch"}) == ["--job-queue", "QUEUE", "--job-definition", "DEFINITION"]

@@ -259,3 +259,36 @@ def test_replace_is_refused_on_a_legacy_dataset(aws, samples_file, run_ingest):
     refused = run_ingest(*base(samples_file(1)), "--register", "--replace")
     assert refused.exit_code == 2 and aws.submitted == []
     assert "--replace needs tiledbvcf delete, which legacy (v2/v3, --register) datasets do not have" in refused.stderr
+
+
+def test_a_run_being_submitted_holds_its_samples_until_its_claim_lapses(tmp_path):
+    """Its record is saved before its first job: jobs without an id yet are in flight, not failed.
+
+    Another run that read them as failed would say "resume that run" and exit 5, while the run goes on.
+    """
+    import datetime
+    import time
+
+    from stub_executor import StubExecutor, Timeline
+    from tiledbvcf_batch.executors.jobs import RecordedJob
+    from tiledbvcf_batch.ledger import FAILED, UNFINISHED, job_states
+    from tiledbvcf_batch.record import RunRecord
+    from tiledbvcf_batch.registry import CLAIM_GRACE
+    from tiledbvcf_batch.storage import Storage
+
+    manifests = [tmp_path / f"ingest-b001-j000{i}.txt" for i in (1, 2)]
+    for manifest in manifests:
+        manifest.write_text("s3://bucket-name/x.bcf\n")
+    jobs = [RecordedJob(f"ingest-1-{i}", "ingest-1", f"n{i}", job_id, manifest=str(manifests[i - 1]),
+                        samples=["s3://bucket-name/x.bcf"]) for i, job_id in ((1, "id-1"), (2, None))]  # fmt: skip
+
+    def states(submitting: bool, age: float) -> list[str]:
+        created = datetime.datetime.fromtimestamp(time.time() - age, datetime.timezone.utc)
+        record = RunRecord("ingest-r1", "ingest", created.isoformat(timespec="seconds"), "us-east-1", DATASET, None,
+                           {}, jobs, {"kind": "stub"}, submitting=submitting)  # fmt: skip
+        executor = StubExecutor(Timeline().at(0, "id-1", "RUNNING"))
+        return list(job_states(record, Storage(None), executor).values())
+
+    assert states(submitting=True, age=60) == [UNFINISHED, UNFINISHED]
+    assert states(submitting=False, age=60) == [UNFINISHED, FAILED]  # a --keep-partial run: resume it
+    assert states(submitting=True, age=CLAIM_GRACE + 60) == [UNFINISHED, FAILED]  # its submission died

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import io
 import json
 import re
 import time
@@ -206,3 +207,52 @@ def test_root_causes_first_then_the_jobs_that_only_failed_because_of_them():
     (group,) = diagnose_failures(NoLogs(), list(latest.values()), 5, dependents)
     assert len(group["jobs"]) == 25  # the dependents are not diagnosed as causes
     assert failed_jobs([], set()) == []
+
+
+def test_a_run_submitted_watched_and_reported_whatever_runs_it(tmp_path):
+    """Submit, watch and report through the stub executor: the report is the neutral modules' own."""
+    from conftest import local_ingest_plan
+    from stub_executor import HOST_LOST, StubExecutor, Timeline
+    from tiledbvcf_batch.report import finish_report
+    from tiledbvcf_batch.storage import Storage
+    from tiledbvcf_batch.submit import jobs_for, submit_plan
+    from tiledbvcf_batch.watch import watch_run
+
+    plan = local_ingest_plan(tmp_path, samples=2)
+    timeline = Timeline()
+    log = [f"[tiledbvcf] step {i}" for i in range(5)] + ["[critical] Error: [TileDB::S3] Access Denied"]
+    executor = StubExecutor(timeline, logs={"id-ingest-1-2": log})
+    record = submit_plan(plan, jobs_for(plan, executor), executor, Storage(None), {}, region="us-east-1")
+
+    def attempt(start: float, stop: float, instance: str, reason: str = "Essential container in task exited", code=0):
+        at = timeline.start * 1000
+        return {"startedAt": at + start * 1000, "stoppedAt": at + stop * 1000, "statusReason": reason,
+                "container": {"exitCode": code, "containerInstanceArn": instance}}  # fmt: skip
+
+    timeline.at(0, "id-create", "RUNNING").at(60, "id-create", "SUCCEEDED", attempts=[attempt(0, 60, "i-1")])
+    timeline.at(60, "id-ingest-1-1", "RUNNING").at(3660, "id-ingest-1-1", "SUCCEEDED", attempts=[
+        attempt(60, 1860, "i-2", HOST_LOST, None), attempt(1860, 3660, "i-3")])  # fmt: skip
+    timeline.at(60, "id-ingest-1-2", "RUNNING").at(660, "id-ingest-1-2", "FAILED", statusReason="exited 1",
+                                                   attempts=[attempt(60, 660, "i-1", code=1)])  # fmt: skip
+    latest = watch_run(record, executor, stream=io.StringIO(), now=timeline.now, tty=False)
+    finished = finish_report(record, latest, Storage(None), executor, instance_price=1.0, log_lines=2)
+    assert finished.lines == [
+        "Finished waiting on 3 jobs:",
+        "- 2 / 3 jobs succeeded",
+        "- 1 jobs had more than 1 attempt.",
+        "- 3 instances used.",
+        "- Longest job took 3600.000 seconds (includes retries).",
+        "- Total cost estimate $1.18 (1.18 hours @ $1.0000 / hr)",  # i-1 660 s, i-2 and i-3 1800 s each
+        "- 1 host losses (stub) survived or retried.",
+        "- array creation: 1 / 1 jobs succeeded, took 1m00s",
+        "- ingestion 1: 1 / 2 jobs succeeded, took 1h00m00s",
+        "- Samples: 1 in jobs that succeeded, 1 in jobs that did not.",
+        "FAILED job id-ingest-1-2 (name-id-ingest-1-2): exited 1",
+        "1 job failed: name-id-ingest-1-2",
+        "  status reason: exited 1",
+        "  attempt 1 of name-id-ingest-1-2: exit code 1, Essential container in task exited",
+        "    log: stub-logs stream-id-ingest-1-2",
+        "    | [tiledbvcf] step 4",
+        "    | [critical] Error: [TileDB::S3] Access Denied",
+    ]
+    assert not finished.report.ok and finished.document["failures"][0]["attempts"][0]["log"] == log[-2:]

@@ -8,7 +8,8 @@ import time
 import pytest
 
 import local_aws
-from conftest import DATASET, FakeClock, base, calls_of, http_answer, manifest_of, record_of
+from conftest import DATASET, FakeClock, base, calls_of, http_answer, local_ingest_plan, manifest_of, record_of
+from stub_executor import StubExecutor, Timeline
 from tiledbvcf_batch.aws import credentials_refused, make_clients
 from tiledbvcf_batch.executors.batch import SUBMITS_PER_SECOND, BatchExecutor, Pacer
 from tiledbvcf_batch.inputs import Sample, parse_dataset_uri
@@ -16,7 +17,7 @@ from tiledbvcf_batch.options import IngestOptions
 from tiledbvcf_batch.plan import ingest_batches, plan_ingest
 from tiledbvcf_batch.record import run_prefix_for
 from tiledbvcf_batch.storage import S3Uri, Storage
-from tiledbvcf_batch.submit import Ticker, jobs_for, submit_plan
+from tiledbvcf_batch.submit import SubmissionError, Ticker, jobs_for, submit_plan
 
 
 def storm(aws, operation: str, status: int, body: bytes, times: int) -> list[int]:
@@ -235,3 +236,101 @@ def test_a_long_phase_reports_its_count_every_ten_seconds():
         now[0] += 0.25  # 40 a second
         ticker.tick(done, 100, "jobs submitted:")
     assert said == ["Submitting 100 jobs", "  jobs submitted: 40/100", "  jobs submitted: 80/100"]
+
+
+# -- Submission whatever the executor: the stub executor, files on this machine, no emulator ----------------
+
+
+class Recording(Storage):
+    """Storage on this machine that keeps each write's location and body, in order."""
+
+    def __init__(self) -> None:
+        super().__init__(None)
+        self.writes: list[tuple[str, bytes]] = []
+
+    def put(self, uri, body: bytes, content_type: str = "text/plain") -> None:
+        self.writes.append((str(uri), body))
+        super().put(uri, body, content_type)
+
+
+def files_under(root) -> list[str]:
+    return sorted(str(path.relative_to(root)) for path in root.rglob("*") if path.is_file())
+
+
+def test_jobs_are_submitted_in_order_each_after_the_ids_it_waits_for(tmp_path):
+    plan = local_ingest_plan(tmp_path)
+    executor = StubExecutor(Timeline())
+    storage = Recording()
+    stages = []
+    record = submit_plan(plan, jobs_for(plan, executor), executor, storage, {}, region="us-east-1",
+                         on_stage=lambda stage, jobs, ids: stages.append((str(stage), ids)))  # fmt: skip
+    assert executor.submitted == [
+        ("create", "id-create", ()),
+        ("ingest-1-1", "id-ingest-1-1", ("id-create",)),
+        ("ingest-1-2", "id-ingest-1-2", ("id-create",)),
+        ("ingest-1-3", "id-ingest-1-3", ("id-create",)),
+    ]
+    assert stages == [("create", ["id-create"]), ("ingest-1", ["id-ingest-1-1", "id-ingest-1-2", "id-ingest-1-3"])]
+    run = "meta/tiledbvcf-batch/runs/ingest-r1/"
+    assert [uri.removeprefix(f"{tmp_path}/") for uri, _ in storage.writes] == [
+        f"{run}ingest-b001-j0001.txt",
+        f"{run}ingest-b001-j0002.txt",
+        f"{run}ingest-b001-j0003.txt",
+        f"{run}run.json",
+        f"{run}run.json",
+    ]
+    # Until every job has its id, the record says the run is being submitted: no other run takes it for failed.
+    first, last = (json.loads(body) for uri, body in storage.writes[3:])
+    assert first["submitting"] is True and {job["job_id"] for job in first["jobs"]} == {None}
+    assert last["submitting"] is False and [job["job_id"] for job in last["jobs"]] == [
+        "id-create",
+        "id-ingest-1-1",
+        "id-ingest-1-2",
+        "id-ingest-1-3",
+    ]
+    assert record.job_ids() == [job["job_id"] for job in last["jobs"]]
+
+
+def test_a_job_refused_mid_way_rolls_the_whole_run_back(tmp_path):
+    plan = local_ingest_plan(tmp_path)
+    executor = StubExecutor(Timeline(), refuse="ingest-1-2")
+    with pytest.raises(SubmissionError) as error:
+        submit_plan(plan, jobs_for(plan, executor), executor, Storage(None), {}, region="us-east-1")
+    assert str(error.value) == (
+        "submission of run ingest-r1 failed after 2 of 4 jobs (the stub refused ingest-1-2); terminated the 2 job(s) "
+        "already submitted and deleted 4 uploaded file(s); nothing is left behind"
+    )
+    assert executor.terminated == ["id-create", "id-ingest-1-1"]
+    assert files_under(tmp_path / "meta") == []
+
+
+def test_ctrl_c_mid_way_rolls_back_too(tmp_path):
+    class Interrupted(StubExecutor):
+        def submit(self, job, ids, run_id):
+            if job.key == "ingest-1-3":
+                raise KeyboardInterrupt
+            return super().submit(job, ids, run_id)
+
+    plan = local_ingest_plan(tmp_path)
+    executor = Interrupted(Timeline())
+    with pytest.raises(SubmissionError, match=r"failed after 3 of 4 jobs \(interrupted\); terminated the 3 job"):
+        submit_plan(plan, jobs_for(plan, executor), executor, Storage(None), {}, region="us-east-1")
+    assert executor.terminated == ["id-create", "id-ingest-1-1", "id-ingest-1-2"]
+    assert files_under(tmp_path / "meta") == []
+
+
+def test_keep_partial_keeps_what_was_submitted_and_says_how_to_finish(tmp_path):
+    plan = local_ingest_plan(tmp_path)
+    executor = StubExecutor(Timeline(), refuse="ingest-1-2")
+    with pytest.raises(SubmissionError) as error:
+        submit_plan(plan, jobs_for(plan, executor), executor, Storage(None), {}, region="us-east-1", keep_partial=True)
+    run = tmp_path / "meta/tiledbvcf-batch/runs/ingest-r1"
+    assert str(error.value) == (
+        "submission of run ingest-r1 failed after 2 of 4 jobs (the stub refused ingest-1-2); kept 2 submitted job(s) "
+        f"and 4 file(s) under {run}/; finish the run with the same command plus --resume ingest-r1, or stop it with: "
+        f"python batch-runs.py cancel {run}/run.json"
+    )
+    assert executor.terminated == []
+    kept = json.loads((run / "run.json").read_text())  # (a stub's record: no registered executor reads it back)
+    assert [job["job_id"] for job in kept["jobs"]] == ["id-create", "id-ingest-1-1", None, None]
+    assert kept["submitting"] is False  # the jobs without an id are the resume's to submit, not in flight

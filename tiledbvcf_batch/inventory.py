@@ -15,6 +15,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, fields
 from typing import Any, cast
 
+from . import executors
 from .dataset import DatasetReader, DatasetView, registry_of
 from .executors.base import Executor, JobDescription
 from .inputs import InputError, Sample
@@ -263,10 +264,7 @@ def finish_commands(record: RunRecord, dataset: Location) -> tuple[str, str]:
     if metadata.startswith("s3://") and not key.strip("/"):
         metadata = bucket  # as the run was most likely given it: a bucket name
     metadata = metadata.rstrip("/") or "/"
-    where = ["--executor", "local"] if record.executor.get("kind") == "local" else [
-        "--job-queue", str(record.executor.get("job_queue") or "QUEUE"),
-        "--job-definition", str(record.executor.get("job_definition") or "DEFINITION"),
-    ]  # fmt: skip
+    where = executors.command_line(record.executor)
     defaults = {field.name: field.default for field in fields(IngestOptions)}
     resources = [item for name in RESOURCES if name in options and options[name] != defaults[name]
                  for item in (f"--{name}", str(options[name]))]  # fmt: skip

@@ -9,6 +9,7 @@ are an entry of the array's task file): the image's entrypoint writes its ``done
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 
@@ -30,8 +31,10 @@ def job_states(record: RunRecord, storage: Storage, executor: Executor) -> dict[
     """SUCCEEDED, FAILED or UNFINISHED for each job of a run record, by job key.
 
     Jobs other than ingestion are judged by their status; a job the executor no longer
-    knows counts as FAILED.
+    knows counts as FAILED. A job not submitted yet by a run still being submitted is UNFINISHED
+    (for CLAIM_GRACE at most: a submission that died leaves its record saying it submits).
     """
+    being_submitted = record.submitting and time.time() - record.created_epoch() < CLAIM_GRACE
     present = present_objects(record, storage)
     # An array child's done marker proves its success: the executor is asked only about the others
     # (the ledger reads every earlier run of the dataset, each time a run starts).
@@ -43,7 +46,7 @@ def job_states(record: RunRecord, storage: Storage, executor: Executor) -> dict[
         status = description.get("status")
         if job.key in proven:
             states[job.key] = SUCCEEDED
-        elif status in IN_FLIGHT or description.get("estimated"):
+        elif (job.job_id is None and being_submitted) or status in IN_FLIGHT or description.get("estimated"):
             states[job.key] = UNFINISHED
         elif job.kind == "ingest" and job.done is None:
             gone = object_key(job.manifest or "") not in present

@@ -61,6 +61,9 @@ class RunRecord:
     jobs: list[RecordedJob]
     executor: dict[str, Any]  # the executor's settings(): {"kind": "batch", "job_queue": ..., ...}
     sample_names: dict[str, str] = field(default_factory=dict)  # sample URI -> name, where headers were read
+    # Written before the first job is submitted, until the last one is: jobs without an id are then being
+    # submitted (in flight), not jobs that will never run. Records older than this key were never saved so.
+    submitting: bool = False
 
     @classmethod
     def new(
@@ -121,6 +124,8 @@ class RunRecord:
                 raise BadValue(f"job {job.key} depends on {unknown[0]!r}, which is not a job of the run")
         sample_names = value_of(data, "sample_names", dict, required=False) or {}
         expect(all(isinstance(v, str) for v in [*sample_names, *sample_names.values()]), "sample_names holds non-text")
+        submitting = data.get("submitting", False)
+        expect(isinstance(submitting, bool), f"submitting is {shown(submitting)}, not true or false")
         return cls(
             run_id=run_id,
             kind=kind,
@@ -132,6 +137,7 @@ class RunRecord:
             jobs=checked,
             executor=checked_executor(data),
             sample_names=sample_names,
+            submitting=submitting,
         )
 
     def job_ids(self) -> list[str]:

@@ -94,7 +94,9 @@ def submit_plan(
             storage.put(manifest.uri, manifest.body())
             uploaded.append(manifest.uri)
             ticker.tick(number, len(manifests), "manifests uploaded:")
-        # The record goes up before any job: whatever happens next, the run can be found.
+        # The record goes up before any job: whatever happens next, the run can be found, and until its
+        # jobs have ids it says they are being submitted (another run must not take them for failed).
+        record.submitting = True
         record.save(storage)
         uploaded.append(record_uri_of(plan.run_prefix))
         if plan.index_marker is not None:
@@ -109,6 +111,7 @@ def submit_plan(
                 stage_jobs = [j for j in jobs if j.stage == job.stage]
                 on_stage(job.stage, stage_jobs, [ids[j.key] for j in stage_jobs])
         record.set_job_ids(ids)
+        record.submitting = False
         record.save(storage)
     except (Exception, KeyboardInterrupt) as error:
         cause = "interrupted" if isinstance(error, KeyboardInterrupt) else aws_message(error)
@@ -203,6 +206,7 @@ def kept_message(
             f"remove them with aws s3 rm --recursive {prefix}"
         )
     try:
+        record.submitting = False  # the jobs without an id will not run unless the run is resumed
         record.save(storage)  # so that the record names the jobs that were submitted
     except Exception as error:
         return (

@@ -49,3 +49,14 @@ def for_record(settings: Mapping[str, Any], clients: Clients) -> Executor:
 def recorded_settings(kind: str) -> Mapping[str, bool] | None:
     """The texts a record of ``kind`` may hold (True: must), or None for a kind this version does not know."""
     return KINDS[kind].settings if kind in KINDS else None
+
+
+def takes_local_paths(kind: str) -> bool:
+    """Whether the jobs of ``kind`` can use paths on this machine (the command line then accepts them)."""
+    return kind in KINDS and KINDS[kind].local_paths
+
+
+def command_line(settings: Mapping[str, Any]) -> list[str]:
+    """The options that ask for the executor of a recorded run again (``RunRecord.executor``)."""
+    kind = KINDS.get(settings.get("kind", DEFAULT))
+    return kind.command_line(settings) if kind is not None else []

@@ -106,8 +106,20 @@ def array_entry(run_prefix: Location, task: Task) -> dict[str, Any]:
 
 
 def recorded_with_arrays(run_prefix: Location, jobs: Sequence[Job]) -> list[RecordedJob]:
-    """The record's entries: a plain job's own, and for an array job one per task it runs."""
-    return [entry for job in jobs for entry in (children(run_prefix, job) if job.is_array else [RecordedJob.of(job)])]
+    """The record's entries: a plain job's own, and for an array job one per task it runs.
+
+    The record has no entry for an array itself, so a job after an array is recorded after the array's
+    tasks (a consolidation after the ingestion array): every dependency names an entry of the record.
+    """
+    tasks_of = {job.key: [task.key for task in job.tasks] for job in jobs if job.is_array}
+    entries: list[RecordedJob] = []
+    for job in jobs:
+        if job.is_array:
+            entries += children(run_prefix, job)
+        else:
+            after = [key for dep in job.after for key in tasks_of.get(dep, [dep])]
+            entries.append(replace(RecordedJob.of(job), depends_on=after))
+    return entries
 
 
 def children(run_prefix: Location, job: Job) -> list[RecordedJob]:

@@ -136,8 +136,15 @@ class Executor(Protocol):
         ...
 
     def submissions(self, plan: Plan) -> list[Job]:
-        """The jobs to submit for ``plan``, in order. Pure; raises ValueError for a job the executor refuses."""
-        ...
+        """The jobs to submit for ``plan``, in order. Pure; raises ValueError for a job the executor refuses.
+
+        By default, one plain job per task, refused for what every executor refuses (``order_problems``).
+        """
+        jobs = [Job.of(task) for task in plan.tasks]
+        problems = order_problems(jobs)
+        if problems:
+            raise ValueError("; ".join(problems))
+        return jobs
 
     def recorded(self, plan: Plan, jobs: Sequence[Job]) -> list[RecordedJob]:
         """The run record's entries for ``jobs``, in order (plain jobs by default: one entry each)."""
@@ -192,6 +199,10 @@ class Kind:
     from_request: Callable[[Mapping[str, Any], Clients], Executor]  # the command line's values, by option name
     from_settings: Callable[[Mapping[str, Any], Clients], Executor]  # a run record's ``executor`` settings
     settings: Mapping[str, bool]  # the texts its recorded settings may hold: True for those it needs
+    # The command line's options that ask for this executor again, from a run record's settings (for the
+    # commands a report prints: resume a run, store its samples again).
+    command_line: Callable[[Mapping[str, Any]], list[str]]
+    local_paths: bool = False  # its jobs can read and write paths on this machine (else only s3:// URIs)
 
 
 def describe_fully(

@@ -405,4 +405,11 @@ def from_settings(settings: Mapping[str, Any], clients: Clients) -> BatchExecuto
     return BatchExecutor(clients, queue, definition, array_jobs=bool(settings.get("array_jobs")))
 
 
-KIND = Kind("batch", from_request, from_settings, settings={"job_queue": False, "job_definition": False})
+def command_line(settings: Mapping[str, Any]) -> list[str]:
+    """--executor batch is the default: the queue and the definition say it all (placeholders if not recorded)."""
+    return ["--job-queue", str(settings.get("job_queue") or "QUEUE"),
+            "--job-definition", str(settings.get("job_definition") or "DEFINITION")]  # fmt: skip
+
+
+KIND = Kind("batch", from_request, from_settings, settings={"job_queue": False, "job_definition": False},
+            command_line=command_line)  # fmt: skip

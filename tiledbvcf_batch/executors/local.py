@@ -33,7 +33,6 @@ from typing import Any, BinaryIO
 
 from ..aws import Clients
 from ..commands import redact_command
-from ..plan import Plan
 from ..processes import (
     job_runs,
     kill_group,
@@ -53,7 +52,6 @@ from .base import (
     Kind,
     LogTail,
     Words,
-    order_problems,
 )
 from .jobs import Job
 from .local_setup import checked_tiledbvcf, default_parallel
@@ -140,13 +138,6 @@ class LocalExecutor(Executor):
 
     def preflight(self) -> list[str]:
         return []  # tiledbvcf itself is checked when the executor is made (find_tiledbvcf)
-
-    def submissions(self, plan: Plan) -> list[Job]:
-        jobs = [Job.of(task) for task in plan.tasks]
-        problems = order_problems(jobs)
-        if problems:
-            raise ValueError("; ".join(problems))
-        return jobs
 
     # -- Running ---------------------------------------------------------------------------
 
@@ -431,4 +422,9 @@ def from_settings(settings: Mapping[str, Any], clients: Clients) -> LocalExecuto
     return LocalExecutor(settings.get("tiledbvcf", ""), settings.get("version", ""), root=Path(settings["root"]))
 
 
-KIND = Kind("local", from_request, from_settings, settings={"root": True, "tiledbvcf": False, "version": False})
+def command_line(settings: Mapping[str, Any]) -> list[str]:
+    return ["--executor", "local"]
+
+
+KIND = Kind("local", from_request, from_settings, settings={"root": True, "tiledbvcf": False, "version": False},
+            command_line=command_line, local_paths=True)  # fmt: skip
