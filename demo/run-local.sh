@@ -17,4 +17,8 @@ if [ -z "${TILEDBVCF:-}" ] && ! command -v tiledbvcf > /dev/null && [ -f "$archi
     [ -x .tools/tiledbvcf-0.40.3/bin/tiledbvcf ] || { mkdir -p .tools && tar -xJf "$archive" -C .tools; }
     export TILEDBVCF="$PWD/.tools/tiledbvcf-0.40.3/bin/tiledbvcf"
 fi
+# Export jobs index and count their files with bcftools; without one, the bcftools inside pysam.
+if [ -z "${BCFTOOLS:-}" ] && ! command -v bcftools > /dev/null; then
+    export BCFTOOLS="$PWD/demo/bcftools-pysam" PATH="$PWD/.venv/bin:$PATH"  # its python3: the one with pysam
+fi
 exec .venv/bin/python demo/local_run.py "$@"

@@ -1,16 +1,16 @@
 #!/usr/bin/env python3
 """ENTRYPOINT of the tiledbvcf image: runs ``tiledbvcf`` with the job's arguments, unchanged.
 
-One exception. Current tiledbvcf releases exit 0 from ``export --upload-dir s3://...``
-without uploading anything (see the README, "The image"). For such an export this entrypoint:
-1. runs the same export into a fresh directory under ``-d``, without ``--upload-dir``;
-2. checks that every sample of the job's partition has its file;
-3. uploads the files with boto3 (credentials from the Batch job role) and checks each one
-   arrived with its size;
-4. exits 1 unless all of that worked, so that Batch marks the job FAILED (and retries it).
+One exception: an export. Current tiledbvcf releases exit 0 from ``export --upload-dir s3://...``
+without uploading anything, write no file for a sample with no record in the regions, and index
+nothing. So this entrypoint runs the export into a directory of its own under ``-d`` and delivers
+it (``tiledbvcf_batch.delivery``): every sample has its file or, as the dataset says, no records
+there; each file gets its index, record count and MD5; files and indexes go to the destination
+(S3, each checked by its size, or a directory); the job's rows of the run's manifest are written,
+and the manifest itself by the job that completes it. It exits 1 unless all of that worked, so
+that Batch marks the job FAILED (and retries it).
 
-Every other command, and an export to a local ``--upload-dir``, is handed to tiledbvcf
-with ``exec`` as it is.
+Every other command is handed to tiledbvcf with ``exec`` as it is.
 
 An array job's child (its ``-f`` names the stage's task file and the array index placeholder,
 see ``tiledbvcf_batch.commands``) first takes its own entry of the task file by
@@ -82,17 +82,16 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 from tiledbvcf_batch.commands import (  # noqa: E402  (after the early listing)
     ARRAY_INDEX_VARIABLE,
-    EXPORT_SUFFIXES,
     OPTION_NAMES,
     array_task_file,
-    needs_own_upload,
+    delivers,
     option,
     scratch_dir,
-    split_evenly,
     task_of,
     with_own_scratch,
     with_value,
 )
+from tiledbvcf_batch.delivery import Place, export_job  # noqa: E402
 from tiledbvcf_batch.jobcheck import (  # noqa: E402
     JobRefused,
     check_store,
@@ -102,7 +101,7 @@ from tiledbvcf_batch.jobcheck import (  # noqa: E402
     started_marker,
     take_lock,
 )
-from tiledbvcf_batch.storage import S3Uri, parse_s3_uri, read_s3_text  # noqa: E402
+from tiledbvcf_batch.storage import parse_s3_uri, read_s3_text  # noqa: E402
 
 FORWARDED = (signal.SIGTERM, signal.SIGHUP, signal.SIGINT)
 LOCKS: list[int] = []  # lock files held while the job's tiledbvcf runs (it inherits them)
@@ -115,83 +114,6 @@ def log(message: str) -> None:
 def value(args: Sequence[str], key: str) -> str | None:
     found = option(args, OPTION_NAMES[key])
     return found[1] if found else None
-
-
-def without_option(args: Sequence[str], names: Sequence[str]) -> list[str]:
-    found = option(args, names)
-    if found is None:
-        return list(args)
-    i = found[0]
-    width = 1 if "=" in args[i] else 2
-    return list(args[:i]) + list(args[i + width :])
-
-
-def expected_names(args: Sequence[str], s3: Any) -> list[str] | None:
-    """The sample names of this job's partition, cut as tiledbvcf cuts them; None if unknown."""
-    names_file = value(args, "samples_file")
-    if names_file is None:
-        return None
-    if names_file.startswith("s3://"):
-        text = read_s3_text(s3, parse_s3_uri(names_file, "-f"))
-    else:
-        text = Path(names_file).read_text()
-    names = sorted({line.strip() for line in text.splitlines() if line.strip()})
-    partition = value(args, "partition")
-    if partition is None:
-        return names
-    index, count = (int(part) for part in partition.split(":"))
-    chunks = split_evenly(names, count)
-    return chunks[index] if index < len(chunks) else []
-
-
-def upload_all(s3: Any, files: list[Path], dest: S3Uri) -> list[str]:
-    """Upload and check each file; return the problems."""
-    problems = []
-    for path in files:
-        key = dest.as_prefix().key + path.name
-        try:
-            s3.upload_file(str(path), dest.bucket, key)
-            size = s3.head_object(Bucket=dest.bucket, Key=key)["ContentLength"]
-        except Exception as error:  # any failure of one file must fail the job, with its reason
-            problems.append(f"{path.name}: upload to s3://{dest.bucket}/{key} failed ({error})")
-            continue
-        if size != path.stat().st_size:
-            problems.append(f"{path.name}: s3://{dest.bucket}/{key} has {size} bytes, the file {path.stat().st_size}")
-    return problems
-
-
-def export_and_upload(args: list[str], run: Callable[[list[str]], int], s3: Any) -> int:
-    dest = parse_s3_uri(value(args, "upload") or "", "--upload-dir", need_key=False)
-    parent = value(args, "output_dir") or "."
-    # A directory of its own: other jobs on the same instance write under the same -d.
-    workdir = Path(tempfile.mkdtemp(prefix="export-", dir=parent))
-    try:
-        local = with_value(without_option(args, OPTION_NAMES["upload"]), OPTION_NAMES["output_dir"], str(workdir))
-        code = run([TILEDBVCF, *local])
-        if code != 0:
-            log(f"tiledbvcf export exited {code}; nothing uploaded")
-            return code
-        files = sorted(p for p in workdir.iterdir() if p.is_file())
-        expected = expected_names(args, s3)
-        suffix = EXPORT_SUFFIXES.get(value(args, "format") or "b", "")
-        if expected is not None:
-            present = {p.name for p in files}
-            missing = [name for name in expected if f"{name}{suffix}" not in present]
-            if missing:
-                log(f"tiledbvcf wrote no file for {len(missing)} of {len(expected)} samples: {', '.join(missing)}")
-                return 1
-        if not files:
-            log("tiledbvcf export wrote no file; nothing to upload")
-            return 1
-        problems = upload_all(s3, files, dest)
-        for problem in problems:
-            log(problem)
-        if problems:
-            return 1
-        log(f"uploaded {len(files)} files to {dest.as_prefix()}")
-        return 0
-    finally:
-        shutil.rmtree(workdir, ignore_errors=True)
 
 
 def main(argv: list[str], run: Callable[[list[str]], int] | None = None, s3: Any = None) -> int:
@@ -212,8 +134,8 @@ def run_job(
     """A job's command to its end: its own upload, or its own scratch, or tiledbvcf as it is, by ``last``
     when nothing follows it (``main`` execs it; an array child's done marker follows it).
     """
-    if needs_own_upload(args):
-        return export_and_upload(args, run, s3 or s3_client())
+    if delivers(args):
+        return export_job(args, run, Place(s3_getter(s3)), log, TILEDBVCF)
     scratch = scratch_dir(args)
     if scratch is None:
         return (last or run)([TILEDBVCF, *args])

@@ -8,6 +8,7 @@ import copy
 import importlib.util
 import json
 import os
+import shutil
 import subprocess
 import sys
 from collections.abc import Callable, Sequence
@@ -425,6 +426,20 @@ def make_dataset(aws, key: str = "test-vcf-dataset", samples: tuple[str, ...] = 
 
 STANDIN = ROOT / "tests" / "tiledbvcf_standin.py"
 TILEDBVCF = os.environ.get("TILEDBVCF", "")
+
+
+@pytest.fixture(autouse=True, scope="session")
+def bcftools(tmp_path_factory: pytest.TempPathFactory) -> None:
+    """Export jobs index and count with bcftools (CI installs Debian's); without one, the bcftools inside pysam."""
+    if os.environ.get("BCFTOOLS") or shutil.which("bcftools"):
+        return
+    program = tmp_path_factory.mktemp("bcftools") / "bcftools"
+    program.write_text(f"#!{sys.executable}\nimport runpy\nrunpy.run_path({str(ROOT / 'demo' / 'bcftools-pysam')!r}, "
+                       "run_name='__main__')\n")  # fmt: skip
+    program.chmod(0o755)
+    os.environ["BCFTOOLS"] = str(program)
+
+
 needs_tiledbvcf = pytest.mark.skipif(
     not TILEDBVCF, reason="TILEDBVCF is not set: these tests run the real tiledbvcf (.ci/run unpacks and sets it)"
 )

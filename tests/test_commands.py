@@ -12,10 +12,11 @@ from tiledbvcf_batch.commands import (
     array_args,
     array_task_file,
     consolidation_commands,
+    count_only_command,
     create_command,
     delete_commands,
+    delivers,
     export_command,
-    needs_own_upload,
     redact_command,
     register_command,
     scratch_dir,
@@ -115,11 +116,23 @@ def test_a_job_gets_a_scratch_directory_of_its_own_in_either_spelling(args, own)
     assert scratch_dir(moved) == own and len(moved) == len(args)
 
 
-def test_only_an_export_to_s3_is_uploaded_by_the_entrypoint():
-    assert needs_own_upload(["export", "--upload-dir", "s3://b/out/"])
-    assert not needs_own_upload(["export", "--upload-dir", "/local/out"])
-    assert not needs_own_upload(["store", "--upload-dir", "s3://b/out/"])
-    assert not needs_own_upload([])
+def test_the_entrypoint_delivers_exports_that_name_their_delivery_and_older_ones_to_s3():
+    assert delivers(["export", "--upload-dir", "/local/out", "--delivery", "/meta/runs/r1/delivery.json"])
+    assert delivers(["export", "--upload-dir", "s3://b/out/"])  # a job of an older client: uploaded as before
+    assert not delivers(["export", "--upload-dir", "/local/out"])
+    assert not delivers(["store", "--upload-dir", "s3://b/out/", "--delivery", "x"])
+    assert not delivers([])
+
+
+def test_an_export_names_its_delivery_file_and_its_count_asks_only_the_absent_samples():
+    opts = options(ExportOptions, output_format="z", tiledb_config="vfs.s3.region=us-east-1")
+    args = export_command(opts, "s3://m/runs/r1/export-names-0001.txt", "s3://m/runs/r1/delivery.json")
+    assert args[args.index("--delivery") + 1] == "s3://m/runs/r1/delivery.json"
+    assert args[-2:] == ["--tiledb-config", "vfs.s3.region=us-east-1"]  # it swallows what follows: last
+    assert count_only_command(args, "/tmp/absent.txt") == [
+        "export", "-u", "s3://my-bucketname/test-vcf-dataset", "-f", "/tmp/absent.txt",
+        "-R", "s3://my-bucketname/bedfiles/sorted1000000.bed", "-c", "--tiledb-config", "vfs.s3.region=us-east-1",
+    ]  # fmt: skip
 
 
 def test_an_array_child_finds_its_task_by_its_index():

@@ -24,9 +24,10 @@ def export_inputs(aws):
 
 
 def export_command(names: str, dest: str = "s3://my-bucketname/bcf-exports/") -> list[str]:
+    """An export job's command; its names file is in the run's folder, beside the run's delivery file."""
     return [
         "export", "-u", DATASET, "-f", names, "-R", "s3://my-bucketname/bedfiles/sorted1000000.bed",
-        "-d", "/data", "--upload-dir", dest,
+        "-d", "/data", "--upload-dir", dest, "--delivery", f"{names.rpartition('/')[0]}/delivery.json",
     ]  # fmt: skip
 
 
@@ -64,6 +65,14 @@ def test_spec_example_submits_one_job_per_partition(aws, export_inputs, run_expo
     record = json.loads(aws.text("my-bucketname", f"tiledbvcf-batch/runs/{run_id}/run.json"))
     assert record["jobs"][0]["samples"] == sorted(NAMES)[:5]
     assert record["jobs"][1]["samples"] == sorted(NAMES)[5:]
+    # What every job delivers beyond tiledbvcf's files: indexes, and its part of the run's manifest.
+    assert json.loads(aws.text("my-bucketname", f"tiledbvcf-batch/runs/{run_id}/delivery.json")) == {
+        "run_id": run_id,
+        "jobs": 2,
+        "output_format": "b",
+        "index": "csi",
+        "manifest": f"s3://my-bucketname/bcf-exports/manifest-{run_id}.tsv",
+    }
 
 
 def test_never_more_jobs_than_samples(aws, export_inputs, run_export):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import hashlib
 import json
 import os
 import re
@@ -19,7 +20,7 @@ import pytest
 
 from conftest import ENTRYPOINT, ROOT, image_env, install_standin, run_entrypoint
 from samplefiles import bgzip_vcf
-from tiledbvcf_batch.commands import ARRAY_INDEX_VARIABLE, ARRAY_MARK, task_file_body
+from tiledbvcf_batch.commands import ARRAY_INDEX_VARIABLE, ARRAY_MARK, task_file_body, without
 from tiledbvcf_batch.jobcheck import lock_file, started_marker
 from tiledbvcf_batch.options import ExportOptions
 from tiledbvcf_batch.plan import plan_export
@@ -48,34 +49,41 @@ def names_file(tmp_path: Path, names: list[str]) -> str:
 
 
 def export_args(names: str, scratch: Path, dest: str = "s3://my-bucketname/bcf-exports/", part: str = "1:2"):
+    """An export job as a client older than the delivery file made it (the stand-in's VCFs are real, of no record)."""
     return [
         "export", "-u", "s3://my-bucketname/ds", "-f", names, "-R", "s3://my-bucketname/r.bed",
-        "--sample-partition", part, "-d", str(scratch), "--upload-dir", dest,
+        "--sample-partition", part, "-d", str(scratch), "--upload-dir", dest, "-O", "v",
     ]  # fmt: skip
 
 
-def test_export_files_are_uploaded_and_checked(aws, standin, tmp_path, capsys):
+def test_export_files_are_delivered_and_checked_from_a_directory_of_their_own(aws, standin, tmp_path, capsys):
     scratch, calls = standin
     names = names_file(tmp_path, ["E", "C", "A", "D", "B"])  # sorted: A B C | D E
     code = entrypoint.main(export_args(names, scratch), s3=aws.s3)
     assert code == 0, capsys.readouterr().err
-    assert aws.keys("my-bucketname", "bcf-exports/") == ["bcf-exports/D.bcf", "bcf-exports/E.bcf"]
-    assert aws.text("my-bucketname", "bcf-exports/D.bcf") == "BCF\x02\x02D"
+    assert aws.keys("my-bucketname", "bcf-exports/") == ["bcf-exports/D.vcf", "bcf-exports/E.vcf"]
+    assert aws.text("my-bucketname", "bcf-exports/D.vcf").endswith("\tFORMAT\tD\n")
     (args,) = calls()
     assert "--upload-dir" not in args
     workdir = args[args.index("-d") + 1]
     assert Path(workdir).parent == scratch and Path(workdir).name.startswith("export-")
     assert list(scratch.iterdir()) == []  # scratch is left clean for the next job
-    assert "[tiledbvcf-batch] uploaded 2 files to s3://my-bucketname/bcf-exports/" in capsys.readouterr().err
+    assert "[tiledbvcf-batch] delivered 2 files to s3://my-bucketname/bcf-exports/" in capsys.readouterr().err
 
 
-def test_a_missing_sample_file_fails_the_job_and_uploads_nothing(aws, standin, tmp_path, monkeypatch, capsys):
-    scratch, _ = standin
+def test_a_sample_without_a_file_that_has_records_fails_the_job_and_delivers_nothing(
+    aws, standin, tmp_path, monkeypatch, capsys
+):
+    scratch, calls = standin
     monkeypatch.setenv("STANDIN_SKIP", "B")
     code = entrypoint.main(export_args(names_file(tmp_path, list("ABCDE")), scratch, part="0:2"), s3=aws.s3)
     assert code == 1
-    assert "tiledbvcf wrote no file for 1 of 3 samples: B" in capsys.readouterr().err
+    assert "tiledbvcf wrote no file for 1 of 3 samples, which have records in the regions: B; nothing delivered" in (
+        capsys.readouterr().err
+    )
     assert aws.keys("my-bucketname", "bcf-exports/") == []
+    count = calls()[-1]  # the dataset was asked about B alone, with the job's regions, writing nothing
+    assert count[-1] == "-c" and "-R" in count and "--upload-dir" not in count and "-d" not in count
 
 
 def test_an_upload_error_fails_the_job(aws, standin, tmp_path, capsys):
@@ -85,7 +93,7 @@ def test_an_upload_error_fails_the_job(aws, standin, tmp_path, capsys):
     code = entrypoint.main(export_args(names_file(tmp_path, list("AB")), scratch), s3=s3)
     assert code == 1
     assert re.search(
-        r"B\.bcf: upload to s3://my-bucketname/bcf-exports/B\.bcf failed .*AccessDenied", capsys.readouterr().err
+        r"B\.vcf: copy to s3://my-bucketname/bcf-exports/B\.vcf failed .*AccessDenied", capsys.readouterr().err
     )
     assert list(scratch.iterdir()) == []
 
@@ -94,27 +102,46 @@ def test_tiledbvcf_failure_is_the_job_failure(aws, standin, tmp_path, monkeypatc
     scratch, _ = standin
     monkeypatch.setenv("STANDIN_EXIT", "1")
     assert entrypoint.main(export_args(names_file(tmp_path, list("AB")), scratch), s3=aws.s3) == 1
-    assert "tiledbvcf export exited 1; nothing uploaded" in capsys.readouterr().err
+    assert "tiledbvcf export exited 1; nothing delivered" in capsys.readouterr().err
     assert aws.keys("my-bucketname", "bcf-exports/") == []
 
 
-def test_the_command_batch_export_submits_works_through_the_entrypoint(aws, standin, monkeypatch):
+def test_an_index_that_cannot_be_made_fails_the_job(aws, standin, tmp_path, monkeypatch, capsys):
+    scratch, _ = standin
+    args = [arg for arg in export_args(names_file(tmp_path, list("AB")), scratch) if arg not in ("-O", "v")]
+    assert entrypoint.main(args, s3=aws.s3) == 1  # the stand-in's BCF is no BCF: bcftools index refuses it
+    assert re.search(r"bcftools index --csi --force .*B\.bcf failed \(exit \d+\)", capsys.readouterr().err)
+    assert aws.keys("my-bucketname", "bcf-exports/") == []
+
+
+def test_the_command_batch_export_submits_works_through_the_entrypoint(aws, standin, monkeypatch, capsys):
     """The names file on S3, exactly the arguments of a planned export job."""
     scratch, calls = standin
     aws.s3.put_object(Bucket="my-bucketname", Key="names.txt", Body=b"S3\nS1\nS2\n")
     opts = ExportOptions(
         S3Uri("my-bucketname", "ds"), S3Uri("my-bucketname", "out/"), S3Uri("my-bucketname", "names.txt"),
         S3Uri("my-bucketname", "r.bed"), S3Uri("my-bucketname"), num_jobs=2, scratch_path=str(scratch),
+        output_format="v",
     )  # fmt: skip
     plan = plan_export(opts, ["S1", "S2", "S3"], "r", S3Uri("my-bucketname", "runs/r/"))
-    for manifest in plan.manifests():  # what batch-export.py uploads before it submits
+    for manifest in [*plan.files, *plan.manifests()]:  # what batch-export.py uploads before it submits
         aws.s3.put_object(Bucket=manifest.uri.bucket, Key=manifest.uri.key, Body=manifest.body())
-    monkeypatch.setenv("STANDIN_NAMES", "S1,S2")
+    monkeypatch.setenv("STANDIN_NAMES", "S1,S2,S3")  # what the stand-in writes (it reads no names file on S3)
     assert entrypoint.main(list(plan.tasks[0].args), s3=aws.s3) == 0
-    assert aws.keys("my-bucketname", "out/") == ["out/S1.bcf", "out/S2.bcf"]
-    monkeypatch.setenv("STANDIN_SKIP", "S3")  # the second partition (S3) writes no file
-    assert entrypoint.main(list(plan.tasks[1].args), s3=aws.s3) == 1
+    assert aws.keys("my-bucketname", "out/") == ["out/S1.vcf", "out/S2.vcf"]
+    monkeypatch.setenv("STANDIN_SKIP", "S3")  # the second partition (S3) writes no file...
+    assert entrypoint.main(list(plan.tasks[1].args), s3=aws.s3) == 1  # ...and S3 has records: missing
     assert "--sample-partition" not in calls()[1]
+    assert aws.keys("my-bucketname", "runs/r/delivered/") == ["runs/r/delivered/export-names-0001.json"]
+    monkeypatch.setenv("STANDIN_EMPTY", "S3")  # S3 has no record in the regions: the job succeeds
+    assert entrypoint.main(list(plan.tasks[1].args), s3=aws.s3) == 0
+    assert "1 samples have no records in the regions (no file): S3" in capsys.readouterr().err
+    assert aws.text("my-bucketname", "out/manifest-r.tsv").splitlines() == [
+        "sample\tfile\tbytes\trecords\tmd5\tindex\tstatus",
+        f"S1\tS1.vcf\t70\t0\t{hashlib.md5(aws.text('my-bucketname', 'out/S1.vcf').encode()).hexdigest()}\t\texported",
+        f"S2\tS2.vcf\t70\t0\t{hashlib.md5(aws.text('my-bucketname', 'out/S2.vcf').encode()).hexdigest()}\t\texported",
+        "S3\t\t0\t0\t\t\tno records in the regions",
+    ]
 
 
 def test_every_other_command_runs_unchanged_with_a_scratch_directory_of_its_own(standin, tmp_path):
@@ -145,8 +172,8 @@ def test_every_other_command_runs_unchanged_with_a_scratch_directory_of_its_own(
 
 def test_option_forms():
     args = ["export", "--output-dir=/data", "--upload-dir=s3://b/p/", "-f", "x"]
-    assert entrypoint.needs_own_upload(args)
-    assert entrypoint.without_option(args, ("--upload-dir",)) == ["export", "--output-dir=/data", "-f", "x"]
+    assert entrypoint.delivers(args)
+    assert without(args, ("--upload-dir",)) == ["export", "--output-dir=/data", "-f", "x"]
     assert entrypoint.with_value(args, ("-d", "--output-dir"), "/data/w")[1] == "--output-dir=/data/w"
 
 

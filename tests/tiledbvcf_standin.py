@@ -13,9 +13,10 @@ what it does:
   its pid to STANDIN_LOG.pid, then sleeps; the first STANDIN_FAIL_TIMES stores fail (attempts counted in
   STANDIN_LOG.attempts); then ``--remove-sample-file`` removes the -f file, as tiledbvcf does after it stored,
   unless STANDIN_KEEPS_SAMPLE_FILE is set.
-- ``export``: writes NAME.bcf into -d for each name of its partition of -f (cut as --sample-partition cuts it), or
-  of STANDIN_NAMES when -f is not a file, but those in STANDIN_SKIP; like 0.40.x with --upload-dir s3://, it
-  uploads nothing.
+- ``export``: writes NAME.bcf (or the suffix of its -O) into -d for each name of its partition of -f (cut as
+  --sample-partition cuts it), or of STANDIN_NAMES when -f is not a file, but those in STANDIN_SKIP; like 0.40.x
+  with --upload-dir s3://, it uploads nothing. With -O v the file is a real VCF of no record; other files are not
+  real (their index fails). ``export -c`` prints the number of names of -f not in STANDIN_EMPTY (one record each).
 
 It then exits with STANDIN_EXIT (0 by default).
 """
@@ -49,7 +50,19 @@ def store(args: list[str]) -> None:
         os.remove(option(args, "-f"))
 
 
+SUFFIXES = {"b": ".bcf", "u": ".bcf", "z": ".vcf.gz", "v": ".vcf"}
+
+
+def count(args: list[str]) -> None:
+    names = [line.strip() for line in Path(option(args, "-f")).read_text().splitlines() if line.strip()]
+    empty = os.environ.get("STANDIN_EMPTY", "").split(",")
+    print(sum(name not in empty for name in names))
+
+
 def export(args: list[str]) -> None:
+    if "-c" in args:
+        count(args)
+        return
     out = option(args, "-d")
     if not os.path.isdir(out):
         print("[critical] output directory does not exist: " + out)
@@ -57,17 +70,20 @@ def export(args: list[str]) -> None:
     names_file = option(args, "-f")
     if os.path.exists(names_file):
         names = sorted({line.strip() for line in Path(names_file).read_text().splitlines() if line.strip()})
-        index, count = (int(x) for x in option(args, "--sample-partition").split(":"))
-        size, extra = divmod(len(names), count)
+        partition = option(args, "--sample-partition") if "--sample-partition" in args else "0:1"
+        index, parts = (int(x) for x in partition.split(":"))
+        size, extra = divmod(len(names), parts)
         start = index * size + min(index, extra)
         names = names[start : start + size + (1 if index < extra else 0)]
     else:
         names = [name for name in os.environ.get("STANDIN_NAMES", "").split(",") if name]
     skip = os.environ.get("STANDIN_SKIP", "").split(",")
+    form = option(args, "-O") if "-O" in args else "b"
     for name in names:
         if name not in skip:
-            with open(os.path.join(out, name + ".bcf"), "wb") as exported:
-                exported.write(b"BCF\2\2" + name.encode())
+            with open(os.path.join(out, name + SUFFIXES[form]), "wb") as exported:
+                exported.write(f"##fileformat=VCFv4.2\n#CHROM\tPOS\tID\tREF\tALT\tQUAL\tFILTER\tINFO\tFORMAT\t{name}\n"
+                               .encode() if form == "v" else b"BCF\2\2" + name.encode())  # fmt: skip
 
 
 def main(args: list[str]) -> None:

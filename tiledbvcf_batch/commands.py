@@ -24,7 +24,12 @@ OPTION_NAMES = {
     "samples_file": ("-f", "--samples-file"),
     "partition": ("--sample-partition",),
     "format": ("-O", "--output-format"),
+    "delivery": ("--delivery",),
 }
+# Not a tiledbvcf flag: the image's entrypoint takes it out and delivers the job's files as the run's delivery
+# file says (tiledbvcf_batch/delivery.py). A stock image's tiledbvcf refuses it: such an export fails at once,
+# where it would upload nothing and exit 0 (--upload-dir s3:// in 0.40.x).
+DELIVERY_OPTION = OPTION_NAMES["delivery"][0]
 
 
 def split_evenly(items: Sequence[Any], parts: int) -> list[list[Any]]:
@@ -124,11 +129,12 @@ def consolidation_commands(opts: IngestOptions) -> list[list[str]]:
     ]
 
 
-def export_command(opts: ExportOptions, names: str) -> list[str]:
+def export_command(opts: ExportOptions, names: str, delivery: str | None = None) -> list[str]:
     """One partition's export: ``names`` is a file of that partition's sample names only.
 
     Not the whole list with --sample-partition I:N: tiledbvcf rejects a whole names file for
-    one unknown name, so one typo would fail every partition instead of its own.
+    one unknown name, so one typo would fail every partition instead of its own. ``delivery``:
+    the run's delivery file, for the entrypoint (see DELIVERY_OPTION).
     """
     command = [
         "export",
@@ -143,9 +149,35 @@ def export_command(opts: ExportOptions, names: str) -> list[str]:
         "--upload-dir",
         str(opts.dest_s3),
     ]
+    if delivery is not None:
+        command += [DELIVERY_OPTION, delivery]
     if opts.output_format != "b":  # the legacy CLI has no -O; b is the default of both
         command += ["-O", opts.output_format]
     return command + config_args(opts.tiledb_config)
+
+
+def count_only_command(args: Sequence[str], names_file: str) -> list[str]:
+    """An export job's query for the samples of ``names_file`` only, counting records (``-c``), writing nothing.
+
+    The job asks it of the samples tiledbvcf wrote no file for: 0 records means they have none in the regions.
+    """
+    counted = with_value(args, OPTION_NAMES["samples_file"], names_file)
+    for key in ("upload", "output_dir", "delivery", "format"):
+        counted = without(counted, OPTION_NAMES[key])
+    config = option(counted, ("--tiledb-config",))
+    if config is None:
+        return [*counted, "-c"]
+    return [*without(counted, ("--tiledb-config",)), "-c", *config_args(config[1])]
+
+
+def without(args: Sequence[str], names: Sequence[str]) -> list[str]:
+    """``args`` without the option ``names`` (``--name value`` or ``--name=value``) and its value."""
+    found = option(args, names)
+    if found is None:
+        return list(args)
+    i = found[0]
+    width = 1 if "=" in args[i] else 2
+    return [*args[:i], *args[i + width :]]
 
 
 def redact_config(text: str | None) -> str | None:
@@ -178,10 +210,14 @@ def option(args: Sequence[str], names: Sequence[str]) -> tuple[int, str] | None:
     return None
 
 
-def needs_own_upload(args: Sequence[str]) -> bool:
-    """An export to ``s3://``: tiledbvcf 0.40.x exits 0 without uploading, so the entrypoint uploads."""
-    found = option(args, OPTION_NAMES["upload"])
-    return bool(args) and args[0] == "export" and found is not None and found[1].startswith("s3://")
+def delivers(args: Sequence[str]) -> bool:
+    """An export the entrypoint delivers itself (tiledbvcf_batch/delivery.py): one that names the run's delivery
+    file, or (a client older than it) one to ``s3://``, which tiledbvcf 0.40.x exits 0 from without uploading.
+    """
+    if not args or args[0] != "export":
+        return False
+    upload = option(args, OPTION_NAMES["upload"])
+    return option(args, OPTION_NAMES["delivery"]) is not None or (upload is not None and upload[1].startswith("s3://"))
 
 
 def scratch_dir(args: Sequence[str]) -> str | None:

@@ -33,6 +33,7 @@ from .inputs import (
 from .storage import LocalPath, Location, S3Uri
 
 EXPORT_FORMATS = ("b", "u", "z", "v")
+INDEX_FORMATS = ("csi", "tbi", "none")
 BALANCES = ("count", "bytes")  # --balance: equal sample counts per job, or equal bytes
 FLAG = "flag"  # the key of a field's Flag in its metadata
 Parse = Callable[[str, str, bool], Any]  # (text, option, local executor?) -> value; raises InputError
@@ -276,6 +277,12 @@ class ExportOptions:
         "b",
         choices=EXPORT_FORMATS,
         help="b: compressed BCF, u: uncompressed BCF, z: compressed VCF, v: VCF (one file per sample).",
+    )
+    index: str = flag(
+        "csi",
+        choices=INDEX_FORMATS,
+        help="The index made beside each exported file: csi (BCF or compressed VCF), tbi (compressed VCF only) "
+        "or none. Uncompressed output (u, v) cannot be indexed.",
     )
     tiledb_config: str | None = tiledb_config_flag()
     vcpus: int = flag(4, metavar="N", low=1, help="vCPUs of each export job.")

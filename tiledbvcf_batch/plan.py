@@ -22,6 +22,7 @@ from .commands import (
     split_evenly,
     store_command,
 )
+from .deliverables import DELIVERY_FILE, DeliverySpec, manifest_location
 from .inputs import Resources, Sample
 from .options import ExportOptions, IngestOptions
 from .storage import Location
@@ -102,6 +103,7 @@ class Plan:
     index_marker: Location | None = None  # lists this run among the dataset's runs (ingest)
     notes: tuple[str, ...] = ()
     summary: tuple[str, ...] = ()  # lines the plan's text shows under its header (the expected balance)
+    files: tuple[Manifest, ...] = ()  # what every job of the run reads besides its manifest (export: delivery)
 
     def manifests(self) -> list[Manifest]:
         """The manifests this run uploads."""
@@ -275,6 +277,9 @@ def plan_export(opts: ExportOptions, names: Sequence[str], run_id: str, run_pref
     notes = []
     if len(partitions) < opts.num_jobs:
         notes.append(f"{len(names)} samples to export: submitting {len(partitions)} jobs instead of {opts.num_jobs}")
+    spec = DeliverySpec(run_id, len(partitions), opts.output_format, opts.index,
+                        str(manifest_location(opts.dest_s3, run_id)))  # fmt: skip
+    delivery = Manifest(run_prefix.child(DELIVERY_FILE), (spec.to_json(),))
     tasks = []
     for i, chunk in enumerate(partitions, start=1):
         names_file = Manifest(run_prefix.child(f"export-names-{i:04d}.txt"), tuple(chunk))
@@ -283,14 +288,14 @@ def plan_export(opts: ExportOptions, names: Sequence[str], run_id: str, run_pref
                 key=f"export-{i}",
                 stage=Stage("export"),
                 name=f"tiledbvcf-export-{i}-of-{len(partitions)}",
-                args=tuple(export_command(opts, str(names_file.uri))),
+                args=tuple(export_command(opts, str(names_file.uri), str(delivery.uri))),
                 resources=opts.resources,
                 retries=opts.retries,
                 manifest=names_file,
                 samples=tuple(chunk),
             )
         )
-    return Plan("export", run_id, run_prefix, tuple(tasks), str(opts.dest_s3), notes=tuple(notes))
+    return Plan("export", run_id, run_prefix, tuple(tasks), str(opts.dest_s3), notes=tuple(notes), files=(delivery,))
 
 
 def plan_header(plan: Plan, jobs: int, where: str) -> list[str]:

@@ -330,12 +330,16 @@ def check_writable(s3: Any, location: Location, option: str, encryption: dict[st
 
 def check_local_writable(location: LocalPath, option: str) -> list[str]:
     """The directory exists (or can be made) and a file can be written and deleted there."""
-    probe = os.path.join(location.key, "tiledbvcf-batch", f".write-check-{secrets.token_hex(4)}")
+    folder = os.path.join(location.key, "tiledbvcf-batch")
+    made = not os.path.isdir(folder)
+    probe = os.path.join(folder, f".write-check-{secrets.token_hex(4)}")
     try:
-        os.makedirs(os.path.dirname(probe), exist_ok=True)
+        os.makedirs(folder, exist_ok=True)
         with open(probe, "wb"):
             pass
         os.remove(probe)
+        if made:  # an export's destination holds the deliverables only; the runs' folder is made when needed
+            os.rmdir(folder)
     except OSError as error:
         return [f"{option}: cannot write to {location} ({error.strerror})"]
     return []

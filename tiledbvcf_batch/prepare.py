@@ -14,6 +14,7 @@ from typing import Any
 
 from .commands import redact_config
 from .dataset import DatasetReader, DatasetView, dataset_identity, registry_of
+from .deliverables import DELIVERY_TOOLS
 from .executors.base import Executor
 from .inputs import InputError, Sample, decode_names, parse_sample_names
 from .ledger import SUCCEEDED, Ledger, dataset_ledger, job_states, resume_batches, skip_known_samples
@@ -361,7 +362,7 @@ def export(
 ) -> Prepared:
     """Check everything, the names against the dataset too, and plan the export: one job per partition of names."""
     s3 = storage.s3
-    problems = executor.preflight()
+    problems = executor.preflight() + executor.tool_problems(DELIVERY_TOOLS) + index_problems(opts)
     problems += check_writable(s3, opts.dest_s3, "--dest-s3", storage.encryption)
     if opts.metadata_s3.bucket != opts.dest_s3.bucket or isinstance(opts.metadata_s3, LocalPath):
         problems += check_writable(s3, opts.metadata_s3, "--metadata-s3", storage.encryption)
@@ -387,6 +388,13 @@ def export(
     plan = plan_export(opts, names, run_id, run_prefix_for(opts.metadata_s3, run_id))
     options = recorded_options(opts, samples_count=len(names), instance_price=instance_price)
     return Prepared(plan, list(plan.notes), options)
+
+
+def index_problems(opts: ExportOptions) -> list[str]:
+    if opts.index == "tbi" and opts.output_format != "z":
+        return [f"--index tbi indexes compressed VCF only, not --output-format {opts.output_format}: use --index csi, "
+                "or --output-format z"]  # fmt: skip
+    return []
 
 
 def names_not_in(view: DatasetView, names: list[str], say: Say) -> list[str]:

@@ -6,13 +6,13 @@ from collections.abc import Callable, Sequence, Set
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from .commands import EXPORT_SUFFIXES
 from .executors.base import FORGOTTEN, Attempt, Executor, JobDescription, Words
+from .exportcheck import ExportCheck, check_exports
 from .ledger import SUCCEEDED, job_states
 from .plan import Stage
 from .progress import format_duration
 from .record import RunRecord
-from .storage import Location, Storage, parse_location
+from .storage import Storage
 
 # On-demand m5.4xlarge in us-east-1, the instance type of the documented compute environment.
 DEFAULT_INSTANCE_PRICE = 0.768
@@ -38,6 +38,8 @@ class Report:
     missing_exports: list[str] = field(default_factory=list)
     exports_expected: int = 0
     export_dest: str = ""
+    no_records: list[str] = field(default_factory=list)  # samples with no record in the regions (no file, rightly)
+    export_manifest: str | None = None  # the run's manifest of files, once every job has written its part
     forgotten: int = 0  # jobs the executor no longer knows
     forgotten_judged: str = ""  # what is known of them all the same
 
@@ -48,15 +50,6 @@ class Report:
     @property
     def ok(self) -> bool:
         return self.succeeded == self.total and not self.missing_exports
-
-
-@dataclass(frozen=True)
-class ExportCheck:
-    """Which exported files are missing at the destination (export runs only)."""
-
-    missing: list[str]
-    expected: int
-    dest: str
 
 
 def attempt_seconds(attempt: Attempt) -> float:
@@ -177,6 +170,7 @@ def build_report(
             exports.expected,
             exports.dest,
         )
+        report.no_records, report.export_manifest = exports.no_records, exports.manifest
     return report
 
 
@@ -216,6 +210,16 @@ def format_report(report: Report, words: Words) -> list[str]:
     if dependents:
         names = ", ".join(dependents[:10]) + (" ..." if len(dependents) > 10 else "")
         lines.append(f"FAILED: {len(dependents)} jobs did not run because a job they depend on failed: {names}")
+    if report.no_records:
+        shown = ", ".join(report.no_records[:MAX_LISTED_MISSING])
+        more = (
+            f" and {len(report.no_records) - MAX_LISTED_MISSING} more"
+            if len(report.no_records) > MAX_LISTED_MISSING
+            else ""
+        )
+        lines.append(f"- {len(report.no_records)} samples have no records in the regions (no file): {shown}{more}")
+    if report.export_manifest:
+        lines.append(f"- Manifest of the exported files: {report.export_manifest}")
     if report.missing_exports:
         missing = report.missing_exports
         shown = ", ".join(missing[:MAX_LISTED_MISSING])
@@ -240,21 +244,6 @@ def report_json(report: Report, record: RunRecord, failures: list[dict[str, Any]
         }
     )
     return document
-
-
-def missing_exports(storage: Storage, dest: Location, names: Sequence[str], output_format: str) -> list[str]:
-    """Sample names whose exported file is not at ``dest`` (one listing, not one HEAD per file)."""
-    prefix = dest.as_prefix()
-    present = set(storage.list_sizes(prefix))
-    suffix = EXPORT_SUFFIXES[output_format]
-    return [name for name in names if f"{prefix.key}{name}{suffix}" not in present]
-
-
-def check_exports(record: RunRecord, storage: Storage) -> ExportCheck:
-    names = [name for job in record.jobs for name in job.samples]
-    dest = parse_location(record.target, "destination", need_key=False).as_prefix()
-    missing = missing_exports(storage, dest, names, record.options.get("output_format", "b"))
-    return ExportCheck(missing, len(names), str(dest))
 
 
 def failure_signature(description: JobDescription) -> tuple[Any, ...]:

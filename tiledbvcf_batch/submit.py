@@ -86,8 +86,9 @@ def submit_plan(
     uploaded: list[Location] = []
     last_of_stage = {job.stage: job.key for job in jobs}
     ticker = ticker or Ticker(None)
-    # What the jobs read: each task's manifest, or (array jobs) one task file per array.
-    manifests = [job.manifest for job in jobs if job.manifest is not None and not job.manifest.existing]
+    # What the jobs read: the run's own files (an export's delivery file), each task's manifest, or (array
+    # jobs) one task file per array.
+    manifests = [*plan.files, *(job.manifest for job in jobs if job.manifest is not None and not job.manifest.existing)]
     try:
         ticker.start(f"Uploading {len(manifests)} manifests and the run record to {plan.run_prefix}")
         for number, manifest in enumerate(manifests, start=1):

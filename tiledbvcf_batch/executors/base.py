@@ -135,6 +135,12 @@ class Executor(Protocol):
         """Problems that would make every job fail, found before anything is spent."""
         ...
 
+    def tool_problems(self, tools: Mapping[str, str]) -> list[str]:
+        """Problems with the programs the jobs run besides tiledbvcf (``tools``: name -> the variable naming its
+        path). None by default: they come with the jobs' image, which only the jobs can look into.
+        """
+        return []
+
     def submissions(self, plan: Plan) -> list[Job]:
         """The jobs to submit for ``plan``, in order. Pure; raises ValueError for a job the executor refuses.
 

@@ -139,6 +139,18 @@ class LocalExecutor(Executor):
     def preflight(self) -> list[str]:
         return []  # tiledbvcf itself is checked when the executor is made (find_tiledbvcf)
 
+    def tool_problems(self, tools: Mapping[str, str]) -> list[str]:
+        """The jobs run on this machine: each tool must be on PATH, or where its variable says."""
+        problems = []
+        for name, variable in tools.items():
+            program = os.environ.get(variable) or name
+            if shutil.which(program) is None:
+                problems.append(
+                    f"{name} not found ({program}): the jobs need it with --executor local; install it (apt install "
+                    f"{name}, or conda install -c bioconda {name}) or set {variable} to its path"
+                )
+        return problems
+
     # -- Running ---------------------------------------------------------------------------
 
     def submit(self, job: Job, ids: dict[str, str], run_id: str) -> str:

@@ -1,0 +1,65 @@
+"""What an export run delivered, checked at its destination: each sample's file (and index) or no records.
+
+The jobs' parts of the manifest (or the manifest, once complete) say which samples have no record in the
+regions and what each file weighs; one listing of the destination says what is there. A run of a client
+older than the delivery file has no parts: every sample must then have its file.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from .commands import EXPORT_SUFFIXES
+from .deliverables import NO_RECORDS, PARTS, Row, manifest_location, rows_of_manifest, rows_of_part
+from .record import RunRecord
+from .storage import Location, Storage, parse_location
+
+
+@dataclass(frozen=True)
+class ExportCheck:
+    """Which exported files are missing at the destination (export runs only)."""
+
+    missing: list[str]
+    expected: int
+    dest: str
+    no_records: list[str] = field(default_factory=list)  # samples with no record in the regions: no file, rightly
+    manifest: str | None = None  # the run's manifest, once every job has written its part
+
+
+def check_exports(record: RunRecord, storage: Storage) -> ExportCheck:
+    names = [name for job in record.jobs for name in job.samples]
+    dest = parse_location(record.target, "destination", need_key=False).as_prefix()
+    present = storage.list_sizes(dest)  # one listing (local paths list as whole paths, S3 as keys)
+    manifest = manifest_location(dest, record.run_id)
+    complete = manifest.key in present
+    rows = delivered_rows(record, storage, manifest if complete else None)
+    suffix = EXPORT_SUFFIXES[record.options.get("output_format", "b")]
+    no_records = sorted(name for name in names if name in rows and rows[name].status == NO_RECORDS)
+    missing = [
+        name for name in names if name not in no_records and not delivered(dest, present, name + suffix, rows.get(name))
+    ]
+    return ExportCheck(missing, len(names), str(dest), no_records, str(manifest) if complete else None)
+
+
+def delivered(dest: Location, present: dict[str, int], file: str, row: Row | None) -> bool:
+    """The file is at the destination, with the size its job recorded, and so is its index."""
+    key = dest.child(file).key
+    if key not in present:
+        return False
+    return row is None or (present[key] == row.bytes and (not row.index or dest.child(row.index).key in present))
+
+
+def delivered_rows(record: RunRecord, storage: Storage, manifest: Location | None) -> dict[str, Row]:
+    """The manifest's rows by sample: the run's manifest if it is complete, else the parts written so far."""
+    if manifest is not None:
+        return {row.sample: row for row in rows_of_manifest(storage.read_text(manifest))}
+    if record.record is None:
+        return {}
+    parts = parse_location(record.record.rpartition("/")[0] + "/" + PARTS, "parts")
+    listed = sorted(storage.list_sizes(parts))
+    return {row.sample: row for key in listed for row in rows_of_part(storage.read_text(relocated(parts, key)))}
+
+
+def relocated(prefix: Location, key: str) -> Location:
+    """The listed ``key`` as a location of the same kind as ``prefix`` (S3 keys; local paths are whole)."""
+    return parse_location(key if not prefix.bucket else f"s3://{prefix.bucket}/{key}", "part")
