@@ -98,6 +98,14 @@ class Stuck:
     forever: bool  # it will never start (else it waits for capacity, which may come: say so only if it lasts)
 
 
+@dataclass(frozen=True)
+class Proof:
+    """What proves that a recorded ingestion task succeeded, even once its executor has forgotten the job."""
+
+    uri: str  # an object the ledger looks for (one listing per directory)
+    present_means_success: bool  # its presence proves it (a done marker), else its absence (a consumed manifest)
+
+
 class Executor(Protocol):
     """What every executor does. The methods with a body are the default: an executor overrides what differs.
 
@@ -185,6 +193,14 @@ class Executor(Protocol):
     def log_tail(self, job: JobDescription, attempt: Attempt, lines: int) -> LogTail | None:
         """The last ``lines`` lines an attempt logged; None if it never logged."""
         ...
+
+    def proofs(self, jobs: Sequence[RecordedJob]) -> dict[str, Proof]:
+        """The proof of success of each recorded ingestion task that has one, by key (the others: their status).
+
+        By default its manifest, whose absence proves it: ``store --remove-sample-file`` deletes it only after
+        a successful ingestion.
+        """
+        return {job.key: Proof(job.manifest, False) for job in jobs if job.manifest is not None}
 
     def resumed(self, jobs: Sequence[RecordedJob], storage: Storage) -> dict[str, Manifest]:
         """The manifest each recorded task with one resumes from, by key (its own, by default)."""

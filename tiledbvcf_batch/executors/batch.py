@@ -26,6 +26,7 @@ from .arrays import (
     children_by_parent,
     chunked,
     estimated_children,
+    proofs_with_arrays,
     recorded_with_arrays,
     resumed_with_arrays,
     task_files,
@@ -39,6 +40,7 @@ from .base import (
     JobDescription,
     Kind,
     LogTail,
+    Proof,
     Stuck,
     Throttled,
     Words,
@@ -367,6 +369,9 @@ class BatchExecutor(Executor):
                     group = config.get("options", {}).get("awslogs-group", DEFAULT_LOG_GROUP)
             self._log_groups[definition_arn] = group
         return self._log_groups[definition_arn]
+
+    def proofs(self, jobs: Sequence[RecordedJob]) -> dict[str, Proof]:
+        return proofs_with_arrays(jobs)
 
     def resumed(self, jobs: Sequence[RecordedJob], storage: Storage) -> dict[str, Manifest]:
         """Array children get their samples back from their task files (one read each)."""
