@@ -9,8 +9,8 @@ import pytest
 
 import local_aws
 from conftest import base, calls_of, make_dataset, record_of
+from tiledbvcf_batch.arraytasks import ARRAY_INDEX, ENTRYPOINT_VARIABLE, tasks_in
 from tiledbvcf_batch.aws import Clients
-from tiledbvcf_batch.commands import ARRAY_INDEX, ENTRYPOINT_VARIABLE, tasks_in
 from tiledbvcf_batch.executors.arrays import MAX_ARRAY_SIZE, as_arrays
 from tiledbvcf_batch.executors.batch import BatchExecutor, payload
 from tiledbvcf_batch.inputs import Sample

@@ -6,11 +6,8 @@ import pytest
 
 from conftest import DATASET, options
 from tiledbvcf_batch.commands import (
-    ARRAY_MARK,
     CONSOLIDATION_STEPS,
     DELETE_NAMES_CHARS,
-    array_args,
-    array_task_file,
     consolidation_commands,
     create_command,
     delete_commands,
@@ -20,8 +17,6 @@ from tiledbvcf_batch.commands import (
     register_command,
     scratch_dir,
     store_command,
-    task_file_body,
-    task_of,
     with_own_scratch,
 )
 from tiledbvcf_batch.options import ExportOptions, IngestOptions
@@ -120,14 +115,3 @@ def test_only_an_export_to_s3_is_uploaded_by_the_entrypoint():
     assert not needs_own_upload(["export", "--upload-dir", "/local/out"])
     assert not needs_own_upload(["store", "--upload-dir", "s3://b/out/"])
     assert not needs_own_upload([])
-
-
-def test_an_array_child_finds_its_task_by_its_index():
-    task_file = "s3://bucket2-name/tiledbvcf-batch/runs/r1/tasks-ingest-1.json"
-    args = array_args(store_command(options(IngestOptions), MANIFEST), task_file)
-    assert args[args.index("-f") + 1] == task_file + ARRAY_MARK and array_task_file(args) == task_file
-    assert array_task_file(store_command(options(IngestOptions), MANIFEST)) is None  # a plain job
-    body = task_file_body([{"key": "ingest-1-1", "lines": ["s3://b/a.bcf"]}, {"key": "ingest-1-2", "lines": []}])
-    assert task_of(body, 1)["key"] == "ingest-1-2"
-    with pytest.raises(ValueError, match="array index 2 is outside the task file's 2 tasks"):
-        task_of(body, 2)

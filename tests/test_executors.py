@@ -28,7 +28,7 @@ from tiledbvcf_batch.executors.jobs import Job, RecordedJob
 from tiledbvcf_batch.executors.local import LocalExecutor
 from tiledbvcf_batch.inputs import Sample
 from tiledbvcf_batch.options import IngestOptions
-from tiledbvcf_batch.plan import ingest_batches, plan_ingest
+from tiledbvcf_batch.plan import Stage, ingest_batches, plan_ingest
 from tiledbvcf_batch.record import DamagedRecord, RunRecord
 from tiledbvcf_batch.storage import S3Uri
 
@@ -218,6 +218,14 @@ def test_a_barrier_job_runs_no_task():
     assert jobs[-1].after == tuple(job.key for job in barriers)
     (entry,) = RunRecord.new(plan, BatchExecutor(None, "q", "jd").recorded(plan, barriers[:1]), {}, {}, "r").jobs
     assert (entry.stage, entry.manifest, entry.samples, len(entry.depends_on)) == ("gate-1", None, [], 13)
+
+
+def test_the_barrier_stage_is_the_batch_executor_s_own_label_and_line():
+    """Registered with the Batch executor's Kind: the neutral texts label it, and its Submitted line is Batch's."""
+    assert executors.KINDS["batch"].stages == {"gate": "batch barrier"} and executors.KINDS["local"].stages == {}
+    assert Stage.parse("gate-2").label == "batch barrier 2"
+    line = BatchExecutor(None, "q", "jd").stage_line(Stage("gate", 2), ["a", "b"])
+    assert line == "Submitted 2 barrier job(s) after ingestion batch 2"
 
 
 # -- What Batch's reasons mean, said by the Batch executor ------------------------------------------------------

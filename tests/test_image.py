@@ -19,7 +19,7 @@ import pytest
 
 from conftest import ENTRYPOINT, ROOT, image_env, install_standin, run_entrypoint
 from samplefiles import bgzip_vcf
-from tiledbvcf_batch.commands import ARRAY_INDEX_VARIABLE, ARRAY_MARK, task_file_body
+from tiledbvcf_batch.arraytasks import ARRAY_INDEX_VARIABLE, ARRAY_MARK, task_file_body
 from tiledbvcf_batch.jobcheck import lock_file, started_marker
 from tiledbvcf_batch.options import ExportOptions
 from tiledbvcf_batch.plan import plan_export

@@ -27,9 +27,6 @@ from .options import ExportOptions, IngestOptions
 from .storage import Location
 
 CREATE_RESOURCES = Resources(vcpus=2, memory=4096)
-# An executor may add stages of its own: AWS Batch's barrier jobs (executors/batch.py), whose stage
-# records have spelled "gate" since the first release. Named here so that every record reads.
-BARRIER = "gate"
 CONSOLIDATE = "consolidate"  # utils consolidate/vacuum after a batch: not in the documented system
 DELETE = "delete"  # --replace: samples deleted before they are stored again, one job after another
 STAGE_LABELS = {
@@ -38,14 +35,20 @@ STAGE_LABELS = {
     "register": "sample registration",
     "ingest": "ingestion",
     CONSOLIDATE: "consolidation",
-    BARRIER: "batch barrier",
     "export": "export",
 }
 
 
+def add_stage(kind: str, label: str) -> None:
+    """A stage an executor adds of its own (AWS Batch's barrier jobs), as the registry declares it
+    (``executors/__init__.py``): its label, and records that hold it read."""
+    STAGE_LABELS[kind] = label
+
+
 @dataclass(frozen=True, order=True)
 class Stage:
-    """A step of a run: ``create``, ``register-<b>``, ``ingest-<b>``, ``consolidate-<b>``, ``gate-<b>``, ``export``."""
+    """A step of a run: ``create``, ``delete-<n>``, ``register-<b>``, ``ingest-<b>``, ``consolidate-<b>``, ``export``,
+    or an executor's own (``add_stage``)."""
 
     kind: str
     batch: int | None = None

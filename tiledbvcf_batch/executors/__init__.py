@@ -12,6 +12,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from ..aws import Clients
+from ..plan import add_stage
 from .base import Executor, Kind
 from .batch import KIND as BATCH
 from .local import KIND as LOCAL
@@ -22,6 +23,8 @@ KINDS: dict[str, Kind] = {}
 
 def register(kind: Kind) -> None:
     KINDS[kind.name] = kind
+    for stage, label in kind.stages.items():
+        add_stage(stage, label)
 
 
 register(BATCH)

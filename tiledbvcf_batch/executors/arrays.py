@@ -12,7 +12,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import replace
 from typing import Any, TypeVar
 
-from ..commands import array_args, task_file_body, tasks_in
+from ..arraytasks import array_args, task_file_body, tasks_in
 from ..jobcheck import started_marker
 from ..plan import Manifest, Plan, Task
 from ..storage import Location, parse_location

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol, TypedDict
 
 from ..aws import Clients
-from ..plan import Manifest, Plan
+from ..plan import Manifest, Plan, Stage
 from ..storage import Storage
 from .jobs import Job, RecordedJob, plain_manifest
 
@@ -154,6 +154,10 @@ class Executor(Protocol):
             raise ValueError("; ".join(problems))
         return jobs
 
+    def stage_line(self, stage: Stage, ids: Sequence[str]) -> str:
+        """What is said (on stderr) once a stage of the executor's own (``Kind.stages``) is submitted."""
+        return f"Submitted {len(ids)} {stage.label} job(s)"
+
     def recorded(self, plan: Plan, jobs: Sequence[Job]) -> list[RecordedJob]:
         """The run record's entries for ``jobs``, in order (plain jobs by default: one entry each)."""
         return [RecordedJob.of(job) for job in jobs]
@@ -219,6 +223,8 @@ class Kind:
     # commands a report prints: resume a run, store its samples again).
     command_line: Callable[[Mapping[str, Any]], list[str]]
     local_paths: bool = False  # its jobs can read and write paths on this machine (else only s3:// URIs)
+    # The stages its jobs may add to a plan's (AWS Batch's barriers), by kind, with their labels.
+    stages: Mapping[str, str] = field(default_factory=dict)
 
 
 def describe_fully(

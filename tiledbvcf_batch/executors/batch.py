@@ -16,9 +16,9 @@ from typing import Any
 from botocore.exceptions import ClientError
 
 from ..aws import Clients, aws_message, error_code
-from ..commands import BARRIER_COMMAND, split_evenly
+from ..commands import split_evenly
 from ..inputs import DEFAULT_SCRATCH_PATH, Resources
-from ..plan import BARRIER, Manifest, Plan, Stage
+from ..plan import Manifest, Plan, Stage
 from ..storage import Storage, parse_location
 from .arrays import (
     MAX_ARRAY_SIZE,
@@ -58,6 +58,10 @@ JOB_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,127}$")
 # When --retries is 1, jobs still get this many attempts, but only for host loss (Spot).
 HOST_LOSS_ATTEMPTS = 3
 HOST_LOSS_REASON = "Host EC2"  # how an attempt's statusReason begins when its instance went away
+# Barrier jobs' stage: their records have spelled it "gate" since the first release.
+BARRIER = "gate"
+# ``tiledbvcf --version`` does nothing and exits 0 on every release: a barrier job's command.
+BARRIER_COMMAND = ("--version",)
 BARRIER_RESOURCES = Resources(vcpus=1, memory=1024)
 DEFAULT_LOG_GROUP = "/aws/batch/job"
 THROTTLING_CODES = ("TooManyRequestsException", "ThrottlingException")
@@ -241,6 +245,9 @@ class BatchExecutor(Executor):
             raise ValueError("; ".join(problems))
         return jobs
 
+    def stage_line(self, stage: Stage, ids: Sequence[str]) -> str:
+        return f"Submitted {len(ids)} barrier job(s) after ingestion batch {stage.batch}"
+
     def recorded(self, plan: Plan, jobs: Sequence[Job]) -> list[RecordedJob]:
         return recorded_with_arrays(plan.run_prefix, jobs)
 
@@ -417,4 +424,4 @@ def command_line(settings: Mapping[str, Any]) -> list[str]:
 
 
 KIND = Kind("batch", from_request, from_settings, settings={"job_queue": False, "job_definition": False},
-            command_line=command_line)  # fmt: skip
+            command_line=command_line, stages={BARRIER: "batch barrier"})  # fmt: skip

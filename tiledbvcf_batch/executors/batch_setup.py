@@ -6,8 +6,8 @@ from typing import Any
 
 from botocore.exceptions import ClientError
 
+from ..arraytasks import ENTRYPOINT_VARIABLE
 from ..aws import aws_message
-from ..commands import ENTRYPOINT_VARIABLE
 
 
 def check_job_queue(batch: Any, name: str, region: str) -> list[str]:
