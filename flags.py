@@ -227,9 +227,17 @@ def click_option(cls: type, f: dataclasses.Field[Any], spec: Flag) -> Decorator:
         f.name,
         metavar=spec.metavar,
         required=spec.required,
-        help=spec.help + ("  [required]" if spec.required_for else ""),  # as click shows a required option
+        help=help_of(spec),
         **typed,
     )
+
+
+def help_of(spec: Flag) -> str:
+    """The help text; a default the executor picks is said by each executor, a required_for option shown
+    [required] as click shows a required option."""
+    if spec.executor_default:
+        return f"{spec.help} Default: the executor's ({executors.scratch_defaults()})."
+    return spec.help + ("  [required]" if spec.required_for else "")
 
 
 class LazyChoice(click.Choice):

@@ -29,7 +29,7 @@ import local_aws  # noqa: E402
 from stub_executor import START  # noqa: E402
 from tiledbvcf_batch.aws import Clients  # noqa: E402
 from tiledbvcf_batch.dataset import DatasetView  # noqa: E402
-from tiledbvcf_batch.executors.batch import BatchExecutor  # noqa: E402
+from tiledbvcf_batch.executors.batch import SCRATCH_PATH, BatchExecutor  # noqa: E402
 from tiledbvcf_batch.inputs import Sample  # noqa: E402
 from tiledbvcf_batch.options import ExportOptions, IngestOptions  # noqa: E402
 from tiledbvcf_batch.plan import Plan, ingest_batches, plan_ingest  # noqa: E402
@@ -290,8 +290,9 @@ REQUIRED_OPTIONS: dict[type, dict[str, Any]] = {
 
 
 def options(kind: type[Options], **changes: Any) -> Options:
-    """IngestOptions or ExportOptions of the README's examples, with ``changes``."""
-    return kind(**{**REQUIRED_OPTIONS[kind], **changes})
+    """IngestOptions or ExportOptions of the README's examples, with ``changes``: as the command line completes
+    them (the scratch directory the Batch executor picks where --scratch-path is not given)."""
+    return kind(**{**REQUIRED_OPTIONS[kind], "scratch_path": SCRATCH_PATH, **changes})
 
 
 def local_ingest_plan(root: Path, samples: int = 3, **changes: Any) -> Plan:

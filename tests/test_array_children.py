@@ -13,7 +13,7 @@ from pathlib import Path
 import boto3
 
 import cohort
-from conftest import listed, needs_tiledbvcf, run_entrypoint
+from conftest import listed, needs_tiledbvcf, options, run_entrypoint
 from tiledbvcf_batch.arraytasks import ARRAY_INDEX_VARIABLE
 from tiledbvcf_batch.executors.batch import BatchExecutor
 from tiledbvcf_batch.executors.jobs import Job
@@ -116,7 +116,7 @@ def test_array_children_ingest_and_export_through_the_entrypoint(tmp_path: Path,
 
 
 def test_an_array_command_outside_an_array_job_is_refused(tmp_path: Path):
-    opts = IngestOptions(LocalPath(str(tmp_path / "ds")), "samples.txt", S3Uri("bucket2-name"), num_jobs=2)
+    opts = options(IngestOptions, dataset_uri=LocalPath(str(tmp_path / "ds")), num_jobs=2)
     prefix = run_prefix_for(opts.metadata_s3, "ingest-x")
     batches, _ = ingest_batches([Sample(f"/in/{i}.bcf") for i in range(4)], opts, prefix)
     (array,) = [job for job in ARRAYS.submissions(plan_ingest(opts, batches, "ingest-x", prefix)) if job.is_array]

@@ -23,7 +23,7 @@ from tiledbvcf_batch.executors.base import (
     Words,
     forgotten,
 )
-from tiledbvcf_batch.executors.batch import BatchExecutor, with_barriers
+from tiledbvcf_batch.executors.batch import SCRATCH_PATH, BatchExecutor, with_barriers
 from tiledbvcf_batch.executors.jobs import Job, RecordedJob
 from tiledbvcf_batch.executors.local import LocalExecutor
 from tiledbvcf_batch.inputs import Sample
@@ -166,7 +166,9 @@ def test_each_executor_says_whether_it_blocks_and_what_its_scratch_is(tmp_path, 
 
 
 def ingest_plan(samples: int, num_jobs: int):
-    opts = IngestOptions(S3Uri("b", "ds"), "samples.txt", S3Uri("meta"), num_jobs=num_jobs, consolidate=False)
+    opts = IngestOptions(
+        S3Uri("b", "ds"), "samples.txt", S3Uri("meta"), num_jobs=num_jobs, consolidate=False, scratch_path=SCRATCH_PATH
+    )
     batches, _ = ingest_batches([Sample(f"s3://in/s{i}.bcf") for i in range(samples)], opts, PREFIX)
     return plan_ingest(opts, batches, "ingest-r1", PREFIX)
 

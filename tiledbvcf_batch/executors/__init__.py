@@ -59,6 +59,11 @@ def takes_local_paths(kind: str) -> bool:
     return kind in KINDS and KINDS[kind].local_paths
 
 
+def scratch_defaults() -> str:
+    """Each kind's default scratch directory, as --scratch-path's help says them."""
+    return "; ".join(f"{name}: {kind.scratch}" for name, kind in KINDS.items() if kind.scratch)
+
+
 def command_line(settings: Mapping[str, Any]) -> list[str]:
     """The options that ask for the executor of a recorded run again (``RunRecord.executor``)."""
     kind = KINDS.get(settings.get("kind", DEFAULT))

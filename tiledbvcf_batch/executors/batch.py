@@ -17,7 +17,7 @@ from botocore.exceptions import ClientError
 
 from ..aws import Clients, aws_message, error_code
 from ..commands import split_evenly
-from ..inputs import DEFAULT_SCRATCH_PATH, Resources
+from ..inputs import Resources
 from ..plan import Manifest, Plan, Stage
 from ..storage import Storage, parse_location
 from .arrays import (
@@ -63,6 +63,7 @@ BARRIER = "gate"
 # ``tiledbvcf --version`` does nothing and exits 0 on every release: a barrier job's command.
 BARRIER_COMMAND = ("--version",)
 BARRIER_RESOURCES = Resources(vcpus=1, memory=1024)
+SCRATCH_PATH = "/data"  # the job definition's scratch volume (this project's template mounts it there)
 DEFAULT_LOG_GROUP = "/aws/batch/job"
 THROTTLING_CODES = ("TooManyRequestsException", "ThrottlingException")
 WORDS = Words(
@@ -229,7 +230,7 @@ class BatchExecutor(Executor):
         return f"{where}, as array jobs" if self.array_jobs else where
 
     def default_scratch(self) -> str:
-        return DEFAULT_SCRATCH_PATH  # the job definition's scratch volume (this project's template mounts it)
+        return SCRATCH_PATH
 
     def preflight(self) -> list[str]:
         batch, region = self.clients.batch, self.clients.region
@@ -424,4 +425,4 @@ def command_line(settings: Mapping[str, Any]) -> list[str]:
 
 
 KIND = Kind("batch", from_request, from_settings, settings={"job_queue": False, "job_definition": False},
-            command_line=command_line, stages={BARRIER: "batch barrier"})  # fmt: skip
+            command_line=command_line, scratch=SCRATCH_PATH, stages={BARRIER: "batch barrier"})  # fmt: skip
