@@ -136,6 +136,24 @@ class Tail:
 
 
 @dataclass(frozen=True)
+class Runs:
+    """batch-runs.py's own options: each command takes those it needs (``runs_option``), worded for what it does."""
+
+    metadata_s3: str | None = flag(None, metavar="NAME", help="Bucket or s3://bucket/prefix where runs are recorded.")
+    region: str | None = flag(None, metavar="NAME", help="AWS region.")
+    instance_price: float | None = flag(
+        None,
+        metavar="USD",
+        check=check_price,
+        help=f"Hourly instance price for the cost estimate (default: the run's, else {DEFAULT_INSTANCE_PRICE}).",
+    )
+    last: int = flag(20, metavar="N", low=1, help="Show the N most recent runs.")
+    as_json: bool = flag(
+        False, names=("--json",), help="Exactly one JSON document on stdout; everything else on stderr."
+    )
+
+
+@dataclass(frozen=True)
 class Request(Generic[Opts, TailT]):
     """A command line, typed: the domain's options, where the jobs run, AWS, and what to do with the plan."""
 
@@ -201,11 +219,24 @@ def click_options(order: Sequence[str], *classes: type) -> Decorator:
 
 def click_option_of(cls: type, name: str) -> Decorator:
     """One option of ``cls``, for a command that takes it alone (batch-runs.py's --profile, say)."""
-    f, spec = next((f, spec) for f, spec in flags_of(cls) if f.name == name)
+    f, spec = field_of(cls, name)
     return click_option(cls, f, spec)
 
 
-def click_option(cls: type, f: dataclasses.Field[Any], spec: Flag) -> Decorator:
+def field_of(cls: type, name: str) -> tuple[dataclasses.Field[Any], Flag]:
+    return next((f, spec) for f, spec in flags_of(cls) if f.name == name)
+
+
+def runs_option(name: str, *, help_text: str | None = None, required: bool = False) -> Decorator:
+    """One of batch-runs.py's options (``Runs``), with the command's own ``help_text`` if given; its value is checked
+    as declared (range, check) when click reads it: an InputError then, as any command's (exit 2)."""
+    f, spec = field_of(Runs, name)
+    spec = dataclasses.replace(spec, help=help_text or spec.help, required=required)
+    option = spec.option(f.name)
+    return click_option(Runs, f, spec, callback=lambda ctx, param, value: spec.value_of(value, option, False))
+
+
+def click_option(cls: type, f: dataclasses.Field[Any], spec: Flag, **more: Any) -> Decorator:
     names = list(spec.names or (option_name(f.name),))
     if spec.switch:
         names[0] = f"{names[0]}/{spec.switch}"
@@ -229,6 +260,7 @@ def click_option(cls: type, f: dataclasses.Field[Any], spec: Flag) -> Decorator:
         required=spec.required,
         help=help_of(spec),
         **typed,
+        **more,
     )
 
 

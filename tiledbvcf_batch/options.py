@@ -106,7 +106,7 @@ def retries_flag() -> Any:
         metavar="N",
         low=1,
         high=MAX_RETRIES,
-        help="Max number (1-10) of retries for failed jobs. With 1, a job is retried only when its host "
+        help=f"Max number (1-{MAX_RETRIES}) of retries for failed jobs. With 1, a job is retried only when its host "
         "went away (a Spot reclaim), up to 3 attempts; with N > 1, any failure, up to N attempts in all.",
     )
 
