@@ -29,7 +29,8 @@ into typed ones) and hand over to ``common.py``, the thin command-line layer the
 Rules (checked by ``tests/test_layers.py``): nothing here imports click, ``common`` or ``hints``;
 ``plan``, ``commands``, ``arraytasks``, ``inputs`` and ``options`` make no I/O and import no executor; only
 ``executors/batch.py`` writes Batch request keys, and only the Batch executor's modules speak Batch's
-meanings (its reasons, its hosts, its name); only ``commands`` spells tiledbvcf flags.
+meanings (its reasons, its hosts, its name); only ``commands`` spells tiledbvcf flags; no import cycle;
+no module over 450 lines, no function over 60.
 """
 
 __version__ = "1.1.0"
