@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from conftest import DATASET, base, invoke, load_script, record_of
+from conftest import DATASET, base, ingest_plan, invoke, load_script, record_of
 from hints import interrupted_message
 from tiledbvcf_batch import executors
 from tiledbvcf_batch.executors.arrays import as_arrays
@@ -23,17 +23,13 @@ from tiledbvcf_batch.executors.base import (
     Words,
     forgotten,
 )
-from tiledbvcf_batch.executors.batch import SCRATCH_PATH, BatchExecutor, with_barriers
+from tiledbvcf_batch.executors.batch import BatchExecutor, with_barriers
 from tiledbvcf_batch.executors.jobs import Job, RecordedJob
 from tiledbvcf_batch.executors.local import LocalExecutor
-from tiledbvcf_batch.inputs import Sample
-from tiledbvcf_batch.options import IngestOptions
-from tiledbvcf_batch.plan import Stage, ingest_batches, plan_ingest
+from tiledbvcf_batch.plan import Stage
 from tiledbvcf_batch.record import DamagedRecord, RunRecord
-from tiledbvcf_batch.storage import S3Uri
 
 RUNS = load_script("batch-runs.py")
-PREFIX = S3Uri("meta", "tiledbvcf-batch/runs/ingest-r1/")
 
 
 # -- A third executor, registered by a test: selectable, recorded, made again from its record ----------------
@@ -163,14 +159,6 @@ def test_each_executor_says_whether_it_blocks_and_what_its_scratch_is(tmp_path, 
 
 
 # -- A job is not a task: plain, array, barrier ------------------------------------------------------------------
-
-
-def ingest_plan(samples: int, num_jobs: int):
-    opts = IngestOptions(
-        S3Uri("b", "ds"), "samples.txt", S3Uri("meta"), num_jobs=num_jobs, consolidate=False, scratch_path=SCRATCH_PATH
-    )
-    batches, _ = ingest_batches([Sample(f"s3://in/s{i}.bcf") for i in range(samples)], opts, PREFIX)
-    return plan_ingest(opts, batches, "ingest-r1", PREFIX)
 
 
 def test_a_plain_job_runs_its_one_task():

@@ -120,17 +120,17 @@ def test_the_command_batch_export_submits_works_through_the_entrypoint(aws, stan
 def test_every_other_command_runs_unchanged_with_a_scratch_directory_of_its_own(standin, tmp_path):
     scratch, calls = standin
     legacy = ["store", "-u", "s3://b/ds", "-f", "s3://b/m.txt", "--remove-sample-file"]  # no --resume: no check
-    assert subprocess.run([*ENTRYPOINT, *legacy], env=image_env()).returncode == 0
+    assert run_entrypoint(legacy).returncode == 0
     # Two jobs on one instance share /data: each gets a directory of its own there, removed afterwards.
     dataset, manifest = str(tmp_path / "ds"), sample_manifest(tmp_path, ["A"])
     with_scratch = ["store", "-u", dataset, "-d", str(scratch), "-s", "100", "-f", manifest, "--resume"]
-    assert subprocess.run([*ENTRYPOINT, *with_scratch], env=image_env(STANDIN_EXIT="2")).returncode == 2
+    assert run_entrypoint(with_scratch, STANDIN_EXIT="2").returncode == 2
     names = names_file(tmp_path, ["A"])
     local_export = [
         "export", "-u", "s3://b/ds", "-f", names, "--sample-partition", "0:1",
         "-d", str(tmp_path), "--upload-dir", str(tmp_path / "up"),
     ]  # fmt: skip
-    assert subprocess.run([*ENTRYPOINT, *local_export], env=image_env(STANDIN_EXIT="3")).returncode == 3
+    assert run_entrypoint(local_export, STANDIN_EXIT="3").returncode == 3
     first, listing, second, third = calls()
     assert first == legacy
     assert listing == ["list", "-u", dataset]  # the job check, before the store

@@ -11,6 +11,7 @@ import dataclasses
 import pytest
 
 import flags
+from conftest import text_file
 from tiledbvcf_batch.commands import redact_config
 from tiledbvcf_batch.inputs import InputError, Problems, parse_metadata_location, parse_sample_names, parse_samples
 from tiledbvcf_batch.options import ExportOptions, IngestOptions, options_from
@@ -95,21 +96,15 @@ def test_queue_and_definition_are_required_for_batch_only(tmp_path):
     assert request.opts.dataset_uri == LocalPath(str(tmp_path / "ds")) and parsed[0].uri == str(tmp_path / "a.bcf")
 
 
-def write(tmp_path, text):
-    path = tmp_path / "bad.txt"
-    path.write_text(text)
-    return str(path)
-
-
 BAD_INGEST = [
     (lambda p: {"samples": str(p / "none.txt")}, "--samples: cannot read"),
-    (lambda p: {"samples": write(p, "\n\n")}, "lists no samples"),
-    (lambda p: {"samples": write(p, "s3://bucket-name/a.bcf\n/local/b.bcf\n")},
+    (lambda p: {"samples": text_file(p, "\n\n")}, "lists no samples"),
+    (lambda p: {"samples": text_file(p, "s3://bucket-name/a.bcf\n/local/b.bcf\n")},
      "line 2: sample '/local/b.bcf' is not an S3 URI"),
-    (lambda p: {"samples": write(p, "s3://bucket-name/a.bcf\ns3://bucket-name/a.bcf\n")}, "line 2 repeats line 1"),
-    (lambda p: {"samples": write(p, "s3://bucket-name/a.bcf\tx\ty\n")}, "3 tab-separated fields"),
-    (lambda p: {"samples": write(p, "s3://bucket-name/a\x00.bcf\n")}, "control character"),
-    (lambda p: {"samples": write(p, "\ufeffs3://bucket-name/a.bcf\n")}, "starts with a byte-order mark (BOM)"),
+    (lambda p: {"samples": text_file(p, "s3://bucket-name/a.bcf\ns3://bucket-name/a.bcf\n")}, "line 2 repeats line 1"),
+    (lambda p: {"samples": text_file(p, "s3://bucket-name/a.bcf\tx\ty\n")}, "3 tab-separated fields"),
+    (lambda p: {"samples": text_file(p, "s3://bucket-name/a\x00.bcf\n")}, "control character"),
+    (lambda p: {"samples": text_file(p, "\ufeffs3://bucket-name/a.bcf\n")}, "starts with a byte-order mark (BOM)"),
     (lambda p: {"dataset_uri": "/local/dataset"}, "--dataset-uri '/local/dataset' is not an S3 URI"),
     (lambda p: {"dataset_uri": "s3://my-bucketname"}, "names a bucket but no object"),
     (lambda p: {"dataset_uri": "s3://my-bucketname/" + "d" * 900}, "S3 keys are at most 1,024 bytes"),
