@@ -12,7 +12,7 @@ import io
 import json
 import sys
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, replace
+from dataclasses import dataclass, replace
 from typing import Any, TypeVar
 
 import click
@@ -146,12 +146,10 @@ class Session:
     @classmethod
     def for_request(cls, request: Request[Any, Any]) -> Session:
         """The session the command asks for; its executor is closed (its scratch removed) when the command ends."""
-        aws, opts = request.aws, request.opts
+        aws = request.aws
         clients = make_clients(aws.region, aws.profile)
         storage = Storage(clients.s3, encryption_args(aws.kms_key_id))
-        register = opts.register if isinstance(opts, IngestOptions) else None  # None: export has no --register
-        values = {**asdict(request.where), "vcpus": opts.vcpus, "register": register}
-        executor = executors.for_request(request.where.executor, values, clients)
+        executor = executors.for_request(request.where.executor, request.executor, request.asked(), clients)
         context = click.get_current_context()
         context.call_on_close(executor.close)
         priced = context.get_parameter_source("instance_price") != ParameterSource.DEFAULT

@@ -212,11 +212,20 @@ class Executor(Protocol):
 
 
 @dataclass(frozen=True)
+class Asked:
+    """What a run asks of whichever executor runs it, beside that executor's own options."""
+
+    vcpus: int  # each job's --vcpus
+    register: bool | None  # --register (a legacy dataset), None for an export
+
+
+@dataclass(frozen=True)
 class Kind:
     """A kind of executor, as the registry (executors/__init__.py) knows it: how it is made, what it records."""
 
     name: str  # --executor's value, and the recorded executor's "kind"
-    from_request: Callable[[Mapping[str, Any], Clients], Executor]  # the command line's values, by option name
+    # From the command line: its own options (an instance of ``options``, None if it has none) and what the run asks.
+    from_request: Callable[[Any, Asked, Clients], Executor]
     from_settings: Callable[[Mapping[str, Any], Clients], Executor]  # a run record's ``executor`` settings
     settings: Mapping[str, bool]  # the texts its recorded settings may hold: True for those it needs
     # The command line's options that ask for this executor again, from a run record's settings (for the
@@ -226,6 +235,9 @@ class Kind:
     scratch: str = ""  # its jobs' scratch directory unless --scratch-path says (``default_scratch``), as --help says it
     # The stages its jobs may add to a plan's (AWS Batch's barriers), by kind, with their labels.
     stages: Mapping[str, str] = field(default_factory=dict)
+    # Its command-line options: a frozen dataclass whose fields are options (``options.flag``), which the command
+    # line offers beside --executor and gives to ``from_request``, typed. A field it needs has required_for=name.
+    options: type | None = None
 
 
 def describe_fully(

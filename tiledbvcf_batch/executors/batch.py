@@ -34,6 +34,7 @@ from .arrays import (
 from .base import (
     NOT_STARTED,
     TERMINAL_STATUSES,
+    Asked,
     Attempt,
     CancelOutcome,
     Executor,
@@ -46,7 +47,7 @@ from .base import (
     Words,
     order_problems,
 )
-from .batch_setup import check_job_definition, check_job_queue, runs_our_entrypoint
+from .batch_setup import BatchOptions, check_job_definition, check_job_queue, runs_our_entrypoint
 from .jobs import Job, RecordedJob
 
 MAX_DEPENDS_ON = 20
@@ -407,10 +408,9 @@ def tail_log(logs: Any, group: str, stream: str, lines: int) -> tuple[list[str],
 # -- The registry's entry (executors/__init__.py) ---------------------------------------------------
 
 
-def from_request(values: Mapping[str, Any], clients: Clients) -> BatchExecutor:
+def from_request(given: BatchOptions, asked: Asked, clients: Clients) -> BatchExecutor:
     """From --job-queue, --job-definition and --array-jobs (None: the job definition decides, in preflight)."""
-    queue, definition = values.get("job_queue") or "", values.get("job_definition") or ""
-    return BatchExecutor(clients, queue, definition, array_jobs=values.get("array_jobs"))
+    return BatchExecutor(clients, given.job_queue or "", given.job_definition or "", array_jobs=given.array_jobs)
 
 
 def from_settings(settings: Mapping[str, Any], clients: Clients) -> BatchExecutor:
@@ -425,4 +425,5 @@ def command_line(settings: Mapping[str, Any]) -> list[str]:
 
 
 KIND = Kind("batch", from_request, from_settings, settings={"job_queue": False, "job_definition": False},
-            command_line=command_line, scratch=SCRATCH_PATH, stages={BARRIER: "batch barrier"})  # fmt: skip
+            command_line=command_line, scratch=SCRATCH_PATH, stages={BARRIER: "batch barrier"},
+            options=BatchOptions)  # fmt: skip
