@@ -18,7 +18,7 @@ from tiledbvcf_batch import record as records
 from tiledbvcf_batch.aws import Clients, aws_message, make_clients
 from tiledbvcf_batch.executors import for_record
 from tiledbvcf_batch.executors.base import Executor, describe_fully
-from tiledbvcf_batch.inputs import check_price, check_range, parse_dataset_uri
+from tiledbvcf_batch.inputs import parse_dataset_uri
 from tiledbvcf_batch.record import RunRecord
 from tiledbvcf_batch.storage import Storage
 
@@ -43,11 +43,11 @@ def run_options(command: Callable[..., Any]) -> Callable[..., Any]:
     """RUN, --metadata-s3 and --region, turned into (session, record) for the command."""
 
     @click.argument("run")
-    @click.option(
-        "--metadata-s3", metavar="NAME", help="Where runs are recorded, when RUN is a run id: the bucket or "
-        "s3://bucket/prefix given to batch-ingest.py (for export: --metadata-s3, else the --dest-s3 bucket)."
+    @flags.runs_option(
+        "metadata_s3", help_text="Where runs are recorded, when RUN is a run id: the bucket or s3://bucket/prefix "
+        "given to batch-ingest.py (for export: --metadata-s3, else the --dest-s3 bucket)."
     )  # fmt: skip
-    @click.option("--region", metavar="NAME", help="AWS region (default: the run's).")
+    @flags.runs_option("region", help_text="AWS region (default: the run's).")
     @flags.profile_option
     @functools.wraps(command)
     def wrapper(run: str, metadata_s3: str | None, region: str | None, profile: str | None, **kwargs: Any) -> Any:
@@ -61,18 +61,9 @@ def run_options(command: Callable[..., Any]) -> Callable[..., Any]:
     return wrapper
 
 
-def price_option(command: Callable[..., Any]) -> Callable[..., Any]:
-    return click.option(
-        "--instance-price",
-        type=float,
-        metavar="USD",
-        callback=lambda ctx, param, value: check_price(value),
-        help="Hourly instance price for the cost estimate (default: the run's, else 0.768).",
-    )(command)
-
-
-json_option = click.option(
-    "--json", "as_json", is_flag=True, help="Print the report as one JSON document on stdout (the text goes to stderr)."
+price_option = flags.runs_option("instance_price")
+json_option = flags.runs_option(
+    "as_json", help_text="Print the report as one JSON document on stdout (the text goes to stderr)."
 )
 
 
@@ -151,16 +142,13 @@ def cancel(session: common.Session, record: RunRecord) -> None:
 
 
 @main.command("list")
-@click.option(
-    "--metadata-s3", required=True, metavar="NAME", help="Bucket or s3://bucket/prefix where runs are recorded."
-)
-@click.option("--region", metavar="NAME", help="AWS region.")
+@flags.runs_option("metadata_s3", required=True)
+@flags.runs_option("region")
 @flags.profile_option
-@click.option("--last", type=int, default=20, show_default=True, metavar="N", help="Show the N most recent runs.")
-@click.option("--json", "as_json", is_flag=True, help="The runs as one JSON document (a list) on stdout.")
+@flags.runs_option("last")
+@flags.runs_option("as_json", help_text="The runs as one JSON document (a list) on stdout.")
 def list_runs(metadata_s3: str, region: str | None, profile: str | None, last: int, as_json: bool) -> None:
     """List the runs recorded under --metadata-s3, newest last: state, jobs, duration, target, record."""
-    check_range(last, "--last", 1)
     clients = make_clients(region, profile)
     storage = Storage(clients.s3)
     by_region = {clients.region: clients}
@@ -212,16 +200,14 @@ def unlisted(uri: Any, state: str) -> dict[str, Any]:
 @main.command("dataset")
 @click.argument("dataset_uri", metavar="DATASET_URI")
 @click.option("--samples", "with_samples", is_flag=True, help="Also each sample's name (sorted), one per line.")
-@click.option(
-    "--metadata-s3", metavar="NAME", help="Also the runs recorded there by older versions of batch-ingest.py "
-    "(the runs of this version register beside the dataset, whatever their --metadata-s3)."
+@flags.runs_option(
+    "metadata_s3", help_text="Also the runs recorded there by older versions of batch-ingest.py (the runs of this "
+    "version register beside the dataset, whatever their --metadata-s3)."
 )  # fmt: skip
-@click.option("--region", metavar="NAME", help="AWS region (default: as the AWS CLI finds it, else us-east-1).")
+@flags.runs_option("region", help_text="AWS region (default: as the AWS CLI finds it, else us-east-1).")
 @flags.profile_option
 @flags.tiledb_config_option
-@click.option(
-    "--json", "as_json", is_flag=True, help="Exactly one JSON document on stdout; everything else on stderr."
-)  # fmt: skip
+@flags.runs_option("as_json")
 def dataset_command(
     dataset_uri: str,
     with_samples: bool,

@@ -12,7 +12,7 @@ import io
 import json
 import sys
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, replace
+from dataclasses import dataclass, replace
 from typing import Any, TypeVar
 
 import click
@@ -28,7 +28,7 @@ from tiledbvcf_batch.executors.base import Executor
 from tiledbvcf_batch.executors.jobs import Job, describe_plan, plan_document
 from tiledbvcf_batch.inputs import InputError
 from tiledbvcf_batch.options import ExportOptions, IngestOptions
-from tiledbvcf_batch.plan import BARRIER, CONSOLIDATE, DELETE, Plan, Stage
+from tiledbvcf_batch.plan import CONSOLIDATE, DELETE, Plan, Stage
 from tiledbvcf_batch.prepare import Prepared
 from tiledbvcf_batch.record import DamagedRecord, RunRecord
 from tiledbvcf_batch.storage import Storage, encryption_args
@@ -107,8 +107,8 @@ def run_script(command: click.Command) -> None:
     command(auto_envvar_prefix=ENVVAR_PREFIX)
 
 
-def submitted_line(stage: Stage, jobs: list[Job], ids: list[str]) -> str:
-    """The line the documented scripts print once a stage is submitted (stdout, parsed by scripts)."""
+def submitted_line(stage: Stage, jobs: list[Job], ids: list[str], executor: Executor) -> str:
+    """The line said once a stage is submitted: the documented stages' on stdout (parsed by scripts)."""
     if stage.kind == "create":
         return f"Submitted array creation job {ids[0]}"
     if stage.kind == "register":
@@ -122,11 +122,11 @@ def submitted_line(stage: Stage, jobs: list[Job], ids: list[str]) -> str:
         return f"Submitted sample deletion job {ids[0]} (--replace)"
     if stage.kind == CONSOLIDATE:
         return f"Submitted consolidation job(s) after ingestion batch {stage.batch}: {' '.join(ids)}"
-    return f"Submitted {len(ids)} barrier job(s) after ingestion batch {stage.batch}"
+    return executor.stage_line(stage, ids)  # a stage of the executor's own
 
 
-# Stages of ours, not of the documented system: their Submitted lines stay off stdout.
-UNDOCUMENTED_STAGES = (BARRIER, CONSOLIDATE, DELETE)
+# The documented system's stages. The Submitted lines of the others (ours, the executor's) stay off stdout.
+DOCUMENTED_STAGES = ("create", "register", "ingest", "export")
 
 
 @dataclass
@@ -146,12 +146,10 @@ class Session:
     @classmethod
     def for_request(cls, request: Request[Any, Any]) -> Session:
         """The session the command asks for; its executor is closed (its scratch removed) when the command ends."""
-        aws, opts = request.aws, request.opts
+        aws = request.aws
         clients = make_clients(aws.region, aws.profile)
         storage = Storage(clients.s3, encryption_args(aws.kms_key_id))
-        register = opts.register if isinstance(opts, IngestOptions) else None  # None: export has no --register
-        values = {**asdict(request.where), "vcpus": opts.vcpus, "register": register}
-        executor = executors.for_request(request.where.executor, values, clients)
+        executor = executors.for_request(request.where.executor, request.executor, request.asked(), clients)
         context = click.get_current_context()
         context.call_on_close(executor.close)
         priced = context.get_parameter_source("instance_price") != ParameterSource.DEFAULT
@@ -231,7 +229,7 @@ def submit_run(
         prepared.options,
         region=session.clients.region,
         keep_partial=tail.keep_partial,
-        on_stage=stage_printer(submitted, tail.as_json, say),
+        on_stage=stage_printer(submitted, session.executor, tail.as_json, say),
         sample_names=prepared.sample_names,
         ticker=submit.Ticker(say),
         claim=prepared.claim,
@@ -245,16 +243,18 @@ def invocation() -> tuple[str, ...]:
     return ("python", sys.argv[0], *sys.argv[1:])
 
 
-def stage_printer(submitted: dict[str, list[str]], as_json: bool, say: Callable[[str], None]) -> submit.OnStage:
+def stage_printer(
+    submitted: dict[str, list[str]], executor: Executor, as_json: bool, say: Callable[[str], None]
+) -> submit.OnStage:
     """What to do once a stage is submitted: keep its ids, and print its Submitted line."""
 
     def on_stage(stage: Stage, stage_jobs: list[Job], ids: list[str]) -> None:
         submitted[str(stage)] = ids
-        line = submitted_line(stage, stage_jobs, ids)
-        if stage.kind in UNDOCUMENTED_STAGES:
-            say(line)  # ours, not the documented system's: stderr, and nothing with --quiet
-        else:
+        line = submitted_line(stage, stage_jobs, ids, executor)
+        if stage.kind in DOCUMENTED_STAGES:
             click.echo(line, err=as_json)  # the documented lines: stdout, unless --json takes it
+        else:
+            say(line)  # ours, not the documented system's: stderr, and nothing with --quiet
 
     return on_stage
 

@@ -1,10 +1,11 @@
 """The scripts' options as click sees them, and click's values turned once into typed values.
 
 Every option is declared once, as a field with a ``Flag`` (``tiledbvcf_batch/options.py``): the
-domain's in ``IngestOptions``/``ExportOptions``, the command line's own here (``Where`` the jobs
-run, ``Aws``, and the ``Tail``: what to do with the plan). The click options are made from those
-declarations, and the values click gives become a ``Request`` of those dataclasses, with every
-problem of every option listed at once (exit 2).
+domain's in ``IngestOptions``/``ExportOptions``, each executor's by its registry entry (``Kind.options``:
+the Batch executor's queue, definition and array jobs, the local one's parallelism and tiledbvcf), the
+command line's own here (``Where`` the jobs run, ``Aws``, the ``Tail``: what to do with the plan, and
+``Runs``: batch-runs.py's). The click options are made from those declarations, and the values click
+gives become a ``Request`` of those dataclasses, with every problem of every option listed at once (exit 2).
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from typing import Any, Generic, TypeVar
 import click
 
 from tiledbvcf_batch import executors
+from tiledbvcf_batch.executors.base import Asked
 from tiledbvcf_batch.inputs import Problems, Sample, check_price, parse_region, read_samples_file
 from tiledbvcf_batch.options import (
     ExportOptions,
@@ -38,36 +40,13 @@ TailT = TypeVar("TailT", bound="Tail")
 
 @dataclass(frozen=True)
 class Where:
-    """Where the jobs run: the executor, and what it needs."""
+    """Where the jobs run: the executor. Its own options are its Kind's (``executors.options_of``)."""
 
-    # Only AWS Batch needs these: click cannot require them, since that depends on --executor (see ``missing``).
-    job_queue: str | None = flag(None, metavar="NAME", required_for="batch", help="Name of job queue to use for jobs.")
-    job_definition: str | None = flag(
-        None, metavar="NAME", required_for="batch", help="Name of job definition to use for jobs."
-    )
     executor: str = flag(
         executors.DEFAULT,
         choices=executors.names,
         help="Where the jobs run: AWS Batch, or this machine (the same job commands, with the real tiledbvcf; "
         "implies --wait). Locally, every location may also be a local path.",
-    )
-    max_parallel: int | None = flag(
-        None,
-        metavar="N",
-        low=1,
-        help="With --executor local: jobs at a time (default: the cores divided by the jobs' --vcpus, at least 1).",
-    )
-    array_jobs: bool | None = flag(
-        None,
-        switch="--no-array-jobs",
-        help="On AWS Batch: one array job per stage (its children find their samples by index), or one job per "
-        "task. Default: array jobs when the job definition sets TILEDBVCF_BATCH_ENTRYPOINT (this project's image "
-        "and template do), else one job per task.",
-    )
-    tiledbvcf: str | None = flag(
-        None,
-        metavar="PATH",
-        help="With --executor local: the tiledbvcf to run (default: $TILEDBVCF, else tiledbvcf on PATH).",
     )
 
     @property
@@ -75,12 +54,13 @@ class Where:
         """Paths on this machine are accepted where S3 URIs are (the executor's registry entry says so)."""
         return executors.takes_local_paths(self.executor)
 
-    def missing(self) -> list[str]:
-        """The options this executor needs that were not given, as click words a missing option."""
+    def missing(self, given: Any) -> list[str]:
+        """The options this executor needs that were not ``given`` (its options), as click words a missing option."""
+        fields = flags_of(type(given)) if given is not None else []
         return [
             f"Missing option '{spec.option(f.name)}'. (see --help)"
-            for f, spec in flags_of(Where)
-            if spec.required_for == self.executor and not getattr(self, f.name)
+            for f, spec in fields
+            if spec.required_for == self.executor and not getattr(given, f.name)
         ]
 
 
@@ -136,13 +116,37 @@ class Tail:
 
 
 @dataclass(frozen=True)
+class Runs:
+    """batch-runs.py's own options: each command takes those it needs (``runs_option``), worded for what it does."""
+
+    metadata_s3: str | None = flag(None, metavar="NAME", help="Bucket or s3://bucket/prefix where runs are recorded.")
+    region: str | None = flag(None, metavar="NAME", help="AWS region.")
+    instance_price: float | None = flag(
+        None,
+        metavar="USD",
+        check=check_price,
+        help=f"Hourly instance price for the cost estimate (default: the run's, else {DEFAULT_INSTANCE_PRICE}).",
+    )
+    last: int = flag(20, metavar="N", low=1, help="Show the N most recent runs.")
+    as_json: bool = flag(
+        False, names=("--json",), help="Exactly one JSON document on stdout; everything else on stderr."
+    )
+
+
+@dataclass(frozen=True)
 class Request(Generic[Opts, TailT]):
     """A command line, typed: the domain's options, where the jobs run, AWS, and what to do with the plan."""
 
     opts: Opts
     where: Where
+    executor: Any  # the chosen executor's own options (an instance of its Kind's ``options``), None if none
     aws: Aws
     tail: TailT
+
+    def asked(self) -> Asked:
+        """What the run asks of its executor, beside the executor's own options."""
+        register = self.opts.register if isinstance(self.opts, IngestOptions) else None  # None: export has none
+        return Asked(self.opts.vcpus, register)
 
 
 def request_from(
@@ -150,10 +154,13 @@ def request_from(
 ) -> Request[Opts, TailT]:
     """click's values (``given``, by parameter name) as a Request; the problems collected, not raised."""
     where = options_from(Where, given, problems)
-    problems.found += where.missing()
+    kind_options = executors.options_of(where.executor)
+    executor = options_from(kind_options, given, problems) if kind_options is not None else None
+    problems.found += where.missing(executor)
     request = Request(
         options_from(options, given, problems, local=where.local),
         where,
+        executor,
         options_from(Aws, given, problems),
         options_from(tail, given, problems),
     )
@@ -184,9 +191,14 @@ def export_request(given: Mapping[str, Any], tail: type[TailT]) -> Request[Expor
 
 
 def click_options(order: Sequence[str], *classes: type) -> Decorator:
-    """The options of ``classes``, every one of them, listed in --help in the ``order`` of their field names."""
+    """The options of ``classes`` and of every registered executor, listed in --help in the ``order`` of their field
+    names; an executor's options the order does not name follow --executor."""
+    classes = (*classes, *executors.option_classes())
     fields = [(cls, f, spec) for cls in classes for f, spec in flags_of(cls)]
     declared = {f.name: (cls, f, spec) for cls, f, spec in fields}
+    executors_own = [f.name for cls in executors.option_classes() for f, _ in flags_of(cls) if f.name not in order]
+    at = list(order).index("executor") + 1 if "executor" in order else len(order)
+    order = [*order[:at], *executors_own, *order[at:]]
     if sorted(order) != sorted(declared) or len(fields) != len(declared):  # none forgotten, none declared twice
         raise ValueError(f"the options of {[cls.__name__ for cls in classes]} are not those of the order {order}")
     made = [click_option(*declared[name]) for name in order]
@@ -201,11 +213,24 @@ def click_options(order: Sequence[str], *classes: type) -> Decorator:
 
 def click_option_of(cls: type, name: str) -> Decorator:
     """One option of ``cls``, for a command that takes it alone (batch-runs.py's --profile, say)."""
-    f, spec = next((f, spec) for f, spec in flags_of(cls) if f.name == name)
+    f, spec = field_of(cls, name)
     return click_option(cls, f, spec)
 
 
-def click_option(cls: type, f: dataclasses.Field[Any], spec: Flag) -> Decorator:
+def field_of(cls: type, name: str) -> tuple[dataclasses.Field[Any], Flag]:
+    return next((f, spec) for f, spec in flags_of(cls) if f.name == name)
+
+
+def runs_option(name: str, *, help_text: str | None = None, required: bool = False) -> Decorator:
+    """One of batch-runs.py's options (``Runs``), with the command's own ``help_text`` if given; its value is checked
+    as declared (range, check) when click reads it: an InputError then, as any command's (exit 2)."""
+    f, spec = field_of(Runs, name)
+    spec = dataclasses.replace(spec, help=help_text or spec.help, required=required)
+    option = spec.option(f.name)
+    return click_option(Runs, f, spec, callback=lambda ctx, param, value: spec.value_of(value, option, False))
+
+
+def click_option(cls: type, f: dataclasses.Field[Any], spec: Flag, **more: Any) -> Decorator:
     names = list(spec.names or (option_name(f.name),))
     if spec.switch:
         names[0] = f"{names[0]}/{spec.switch}"
@@ -227,9 +252,18 @@ def click_option(cls: type, f: dataclasses.Field[Any], spec: Flag) -> Decorator:
         f.name,
         metavar=spec.metavar,
         required=spec.required,
-        help=spec.help + ("  [required]" if spec.required_for else ""),  # as click shows a required option
+        help=help_of(spec),
         **typed,
+        **more,
     )
+
+
+def help_of(spec: Flag) -> str:
+    """The help text; a default the executor picks is said by each executor, a required_for option shown
+    [required] as click shows a required option."""
+    if spec.executor_default:
+        return f"{spec.help} Default: the executor's ({executors.scratch_defaults()})."
+    return spec.help + ("  [required]" if spec.required_for else "")
 
 
 class LazyChoice(click.Choice):

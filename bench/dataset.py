@@ -340,8 +340,9 @@ def measure(args: argparse.Namespace, server: Server, uris: list[str], expected:
     problems, names = preflight.check_headers(clients.s3, samples)
     row(f"header reads of {len(samples)} new samples (check_headers)", start)
     assert not problems and len(names) == len(samples), problems[:3]
-    opts = IngestOptions(parse_dataset_uri(DATASET), str(path), S3Uri("bucket2-name"), num_jobs=args.num_jobs)
     executor = BatchExecutor(clients, local_aws.JOB_QUEUE, local_aws.JOB_DEFINITION, array_jobs=True)
+    opts = IngestOptions(parse_dataset_uri(DATASET), str(path), S3Uri("bucket2-name"), num_jobs=args.num_jobs,
+                         scratch_path=executor.default_scratch())  # fmt: skip
     windows: list[tuple[float, float, str]] = []
     read = dataset.reader_for(clients.s3, None, clients.region, args.tiledb_config)
 

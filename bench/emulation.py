@@ -32,7 +32,7 @@ from preflight import BUCKET, Body, Listings  # noqa: E402  (bench/preflight.py)
 
 import local_aws  # noqa: E402
 from tiledbvcf_batch import prepare  # noqa: E402
-from tiledbvcf_batch.commands import ENTRYPOINT_VARIABLE  # noqa: E402
+from tiledbvcf_batch.arraytasks import ENTRYPOINT_VARIABLE  # noqa: E402
 from tiledbvcf_batch.dataset import REGISTRY_SUFFIX  # noqa: E402
 from tiledbvcf_batch.executors.batch import BatchExecutor  # noqa: E402
 from tiledbvcf_batch.executors.jobs import Job  # noqa: E402

@@ -127,7 +127,8 @@ def run_client(mode: str, path: Path, num_jobs: int, meter: Meter) -> ClientRun:
     executor = MeteredExecutor(clients, local_aws.JOB_QUEUE, local_aws.JOB_DEFINITION,
                                pacer=Pacer(SUBMITS_PER_SECOND, sleep=meter.pace), array_jobs=mode == "array",
                                meter=meter)  # fmt: skip
-    opts = IngestOptions(S3Uri("my-bucketname", f"{mode}-dataset"), str(path), METADATA, num_jobs=num_jobs)
+    opts = IngestOptions(S3Uri("my-bucketname", f"{mode}-dataset"), str(path), METADATA, num_jobs=num_jobs,
+                         scratch_path=executor.default_scratch())  # fmt: skip
     with meter.phase_of("parse"):
         samples = read_samples_file(str(path))
     with meter.phase_of("preflight"), inner_timed(meter):
@@ -263,9 +264,10 @@ def planner_child(args: argparse.Namespace) -> dict[str, Any]:
     """The planner alone: ingest_batches, plan_ingest and the executor's submissions, on --samples samples."""
     samples = [Sample(f"s3://{BUCKET}/{sample_key(i, args.directories)}") for i in range(args.samples)]
     prefix = METADATA.child("tiledbvcf-batch/runs/bench/")
-    opts = IngestOptions(S3Uri("my-bucketname", "dataset"), "samples.txt", METADATA, num_jobs=args.num_jobs)
     executor = BatchExecutor(Clients(local_aws.REGION, None, None, None), local_aws.JOB_QUEUE,
                              local_aws.JOB_DEFINITION, array_jobs=args.mode == "array")  # fmt: skip
+    opts = IngestOptions(S3Uri("my-bucketname", "dataset"), "samples.txt", METADATA, num_jobs=args.num_jobs,
+                         scratch_path=executor.default_scratch())  # fmt: skip
     before = rss_now()
     start = time.perf_counter()
     batches, notes = ingest_batches(samples, opts, prefix)

@@ -13,7 +13,7 @@ that Batch marks the job FAILED (and retries it).
 Every other command is handed to tiledbvcf with ``exec`` as it is.
 
 An array job's child (its ``-f`` names the stage's task file and the array index placeholder,
-see ``tiledbvcf_batch.commands``) first takes its own entry of the task file by
+see ``tiledbvcf_batch.arraytasks``) first takes its own entry of the task file by
 ``AWS_BATCH_JOB_ARRAY_INDEX`` and writes that task's samples file; after tiledbvcf succeeded it
 writes the task's done marker, the ledger's proof that the samples are in (exit 1 if it cannot).
 
@@ -80,14 +80,12 @@ if __name__ == "__main__" and (early := listing_command(sys.argv[1:])):
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
+from tiledbvcf_batch.arraytasks import ARRAY_INDEX_VARIABLE, array_task_file, task_of  # noqa: E402
 from tiledbvcf_batch.commands import (  # noqa: E402  (after the early listing)
-    ARRAY_INDEX_VARIABLE,
     OPTION_NAMES,
-    array_task_file,
     delivers,
     option,
     scratch_dir,
-    task_of,
     with_own_scratch,
     with_value,
 )

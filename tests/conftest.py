@@ -30,7 +30,7 @@ import local_aws  # noqa: E402
 from stub_executor import START  # noqa: E402
 from tiledbvcf_batch.aws import Clients  # noqa: E402
 from tiledbvcf_batch.dataset import DatasetView  # noqa: E402
-from tiledbvcf_batch.executors.batch import BatchExecutor  # noqa: E402
+from tiledbvcf_batch.executors.batch import SCRATCH_PATH, BatchExecutor  # noqa: E402
 from tiledbvcf_batch.inputs import Sample  # noqa: E402
 from tiledbvcf_batch.options import ExportOptions, IngestOptions  # noqa: E402
 from tiledbvcf_batch.plan import Plan, ingest_batches, plan_ingest  # noqa: E402
@@ -170,6 +170,13 @@ def http_answer(request: Any, status: int, body: bytes) -> AWSResponse:
     return AWSResponse(request.url, status, {}, Raw(body))
 
 
+def text_file(directory: Path, text: str, name: str = "bad.txt") -> str:
+    """The path of a file of ``text`` in ``directory`` (a samples or names file a test gets wrong on purpose)."""
+    path = directory / name
+    path.write_text(text)
+    return str(path)
+
+
 @pytest.fixture
 def samples_file(tmp_path: Path) -> Callable[[int], Path]:
     """Write a samples file of ``n`` sample URIs (their objects exist in the emulated S3)."""
@@ -291,8 +298,23 @@ REQUIRED_OPTIONS: dict[type, dict[str, Any]] = {
 
 
 def options(kind: type[Options], **changes: Any) -> Options:
-    """IngestOptions or ExportOptions of the README's examples, with ``changes``."""
-    return kind(**{**REQUIRED_OPTIONS[kind], **changes})
+    """IngestOptions or ExportOptions of the README's examples, with ``changes``: as the command line completes
+    them (the scratch directory the Batch executor picks where --scratch-path is not given)."""
+    return kind(**{**REQUIRED_OPTIONS[kind], "scratch_path": SCRATCH_PATH, **changes})
+
+
+PLAN_PREFIX = S3Uri("meta", "tiledbvcf-batch/runs/ingest-r1/")
+
+
+def ingest_plan(
+    samples: int, num_jobs: int, incremental: int = 1, create: bool = True, consolidate: bool = False
+) -> Plan:
+    """An ingestion plan "ingest-r1" of ``samples`` samples (s3://in/s000000.bcf, ...) into s3://b/ds, recorded
+    under PLAN_PREFIX."""
+    opts = options(IngestOptions, dataset_uri=S3Uri("b", "ds"), metadata_s3=S3Uri("meta"), num_jobs=num_jobs,
+                   incremental=incremental, create_dataset=create, consolidate=consolidate)  # fmt: skip
+    batches, _ = ingest_batches([Sample(f"s3://in/s{i:06d}.bcf") for i in range(samples)], opts, PLAN_PREFIX)
+    return plan_ingest(opts, batches, "ingest-r1", PLAN_PREFIX)
 
 
 def local_ingest_plan(root: Path, samples: int = 3, **changes: Any) -> Plan:

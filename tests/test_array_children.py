@@ -7,13 +7,14 @@ the emulated S3. Run whenever TILEDBVCF names a tiledbvcf (``.ci/run`` unpacks .
 from __future__ import annotations
 
 import subprocess
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import boto3
 
 import cohort
-from conftest import listed, needs_tiledbvcf, run_entrypoint
-from tiledbvcf_batch.commands import ARRAY_INDEX_VARIABLE
+from conftest import listed, needs_tiledbvcf, options, run_entrypoint
+from tiledbvcf_batch.arraytasks import ARRAY_INDEX_VARIABLE
 from tiledbvcf_batch.executors.batch import BatchExecutor
 from tiledbvcf_batch.executors.jobs import Job
 from tiledbvcf_batch.inputs import Sample, parse_dataset_uri
@@ -48,11 +49,11 @@ def upload(s3, jobs: list[Job]) -> None:
             s3.put_object(Bucket=job.manifest.uri.bucket, Key=job.manifest.uri.key, Body=job.manifest.body())
 
 
-class Forgotten:
-    """An executor that describes nothing (Batch forgot the jobs): only the done markers are left."""
+@dataclass
+class Forgotten(BatchExecutor):
+    """The Batch executor once Batch forgot the jobs (it describes nothing): only the done markers are left."""
 
-    def __init__(self):
-        self.asked: list[str] = []
+    asked: list[str] = field(default_factory=list)
 
     def describe(self, ids):
         self.asked += ids
@@ -86,7 +87,7 @@ def test_array_children_ingest_and_export_through_the_entrypoint(tmp_path: Path,
     # Each child recorded its success itself: the ledger needs nothing from Batch to count the samples in.
     record = RunRecord.new(plan, ARRAYS.recorded(plan, jobs), {}, ARRAYS.settings(), "us-east-1")
     record.set_job_ids({"create": "c", "ingest-1-array": "p"})
-    forgotten = Forgotten()
+    forgotten = Forgotten(None, "q", "jd")
     states = job_states(record, Storage(s3), forgotten)
     assert not [job_id for job_id in forgotten.asked if job_id.startswith("p:")]  # the markers are proof enough
     assert {key: state for key, state in states.items() if key.startswith("ingest")} == dict.fromkeys(
@@ -115,7 +116,7 @@ def test_array_children_ingest_and_export_through_the_entrypoint(tmp_path: Path,
 
 
 def test_an_array_command_outside_an_array_job_is_refused(tmp_path: Path):
-    opts = IngestOptions(LocalPath(str(tmp_path / "ds")), "samples.txt", S3Uri("bucket2-name"), num_jobs=2)
+    opts = options(IngestOptions, dataset_uri=LocalPath(str(tmp_path / "ds")), num_jobs=2)
     prefix = run_prefix_for(opts.metadata_s3, "ingest-x")
     batches, _ = ingest_batches([Sample(f"/in/{i}.bcf") for i in range(4)], opts, prefix)
     (array,) = [job for job in ARRAYS.submissions(plan_ingest(opts, batches, "ingest-x", prefix)) if job.is_array]

@@ -8,26 +8,12 @@ from typing import Any
 import pytest
 
 import local_aws
-from conftest import base, calls_of, make_dataset, record_of
+from conftest import base, calls_of, ingest_plan, make_dataset, record_of
+from tiledbvcf_batch.arraytasks import ARRAY_INDEX, ENTRYPOINT_VARIABLE, tasks_in
 from tiledbvcf_batch.aws import Clients
-from tiledbvcf_batch.commands import ARRAY_INDEX, ENTRYPOINT_VARIABLE, tasks_in
 from tiledbvcf_batch.executors.arrays import MAX_ARRAY_SIZE, as_arrays
 from tiledbvcf_batch.executors.batch import BatchExecutor, payload
-from tiledbvcf_batch.inputs import Sample
-from tiledbvcf_batch.options import IngestOptions
-from tiledbvcf_batch.plan import ingest_batches, plan_ingest
-from tiledbvcf_batch.storage import S3Uri
 from tiledbvcf_batch.watch import wait_for_jobs
-
-PREFIX = S3Uri("meta", "tiledbvcf-batch/runs/ingest-r1/")
-
-
-def ingest_plan(samples: int, num_jobs: int, incremental: int = 1, create: bool = True, consolidate: bool = False):
-    opts = IngestOptions(S3Uri("b", "ds"), "samples.txt", S3Uri("meta"), num_jobs=num_jobs, incremental=incremental,
-                         create_dataset=create, consolidate=consolidate)  # fmt: skip
-    uris = [Sample(f"s3://in/s{i:06d}.bcf") for i in range(samples)]
-    batches, _ = ingest_batches(uris, opts, PREFIX)
-    return plan_ingest(opts, batches, "ingest-r1", PREFIX)
 
 
 def test_each_stage_is_one_array_after_the_previous_stage_no_barriers():

@@ -6,11 +6,8 @@ import pytest
 
 from conftest import DATASET, options
 from tiledbvcf_batch.commands import (
-    ARRAY_MARK,
     CONSOLIDATION_STEPS,
     DELETE_NAMES_CHARS,
-    array_args,
-    array_task_file,
     consolidation_commands,
     count_only_command,
     create_command,
@@ -21,8 +18,6 @@ from tiledbvcf_batch.commands import (
     register_command,
     scratch_dir,
     store_command,
-    task_file_body,
-    task_of,
     with_own_scratch,
 )
 from tiledbvcf_batch.options import ExportOptions, IngestOptions
@@ -133,14 +128,3 @@ def test_an_export_names_its_delivery_file_and_its_count_asks_only_the_absent_sa
         "export", "-u", "s3://my-bucketname/test-vcf-dataset", "-f", "/tmp/absent.txt",
         "-R", "s3://my-bucketname/bedfiles/sorted1000000.bed", "-c", "--tiledb-config", "vfs.s3.region=us-east-1",
     ]  # fmt: skip
-
-
-def test_an_array_child_finds_its_task_by_its_index():
-    task_file = "s3://bucket2-name/tiledbvcf-batch/runs/r1/tasks-ingest-1.json"
-    args = array_args(store_command(options(IngestOptions), MANIFEST), task_file)
-    assert args[args.index("-f") + 1] == task_file + ARRAY_MARK and array_task_file(args) == task_file
-    assert array_task_file(store_command(options(IngestOptions), MANIFEST)) is None  # a plain job
-    body = task_file_body([{"key": "ingest-1-1", "lines": ["s3://b/a.bcf"]}, {"key": "ingest-1-2", "lines": []}])
-    assert task_of(body, 1)["key"] == "ingest-1-2"
-    with pytest.raises(ValueError, match="array index 2 is outside the task file's 2 tasks"):
-        task_of(body, 2)

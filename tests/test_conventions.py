@@ -51,6 +51,7 @@ def test_help_shows_defaults_and_what_retries_1_does(command):
     assert "With 1, a job is retried only when its host went away (a Spot reclaim), up to 3 attempts" in text
     assert "[default:AWS_REGION,elseyourAWSconfiguration's,elseus-east-1]" in text.replace(" ", "")
     assert "--version" in text and "--profile NAME" in text
+    assert "Default: the executor's (batch: /data; local: a temporary directory of the run)." in text
 
 
 def test_ingest_help_names_the_prefix_form_of_metadata_s3():

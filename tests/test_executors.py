@@ -7,13 +7,17 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+import click
 import pytest
+from click.testing import CliRunner
 
-from conftest import DATASET, base, invoke, load_script, record_of
+import flags
+from conftest import DATASET, base, ingest_plan, invoke, load_script, record_of
 from hints import interrupted_message
 from tiledbvcf_batch import executors
 from tiledbvcf_batch.executors.arrays import as_arrays
 from tiledbvcf_batch.executors.base import (
+    Asked,
     Attempt,
     CancelOutcome,
     Executor,
@@ -26,14 +30,12 @@ from tiledbvcf_batch.executors.base import (
 from tiledbvcf_batch.executors.batch import BatchExecutor, with_barriers
 from tiledbvcf_batch.executors.jobs import Job, RecordedJob
 from tiledbvcf_batch.executors.local import LocalExecutor
-from tiledbvcf_batch.inputs import Sample
-from tiledbvcf_batch.options import IngestOptions
-from tiledbvcf_batch.plan import ingest_batches, plan_ingest
+from tiledbvcf_batch.inputs import Problems
+from tiledbvcf_batch.options import IngestOptions, flag
+from tiledbvcf_batch.plan import Stage
 from tiledbvcf_batch.record import DamagedRecord, RunRecord
-from tiledbvcf_batch.storage import S3Uri
 
 RUNS = load_script("batch-runs.py")
-PREFIX = S3Uri("meta", "tiledbvcf-batch/runs/ingest-r1/")
 
 
 # -- A third executor, registered by a test: selectable, recorded, made again from its record ----------------
@@ -87,8 +89,8 @@ class Instant(Executor):
 def instant() -> Any:
     made: list[Instant] = []
 
-    def from_request(values: Any, clients: Any) -> Instant:
-        made.append(Instant(note=f"asked with {values['vcpus']} vCPUs"))
+    def from_request(given: None, asked: Any, clients: Any) -> Instant:
+        made.append(Instant(note=f"asked with {asked.vcpus} vCPUs"))
         return made[-1]
 
     def from_settings(settings: Any, clients: Any) -> Instant:
@@ -128,6 +130,43 @@ def test_a_registered_executor_is_selectable_recorded_and_made_again_from_its_re
     assert "- Total cost estimate $0.00" in status.stdout  # it bills no instances: priced 0 unless asked
 
 
+@dataclass(frozen=True)
+class QuickOptions:
+    speed: int | None = flag(None, metavar="N", low=1, required_for="quick", help="How fast the quick executor is.")
+
+
+def test_an_executor_declares_its_own_options_which_the_command_line_offers_and_gives_it_typed():
+    made: list[tuple[Any, Asked]] = []
+
+    def from_request(given: QuickOptions, asked: Asked, clients: Any) -> Instant:
+        made.append((given, asked))
+        return Instant(note="quick")
+
+    executors.register(Kind("quick", from_request, lambda settings, clients: Instant("quick"), settings={},
+                            command_line=lambda settings: ["--executor", "quick"], options=QuickOptions))  # fmt: skip
+    try:
+
+        @click.command()
+        @flags.click_options(("executor",), flags.Where)
+        def command(**given: Any) -> None:
+            pass
+
+        # Options the script's order does not name follow --executor: the registered kinds' own, in their order.
+        assert [param.name for param in command.params] == [
+            "executor", "job_queue", "job_definition", "array_jobs", "max_parallel", "tiledbvcf", "speed"
+        ]  # fmt: skip
+        assert "How fast the quick executor is.  [required]" in CliRunner().invoke(command, ["--help"]).output
+        given = {"dataset_uri": "s3://bkt/ds", "samples": "s.txt", "metadata_s3": "meta", "executor": "quick"}
+        problems = Problems()
+        request = flags.request_from(given, IngestOptions, flags.Tail, problems)
+        assert problems.found == ["Missing option '--speed'. (see --help)"]
+        request = flags.request_from({**given, "speed": 3, "vcpus": 2}, IngestOptions, flags.Tail, Problems())
+        executors.for_request(request.where.executor, request.executor, request.asked(), None)
+        assert made == [(QuickOptions(3), Asked(2, False))]  # typed
+    finally:
+        del executors.KINDS["quick"]
+
+
 def test_a_record_names_the_settings_its_kind_needs(instant):
     document = {"run_id": "ingest-r1", "kind": "ingest", "created_at": "2027-01-15T08:00:00+00:00",
                 "region": "us-east-1", "target": DATASET, "record": "s3://m/run.json", "options": {},
@@ -163,12 +202,6 @@ def test_each_executor_says_whether_it_blocks_and_what_its_scratch_is(tmp_path, 
 
 
 # -- A job is not a task: plain, array, barrier ------------------------------------------------------------------
-
-
-def ingest_plan(samples: int, num_jobs: int):
-    opts = IngestOptions(S3Uri("b", "ds"), "samples.txt", S3Uri("meta"), num_jobs=num_jobs, consolidate=False)
-    batches, _ = ingest_batches([Sample(f"s3://in/s{i}.bcf") for i in range(samples)], opts, PREFIX)
-    return plan_ingest(opts, batches, "ingest-r1", PREFIX)
 
 
 def test_a_plain_job_runs_its_one_task():
@@ -218,6 +251,14 @@ def test_a_barrier_job_runs_no_task():
     assert jobs[-1].after == tuple(job.key for job in barriers)
     (entry,) = RunRecord.new(plan, BatchExecutor(None, "q", "jd").recorded(plan, barriers[:1]), {}, {}, "r").jobs
     assert (entry.stage, entry.manifest, entry.samples, len(entry.depends_on)) == ("gate-1", None, [], 13)
+
+
+def test_the_barrier_stage_is_the_batch_executor_s_own_label_and_line():
+    """Registered with the Batch executor's Kind: the neutral texts label it, and its Submitted line is Batch's."""
+    assert executors.KINDS["batch"].stages == {"gate": "batch barrier"} and executors.KINDS["local"].stages == {}
+    assert Stage.parse("gate-2").label == "batch barrier 2"
+    line = BatchExecutor(None, "q", "jd").stage_line(Stage("gate", 2), ["a", "b"])
+    assert line == "Submitted 2 barrier job(s) after ingestion batch 2"
 
 
 # -- What Batch's reasons mean, said by the Batch executor ------------------------------------------------------

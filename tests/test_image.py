@@ -20,7 +20,8 @@ import pytest
 
 from conftest import ENTRYPOINT, ROOT, image_env, install_standin, run_entrypoint
 from samplefiles import bgzip_vcf
-from tiledbvcf_batch.commands import ARRAY_INDEX_VARIABLE, ARRAY_MARK, task_file_body, without
+from tiledbvcf_batch.arraytasks import ARRAY_INDEX_VARIABLE, ARRAY_MARK, task_file_body
+from tiledbvcf_batch.commands import without
 from tiledbvcf_batch.jobcheck import lock_file, started_marker
 from tiledbvcf_batch.options import ExportOptions
 from tiledbvcf_batch.plan import plan_export
@@ -124,7 +125,7 @@ def test_the_command_batch_export_submits_works_through_the_entrypoint(aws, stan
         output_format="v",
     )  # fmt: skip
     plan = plan_export(opts, ["S1", "S2", "S3"], "r", S3Uri("my-bucketname", "runs/r/"))
-    for manifest in [*plan.files, *plan.manifests()]:  # what batch-export.py uploads before it submits
+    for manifest in plan.manifests():  # what batch-export.py uploads before it submits
         aws.s3.put_object(Bucket=manifest.uri.bucket, Key=manifest.uri.key, Body=manifest.body())
     monkeypatch.setenv("STANDIN_NAMES", "S1,S2,S3")  # what the stand-in writes (it reads no names file on S3)
     assert entrypoint.main(list(plan.tasks[0].args), s3=aws.s3) == 0
@@ -147,17 +148,17 @@ def test_the_command_batch_export_submits_works_through_the_entrypoint(aws, stan
 def test_every_other_command_runs_unchanged_with_a_scratch_directory_of_its_own(standin, tmp_path):
     scratch, calls = standin
     legacy = ["store", "-u", "s3://b/ds", "-f", "s3://b/m.txt", "--remove-sample-file"]  # no --resume: no check
-    assert subprocess.run([*ENTRYPOINT, *legacy], env=image_env()).returncode == 0
+    assert run_entrypoint(legacy).returncode == 0
     # Two jobs on one instance share /data: each gets a directory of its own there, removed afterwards.
     dataset, manifest = str(tmp_path / "ds"), sample_manifest(tmp_path, ["A"])
     with_scratch = ["store", "-u", dataset, "-d", str(scratch), "-s", "100", "-f", manifest, "--resume"]
-    assert subprocess.run([*ENTRYPOINT, *with_scratch], env=image_env(STANDIN_EXIT="2")).returncode == 2
+    assert run_entrypoint(with_scratch, STANDIN_EXIT="2").returncode == 2
     names = names_file(tmp_path, ["A"])
     local_export = [
         "export", "-u", "s3://b/ds", "-f", names, "--sample-partition", "0:1",
         "-d", str(tmp_path), "--upload-dir", str(tmp_path / "up"),
     ]  # fmt: skip
-    assert subprocess.run([*ENTRYPOINT, *local_export], env=image_env(STANDIN_EXIT="3")).returncode == 3
+    assert run_entrypoint(local_export, STANDIN_EXIT="3").returncode == 3
     first, listing, second, third = calls()
     assert first == legacy
     assert listing == ["list", "-u", dataset]  # the job check, before the store

@@ -7,7 +7,7 @@ import re
 
 import pytest
 
-from conftest import DATASET, UUID, base, record_of
+from conftest import DATASET, UUID, base, record_of, text_file
 from tiledbvcf_batch.executors.batch import MAX_DEPENDS_ON
 from tiledbvcf_batch.inputs import parse_dataset_uri
 from tiledbvcf_batch.record import RunRecord, dataset_index
@@ -355,12 +355,6 @@ def test_dry_run_prints_the_plan_and_submits_nothing(aws, samples_file, run_inge
     assert result.stderr.splitlines()[0] == "Checking 5 samples and their indexes, the job queue and the buckets"
 
 
-def write(tmp_path, text):
-    path = tmp_path / "bad.txt"
-    path.write_text(text)
-    return str(path)
-
-
 # The checks of options and files are unit tests (test_inputs.py); these need AWS, or are click's own. One of
 # them, --num-jobs 0, shows the wiring of every problem found before any AWS call.
 BAD_INPUTS = [
@@ -398,7 +392,7 @@ def test_missing_required_option_is_one_line(aws, run_ingest):
 
 
 def test_every_problem_is_listed(aws, tmp_path, run_ingest):
-    samples = write(tmp_path, "http://x/a.bcf\ns3://bucket-name/b.bcf\ns3://bucket-name/b.bcf\n")
+    samples = text_file(tmp_path, "http://x/a.bcf\ns3://bucket-name/b.bcf\ns3://bucket-name/b.bcf\n")
     result = run_ingest("--dataset-uri", DATASET, "--samples", samples, "--metadata-s3", "bucket2-name")
     assert result.exit_code == 2
     assert len(result.stderr.splitlines()) == 2

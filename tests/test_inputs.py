@@ -11,7 +11,10 @@ import dataclasses
 import pytest
 
 import flags
+from conftest import text_file
 from tiledbvcf_batch.commands import redact_config
+from tiledbvcf_batch.executors.base import Asked
+from tiledbvcf_batch.executors.local_setup import LocalOptions
 from tiledbvcf_batch.inputs import InputError, Problems, parse_metadata_location, parse_sample_names, parse_samples
 from tiledbvcf_batch.options import ExportOptions, IngestOptions, options_from
 from tiledbvcf_batch.storage import LocalPath, S3Uri
@@ -59,7 +62,7 @@ def test_option_fields_keep_the_flag_names(tmp_path):
     assert str(opts.dataset_uri) == "s3://bkt/ds"  # the spelling commands, records and the index hash see
     assert (opts.scratch_size, opts.vcpus, opts.memory, opts.store_threads) == (0, 8, 100, 8)
     assert [s.uri for s in parsed] == ["s3://bkt/a.bcf"]
-    assert (request.where.job_queue, request.where.executor, request.aws.region) == ("q", "batch", None)
+    assert (request.executor.job_queue, request.where.executor, request.aws.region) == ("q", "batch", None)
 
 
 def test_every_input_problem_at_once(tmp_path):
@@ -91,25 +94,21 @@ def test_queue_and_definition_are_required_for_batch_only(tmp_path):
         "Missing option '--job-definition'. (see --help)",
     ]
     assert "is not an S3 URI" in problems[2]  # Batch mode refuses local paths
-    request, parsed = flags.ingest_request({**given, "executor": "local"}, flags.Tail)
+    request, parsed = flags.ingest_request({**given, "executor": "local", "max_parallel": 2}, flags.Tail)
     assert request.opts.dataset_uri == LocalPath(str(tmp_path / "ds")) and parsed[0].uri == str(tmp_path / "a.bcf")
-
-
-def write(tmp_path, text):
-    path = tmp_path / "bad.txt"
-    path.write_text(text)
-    return str(path)
+    assert request.executor == LocalOptions(max_parallel=2)  # the executor's own options, typed
+    assert request.asked() == Asked(vcpus=16, register=False)
 
 
 BAD_INGEST = [
     (lambda p: {"samples": str(p / "none.txt")}, "--samples: cannot read"),
-    (lambda p: {"samples": write(p, "\n\n")}, "lists no samples"),
-    (lambda p: {"samples": write(p, "s3://bucket-name/a.bcf\n/local/b.bcf\n")},
+    (lambda p: {"samples": text_file(p, "\n\n")}, "lists no samples"),
+    (lambda p: {"samples": text_file(p, "s3://bucket-name/a.bcf\n/local/b.bcf\n")},
      "line 2: sample '/local/b.bcf' is not an S3 URI"),
-    (lambda p: {"samples": write(p, "s3://bucket-name/a.bcf\ns3://bucket-name/a.bcf\n")}, "line 2 repeats line 1"),
-    (lambda p: {"samples": write(p, "s3://bucket-name/a.bcf\tx\ty\n")}, "3 tab-separated fields"),
-    (lambda p: {"samples": write(p, "s3://bucket-name/a\x00.bcf\n")}, "control character"),
-    (lambda p: {"samples": write(p, "\ufeffs3://bucket-name/a.bcf\n")}, "starts with a byte-order mark (BOM)"),
+    (lambda p: {"samples": text_file(p, "s3://bucket-name/a.bcf\ns3://bucket-name/a.bcf\n")}, "line 2 repeats line 1"),
+    (lambda p: {"samples": text_file(p, "s3://bucket-name/a.bcf\tx\ty\n")}, "3 tab-separated fields"),
+    (lambda p: {"samples": text_file(p, "s3://bucket-name/a\x00.bcf\n")}, "control character"),
+    (lambda p: {"samples": text_file(p, "\ufeffs3://bucket-name/a.bcf\n")}, "starts with a byte-order mark (BOM)"),
     (lambda p: {"dataset_uri": "/local/dataset"}, "--dataset-uri '/local/dataset' is not an S3 URI"),
     (lambda p: {"dataset_uri": "s3://my-bucketname"}, "names a bucket but no object"),
     (lambda p: {"dataset_uri": "s3://my-bucketname/" + "d" * 900}, "S3 keys are at most 1,024 bytes"),

@@ -32,10 +32,13 @@ TILEDBVCF_FLAGS = {
 
 
 def imports(path: Path) -> set[str]:
-    """Modules imported, package-relative imports resolved to their module path (e.g. ``executors/base``)."""
+    """Modules imported, package-relative imports resolved to their module path (e.g. ``executors/base``).
+
+    ``from .executors import base`` imports ``executors/__init__`` and ``executors/base``; ``from . import
+    executors`` imports the package's ``__init__`` and ``executors/__init__`` (the registry).
+    """
     found = set()
-    module = path.relative_to(PACKAGE).with_suffix("").as_posix()
-    here = module.split("/")[:-1]
+    here = path.relative_to(PACKAGE).with_suffix("").as_posix().split("/")[:-1]
     for node in ast.walk(ast.parse(path.read_text())):
         if isinstance(node, ast.Import):
             found.update(alias.name for alias in node.names)
@@ -44,9 +47,20 @@ def imports(path: Path) -> set[str]:
                 found.add(node.module or "")
                 continue
             base = here[: len(here) - node.level + 1]
-            target = "/".join([*base, *(node.module or "").split(".")]).strip("/")
-            found.add(target if target + ".py" in {p + ".py" for p in MODULES} else target + "/__init__")
+            target = "/".join([*base, *(node.module.split(".") if node.module else [])])
+            if target in MODULES:
+                found.add(target)
+                continue
+            found.add(f"{target}/__init__" if target else "__init__")
+            for alias in node.names:  # names that are modules (or packages) of that package
+                name = f"{target}/{alias.name}" if target else alias.name
+                found.update(m for m in (name, f"{name}/__init__") if m in MODULES)
     return found
+
+
+def test_imports_of_a_package_and_of_its_modules_are_seen():
+    assert imports(MODULES["record"]) >= {"executors/__init__", "executors/jobs", "plan"}
+    assert imports(MODULES["executors/__init__"]) >= {"executors/base", "executors/batch", "plan"}
 
 
 def constants(path: Path) -> set[str]:
@@ -81,11 +95,11 @@ def test_progress_is_display_only_and_the_report_needs_no_polling():
 def test_plan_commands_and_inputs_do_no_io_and_know_no_executor():
     # arrays: the Batch executor's pure step; jobs: the seam's job types. They know the seam, no executor.
     seam = {"executors/base", "executors/jobs"}
-    for name in ("plan", "commands", "inputs", "options", "executors/arrays", "executors/jobs"):
+    for name in ("plan", "commands", "arraytasks", "inputs", "options", "executors/arrays", "executors/jobs"):
         used = imports(MODULES[name]) - seam
         assert not {m for m in used if m.split(".")[0] in ("boto3", "botocore", "subprocess", "socket")}, name
         assert not {m for m in used if m.startswith(("executors", "record", "aws", "submit", "preflight"))}, name
-    for name in ("plan", "commands"):
+    for name in ("plan", "commands", "arraytasks"):
         calls = {n.func.id for n in ast.walk(ast.parse(MODULES[name].read_text())) if isinstance(n, ast.Call)
                  and isinstance(n.func, ast.Name)}  # fmt: skip
         assert "open" not in calls, name
@@ -98,10 +112,11 @@ def test_batch_request_keys_only_in_the_batch_executor():
     assert constants(MODULES["executors/batch"]) >= BATCH_REQUEST_KEYS
 
 
-def test_domain_modules_see_executors_only_through_the_base_protocol():
-    for name in ("submit", "watch", "report", "ledger", "prepare", "inventory"):
+def test_domain_modules_see_executors_only_through_the_seam():
+    """The protocol, the job types and the registry: never an executor by name (a third is a module in executors/)."""
+    for name in ("submit", "watch", "report", "ledger", "prepare", "inventory", "record"):
         executor_imports = {m for m in imports(MODULES[name]) if m.startswith("executors")}
-        assert executor_imports <= {"executors/base", "executors/jobs"}, name
+        assert executor_imports <= {"executors/base", "executors/jobs", "executors/__init__"}, name
 
 
 def test_only_the_batch_executor_speaks_batch_meanings():
@@ -148,3 +163,26 @@ def test_no_import_cycles():
 
     for name in graph:
         visit(name)
+
+
+# structure.md's bar: small modules, short functions (tests exempt).
+MAX_MODULE_LINES = 450
+MAX_FUNCTION_LINES = 60
+MEASURED = [*MODULES.values(), *(ROOT / name for name in ("common.py", "flags.py", "hints.py", "image/entrypoint.py"))]
+
+
+def test_no_package_module_over_450_lines():
+    sizes = {name: len(path.read_text().splitlines()) for name, path in MODULES.items()}
+    long = {name: lines for name, lines in sizes.items() if lines > MAX_MODULE_LINES}
+    assert not long, f"over {MAX_MODULE_LINES} lines: {long}"
+
+
+def test_no_function_over_60_lines():
+    long = [
+        f"{path.relative_to(ROOT)}:{node.lineno} {node.name} ({node.end_lineno - node.lineno + 1} lines)"
+        for path in MEASURED
+        for node in ast.walk(ast.parse(path.read_text()))
+        if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef)
+        and (node.end_lineno or node.lineno) - node.lineno + 1 > MAX_FUNCTION_LINES
+    ]
+    assert not long, f"over {MAX_FUNCTION_LINES} lines, from def to end: {long}"

@@ -292,3 +292,59 @@ def test_a_run_being_submitted_holds_its_samples_until_its_claim_lapses(tmp_path
     assert states(submitting=True, age=60) == [UNFINISHED, UNFINISHED]
     assert states(submitting=False, age=60) == [UNFINISHED, FAILED]  # a --keep-partial run: resume it
     assert states(submitting=True, age=CLAIM_GRACE + 60) == [UNFINISHED, FAILED]  # its submission died
+
+
+def test_the_executor_names_each_ingestion_task_s_proof_and_the_ledger_judges_them_alike(tmp_path):
+    """A manifest proves success by its absence (store consumed it), an array child's done marker by its presence.
+    The ledger lists each directory once, and asks the executor about every job but those proven by presence."""
+    from stub_executor import StubExecutor, Timeline
+    from tiledbvcf_batch.executors.arrays import proofs_with_arrays
+    from tiledbvcf_batch.executors.base import Proof
+    from tiledbvcf_batch.executors.batch import BatchExecutor
+    from tiledbvcf_batch.executors.jobs import RecordedJob
+    from tiledbvcf_batch.ledger import FAILED, SUCCEEDED, job_states
+    from tiledbvcf_batch.record import RunRecord
+    from tiledbvcf_batch.storage import Storage
+
+    run = tmp_path / "run"
+    (run / "done").mkdir(parents=True)
+    for name in ("ingest-b001-j0002.txt", "done/ingest-2-1.json"):
+        (run / name).write_text("x")
+    plain = [RecordedJob(f"ingest-1-{j}", "ingest-1", f"n{j}", f"id-{j}",
+                         manifest=str(run / f"ingest-b001-j000{j}.txt"))
+             for j in (1, 2)]  # fmt: skip
+    children = [RecordedJob(f"ingest-2-{j}", "ingest-2", f"c{j}", f"p:{j - 1}", manifest=f"{run}/tasks.json#{j - 1}",
+                            array="ingest-2-array", index=j - 1, done=str(run / f"done/ingest-2-{j}.json"))
+                for j in (1, 2)]  # fmt: skip
+    jobs = [RecordedJob("create", "create", "c", "id-c"), *plain, *children]
+    assert BatchExecutor(None, "q", "jd").proofs(jobs[1:]) == {
+        "ingest-1-1": Proof(str(plain[0].manifest), False),
+        "ingest-1-2": Proof(str(plain[1].manifest), False),
+        "ingest-2-1": Proof(str(children[0].done), True),
+        "ingest-2-2": Proof(str(children[1].done), True),
+    }
+
+    class Arrays(StubExecutor):
+        def proofs(self, jobs):
+            return proofs_with_arrays(jobs)
+
+    listed: list[str] = []
+
+    class Listings(Storage):
+        def list_sizes(self, prefix, last=None):
+            listed.append(str(prefix))
+            return super().list_sizes(prefix, last)
+
+    executor = Arrays(Timeline().at(0, "id-c", "SUCCEEDED"))  # the executor has forgotten every other job
+    record = RunRecord("ingest-r1", "ingest", "2027-01-15T08:00:00+00:00", "us-east-1", DATASET, None, {}, jobs,
+                       {"kind": "stub"})  # fmt: skip
+    storage = Listings(None)
+    assert job_states(record, storage, executor) == {
+        "create": SUCCEEDED,
+        "ingest-1-1": SUCCEEDED,  # its manifest is gone
+        "ingest-1-2": FAILED,
+        "ingest-2-1": SUCCEEDED,  # its done marker is there
+        "ingest-2-2": FAILED,
+    }
+    assert executor.described == [["id-c", "id-1", "id-2", "p:1"]]
+    assert sorted(listed) == sorted([f"{run}/", f"{run}/done/"])

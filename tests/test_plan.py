@@ -10,7 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from tiledbvcf_batch.commands import consolidation_commands, register_command, split_evenly, store_command
-from tiledbvcf_batch.executors.batch import MAX_DEPENDS_ON, with_barriers
+from tiledbvcf_batch.executors.batch import MAX_DEPENDS_ON, SCRATCH_PATH, with_barriers
 from tiledbvcf_batch.executors.jobs import Job, describe_plan, plan_document
 from tiledbvcf_batch.inputs import Sample, parse_samples
 from tiledbvcf_batch.ledger import Ledger, skip_known_samples
@@ -32,7 +32,7 @@ RUN = S3Uri("meta", "tiledbvcf-batch/runs/r1/")
 
 
 def ingest_opts(**changes) -> IngestOptions:
-    return IngestOptions(S3Uri("bkt", "ds"), "samples.txt", S3Uri("meta"), **changes)
+    return IngestOptions(S3Uri("bkt", "ds"), "samples.txt", S3Uri("meta"), **{"scratch_path": SCRATCH_PATH, **changes})
 
 
 def samples(n: int) -> list[Sample]:

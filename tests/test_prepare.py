@@ -6,7 +6,7 @@ import pytest
 
 from conftest import DATASET, options, recorded_run
 from tiledbvcf_batch import ledger
-from tiledbvcf_batch.commands import task_file_body
+from tiledbvcf_batch.arraytasks import task_file_body
 from tiledbvcf_batch.dataset import DatasetView
 from tiledbvcf_batch.executors.arrays import resumed_with_arrays
 from tiledbvcf_batch.inputs import InputError, Sample

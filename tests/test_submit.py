@@ -8,15 +8,15 @@ import time
 import pytest
 
 import local_aws
-from conftest import DATASET, FakeClock, base, calls_of, http_answer, local_ingest_plan, manifest_of, record_of
+from conftest import FakeClock, base, calls_of, http_answer, local_ingest_plan, manifest_of, options, record_of
 from stub_executor import StubExecutor, Timeline
 from tiledbvcf_batch.aws import credentials_refused, make_clients
 from tiledbvcf_batch.executors.batch import SUBMITS_PER_SECOND, BatchExecutor, Pacer
-from tiledbvcf_batch.inputs import Sample, parse_dataset_uri
+from tiledbvcf_batch.inputs import Sample
 from tiledbvcf_batch.options import IngestOptions
 from tiledbvcf_batch.plan import ingest_batches, plan_ingest
 from tiledbvcf_batch.record import run_prefix_for
-from tiledbvcf_batch.storage import S3Uri, Storage
+from tiledbvcf_batch.storage import Storage
 from tiledbvcf_batch.submit import SubmissionError, Ticker, jobs_for, submit_plan
 
 
@@ -67,7 +67,7 @@ def test_slowdown_storm_on_s3_is_ridden_out(aws, samples_file, run_ingest, no_sl
 
 def test_submissions_are_paced_under_the_account_limit(aws):
     """The executor paces its SubmitJob calls; the pacer is injected through the executor."""
-    opts = IngestOptions(parse_dataset_uri(DATASET), "samples.txt", S3Uri("bucket2-name"), num_jobs=30)
+    opts = options(IngestOptions, num_jobs=30)
     samples = [Sample(uri) for uri in local_aws.put_samples(30)]
     prefix = run_prefix_for(opts.metadata_s3, "ingest-r1")
     batches, _ = ingest_batches(samples, opts, prefix)

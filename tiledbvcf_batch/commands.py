@@ -6,7 +6,6 @@ Job commands are argument lists, never shell strings, so a sample URI with space
 
 from __future__ import annotations
 
-import json
 import re
 from collections.abc import Sequence
 from typing import Any
@@ -14,8 +13,6 @@ from typing import Any
 from .options import ExportOptions, IngestOptions
 
 EXPORT_SUFFIXES = {"b": ".bcf", "u": ".bcf", "z": ".vcf.gz", "v": ".vcf"}
-# ``tiledbvcf --version`` does nothing and exits 0 on every release: a barrier job's command.
-BARRIER_COMMAND = ("--version",)
 _SECRET_KEY_RE = re.compile(r"secret|token|password|session", re.IGNORECASE)
 # How the image's entrypoint finds the options of an export job it uploads itself.
 OPTION_NAMES = {
@@ -245,48 +242,3 @@ def with_value(args: Sequence[str], names: Sequence[str], new: str) -> list[str]
     if "=" in args[i]:
         return [*args[:i], f"{args[i].split('=', 1)[0]}={new}", *args[i + 1 :]]
     return [*args[: i + 1], new, *args[i + 2 :]]
-
-
-# -- Array jobs ----------------------------------------------------------------------------
-# An array job runs one command for all the tasks of a stage; only AWS_BATCH_JOB_ARRAY_INDEX
-# tells the children apart. The command names the stage's task file with this placeholder
-# after it (``-f s3://.../tasks-ingest-1.json#{AWS_BATCH_JOB_ARRAY_INDEX}``): the image's
-# entrypoint reads the file, takes its child's entry, writes that task's samples file, and puts
-# its path in place of the placeholder. It is spelled here only, so the two cannot disagree.
-ARRAY_INDEX = "{AWS_BATCH_JOB_ARRAY_INDEX}"
-ARRAY_INDEX_VARIABLE = "AWS_BATCH_JOB_ARRAY_INDEX"
-ARRAY_MARK = "#" + ARRAY_INDEX
-# A job definition that sets this variable declares that its image runs this project's
-# entrypoint (infra/batch-environment.yaml sets it): array jobs are then the default.
-ENTRYPOINT_VARIABLE = "TILEDBVCF_BATCH_ENTRYPOINT"
-
-
-def array_args(args: Sequence[str], task_file: str) -> list[str]:
-    """A task's arguments with its samples file replaced by the stage's task file and the placeholder."""
-    return with_value(args, OPTION_NAMES["samples_file"], task_file + ARRAY_MARK)
-
-
-def array_task_file(args: Sequence[str]) -> str | None:
-    """The task file an array child's arguments name, or None for a job that is not an array child."""
-    found = option(args, OPTION_NAMES["samples_file"])
-    if found is None or not found[1].endswith(ARRAY_MARK):
-        return None
-    return found[1].removesuffix(ARRAY_MARK)
-
-
-def task_file_body(entries: Sequence[dict[str, Any]]) -> str:
-    """The task file: for each child index, its task key, its samples file lines, and (ingestion) its done marker."""
-    return json.dumps({"version": 1, "tasks": list(entries)}, separators=(",", ":"))
-
-
-def tasks_in(body: str) -> list[dict[str, Any]]:
-    """A task file's entries, by child index: each has ``key``, ``lines`` and ``done``."""
-    return list(json.loads(body)["tasks"])
-
-
-def task_of(body: str, index: int) -> dict[str, Any]:
-    """The entry of child ``index`` in a task file."""
-    tasks = tasks_in(body)
-    if not 0 <= index < len(tasks):
-        raise ValueError(f"array index {index} is outside the task file's {len(tasks)} tasks")
-    return tasks[index]

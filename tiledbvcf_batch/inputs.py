@@ -15,7 +15,6 @@ from typing import Any, TypeVar
 
 from .storage import BUCKET_RE, CONTROL_CHARS, LocalPath, Location, S3Uri, parse_location, parse_s3_uri
 
-DEFAULT_SCRATCH_PATH = "/data"
 DEFAULT_SCRATCH_SIZE = 1000 * 1024  # MB: the 1 TB scratch volume of the documented set-up
 MAX_RETRIES = 10  # --retries is a number of attempts, and Batch allows 1 to 10
 _ATTRIBUTE_RE = re.compile(r"^(fmt|info)_[A-Za-z0-9_.]+$")

@@ -1,10 +1,9 @@
 """Never twice, never lost: what earlier runs of a dataset did with its samples, and resuming a run.
 
-An ingestion job succeeded when its manifest is gone: ``store --remove-sample-file`` deletes
-it only after a successful ingestion, so this holds even when nobody waited and the executor
-has long forgotten the job. An array job's child has no manifest object of its own (its samples
-are an entry of the array's task file): the image's entrypoint writes its ``done`` marker after
-``store`` succeeded, and the marker is the proof instead.
+An ingestion task succeeded when the object its executor names as its proof says so, even when nobody
+waited and the executor has long forgotten the job (``Executor.proofs``): by default its manifest,
+whose absence proves it (``store --remove-sample-file`` deletes it only after a successful ingestion).
+The ledger lists the proofs' directories and judges every executor's proofs alike.
 """
 
 from __future__ import annotations
@@ -15,7 +14,7 @@ from dataclasses import dataclass, field, replace
 
 from botocore.exceptions import ClientError
 
-from .executors.base import IN_FLIGHT, Executor, describe_fully
+from .executors.base import IN_FLIGHT, Executor, Proof, describe_fully
 from .inputs import InputError, Sample
 from .plan import IngestBatch, Manifest, StoreShare
 from .record import DamagedRecord, RunRecord, dataset_index, load_record, record_uri_of, run_prefix_for
@@ -30,15 +29,18 @@ SUCCEEDED, FAILED, UNFINISHED = "SUCCEEDED", "FAILED", "UNFINISHED"
 def job_states(record: RunRecord, storage: Storage, executor: Executor) -> dict[str, str]:
     """SUCCEEDED, FAILED or UNFINISHED for each job of a run record, by job key.
 
-    Jobs other than ingestion are judged by their status; a job the executor no longer
-    knows counts as FAILED. A job not submitted yet by a run still being submitted is UNFINISHED
-    (for CLAIM_GRACE at most: a submission that died leaves its record saying it submits).
+    An ingestion task whose proof (``Executor.proofs``) says so succeeded; other jobs are judged by
+    their status, and a job the executor no longer knows counts as FAILED. A job not submitted yet by a
+    run still being submitted is UNFINISHED (for CLAIM_GRACE at most: a submission that died leaves its
+    record saying it submits).
     """
     being_submitted = record.submitting and time.time() - record.created_epoch() < CLAIM_GRACE
-    present = present_objects(record, storage)
-    # An array child's done marker proves its success: the executor is asked only about the others
-    # (the ledger reads every earlier run of the dataset, each time a run starts).
-    proven = {job.key for job in record.jobs if job.kind == "ingest" and job.done and object_key(job.done) in present}
+    proofs = executor.proofs([job for job in record.jobs if job.kind == "ingest"])
+    present = present_objects([proof.uri for proof in proofs.values()], storage)
+    settled = {key for key, proof in proofs.items() if proven_by(proof, present)}
+    # An object whose presence proves success settles its task before the executor is asked (the ledger reads
+    # every earlier run of the dataset, each time a run starts); one whose absence does, once the job is not in flight.
+    proven = {key for key in settled if proofs[key].present_means_success}
     described = describe_fully(executor, [job.job_id for job in record.jobs if job.job_id and job.key not in proven])
     states = {}
     for job in record.jobs:
@@ -48,23 +50,24 @@ def job_states(record: RunRecord, storage: Storage, executor: Executor) -> dict[
             states[job.key] = SUCCEEDED
         elif (job.job_id is None and being_submitted) or status in IN_FLIGHT or description.get("estimated"):
             states[job.key] = UNFINISHED
-        elif job.kind == "ingest" and job.done is None:
-            gone = object_key(job.manifest or "") not in present
-            states[job.key] = SUCCEEDED if gone or status == SUCCEEDED else FAILED
         else:
-            states[job.key] = SUCCEEDED if status == SUCCEEDED else FAILED
+            states[job.key] = SUCCEEDED if job.key in settled or status == SUCCEEDED else FAILED
     return states
 
 
+def proven_by(proof: Proof, present: set[tuple[str, str]]) -> bool:
+    """Whether the objects ``present`` prove a task's success: its proof is there, or gone, as the proof says."""
+    return (object_key(proof.uri) in present) == proof.present_means_success
+
+
 def object_key(uri: str) -> tuple[str, str]:
-    location = parse_location(uri, "manifest")
+    location = parse_location(uri, "proof")
     return location.bucket, location.key
 
 
-def present_objects(record: RunRecord, storage: Storage) -> set[tuple[str, str]]:
-    """The manifests and done markers of a run's ingestion jobs that exist: one listing per directory."""
-    wanted = [job.done if job.done is not None else job.manifest for job in record.jobs if job.kind == "ingest"]
-    locations = [parse_location(uri, "manifest") for uri in wanted if uri]
+def present_objects(uris: Sequence[str], storage: Storage) -> set[tuple[str, str]]:
+    """Which of ``uris`` exist, as (bucket, key): one listing per directory."""
+    locations = [parse_location(uri, "proof") for uri in uris]
     present: set[tuple[str, str]] = set()
     for directory in {replace(m, key=m.key.rpartition("/")[0] + "/") for m in locations}:
         present.update((directory.bucket, key) for key in storage.list_sizes(directory))

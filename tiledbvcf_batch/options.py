@@ -15,7 +15,6 @@ from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 from .inputs import (
-    DEFAULT_SCRATCH_PATH,
     DEFAULT_SCRATCH_SIZE,
     MAX_RETRIES,
     InputError,
@@ -56,7 +55,7 @@ class Flag:
     required: bool = False  # click refuses a command line without it
     required_for: str | None = None  # required with this executor only: shown [required], as the spec documents it
     switch: str | None = None  # the spelling that turns an on/off flag off (--no-consolidate)
-    executor_default: bool = False  # not given: None, and the executor picks (the scratch path)
+    executor_default: bool = False  # not given: None, and the executor picks (the scratch path; its help says how)
     parse: Parse | None = None  # a text, parsed: locations depend on the executor
     check: Check | None = None  # the value's own check, e.g. a region name; may convert (CSV to names)
 
@@ -108,7 +107,7 @@ def retries_flag() -> Any:
         metavar="N",
         low=1,
         high=MAX_RETRIES,
-        help="Max number (1-10) of retries for failed jobs. With 1, a job is retried only when its host "
+        help=f"Max number (1-{MAX_RETRIES}) of retries for failed jobs. With 1, a job is retried only when its host "
         "went away (a Spot reclaim), up to 3 attempts; with N > 1, any failure, up to N attempts in all.",
     )
 
@@ -120,9 +119,8 @@ def tiledb_config_flag() -> Any:
 
 
 def scratch_path_flag(help_text: str) -> Any:
-    more = f" Default: {DEFAULT_SCRATCH_PATH}; with --executor local, a temporary directory of the run."
-    return flag(DEFAULT_SCRATCH_PATH, metavar="PATH", executor_default=True, check=check_scratch_path,
-                help=help_text + more)  # fmt: skip
+    """None unless given: the executor's default (``Executor.default_scratch``), filled in by the command line."""
+    return flag(None, metavar="PATH", executor_default=True, check=check_scratch_path, help=help_text)
 
 
 @dataclass(frozen=True)

@@ -28,9 +28,6 @@ from .options import ExportOptions, IngestOptions
 from .storage import Location
 
 CREATE_RESOURCES = Resources(vcpus=2, memory=4096)
-# An executor may add stages of its own: AWS Batch's barrier jobs (executors/batch.py), whose stage
-# records have spelled "gate" since the first release. Named here so that every record reads.
-BARRIER = "gate"
 CONSOLIDATE = "consolidate"  # utils consolidate/vacuum after a batch: not in the documented system
 DELETE = "delete"  # --replace: samples deleted before they are stored again, one job after another
 STAGE_LABELS = {
@@ -39,14 +36,20 @@ STAGE_LABELS = {
     "register": "sample registration",
     "ingest": "ingestion",
     CONSOLIDATE: "consolidation",
-    BARRIER: "batch barrier",
     "export": "export",
 }
 
 
+def add_stage(kind: str, label: str) -> None:
+    """A stage an executor adds of its own (AWS Batch's barrier jobs), as the registry declares it
+    (``executors/__init__.py``): its label, and records that hold it read."""
+    STAGE_LABELS[kind] = label
+
+
 @dataclass(frozen=True, order=True)
 class Stage:
-    """A step of a run: ``create``, ``register-<b>``, ``ingest-<b>``, ``consolidate-<b>``, ``gate-<b>``, ``export``."""
+    """A step of a run: ``create``, ``delete-<n>``, ``register-<b>``, ``ingest-<b>``, ``consolidate-<b>``, ``export``,
+    or an executor's own (``add_stage``)."""
 
     kind: str
     batch: int | None = None
@@ -103,11 +106,12 @@ class Plan:
     index_marker: Location | None = None  # lists this run among the dataset's runs (ingest)
     notes: tuple[str, ...] = ()
     summary: tuple[str, ...] = ()  # lines the plan's text shows under its header (the expected balance)
-    files: tuple[Manifest, ...] = ()  # what every job of the run reads besides its manifest (export: delivery)
+    uploads: tuple[Manifest, ...] = ()  # files every task reads, of no task of its own (export: delivery, BED)
 
     def manifests(self) -> list[Manifest]:
-        """The manifests this run uploads."""
-        return [task.manifest for task in self.tasks if task.manifest is not None and not task.manifest.existing]
+        """The files this run uploads: its own, then its tasks' manifests."""
+        own = [task.manifest for task in self.tasks if task.manifest is not None and not task.manifest.existing]
+        return [*self.uploads, *own]
 
 
 @dataclass(frozen=True)
@@ -295,7 +299,7 @@ def plan_export(opts: ExportOptions, names: Sequence[str], run_id: str, run_pref
                 samples=tuple(chunk),
             )
         )
-    return Plan("export", run_id, run_prefix, tuple(tasks), str(opts.dest_s3), notes=tuple(notes), files=(delivery,))
+    return Plan("export", run_id, run_prefix, tuple(tasks), str(opts.dest_s3), notes=tuple(notes), uploads=(delivery,))
 
 
 def plan_header(plan: Plan, jobs: int, where: str) -> list[str]:

@@ -86,24 +86,8 @@ def submit_plan(
     uploaded: list[Location] = []
     last_of_stage = {job.stage: job.key for job in jobs}
     ticker = ticker or Ticker(None)
-    # What the jobs read: the run's own files (an export's delivery file), each task's manifest, or (array
-    # jobs) one task file per array.
-    manifests = [*plan.files, *(job.manifest for job in jobs if job.manifest is not None and not job.manifest.existing)]
     try:
-        ticker.start(f"Uploading {len(manifests)} manifests and the run record to {plan.run_prefix}")
-        for number, manifest in enumerate(manifests, start=1):
-            storage.put(manifest.uri, manifest.body())
-            uploaded.append(manifest.uri)
-            ticker.tick(number, len(manifests), "manifests uploaded:")
-        # The record goes up before any job: whatever happens next, the run can be found, and until its
-        # jobs have ids it says they are being submitted (another run must not take them for failed).
-        record.submitting = True
-        record.save(storage)
-        uploaded.append(record_uri_of(plan.run_prefix))
-        if plan.index_marker is not None:
-            marker = json.dumps({"run_record": record.record}).encode("utf-8")
-            storage.put(plan.index_marker, marker, "application/json")
-            uploaded.append(plan.index_marker)
+        upload_run(plan, jobs, record, storage, ticker, uploaded)
         ticker.start(f"Submitting {len(jobs)} jobs {executor.where()}")
         for job in jobs:
             ids[job.key] = executor.submit(job, ids, plan.run_id)
@@ -123,6 +107,32 @@ def submit_plan(
             outcome = withdrawal(storage, claim, outcome)
         raise outcome from None
     return record
+
+
+def upload_run(
+    plan: Plan, jobs: list[Job], record: RunRecord, storage: Storage, ticker: Ticker, uploaded: list[Location]
+) -> None:
+    """What the jobs read (the run's own files, each task's manifest, or one task file per array job), then the
+    run record saying that its jobs are being submitted, then the run's marker beside the dataset; ``uploaded``
+    grows with each."""
+    manifests = [
+        *plan.uploads,
+        *(job.manifest for job in jobs if job.manifest is not None and not job.manifest.existing),
+    ]
+    ticker.start(f"Uploading {len(manifests)} manifests and the run record to {plan.run_prefix}")
+    for number, manifest in enumerate(manifests, start=1):
+        storage.put(manifest.uri, manifest.body())
+        uploaded.append(manifest.uri)
+        ticker.tick(number, len(manifests), "manifests uploaded:")
+    # The record goes up before any job: whatever happens next, the run can be found, and until its
+    # jobs have ids it says they are being submitted (another run must not take them for failed).
+    record.submitting = True
+    record.save(storage)
+    uploaded.append(record_uri_of(plan.run_prefix))
+    if plan.index_marker is not None:
+        marker = json.dumps({"run_record": record.record}).encode("utf-8")
+        storage.put(plan.index_marker, marker, "application/json")
+        uploaded.append(plan.index_marker)
 
 
 def withdrawal(storage: Storage, claim: Claim, outcome: SubmissionError) -> SubmissionError:

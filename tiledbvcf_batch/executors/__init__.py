@@ -1,7 +1,8 @@
 """Executors run a plan's jobs: ``batch`` on AWS Batch, ``local`` on this machine. One registry makes them.
 
-Each executor module declares its ``Kind`` (executors/base.py): how the command line's values and a
-run record's settings make the executor, and which settings a record must hold. The command line
+Each executor module declares its ``Kind`` (executors/base.py): its own command-line options, how
+those (typed) and a run record's settings make the executor, which settings a record must hold, its
+scratch default and the stages it may add. The command line
 offers the registered names (--executor); a record names the kind that ran it. A third executor
 is a module here and one ``register`` line below: nothing outside ``executors/`` changes.
 """
@@ -12,7 +13,8 @@ from collections.abc import Mapping
 from typing import Any
 
 from ..aws import Clients
-from .base import Executor, Kind
+from ..plan import add_stage
+from .base import Asked, Executor, Kind
 from .batch import KIND as BATCH
 from .local import KIND as LOCAL
 
@@ -22,6 +24,8 @@ KINDS: dict[str, Kind] = {}
 
 def register(kind: Kind) -> None:
     KINDS[kind.name] = kind
+    for stage, label in kind.stages.items():
+        add_stage(stage, label)
 
 
 register(BATCH)
@@ -33,9 +37,20 @@ def names() -> tuple[str, ...]:
     return tuple(KINDS)
 
 
-def for_request(kind: str, values: Mapping[str, Any], clients: Clients) -> Executor:
-    """The executor ``kind`` made from the command line's ``values`` (by option name); InputError if it cannot be."""
-    return KINDS[kind].from_request(values, clients)
+def for_request(kind: str, given: Any, asked: Asked, clients: Clients) -> Executor:
+    """The executor ``kind`` made from its options as the command line ``given`` them (an instance of its
+    ``Kind.options``) and what the run ``asked``; InputError if it cannot be."""
+    return KINDS[kind].from_request(given, asked, clients)
+
+
+def options_of(kind: str) -> type | None:
+    """The options of ``kind`` (``Kind.options``), None if it has none or is not registered."""
+    return KINDS[kind].options if kind in KINDS else None
+
+
+def option_classes() -> tuple[type, ...]:
+    """Every registered kind's options, in the order the kinds were registered."""
+    return tuple(kind.options for kind in KINDS.values() if kind.options is not None)
 
 
 def for_record(settings: Mapping[str, Any], clients: Clients) -> Executor:
@@ -54,6 +69,11 @@ def recorded_settings(kind: str) -> Mapping[str, bool] | None:
 def takes_local_paths(kind: str) -> bool:
     """Whether the jobs of ``kind`` can use paths on this machine (the command line then accepts them)."""
     return kind in KINDS and KINDS[kind].local_paths
+
+
+def scratch_defaults() -> str:
+    """Each kind's default scratch directory, as --scratch-path's help says them."""
+    return "; ".join(f"{name}: {kind.scratch}" for name, kind in KINDS.items() if kind.scratch)
 
 
 def command_line(settings: Mapping[str, Any]) -> list[str]:

@@ -12,11 +12,11 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import replace
 from typing import Any, TypeVar
 
-from ..commands import array_args, task_file_body, tasks_in
+from ..arraytasks import array_args, task_file_body, tasks_in
 from ..jobcheck import started_marker
 from ..plan import Manifest, Plan, Task
 from ..storage import Location, parse_location
-from .base import JobDescription
+from .base import JobDescription, Proof
 from .jobs import Job, RecordedJob, plain_manifest
 
 T = TypeVar("T")
@@ -134,6 +134,15 @@ def children(run_prefix: Location, job: Job) -> list[RecordedJob]:
         )
         for index, task in enumerate(job.tasks)
     ]
+
+
+def proofs_with_arrays(jobs: Sequence[RecordedJob]) -> dict[str, Proof]:
+    """A plain job's proof of success is its manifest, as by default; an array child's is its done marker, which
+    the image writes once the child's task succeeded (its samples are an entry of a task file: nothing consumed).
+    """
+    proofs = {job.key: Proof(job.manifest, False) for job in jobs if job.array is None and job.manifest is not None}
+    proofs.update((job.key, Proof(job.done, True)) for job in jobs if job.done is not None)
+    return proofs
 
 
 def task_files(jobs: Sequence[RecordedJob]) -> list[str]:

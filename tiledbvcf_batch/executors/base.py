@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol, TypedDict
 
 from ..aws import Clients
-from ..plan import Manifest, Plan
+from ..plan import Manifest, Plan, Stage
 from ..storage import Storage
 from .jobs import Job, RecordedJob, plain_manifest
 
@@ -98,6 +98,14 @@ class Stuck:
     forever: bool  # it will never start (else it waits for capacity, which may come: say so only if it lasts)
 
 
+@dataclass(frozen=True)
+class Proof:
+    """What proves that a recorded ingestion task succeeded, even once its executor has forgotten the job."""
+
+    uri: str  # an object the ledger looks for (one listing per directory)
+    present_means_success: bool  # its presence proves it (a done marker), else its absence (a consumed manifest)
+
+
 class Executor(Protocol):
     """What every executor does. The methods with a body are the default: an executor overrides what differs.
 
@@ -152,6 +160,10 @@ class Executor(Protocol):
             raise ValueError("; ".join(problems))
         return jobs
 
+    def stage_line(self, stage: Stage, ids: Sequence[str]) -> str:
+        """What is said (on stderr) once a stage of the executor's own (``Kind.stages``) is submitted."""
+        return f"Submitted {len(ids)} {stage.label} job(s)"
+
     def recorded(self, plan: Plan, jobs: Sequence[Job]) -> list[RecordedJob]:
         """The run record's entries for ``jobs``, in order (plain jobs by default: one entry each)."""
         return [RecordedJob.of(job) for job in jobs]
@@ -192,9 +204,25 @@ class Executor(Protocol):
         """The last ``lines`` lines an attempt logged; None if it never logged."""
         ...
 
+    def proofs(self, jobs: Sequence[RecordedJob]) -> dict[str, Proof]:
+        """The proof of success of each recorded ingestion task that has one, by key (the others: their status).
+
+        By default its manifest, whose absence proves it: ``store --remove-sample-file`` deletes it only after
+        a successful ingestion.
+        """
+        return {job.key: Proof(job.manifest, False) for job in jobs if job.manifest is not None}
+
     def resumed(self, jobs: Sequence[RecordedJob], storage: Storage) -> dict[str, Manifest]:
         """The manifest each recorded task with one resumes from, by key (its own, by default)."""
         return {job.key: plain_manifest(job) for job in jobs if job.manifest is not None}
+
+
+@dataclass(frozen=True)
+class Asked:
+    """What a run asks of whichever executor runs it, beside that executor's own options."""
+
+    vcpus: int  # each job's --vcpus
+    register: bool | None  # --register (a legacy dataset), None for an export
 
 
 @dataclass(frozen=True)
@@ -202,13 +230,20 @@ class Kind:
     """A kind of executor, as the registry (executors/__init__.py) knows it: how it is made, what it records."""
 
     name: str  # --executor's value, and the recorded executor's "kind"
-    from_request: Callable[[Mapping[str, Any], Clients], Executor]  # the command line's values, by option name
+    # From the command line: its own options (an instance of ``options``, None if it has none) and what the run asks.
+    from_request: Callable[[Any, Asked, Clients], Executor]
     from_settings: Callable[[Mapping[str, Any], Clients], Executor]  # a run record's ``executor`` settings
     settings: Mapping[str, bool]  # the texts its recorded settings may hold: True for those it needs
     # The command line's options that ask for this executor again, from a run record's settings (for the
     # commands a report prints: resume a run, store its samples again).
     command_line: Callable[[Mapping[str, Any]], list[str]]
     local_paths: bool = False  # its jobs can read and write paths on this machine (else only s3:// URIs)
+    scratch: str = ""  # its jobs' scratch directory unless --scratch-path says (``default_scratch``), as --help says it
+    # The stages its jobs may add to a plan's (AWS Batch's barriers), by kind, with their labels.
+    stages: Mapping[str, str] = field(default_factory=dict)
+    # Its command-line options: a frozen dataclass whose fields are options (``options.flag``), which the command
+    # line offers beside --executor and gives to ``from_request``, typed. A field it needs has required_for=name.
+    options: type | None = None
 
 
 def describe_fully(

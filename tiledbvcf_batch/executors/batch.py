@@ -16,9 +16,9 @@ from typing import Any
 from botocore.exceptions import ClientError
 
 from ..aws import Clients, aws_message, error_code
-from ..commands import BARRIER_COMMAND, split_evenly
-from ..inputs import DEFAULT_SCRATCH_PATH, Resources
-from ..plan import BARRIER, Manifest, Plan, Stage
+from ..commands import split_evenly
+from ..inputs import Resources
+from ..plan import Manifest, Plan, Stage
 from ..storage import Storage, parse_location
 from .arrays import (
     MAX_ARRAY_SIZE,
@@ -26,6 +26,7 @@ from .arrays import (
     children_by_parent,
     chunked,
     estimated_children,
+    proofs_with_arrays,
     recorded_with_arrays,
     resumed_with_arrays,
     task_files,
@@ -33,18 +34,20 @@ from .arrays import (
 from .base import (
     NOT_STARTED,
     TERMINAL_STATUSES,
+    Asked,
     Attempt,
     CancelOutcome,
     Executor,
     JobDescription,
     Kind,
     LogTail,
+    Proof,
     Stuck,
     Throttled,
     Words,
     order_problems,
 )
-from .batch_setup import check_job_definition, check_job_queue, runs_our_entrypoint
+from .batch_setup import BatchOptions, check_job_definition, check_job_queue, runs_our_entrypoint
 from .jobs import Job, RecordedJob
 
 MAX_DEPENDS_ON = 20
@@ -56,7 +59,12 @@ JOB_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,127}$")
 # When --retries is 1, jobs still get this many attempts, but only for host loss (Spot).
 HOST_LOSS_ATTEMPTS = 3
 HOST_LOSS_REASON = "Host EC2"  # how an attempt's statusReason begins when its instance went away
+# Barrier jobs' stage: their records have spelled it "gate" since the first release.
+BARRIER = "gate"
+# ``tiledbvcf --version`` does nothing and exits 0 on every release: a barrier job's command.
+BARRIER_COMMAND = ("--version",)
 BARRIER_RESOURCES = Resources(vcpus=1, memory=1024)
+SCRATCH_PATH = "/data"  # the job definition's scratch volume (this project's template mounts it there)
 DEFAULT_LOG_GROUP = "/aws/batch/job"
 THROTTLING_CODES = ("TooManyRequestsException", "ThrottlingException")
 WORDS = Words(
@@ -223,7 +231,7 @@ class BatchExecutor(Executor):
         return f"{where}, as array jobs" if self.array_jobs else where
 
     def default_scratch(self) -> str:
-        return DEFAULT_SCRATCH_PATH  # the job definition's scratch volume (this project's template mounts it)
+        return SCRATCH_PATH
 
     def preflight(self) -> list[str]:
         batch, region = self.clients.batch, self.clients.region
@@ -238,6 +246,9 @@ class BatchExecutor(Executor):
         if problems:
             raise ValueError("; ".join(problems))
         return jobs
+
+    def stage_line(self, stage: Stage, ids: Sequence[str]) -> str:
+        return f"Submitted {len(ids)} barrier job(s) after ingestion batch {stage.batch}"
 
     def recorded(self, plan: Plan, jobs: Sequence[Job]) -> list[RecordedJob]:
         return recorded_with_arrays(plan.run_prefix, jobs)
@@ -368,6 +379,9 @@ class BatchExecutor(Executor):
             self._log_groups[definition_arn] = group
         return self._log_groups[definition_arn]
 
+    def proofs(self, jobs: Sequence[RecordedJob]) -> dict[str, Proof]:
+        return proofs_with_arrays(jobs)
+
     def resumed(self, jobs: Sequence[RecordedJob], storage: Storage) -> dict[str, Manifest]:
         """Array children get their samples back from their task files (one read each)."""
         files = task_files(jobs)
@@ -394,10 +408,9 @@ def tail_log(logs: Any, group: str, stream: str, lines: int) -> tuple[list[str],
 # -- The registry's entry (executors/__init__.py) ---------------------------------------------------
 
 
-def from_request(values: Mapping[str, Any], clients: Clients) -> BatchExecutor:
+def from_request(given: BatchOptions, asked: Asked, clients: Clients) -> BatchExecutor:
     """From --job-queue, --job-definition and --array-jobs (None: the job definition decides, in preflight)."""
-    queue, definition = values.get("job_queue") or "", values.get("job_definition") or ""
-    return BatchExecutor(clients, queue, definition, array_jobs=values.get("array_jobs"))
+    return BatchExecutor(clients, given.job_queue or "", given.job_definition or "", array_jobs=given.array_jobs)
 
 
 def from_settings(settings: Mapping[str, Any], clients: Clients) -> BatchExecutor:
@@ -412,4 +425,5 @@ def command_line(settings: Mapping[str, Any]) -> list[str]:
 
 
 KIND = Kind("batch", from_request, from_settings, settings={"job_queue": False, "job_definition": False},
-            command_line=command_line)  # fmt: skip
+            command_line=command_line, scratch=SCRATCH_PATH, stages={BARRIER: "batch barrier"},
+            options=BatchOptions)  # fmt: skip

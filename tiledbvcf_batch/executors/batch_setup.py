@@ -1,13 +1,33 @@
-"""AWS Batch's job queue and job definition, checked before anything is spent (``BatchExecutor.preflight``)."""
+"""AWS Batch's job queue and job definition: asked for (``BatchOptions``, the Batch executor's command-line options),
+and checked before anything is spent (``BatchExecutor.preflight``)."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 from botocore.exceptions import ClientError
 
+from ..arraytasks import ENTRYPOINT_VARIABLE
 from ..aws import aws_message
-from ..commands import ENTRYPOINT_VARIABLE
+from ..options import flag
+
+
+@dataclass(frozen=True)
+class BatchOptions:
+    """--executor batch's options. Click cannot require the queue and the definition: that depends on --executor."""
+
+    job_queue: str | None = flag(None, metavar="NAME", required_for="batch", help="Name of job queue to use for jobs.")
+    job_definition: str | None = flag(
+        None, metavar="NAME", required_for="batch", help="Name of job definition to use for jobs."
+    )
+    array_jobs: bool | None = flag(
+        None,
+        switch="--no-array-jobs",
+        help="On AWS Batch: one array job per stage (its children find their samples by index), or one job per "
+        f"task. Default: array jobs when the job definition sets {ENTRYPOINT_VARIABLE} (this project's image "
+        "and template do), else one job per task.",
+    )
 
 
 def check_job_queue(batch: Any, name: str, region: str) -> list[str]:

@@ -45,6 +45,7 @@ from ..processes import (
 from .base import (
     NOT_STARTED,
     TERMINAL_STATUSES,
+    Asked,
     Attempt,
     CancelOutcome,
     Executor,
@@ -54,7 +55,7 @@ from .base import (
     Words,
 )
 from .jobs import Job
-from .local_setup import checked_tiledbvcf, default_parallel
+from .local_setup import LocalOptions, checked_tiledbvcf, default_parallel
 
 ENTRYPOINT = Path(__file__).resolve().parents[2] / "image" / "entrypoint.py"
 CANCEL_MARKER = "cancel"
@@ -424,10 +425,10 @@ def orphaned(description: dict[str, Any]) -> JobDescription:
 # -- The registry's entry (executors/__init__.py) ---------------------------------------------------
 
 
-def from_request(values: Mapping[str, Any], clients: Clients) -> LocalExecutor:
+def from_request(given: LocalOptions, asked: Asked, clients: Clients) -> LocalExecutor:
     """The local executor, with a tiledbvcf that is there, works, and fits the run; else bad input."""
-    path, version = checked_tiledbvcf(values.get("tiledbvcf"), values.get("register"))
-    return LocalExecutor(path, version, values.get("max_parallel") or default_parallel(values["vcpus"]))
+    path, version = checked_tiledbvcf(given.tiledbvcf, asked.register)
+    return LocalExecutor(path, version, given.max_parallel or default_parallel(asked.vcpus))
 
 
 def from_settings(settings: Mapping[str, Any], clients: Clients) -> LocalExecutor:
@@ -439,4 +440,5 @@ def command_line(settings: Mapping[str, Any]) -> list[str]:
 
 
 KIND = Kind("local", from_request, from_settings, settings={"root": True, "tiledbvcf": False, "version": False},
-            command_line=command_line, local_paths=True)  # fmt: skip
+            command_line=command_line, local_paths=True, scratch="a temporary directory of the run",
+            options=LocalOptions)  # fmt: skip

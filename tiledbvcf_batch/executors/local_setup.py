@@ -1,4 +1,5 @@
-"""What the local executor is made with: a tiledbvcf that is there and works, and how many jobs fit at a time."""
+"""What the local executor is made with: its command-line options (``LocalOptions``), a tiledbvcf that is there and
+works, and how many jobs fit at a time."""
 
 from __future__ import annotations
 
@@ -6,8 +7,10 @@ import os
 import re
 import shutil
 import subprocess
+from dataclasses import dataclass
 
 from ..inputs import InputError
+from ..options import flag
 
 INSTALL_HINT = (
     "install it with conda (conda install -c conda-forge -c tiledb libtiledbvcf), or pass --tiledbvcf PATH "
@@ -15,6 +18,23 @@ INSTALL_HINT = (
 )
 VERSION_RE = re.compile(r"TileDB-VCF version (\d+)\.(\d+)(?:\.(\d+))?")
 FIRST_CURRENT_RELEASE = (0, 7)  # v4 datasets, store --resume; earlier releases need --register
+
+
+@dataclass(frozen=True)
+class LocalOptions:
+    """--executor local's options."""
+
+    max_parallel: int | None = flag(
+        None,
+        metavar="N",
+        low=1,
+        help="With --executor local: jobs at a time (default: the cores divided by the jobs' --vcpus, at least 1).",
+    )
+    tiledbvcf: str | None = flag(
+        None,
+        metavar="PATH",
+        help="With --executor local: the tiledbvcf to run (default: $TILEDBVCF, else tiledbvcf on PATH).",
+    )
 
 
 def find_tiledbvcf(given: str | None) -> tuple[str | None, str]:
