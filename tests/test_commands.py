@@ -81,13 +81,14 @@ def test_deletions_are_cut_to_fit_a_request_and_keep_every_name_once_in_order():
 
 def test_export_names_its_own_names_file_and_passes_the_format_only_when_not_the_default():
     names = "s3://bucket2-name/tiledbvcf-batch/runs/r1/export-1.txt"
-    command = export_command(options(ExportOptions), names)
+    regions = "s3://bucket2-name/tiledbvcf-batch/runs/r1/regions.bed"  # the cleaned copy, not --bed as given
+    command = export_command(options(ExportOptions), names, regions)
     assert command == [
-        "export", "-u", DATASET, "-f", names, "-R", "s3://my-bucketname/bedfiles/sorted1000000.bed", "-d", "/data",
+        "export", "-u", DATASET, "-f", names, "-R", regions, "-d", "/data",
         "--upload-dir", "s3://my-bucketname/bcf-exports/",
     ]  # fmt: skip
     assert "--sample-partition" not in command  # one typo would fail every partition
-    vcf = export_command(options(ExportOptions, output_format="v", tiledb_config="a=b"), names)
+    vcf = export_command(options(ExportOptions, output_format="v", tiledb_config="a=b"), names, regions)
     assert vcf[-4:] == ["-O", "v", "--tiledb-config", "a=b"]
 
 

@@ -8,6 +8,7 @@ into typed ones) and hand over to ``common.py``, the thin command-line layer the
 - ``inputs``    user input parsed and checked (no AWS call): URIs, sample lists, names; ``InputError``
 - ``options``   the options, each declared once (flag, default, range, help): ``IngestOptions``, ``ExportOptions``
 - ``commands``  the one module that spells ``tiledbvcf`` flags (the image's entrypoint uses it too)
+- ``bed``       PURE: a BED file as people have it, checked and cleaned into the copy the export jobs read
 - ``plan``      PURE: options and samples to a ``Plan`` of stages of tasks; the dry-run text's header
 - ``storage``   S3 locations, and the object store the run's files go to
 - ``aws``       AWS clients with retries, and AWS error text
@@ -26,7 +27,7 @@ into typed ones) and hand over to ``common.py``, the thin command-line layer the
                 parts), and ``local`` (the same jobs as processes on this machine; ``local_setup``)
 
 Rules (checked by ``tests/test_layers.py``): nothing here imports click, ``common`` or ``hints``;
-``plan``, ``commands``, ``inputs`` and ``options`` make no I/O and import no executor; only
+``plan``, ``commands``, ``inputs``, ``options`` and ``bed`` make no I/O and import no executor; only
 ``executors/batch.py`` writes Batch request keys, and only the Batch executor's modules speak Batch's
 meanings (its reasons, its hosts, its name); only ``commands`` spells tiledbvcf flags.
 """

@@ -18,7 +18,7 @@ from .aws import aws_message
 from .executors.base import Executor
 from .executors.jobs import Job
 from .inputs import InputError
-from .plan import Plan, Stage
+from .plan import Manifest, Plan, Stage
 from .record import RunRecord, record_uri_of
 from .registry import WITHDRAWN, Claim, register, withdraw
 from .storage import Location, Storage
@@ -86,8 +86,7 @@ def submit_plan(
     uploaded: list[Location] = []
     last_of_stage = {job.stage: job.key for job in jobs}
     ticker = ticker or Ticker(None)
-    # What the jobs read: each task's manifest, or (array jobs) one task file per array.
-    manifests = [job.manifest for job in jobs if job.manifest is not None and not job.manifest.existing]
+    manifests = files_to_upload(plan, jobs)
     try:
         ticker.start(f"Uploading {len(manifests)} manifests and the run record to {plan.run_prefix}")
         for number, manifest in enumerate(manifests, start=1):
@@ -122,6 +121,12 @@ def submit_plan(
             outcome = withdrawal(storage, claim, outcome)
         raise outcome from None
     return record
+
+
+def files_to_upload(plan: Plan, jobs: list[Job]) -> list[Manifest]:
+    """What the jobs read: the run's own files (an export's cleaned BED), then each task's manifest, or (array
+    jobs) one task file per array. Whatever is uploaded is deleted on rollback."""
+    return [*plan.uploads, *(job.manifest for job in jobs if job.manifest is not None and not job.manifest.existing)]
 
 
 def withdrawal(storage: Storage, claim: Claim, outcome: SubmissionError) -> SubmissionError:
