@@ -12,7 +12,7 @@ import shutil
 import subprocess
 import sys
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -71,18 +71,23 @@ def fake_credentials(monkeypatch: pytest.MonkeyPatch) -> None:
 
 # What the in-process tests' datasets hold, by URI: TileDB-Py cannot reach the in-process emulator (moto
 # patches botocore, not TileDB's own S3 client), and must never reach AWS. A dataset not listed holds no
-# sample. The subprocess tests read real datasets, written by the real tiledbvcf.
-DATASETS: dict[str, frozenset[str] | str] = {}  # a str: the problem that makes the dataset unreadable
+# sample; one listed by its names has headers with the contigs of FAKE_CONTIGS; a DatasetView is the dataset
+# as given. The subprocess tests read real datasets, written by the real tiledbvcf.
+DATASETS: dict[str, frozenset[str] | str | DatasetView] = {}  # a str: the problem that makes it unreadable
+FAKE_CONTIGS = frozenset({*(f"chr{n}" for n in range(1, 23)), "chrX", "chrY"})
 
 
-def fake_reader(dataset: Location) -> DatasetView:
+def fake_reader(dataset: Location, *, contigs: bool = False) -> DatasetView:
     uri = str(dataset)
     held = DATASETS.get(uri, frozenset())
-    return DatasetView(uri, None, held) if isinstance(held, str) else DatasetView(uri, held)
+    if isinstance(held, str):
+        return DatasetView(uri, None, held)
+    view = held if isinstance(held, DatasetView) else DatasetView(uri, held, contigs=FAKE_CONTIGS if held else None)
+    return view if contigs else replace(view, contigs=None)  # as TileDB-Py reads it: contigs only when asked
 
 
 @pytest.fixture(autouse=True)
-def fake_datasets(monkeypatch: pytest.MonkeyPatch) -> dict[str, frozenset[str] | str]:
+def fake_datasets(monkeypatch: pytest.MonkeyPatch) -> dict[str, frozenset[str] | str | DatasetView]:
     import common
     import tiledbvcf_batch.dataset
 

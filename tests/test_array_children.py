@@ -15,12 +15,13 @@ import boto3
 import cohort
 from conftest import listed, needs_tiledbvcf, options, run_entrypoint
 from tiledbvcf_batch.arraytasks import ARRAY_INDEX_VARIABLE
+from tiledbvcf_batch.bed import read_bed
 from tiledbvcf_batch.executors.batch import BatchExecutor
 from tiledbvcf_batch.executors.jobs import Job
 from tiledbvcf_batch.inputs import Sample, parse_dataset_uri
 from tiledbvcf_batch.ledger import SUCCEEDED, job_states
 from tiledbvcf_batch.options import ExportOptions, IngestOptions
-from tiledbvcf_batch.plan import ingest_batches, plan_export, plan_ingest
+from tiledbvcf_batch.plan import Plan, ingest_batches, plan_export, plan_ingest
 from tiledbvcf_batch.record import RunRecord, run_prefix_for
 from tiledbvcf_batch.storage import LocalPath, S3Uri, Storage
 
@@ -42,11 +43,11 @@ def run_like_batch(jobs: list[Job]) -> None:
             assert done.returncode == 0, done.stdout + done.stderr
 
 
-def upload(s3, jobs: list[Job]) -> None:
-    """What submission uploads: in array mode, one task file per array."""
-    for job in jobs:
-        if job.manifest is not None:
-            s3.put_object(Bucket=job.manifest.uri.bucket, Key=job.manifest.uri.key, Body=job.manifest.body())
+def upload(s3, plan: Plan, jobs: list[Job]) -> None:
+    """What submission uploads: the run's own files (an export's cleaned BED) and, in array mode, one task file per
+    array."""
+    for manifest in [*plan.uploads, *(job.manifest for job in jobs if job.manifest is not None)]:
+        s3.put_object(Bucket=manifest.uri.bucket, Key=manifest.uri.key, Body=manifest.body())
 
 
 @dataclass
@@ -80,7 +81,7 @@ def test_array_children_ingest_and_export_through_the_entrypoint(tmp_path: Path,
         ("ingest-1-array", True, 3),
         ("consolidate-1-1", False, 1),
     ]
-    upload(s3, jobs)
+    upload(s3, plan, jobs)
     run_like_batch(jobs)
 
     assert sorted(listed(DATASET)) == sorted(path.name.removesuffix(".bcf") for path in inputs)
@@ -94,17 +95,17 @@ def test_array_children_ingest_and_export_through_the_entrypoint(tmp_path: Path,
         ["ingest-1-1", "ingest-1-2", "ingest-1-3"], SUCCEEDED
     )
 
-    s3.put_object(Bucket="bucket-name", Key="regions.bed", Body=b"".join(b"chr%d\t0\t2000000\n" % c for c in (1, 2, 3)))
+    bed = read_bed(b"".join(b"chr%d\t0\t2000000\n" % c for c in (1, 2, 3)), "s3://bucket-name/regions.bed")
     (tmp_path / "export").mkdir()
     export = ExportOptions(parse_dataset_uri(DATASET), S3Uri("bucket-name", "exported/"),
                            S3Uri("bucket-name", "names.txt"), S3Uri("bucket-name", "regions.bed"),
                            S3Uri("bucket2-name"), num_jobs=2, output_format="v",
                            scratch_path=str(tmp_path / "export"))  # fmt: skip
     names = listed(DATASET)
-    export_plan = plan_export(export, names, "export-arrays", run_prefix_for(export.metadata_s3, "export-arrays"))
+    export_plan = plan_export(export, names, bed, "export-arrays", run_prefix_for(export.metadata_s3, "export-arrays"))
     export_jobs = ARRAYS.submissions(export_plan)
     assert [(job.key, job.is_array, len(job.tasks)) for job in export_jobs] == [("export-array", True, 2)]
-    upload(s3, export_jobs)
+    upload(s3, export_plan, export_jobs)
     run_like_batch(export_jobs)
 
     out = tmp_path / "out"

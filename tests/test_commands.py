@@ -77,13 +77,14 @@ def test_deletions_are_cut_to_fit_a_request_and_keep_every_name_once_in_order():
 
 def test_export_names_its_own_names_file_and_passes_the_format_only_when_not_the_default():
     names = "s3://bucket2-name/tiledbvcf-batch/runs/r1/export-1.txt"
-    command = export_command(options(ExportOptions), names)
+    regions = "s3://bucket2-name/tiledbvcf-batch/runs/r1/regions.bed"  # the cleaned copy, not --bed as given
+    command = export_command(options(ExportOptions), names, regions)
     assert command == [
-        "export", "-u", DATASET, "-f", names, "-R", "s3://my-bucketname/bedfiles/sorted1000000.bed", "-d", "/data",
+        "export", "-u", DATASET, "-f", names, "-R", regions, "-d", "/data",
         "--upload-dir", "s3://my-bucketname/bcf-exports/",
     ]  # fmt: skip
     assert "--sample-partition" not in command  # one typo would fail every partition
-    vcf = export_command(options(ExportOptions, output_format="v", tiledb_config="a=b"), names)
+    vcf = export_command(options(ExportOptions, output_format="v", tiledb_config="a=b"), names, regions)
     assert vcf[-4:] == ["-O", "v", "--tiledb-config", "a=b"]
 
 
@@ -121,10 +122,11 @@ def test_the_entrypoint_delivers_exports_that_name_their_delivery_and_older_ones
 
 def test_an_export_names_its_delivery_file_and_its_count_asks_only_the_absent_samples():
     opts = options(ExportOptions, output_format="z", tiledb_config="vfs.s3.region=us-east-1")
-    args = export_command(opts, "s3://m/runs/r1/export-names-0001.txt", "s3://m/runs/r1/delivery.json")
+    args = export_command(opts, "s3://m/runs/r1/export-names-0001.txt", "s3://m/runs/r1/regions.bed",
+                          "s3://m/runs/r1/delivery.json")  # fmt: skip
     assert args[args.index("--delivery") + 1] == "s3://m/runs/r1/delivery.json"
     assert args[-2:] == ["--tiledb-config", "vfs.s3.region=us-east-1"]  # it swallows what follows: last
     assert count_only_command(args, "/tmp/absent.txt") == [
         "export", "-u", "s3://my-bucketname/test-vcf-dataset", "-f", "/tmp/absent.txt",
-        "-R", "s3://my-bucketname/bedfiles/sorted1000000.bed", "-c", "--tiledb-config", "vfs.s3.region=us-east-1",
+        "-R", "s3://m/runs/r1/regions.bed", "-c", "--tiledb-config", "vfs.s3.region=us-east-1",
     ]  # fmt: skip

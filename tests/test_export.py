@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gzip
 import json
 
 import pytest
@@ -24,10 +25,12 @@ def export_inputs(aws):
 
 
 def export_command(names: str, dest: str = "s3://my-bucketname/bcf-exports/") -> list[str]:
-    """An export job's command; its names file is in the run's folder, beside the run's delivery file."""
+    """A job's command: its names file, and beside it in the run prefix the cleaned copy of the BED and the run's
+    delivery file."""
+    folder = names.rpartition("/")[0]
     return [
-        "export", "-u", DATASET, "-f", names, "-R", "s3://my-bucketname/bedfiles/sorted1000000.bed",
-        "-d", "/data", "--upload-dir", dest, "--delivery", f"{names.rpartition('/')[0]}/delivery.json",
+        "export", "-u", DATASET, "-f", names, "-R", f"{folder}/regions.bed", "-d", "/data", "--upload-dir", dest,
+        "--delivery", f"{folder}/delivery.json",
     ]  # fmt: skip
 
 
@@ -169,6 +172,109 @@ def test_names_the_dataset_does_not_hold_are_all_refused_up_front(aws, export_in
     assert f"WARNING: cannot read the samples of dataset {DATASET} (TileDB: legacy): the names to export" in (
         unchecked.stderr
     )
+
+
+# -- The BED: checked and cleaned before anything is submitted; the jobs read the cleaned copy ------------------
+
+BED_URI = "s3://my-bucketname/bedfiles/sorted1000000.bed"
+UCSC_BED = b'browser position chr1:1-200\ntrack name="panel"\n# exons\nchr1 100 200 GENE1 0 +\nchr2  0   50\n'
+
+
+def put_bed(aws, body: bytes) -> None:
+    aws.s3.put_object(Bucket="my-bucketname", Key="bedfiles/sorted1000000.bed", Body=body)
+
+
+def nothing_submitted(aws) -> bool:
+    return aws.submitted == [] and aws.keys("my-bucketname", "tiledbvcf-batch/") == []
+
+
+@pytest.mark.parametrize("compress", [False, True], ids=["plain", "gzip"])
+def test_a_ucsc_bed_is_uploaded_cleaned_and_every_job_reads_the_copy(aws, export_inputs, run_export, compress):
+    put_bed(aws, gzip.compress(UCSC_BED) if compress else UCSC_BED)
+    result = run_export("--array", DATASET, *export_inputs, "--num-jobs", "2")
+    assert result.exit_code == 0, result.stderr
+    run_id = aws.submitted[0]["tags"]["tiledbvcf-batch-run"]
+    copy = f"s3://my-bucketname/tiledbvcf-batch/runs/{run_id}/regions.bed"
+    assert aws.text("my-bucketname", f"tiledbvcf-batch/runs/{run_id}/regions.bed") == "chr1\t100\t200\nchr2\t0\t50\n"
+    commands = [job["containerOverrides"]["command"] for job in aws.submitted]
+    assert [command[command.index("-R") + 1] for command in commands] == [copy, copy]
+    assert (
+        f"--bed {BED_URI}: dropped 1 browser line, 1 track line, 1 comment line; the jobs read the cleaned copy {copy}"
+    ) in result.stderr.splitlines()
+    record = json.loads(aws.text("my-bucketname", f"tiledbvcf-batch/runs/{run_id}/run.json"))
+    assert record["options"]["bed"] == BED_URI  # the user's file, as given; left as it was
+    assert aws.s3.get_object(Bucket="my-bucketname", Key="bedfiles/sorted1000000.bed")["Body"].read() != b""
+
+
+def test_the_dry_run_names_the_cleaned_copy_and_uploads_nothing(aws, export_inputs, run_export):
+    put_bed(aws, UCSC_BED)
+    result = run_export("--array", DATASET, *export_inputs, "--dry-run")
+    assert result.exit_code == 0, result.stderr
+    (line,) = [line for line in result.lines if line.startswith("Regions: ")]
+    assert line.startswith(f"Regions: 2 intervals of --bed {BED_URI}, cleaned copy s3://my-bucketname/tiledbvcf-")
+    assert line.endswith("/regions.bed") and nothing_submitted(aws)
+
+
+BED_DEFECTS = {
+    "empty": (b"", f"--bed {BED_URI} holds no interval: tiledbvcf fails on an empty BED; give at least one 'chrom "
+                   "start end' line"),
+    "headers only": (b"track name=x\n\n", f"--bed {BED_URI} holds no interval (dropped: 1 track line, 1 blank "
+                                           "line)"),
+    "2 columns": (b"chr1\t0\t10\nchr1 20\n", f"--bed {BED_URI} line 2 'chr1 20': 2 columns, a BED line needs 3"),
+    "not a number": (b"chr1\tx\t10\n", f"--bed {BED_URI} line 1 'chr1\\tx\\t10': start 'x' is not a whole number"),
+    "negative": (b"chr1\t-1\t10\n", f"--bed {BED_URI} line 1 'chr1\\t-1\\t10': start -1 is negative"),
+    "zero-length": (b"chr1\t0\t10\nchr1\t300\t300\n", f"--bed {BED_URI} line 2 'chr1\\t300\\t300': the interval "
+                                                      "is empty"),
+    "reversed": (b"chr1\t500\t400\n", f"--bed {BED_URI} line 1 'chr1\\t500\\t400': start 500 is after end 400"),
+    "no known contig": (b"1\t0\t100\nMT 0 10\n", f"--bed {BED_URI}: none of its contigs is in dataset {DATASET} (the "
+                        "contigs of its samples' VCF headers): 1, MT; the export would find no record. The dataset "
+                        "spells them chr1: rename them"),
+}  # fmt: skip
+
+
+@pytest.mark.parametrize("body, problem", BED_DEFECTS.values(), ids=BED_DEFECTS.keys())
+def test_each_bed_defect_is_refused_naming_its_lines_before_anything_is_submitted(
+    aws, export_inputs, run_export, body, problem
+):
+    put_bed(aws, body)
+    result = run_export("--array", DATASET, *export_inputs)
+    assert result.exit_code == 2 and nothing_submitted(aws)
+    (line,) = result.stderr.splitlines()
+    assert line.startswith(f"Error: {problem}"), line
+
+
+def test_every_problem_of_the_bed_and_the_names_is_listed_at_once(aws, export_inputs, run_export):
+    put_bed(aws, b"track name=x\nchr1 0 10\nchr1 5 5\nchr2 9 3\nchr3\n")
+    aws.s3.put_object(Bucket="my-bucketname", Key="10-names.txt", Body=b"SampleName1\nSampleName1\n")
+    result = run_export("--array", DATASET, *export_inputs)
+    assert result.exit_code == 2 and nothing_submitted(aws)
+    assert [line.split(": ")[1] for line in result.stderr.splitlines()] == [
+        f"--bed {BED_URI} line 3 'chr1 5 5'",
+        f"--bed {BED_URI} line 4 'chr2 9 3'",
+        f"--bed {BED_URI} line 5 'chr3'",
+        "s3://my-bucketname/10-names.txt line 2 repeats sample 'SampleName1' of line 1",
+    ]
+
+
+def test_contigs_the_dataset_does_not_know_are_named_in_one_warning(aws, export_inputs, run_export):
+    put_bed(aws, b"chr1\t0\t100\nchrUn_KI270302v1\t0\t50\nHLA-A*01:01:01:01\t0\t10\nchr2\t0\t10\n")
+    result = run_export("--array", DATASET, *export_inputs)
+    assert result.exit_code == 0, result.stderr
+    assert len(aws.submitted) == 1
+    assert (
+        f"WARNING: --bed {BED_URI}: 2 of its 4 contigs are not in dataset {DATASET} (the contigs of its samples' VCF "
+        "headers): chrUn_KI270302v1, HLA-A*01:01:01:01; 2 of its 4 intervals are on them and export nothing"
+    ) in result.stderr.splitlines()
+
+
+def test_a_run_rolled_back_deletes_its_cleaned_bed_too(aws, export_inputs, run_export):
+    put_bed(aws, UCSC_BED)
+    aws.fail_call("batch.SubmitJob", "ServerException", after=1)
+    result = run_export("--array", DATASET, *export_inputs, "--num-jobs", "2")
+    assert result.exit_code == 1
+    # The cleaned BED, the delivery file, 2 names files and the run record.
+    assert "terminated the 1 job(s) already submitted and deleted 5 uploaded file(s); nothing is left" in result.stderr
+    assert aws.keys("my-bucketname", "tiledbvcf-batch/") == []
 
 
 def test_help_shows_the_documented_options():

@@ -21,6 +21,7 @@ import pytest
 from conftest import ENTRYPOINT, ROOT, image_env, install_standin, run_entrypoint
 from samplefiles import bgzip_vcf
 from tiledbvcf_batch.arraytasks import ARRAY_INDEX_VARIABLE, ARRAY_MARK, task_file_body
+from tiledbvcf_batch.bed import read_bed
 from tiledbvcf_batch.commands import without
 from tiledbvcf_batch.jobcheck import lock_file, started_marker
 from tiledbvcf_batch.options import ExportOptions
@@ -124,7 +125,8 @@ def test_the_command_batch_export_submits_works_through_the_entrypoint(aws, stan
         S3Uri("my-bucketname", "r.bed"), S3Uri("my-bucketname"), num_jobs=2, scratch_path=str(scratch),
         output_format="v",
     )  # fmt: skip
-    plan = plan_export(opts, ["S1", "S2", "S3"], "r", S3Uri("my-bucketname", "runs/r/"))
+    bed = read_bed(b"chr1\t0\t100\n", "s3://my-bucketname/r.bed")
+    plan = plan_export(opts, ["S1", "S2", "S3"], bed, "r", S3Uri("my-bucketname", "runs/r/"))
     for manifest in plan.manifests():  # what batch-export.py uploads before it submits
         aws.s3.put_object(Bucket=manifest.uri.bucket, Key=manifest.uri.key, Body=manifest.body())
     monkeypatch.setenv("STANDIN_NAMES", "S1,S2,S3")  # what the stand-in writes (it reads no names file on S3)

@@ -154,7 +154,7 @@ def test_export_names_the_dataset_does_not_hold_are_listed_at_once():
     unreadable = DatasetView(DATASET, None, "TileDB-Py is not installed")
     assert names_not_in(unreadable, ["X"], said.append) == []
     assert said == [f"WARNING: cannot read the samples of dataset {DATASET} (TileDB-Py is not installed): the names "
-                    "to export are not checked before the jobs run"]  # fmt: skip
+                    "to export and the BED's contigs are not checked before the jobs run"]  # fmt: skip
 
 
 def test_a_withdrawn_run_holds_nothing_and_numbering_goes_on_after_every_entry():

@@ -9,6 +9,7 @@ into typed ones) and hand over to ``common.py``, the thin command-line layer the
 - ``options``   the options, each declared once (flag, default, range, help): ``IngestOptions``, ``ExportOptions``
 - ``commands``  the one module that spells ``tiledbvcf`` flags (the image's entrypoint uses it too)
 - ``arraytasks`` array jobs' task files and index placeholder: what the Batch executor writes, the image reads
+- ``bed``       PURE: a BED file as people have it, checked and cleaned into the copy the export jobs read
 - ``plan``      PURE: options and samples to a ``Plan`` of stages of tasks; the dry-run text's header
 - ``storage``   S3 locations, and the object store the run's files go to
 - ``aws``       AWS clients with retries, and AWS error text
@@ -27,7 +28,7 @@ into typed ones) and hand over to ``common.py``, the thin command-line layer the
                 parts), and ``local`` (the same jobs as processes on this machine; ``local_setup``)
 
 Rules (checked by ``tests/test_layers.py``): nothing here imports click, ``common`` or ``hints``;
-``plan``, ``commands``, ``arraytasks``, ``inputs`` and ``options`` make no I/O and import no executor; only
+``plan``, ``commands``, ``arraytasks``, ``inputs``, ``options`` and ``bed`` make no I/O and import no executor; only
 ``executors/batch.py`` writes Batch request keys, and only the Batch executor's modules speak Batch's
 meanings (its reasons, its hosts, its name); only ``commands`` spells tiledbvcf flags; no import cycle;
 no module over 450 lines, no function over 60.

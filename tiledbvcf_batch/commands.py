@@ -126,8 +126,8 @@ def consolidation_commands(opts: IngestOptions) -> list[list[str]]:
     ]
 
 
-def export_command(opts: ExportOptions, names: str, delivery: str | None = None) -> list[str]:
-    """One partition's export: ``names`` is a file of that partition's sample names only.
+def export_command(opts: ExportOptions, names: str, regions: str, delivery: str | None = None) -> list[str]:
+    """One partition's export: ``names`` is a file of that partition's sample names only; ``regions`` a BED.
 
     Not the whole list with --sample-partition I:N: tiledbvcf rejects a whole names file for
     one unknown name, so one typo would fail every partition instead of its own. ``delivery``:
@@ -140,7 +140,7 @@ def export_command(opts: ExportOptions, names: str, delivery: str | None = None)
         "-f",
         names,
         "-R",
-        str(opts.bed),
+        regions,
         "-d",
         opts.scratch_path or "",
         "--upload-dir",

@@ -1,9 +1,11 @@
-"""The dataset itself: which samples it holds, read with TileDB-Py, and where its runs register.
+"""The dataset itself: which samples it holds (and, for an export, its contigs), read with TileDB-Py, and where
+its runs register.
 
 The dataset is the truth; the run records are notes about it. A v4 dataset (tiledbvcf 0.7 and
 later) keeps one VCF header per sample in ``<dataset>/metadata/vcf_headers``, a sparse array whose
 ``sample`` dimension is the sample's name: reading that dimension alone lists the samples (a few
-ms locally, a few requests on S3). TileDB-Py reads it with the same credentials, region and
+ms locally, a few requests on S3). Its ``header`` attribute is the sample's VCF header text, with
+the ``##contig`` lines of its reference. TileDB-Py reads it with the same credentials, region and
 endpoint as the rest of the run. Anything else (a legacy v2/v3 dataset, a refused request,
 TileDB-Py missing) gives a view that says why it could not be read, and the callers fall back to
 the run records with a warning.
@@ -12,9 +14,10 @@ the run records with a warning.
 from __future__ import annotations
 
 import os
-from collections.abc import Callable
-from dataclasses import dataclass
-from typing import Any
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
+from typing import Any, Protocol
 
 from .aws import session
 from .storage import LocalPath, Location, S3Uri
@@ -28,6 +31,11 @@ TILEDB_TIMEOUTS = {"vfs.s3.connect_timeout_ms": "5000", "vfs.s3.connect_max_trie
 # requests: TileDB's default thread pools (the host's cores) leave a 2-core client waiting on S3 one
 # request at a time. 32 of each made 200 fragments 7x faster (bench/dataset.py, README: Benchmarks).
 READ_CONCURRENCY = {"sm.compute_concurrency_level": "32", "sm.io_concurrency_level": "32"}
+# Whose headers tell the dataset's contigs: a cohort shares its reference, so a few samples spread over the
+# names (batches ingested from different places among them) will do. All of them would not: a GRCh38 header
+# lists thousands of contigs (about 200 KB), and a dataset may hold 100,000 samples.
+CONTIG_HEADERS = 8
+CONTIG_RE = re.compile(r"^##contig=<(?:[^>]*?,)?ID=([^,>]+)", re.MULTILINE)
 
 
 @dataclass(frozen=True)
@@ -71,6 +79,9 @@ class DatasetView:
     uri: str
     samples: frozenset[str] | None
     problem: str | None = None
+    # The ##contig IDs of a few samples' headers (see CONTIG_HEADERS), when asked for; None: not asked, or
+    # those headers list none (a VCF may have no ##contig lines): the contigs are then unknown, not "none".
+    contigs: frozenset[str] | None = None
 
     @property
     def readable(self) -> bool:
@@ -84,11 +95,14 @@ class DatasetView:
         return f"WARNING: cannot read the samples of dataset {self.uri} ({self.problem}): {consequence}"
 
 
-DatasetReader = Callable[[Location], DatasetView]
+class DatasetReader(Protocol):
+    """Reads a dataset's view: its samples, and with ``contigs`` the contigs of its headers too."""
+
+    def __call__(self, dataset: Location, *, contigs: bool = False) -> DatasetView: ...
 
 
-def read_samples(uri: str, access: DatasetAccess) -> DatasetView:
-    """The samples of the dataset at ``uri`` (which exists), or why they cannot be read."""
+def read_samples(uri: str, access: DatasetAccess, *, contigs: bool = False) -> DatasetView:
+    """The samples of the dataset at ``uri`` (which exists), and with ``contigs`` its contigs; or why not."""
     try:
         import tiledb  # here: it takes a fifth of a second to import, and not every command reads a dataset
     except ImportError:
@@ -100,10 +114,31 @@ def read_samples(uri: str, access: DatasetAccess) -> DatasetView:
             if dimension.name != "sample" or dimension.dtype.kind not in "SU":
                 return DatasetView(uri, None, "a legacy v2/v3 dataset: its samples are numbered, not named")
             found = array.query(dims=["sample"], attrs=[])[:]["sample"]
+            view = DatasetView(uri, frozenset(name.decode("utf-8") if isinstance(name, bytes) else str(name)
+                                              for name in found))  # fmt: skip
+            if contigs and view.samples:
+                view = replace(view, contigs=header_contigs(array, spread(sorted(view.samples), CONTIG_HEADERS)))
     except tiledb.TileDBError as error:
         return DatasetView(uri, None, f"TileDB: {first_line(str(error))}")
-    return DatasetView(uri, frozenset(name.decode("utf-8") if isinstance(name, bytes) else str(name)
-                                      for name in found))  # fmt: skip
+    return view
+
+
+def spread(names: Sequence[str], count: int) -> list[str]:
+    """Up to ``count`` of ``names``, evenly spaced, the first and the last among them."""
+    if len(names) <= count:
+        return list(names)
+    return [names[round(i * (len(names) - 1) / (count - 1))] for i in range(count)]
+
+
+def header_contigs(array: Any, names: list[str]) -> frozenset[str] | None:
+    """The ##contig IDs of the headers of ``names`` (an open vcf_headers array); None if they list none."""
+    headers = array.query(attrs=["header"]).multi_index[names]["header"]
+    found = frozenset(
+        contig
+        for header in headers
+        for contig in CONTIG_RE.findall(header.decode("utf-8", "replace") if isinstance(header, bytes) else header)
+    )
+    return found or None
 
 
 def first_line(text: str, width: int = 300) -> str:
@@ -125,10 +160,10 @@ def access_for(s3: Any, profile: str | None, region: str, tiledb_config: str | N
 def reader_for(s3: Any, profile: str | None, region: str, tiledb_config: str | None) -> DatasetReader:
     """A reader that makes its access (and so touches AWS) only when a dataset on S3 is read."""
 
-    def read(dataset: Location) -> DatasetView:
+    def read(dataset: Location, *, contigs: bool = False) -> DatasetView:
         if isinstance(dataset, LocalPath):
-            return read_samples(str(dataset), DatasetAccess(region, tiledb_config=tiledb_config))
-        return read_samples(str(dataset), access_for(s3, profile, region, tiledb_config))
+            return read_samples(str(dataset), DatasetAccess(region, tiledb_config=tiledb_config), contigs=contigs)
+        return read_samples(str(dataset), access_for(s3, profile, region, tiledb_config), contigs=contigs)
 
     return read
 

@@ -13,6 +13,7 @@ import heapq
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
+from .bed import Bed
 from .commands import (
     consolidation_commands,
     create_command,
@@ -30,6 +31,7 @@ from .storage import Location
 CREATE_RESOURCES = Resources(vcpus=2, memory=4096)
 CONSOLIDATE = "consolidate"  # utils consolidate/vacuum after a batch: not in the documented system
 DELETE = "delete"  # --replace: samples deleted before they are stored again, one job after another
+REGIONS = "regions.bed"  # an export's cleaned BED, in its run prefix beside the names files
 STAGE_LABELS = {
     "create": "array creation",
     DELETE: "sample deletion",
@@ -275,10 +277,17 @@ def plan_ingest(
                 tuple(summary))  # fmt: skip
 
 
-def plan_export(opts: ExportOptions, names: Sequence[str], run_id: str, run_prefix: Location) -> Plan:
-    """One task per partition of the sorted names, each with a file of its own names; never an empty one."""
+def plan_export(opts: ExportOptions, names: Sequence[str], bed: Bed, run_id: str, run_prefix: Location) -> Plan:
+    """One task per partition of the sorted names, each with a file of its own names; never an empty one.
+
+    Every task reads the regions from the cleaned copy of ``bed`` (checked: it has intervals and no problem),
+    uploaded with the run: never the user's file, which tiledbvcf may not parse and which may change meanwhile.
+    """
     partitions = split_evenly(sorted(names), opts.num_jobs)
+    regions = Manifest(run_prefix.child(REGIONS), bed.lines())
     notes = []
+    if bed.dropped:
+        notes.append(f"--bed {bed.source}: dropped {bed.dropped_text()}; the jobs read the cleaned copy {regions.uri}")
     if len(partitions) < opts.num_jobs:
         notes.append(f"{len(names)} samples to export: submitting {len(partitions)} jobs instead of {opts.num_jobs}")
     spec = DeliverySpec(run_id, len(partitions), opts.output_format, opts.index,
@@ -292,14 +301,16 @@ def plan_export(opts: ExportOptions, names: Sequence[str], run_id: str, run_pref
                 key=f"export-{i}",
                 stage=Stage("export"),
                 name=f"tiledbvcf-export-{i}-of-{len(partitions)}",
-                args=tuple(export_command(opts, str(names_file.uri), str(delivery.uri))),
+                args=tuple(export_command(opts, str(names_file.uri), str(regions.uri), str(delivery.uri))),
                 resources=opts.resources,
                 retries=opts.retries,
                 manifest=names_file,
                 samples=tuple(chunk),
             )
         )
-    return Plan("export", run_id, run_prefix, tuple(tasks), str(opts.dest_s3), notes=tuple(notes), uploads=(delivery,))
+    summary = f"Regions: {len(regions.lines)} intervals of --bed {bed.source}, cleaned copy {regions.uri}"
+    return Plan("export", run_id, run_prefix, tuple(tasks), str(opts.dest_s3), notes=tuple(notes), summary=(summary,),
+                uploads=(regions, delivery))  # fmt: skip
 
 
 def plan_header(plan: Plan, jobs: int, where: str) -> list[str]:

@@ -19,10 +19,11 @@ from typing import Any
 from botocore.exceptions import ClientError
 
 from .aws import aws_message, error_code
+from .bed import Bed, read_bed
 from .headers import read_header_sample_names
 from .inputs import Sample
 from .s3listing import WORKERS, Folder, Found, find_sizes, key_prefix, list_sequentially, listing_client
-from .storage import LocalPath, Location, parse_location
+from .storage import LocalPath, Location, Storage, parse_location
 
 
 def check_bucket(s3: Any, bucket: str, option: str) -> list[str]:
@@ -48,6 +49,17 @@ def check_object(s3: Any, uri: Location, option: str) -> list[str]:
             return [f"{option}: {uri} does not exist: upload it first (aws s3 cp FILE {shlex.quote(str(uri))})"]
         return [f"{option}: cannot read {uri} ({aws_message(error)})"]
     return []
+
+
+def check_bed(storage: Storage, location: Location) -> Bed:
+    """The BED at ``location`` (which exists), read whole and checked: its problems say why it cannot be used."""
+    try:
+        data = storage.read_bytes(location)
+    except OSError as error:
+        return Bed(str(location), (), problems=(f"--bed: cannot read {location} ({error.strerror})",))
+    except ClientError as error:
+        return Bed(str(location), (), problems=(f"--bed: cannot read {location} ({aws_message(error)})",))
+    return read_bed(data, str(location))
 
 
 def dataset_exists(s3: Any, dataset: Location) -> bool:

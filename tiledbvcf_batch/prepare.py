@@ -12,6 +12,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, fields, replace
 from typing import Any
 
+from .bed import Bed, contig_check
 from .commands import redact_config
 from .dataset import DatasetReader, DatasetView, dataset_identity, registry_of
 from .deliverables import DELIVERY_TOOLS
@@ -30,7 +31,15 @@ from .plan import (
     plan_export,
     plan_ingest,
 )
-from .preflight import check_bucket, check_headers, check_object, check_samples, check_writable, dataset_exists
+from .preflight import (
+    check_bed,
+    check_bucket,
+    check_headers,
+    check_object,
+    check_samples,
+    check_writable,
+    dataset_exists,
+)
 from .record import RunRecord, dataset_index, load_or_fail, new_run_id, record_uri_of, run_prefix_for
 from .registry import Claim, Entry, answered, read_entries, withdrawn_runs
 from .storage import LocalPath, S3Uri, Storage, parse_location
@@ -360,7 +369,7 @@ def export(
     read_dataset: DatasetReader,
     say: Say = lambda line: None,
 ) -> Prepared:
-    """Check everything, the names against the dataset too, and plan the export: one job per partition of names."""
+    """Check everything, the names and the BED's contigs against the dataset too, and plan the export."""
     s3 = storage.s3
     problems = executor.preflight() + executor.tool_problems(DELIVERY_TOOLS) + index_problems(opts)
     problems += check_writable(s3, opts.dest_s3, "--dest-s3", storage.encryption)
@@ -369,7 +378,9 @@ def export(
     exists = dataset_exists(s3, opts.dataset_uri)
     if not exists:
         problems.append(f"--array {opts.dataset_uri} does not exist (nothing is stored under it): check the URI")
-    problems += check_object(s3, opts.bed, "--bed")
+    bed_missing = check_object(s3, opts.bed, "--bed")
+    bed = Bed(str(opts.bed), ()) if bed_missing else check_bed(storage, opts.bed)
+    problems += [*bed_missing, *bed.problems]
     samples_missing = check_object(s3, opts.samples, "--samples")
     problems += samples_missing
     names: list[str] = []
@@ -380,14 +391,33 @@ def export(
             )
         except InputError as error:
             problems += error.problems
-    if exists and names:
-        problems += names_not_in(read_dataset(opts.dataset_uri), names, say)
+    warnings: list[str] = []
+    if exists and (names or bed.intervals):
+        view = read_dataset(opts.dataset_uri, contigs=bool(bed.intervals))
+        problems += names_not_in(view, names, say)
+        more, warnings = contigs_not_in(view, bed)
+        problems += more
     if problems:
         raise InputError(problems)
     run_id = new_run_id("export")
-    plan = plan_export(opts, names, run_id, run_prefix_for(opts.metadata_s3, run_id))
+    plan = plan_export(opts, names, bed, run_id, run_prefix_for(opts.metadata_s3, run_id))
     options = recorded_options(opts, samples_count=len(names), instance_price=instance_price)
-    return Prepared(plan, list(plan.notes), options)
+    return Prepared(plan, [*warnings, *plan.notes], options)
+
+
+def contigs_not_in(view: DatasetView, bed: Bed) -> tuple[list[str], list[str]]:
+    """The BED's contigs the dataset does not know: a problem when it knows none of them, else a warning.
+
+    Unchecked when the dataset cannot be read (``names_not_in`` says so) or its headers list no contig.
+    """
+    if not view.readable or not view.samples or not bed.intervals:
+        return [], []
+    if view.contigs is None:
+        return [], [
+            f"WARNING: the VCF headers of dataset {view.uri} list no contigs (no ##contig line): the contigs of "
+            f"--bed {bed.source} are not checked before the jobs run"
+        ]
+    return contig_check(bed, view.contigs, view.uri)
 
 
 def index_problems(opts: ExportOptions) -> list[str]:
@@ -400,7 +430,7 @@ def index_problems(opts: ExportOptions) -> list[str]:
 def names_not_in(view: DatasetView, names: list[str], say: Say) -> list[str]:
     """The export's names the dataset does not hold, all of them in one problem (its job would fail on any one)."""
     if not view.readable:
-        say(view.warning("the names to export are not checked before the jobs run"))
+        say(view.warning("the names to export and the BED's contigs are not checked before the jobs run"))
         return []
     unknown = [name for name in names if name not in (view.samples or ())]
     if not unknown:
