@@ -71,17 +71,20 @@ def fake_credentials(monkeypatch: pytest.MonkeyPatch) -> None:
 # What the in-process tests' datasets hold, by URI: TileDB-Py cannot reach the in-process emulator (moto
 # patches botocore, not TileDB's own S3 client), and must never reach AWS. A dataset not listed holds no
 # sample. The subprocess tests read real datasets, written by the real tiledbvcf.
-DATASETS: dict[str, frozenset[str] | str] = {}  # a str: the problem that makes the dataset unreadable
+# A str: the problem that makes the dataset unreadable; a DatasetView: the view itself (a legacy dataset).
+DATASETS: dict[str, frozenset[str] | str | DatasetView] = {}
 
 
 def fake_reader(dataset: Location) -> DatasetView:
     uri = str(dataset)
     held = DATASETS.get(uri, frozenset())
+    if isinstance(held, DatasetView):
+        return held
     return DatasetView(uri, None, held) if isinstance(held, str) else DatasetView(uri, held)
 
 
 @pytest.fixture(autouse=True)
-def fake_datasets(monkeypatch: pytest.MonkeyPatch) -> dict[str, frozenset[str] | str]:
+def fake_datasets(monkeypatch: pytest.MonkeyPatch) -> dict[str, frozenset[str] | str | DatasetView]:
     import common
     import tiledbvcf_batch.dataset
 

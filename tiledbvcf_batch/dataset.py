@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from .aws import session
+from .commands import COMPUTE_THREADS, IO_THREADS
 from .storage import LocalPath, Location, S3Uri
 
 HEADERS_ARRAY = "metadata/vcf_headers"
@@ -27,7 +28,7 @@ TILEDB_TIMEOUTS = {"vfs.s3.connect_timeout_ms": "5000", "vfs.s3.connect_max_trie
 # A dataset ingested with the defaults has one vcf_headers fragment per 10 samples, each a few small
 # requests: TileDB's default thread pools (the host's cores) leave a 2-core client waiting on S3 one
 # request at a time. 32 of each made 200 fragments 7x faster (bench/dataset.py, README: Benchmarks).
-READ_CONCURRENCY = {"sm.compute_concurrency_level": "32", "sm.io_concurrency_level": "32"}
+READ_CONCURRENCY = {COMPUTE_THREADS: "32", IO_THREADS: "32"}
 
 
 @dataclass(frozen=True)
@@ -71,6 +72,7 @@ class DatasetView:
     uri: str
     samples: frozenset[str] | None
     problem: str | None = None
+    legacy: bool = False  # a v2/v3 dataset (tiledbvcf 0.6 and earlier): its names are not read, its CLI is older
 
     @property
     def readable(self) -> bool:
@@ -98,7 +100,7 @@ def read_samples(uri: str, access: DatasetAccess) -> DatasetView:
         with tiledb.open(f"{uri.rstrip('/')}/{HEADERS_ARRAY}", ctx=ctx) as array:
             dimension = array.schema.domain.dim(0)
             if dimension.name != "sample" or dimension.dtype.kind not in "SU":
-                return DatasetView(uri, None, "a legacy v2/v3 dataset: its samples are numbered, not named")
+                return DatasetView(uri, None, "a legacy v2/v3 dataset: its samples are numbered, not named", True)
             found = array.query(dims=["sample"], attrs=[])[:]["sample"]
     except tiledb.TileDBError as error:
         return DatasetView(uri, None, f"TileDB: {first_line(str(error))}")

@@ -380,7 +380,9 @@ def export(
         except InputError as error:
             problems += error.problems
     if exists and names:
-        problems += names_not_in(read_dataset(opts.dataset_uri), names, say)
+        view = read_dataset(opts.dataset_uri)
+        problems += names_not_in(view, names, say)
+        opts = replace(opts, legacy=view.legacy)  # the legacy CLI's export takes fewer settings
     if problems:
         raise InputError(problems)
     run_id = new_run_id("export")
