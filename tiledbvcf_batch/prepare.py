@@ -15,6 +15,7 @@ from typing import Any
 from .commands import redact_config
 from .dataset import DatasetReader, DatasetView, dataset_identity, registry_of
 from .executors.base import Executor
+from .headers import file_name_problem
 from .inputs import InputError, Sample, decode_names, parse_sample_names
 from .ledger import SUCCEEDED, Ledger, dataset_ledger, job_states, resume_batches, skip_known_samples
 from .options import ExportOptions, IngestOptions
@@ -379,6 +380,7 @@ def export(
             )
         except InputError as error:
             problems += error.problems
+    problems += unexportable_names(names, opts)
     if exists and names:
         view = read_dataset(opts.dataset_uri)
         problems += names_not_in(view, names, say)
@@ -389,6 +391,16 @@ def export(
     plan = plan_export(opts, names, run_id, run_prefix_for(opts.metadata_s3, run_id))
     options = recorded_options(opts, samples_count=len(names), instance_price=instance_price)
     return Prepared(plan, list(plan.notes), options)
+
+
+def unexportable_names(names: list[str], opts: ExportOptions) -> list[str]:
+    """Names tiledbvcf cannot export as files of their own (every format here writes one file per sample)."""
+    return [
+        f"--samples names sample {name!r}, which tiledbvcf cannot export as a file of its own ({problem}): leave it "
+        f"out of {opts.samples}"
+        for name in names
+        if (problem := file_name_problem(name)) is not None
+    ]
 
 
 def names_not_in(view: DatasetView, names: list[str], say: Say) -> list[str]:
