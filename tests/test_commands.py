@@ -75,17 +75,57 @@ def test_deletions_are_cut_to_fit_a_request_and_keep_every_name_once_in_order():
     assert delete_commands(options(IngestOptions), []) == []
 
 
+NAMES = "s3://bucket2-name/tiledbvcf-batch/runs/r1/export-1.txt"
+REGIONS = "s3://bucket2-name/tiledbvcf-batch/runs/r1/regions.bed"  # the cleaned copy, not --bed as given
+THREADS_4 = "sm.compute_concurrency_level=4,sm.io_concurrency_level=32"  # a job of 4 vCPUs (the default)
+
+
 def test_export_names_its_own_names_file_and_passes_the_format_only_when_not_the_default():
-    names = "s3://bucket2-name/tiledbvcf-batch/runs/r1/export-1.txt"
-    regions = "s3://bucket2-name/tiledbvcf-batch/runs/r1/regions.bed"  # the cleaned copy, not --bed as given
-    command = export_command(options(ExportOptions), names, regions)
+    command = export_command(options(ExportOptions), NAMES, REGIONS)
     assert command == [
-        "export", "-u", DATASET, "-f", names, "-R", regions, "-d", "/data",
-        "--upload-dir", "s3://my-bucketname/bcf-exports/",
+        "export", "-u", DATASET, "-f", NAMES, "-R", REGIONS, "-d", "/data",
+        "--upload-dir", "s3://my-bucketname/bcf-exports/", "-b", "7244", "--tiledb-config", THREADS_4,
     ]  # fmt: skip
     assert "--sample-partition" not in command  # one typo would fail every partition
-    vcf = export_command(options(ExportOptions, output_format="v", tiledb_config="a=b"), names, regions)
-    assert vcf[-4:] == ["-O", "v", "--tiledb-config", "a=b"]
+    vcf = export_command(options(ExportOptions, output_format="v", tiledb_config="a=b"), NAMES, REGIONS)
+    assert vcf[-6:] == ["-O", "v", "-b", "7244", "--tiledb-config", THREADS_4 + ",a=b"]
+
+
+@pytest.mark.parametrize(
+    "memory, budget",
+    [
+        (15000, "7244"),  # the default job: half of what is left past the 512 MiB reserve
+        (61440, "30464"),  # an ingestion-sized job: not tiledbvcf's 2048 whatever the job has
+        (2048, "768"),  # smaller than tiledbvcf's default budget: the default would not fit beside the rest
+        (600, "128"),  # too small for any share: the least budget tiledbvcf runs with
+    ],
+)
+def test_the_export_budget_follows_the_jobs_memory(memory, budget):
+    command = export_command(options(ExportOptions, memory=memory), NAMES, REGIONS)
+    assert command[command.index("-b") + 1] == budget
+
+
+def test_the_export_threads_follow_the_jobs_vcpus_and_io_threads_never_go_below_32():
+    big = export_command(options(ExportOptions, vcpus=64), NAMES, REGIONS)
+    assert big[-2:] == ["--tiledb-config", "sm.compute_concurrency_level=64,sm.io_concurrency_level=64"]
+    one = export_command(options(ExportOptions, vcpus=1), NAMES, REGIONS)
+    assert one[-2:] == ["--tiledb-config", "sm.compute_concurrency_level=1,sm.io_concurrency_level=32"]
+
+
+def test_the_users_tiledb_config_is_kept_and_wins_over_the_export_threads():
+    given = "vfs.s3.region=us-east-1, sm.io_concurrency_level=8,sm.compute_concurrency_level=2"
+    command = export_command(options(ExportOptions, tiledb_config=given), NAMES, REGIONS)
+    assert command[-2:] == ["--tiledb-config", given]  # every key is the user's: none of ours is left
+    partly = export_command(options(ExportOptions, tiledb_config="sm.io_concurrency_level=8"), NAMES, REGIONS)
+    assert partly[-1] == "sm.compute_concurrency_level=4,sm.io_concurrency_level=8"
+    assert partly[-4:-2] == ["-b", "7244"]  # -b is not a config key: the user's config leaves it alone
+
+
+def test_the_legacy_export_gets_a_budget_past_its_tile_cache_and_no_thread_settings():
+    legacy = export_command(options(ExportOptions, legacy=True), NAMES, REGIONS)
+    assert legacy[-4:] == ["--upload-dir", "s3://my-bucketname/bcf-exports/", "-b", "6732"]  # (15000-512-1024)/2
+    configured = export_command(options(ExportOptions, legacy=True, tiledb_config="a=b"), NAMES, REGIONS)
+    assert configured[-4:] == ["-b", "6732", "--tiledb-config", "a=b"]  # the user's config as given, nothing added
 
 
 def test_secrets_are_hidden_in_a_printed_command_and_nothing_else_changes():
@@ -125,8 +165,10 @@ def test_an_export_names_its_delivery_file_and_its_count_asks_only_the_absent_sa
     args = export_command(opts, "s3://m/runs/r1/export-names-0001.txt", "s3://m/runs/r1/regions.bed",
                           "s3://m/runs/r1/delivery.json")  # fmt: skip
     assert args[args.index("--delivery") + 1] == "s3://m/runs/r1/delivery.json"
-    assert args[-2:] == ["--tiledb-config", "vfs.s3.region=us-east-1"]  # it swallows what follows: last
+    config = f"{THREADS_4},vfs.s3.region=us-east-1"
+    assert args[-2:] == ["--tiledb-config", config]  # it swallows what follows: last
+    # The same query, budget and threads, of the absent samples' names only, counting: no file, no -O.
     assert count_only_command(args, "/tmp/absent.txt") == [
         "export", "-u", "s3://my-bucketname/test-vcf-dataset", "-f", "/tmp/absent.txt",
-        "-R", "s3://m/runs/r1/regions.bed", "-c", "--tiledb-config", "vfs.s3.region=us-east-1",
+        "-R", "s3://m/runs/r1/regions.bed", "-b", "7244", "-c", "--tiledb-config", config,
     ]  # fmt: skip

@@ -205,3 +205,4 @@ def test_a_legacy_dataset_is_said_unreadable(here):
     tiledb.Array.create(str(headers), schema)
     view = read_samples(str(here / "legacy"), DatasetAccess("us-east-1"))
     assert view.samples is None and view.problem == "a legacy v2/v3 dataset: its samples are numbered, not named"
+    assert view.legacy  # its export jobs are given the legacy CLI's settings

@@ -8,6 +8,7 @@ import json
 import pytest
 
 from conftest import DATASET, make_dataset
+from tiledbvcf_batch.dataset import DatasetView
 
 NAMES = [f"SampleName{i}" for i in range(1, 11)]
 
@@ -30,7 +31,8 @@ def export_command(names: str, dest: str = "s3://my-bucketname/bcf-exports/") ->
     folder = names.rpartition("/")[0]
     return [
         "export", "-u", DATASET, "-f", names, "-R", f"{folder}/regions.bed", "-d", "/data", "--upload-dir", dest,
-        "--delivery", f"{folder}/delivery.json",
+        "--delivery", f"{folder}/delivery.json", "-b", "7244",
+        "--tiledb-config", "sm.compute_concurrency_level=4,sm.io_concurrency_level=32",
     ]  # fmt: skip
 
 
@@ -97,9 +99,25 @@ def test_output_format_retries_and_config(aws, export_inputs, run_export):
     (job,) = aws.submitted
     names = job["containerOverrides"]["command"][4]
     assert job["containerOverrides"]["command"] == [
-        *export_command(names), "-O", "z", "--tiledb-config", "vfs.s3.region=us-east-1",
+        *export_command(names)[:-4], "-O", "z", "-b", "7244",
+        "--tiledb-config", "sm.compute_concurrency_level=4,sm.io_concurrency_level=32,vfs.s3.region=us-east-1",
     ]  # fmt: skip
     assert job["retryStrategy"] == {"attempts": 5}
+
+
+def test_jobs_are_sized_to_their_resources_and_a_legacy_dataset_gets_the_legacy_settings(
+    aws, export_inputs, run_export, fake_datasets
+):
+    sized = run_export("--array", DATASET, *export_inputs, "--vcpus", "16", "--memory", "61440")
+    assert sized.exit_code == 0, sized.stderr
+    assert aws.submitted[0]["containerOverrides"]["command"][-4:] == [
+        "-b", "30464", "--tiledb-config", "sm.compute_concurrency_level=16,sm.io_concurrency_level=32",
+    ]  # fmt: skip
+    fake_datasets[DATASET] = DatasetView(DATASET, None, "a legacy v2/v3 dataset: its samples are numbered", legacy=True)
+    legacy = run_export("--array", DATASET, *export_inputs)
+    assert legacy.exit_code == 0, legacy.stderr
+    assert aws.submitted[-1]["containerOverrides"]["command"][-2:] == ["-b", "6732"]  # past its 1 GiB tile cache
+    assert "the names to export and the BED's contigs are not checked before the jobs run" in legacy.stderr
 
 
 def test_wait_checks_every_file_landed(aws, export_inputs, run_export):

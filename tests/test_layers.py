@@ -28,7 +28,9 @@ TILEDBVCF_FLAGS = {
     "-t",
     "-e",
     "-R",
+    "--tiledb-config",
 }
+TILEDB_KEYS = ("sm.compute_concurrency_level", "sm.io_concurrency_level")  # the settings commands.py gives jobs
 
 
 def imports(path: Path) -> set[str]:
@@ -144,6 +146,7 @@ def test_only_commands_spells_tiledbvcf_flags():
     for name, path in MODULES.items():
         if name != "commands":
             assert not constants(path) & TILEDBVCF_FLAGS, name
+            assert not [text for text in constants(path) for key in TILEDB_KEYS if key in text], name
 
 
 def test_no_import_cycles():

@@ -44,9 +44,48 @@ def split_evenly(items: Sequence[Any], parts: int) -> list[list[Any]]:
     return chunks
 
 
+# TileDB's thread pools. Their default is the host's core count (std::thread::hardware_concurrency; tiledbvcf's
+# export asks for 1.5 times it): inside a Batch container that is the instance's cores, not the job's vCPUs.
+COMPUTE_THREADS = "sm.compute_concurrency_level"
+IO_THREADS = "sm.io_concurrency_level"
+# I/O threads wait on S3 rather than on a CPU: 32 of them read a dataset's headers 7x faster than 2 on a 2-core
+# client (bench/dataset.py). So the job's vCPUs set the compute threads, and the I/O threads never go below that.
+IO_THREADS_AT_LEAST = 32
+
+# export -b/--mem-budget-mb: what tiledbvcf gives its TileDB queries (tile cache, TileDB's own budget and its
+# result buffers). Its default is 2048 MB whatever the job has. Outside it: the process itself, htslib, the
+# image's entrypoint (Python and boto3, 50 MB), and the records tiledbvcf buffers for each sample of the job, up
+# to 10,000 a sample before it writes them (about 4 MB a sample: 300 samples of 30,000 records peaked at 1,514 MB
+# with -b 256; bench/export_budget.py). So -b takes half of the job's memory past a reserve; the rest is theirs.
+EXPORT_RESERVE_MB = 512
+EXPORT_BUDGET_SHARE = 0.5
+EXPORT_BUDGET_MIN_MB = 128  # a job too small for any budget still gets one tiledbvcf can run with (measured: 64)
+# The legacy reader (0.6 and earlier) keeps a fixed 1 GiB tile cache beside -b (its sm.tile_cache_size).
+LEGACY_TILE_CACHE_MB = 1024
+
+
 def config_args(tiledb_config: str | None) -> list[str]:
     # --tiledb-config takes every following word as a value: it must come last.
     return ["--tiledb-config", tiledb_config] if tiledb_config else []
+
+
+def merged_config(ours: dict[str, str], given: str | None) -> str | None:
+    """Our TileDB settings, then the user's --tiledb-config as given: a key the user sets is the user's alone."""
+    items = [item for item in (given or "").split(",") if item.strip()]
+    theirs = {item.partition("=")[0].strip() for item in items}
+    merged = [f"{key}={value}" for key, value in ours.items() if key not in theirs] + items
+    return ",".join(merged) or None
+
+
+def export_budget_mb(memory_mib: int, legacy: bool = False) -> int:
+    """export -b for a job of ``memory_mib``: half of what is left past the reserve (and the legacy tile cache)."""
+    spare = memory_mib - EXPORT_RESERVE_MB - (LEGACY_TILE_CACHE_MB if legacy else 0)
+    return max(EXPORT_BUDGET_MIN_MB, int(spare * EXPORT_BUDGET_SHARE))
+
+
+def thread_config(vcpus: int) -> dict[str, str]:
+    """TileDB's thread pools for a job of ``vcpus``: compute threads its vCPUs, I/O threads at least 32."""
+    return {COMPUTE_THREADS: str(vcpus), IO_THREADS: str(max(vcpus, IO_THREADS_AT_LEAST))}
 
 
 def scratch_args(path: str | None, size_mb: int) -> list[str]:
@@ -150,7 +189,11 @@ def export_command(opts: ExportOptions, names: str, regions: str, delivery: str 
         command += [DELIVERY_OPTION, delivery]
     if opts.output_format != "b":  # the legacy CLI has no -O; b is the default of both
         command += ["-O", opts.output_format]
-    return command + config_args(opts.tiledb_config)
+    # Both CLIs take -b, an unsigned count of MB. The legacy export gets no thread settings: 0.1 and 0.2 take no
+    # --tiledb-config on export (nor does the legacy form the documentation gives), and no legacy release ran here.
+    command += ["-b", str(export_budget_mb(opts.memory, opts.legacy))]
+    threads = {} if opts.legacy else thread_config(opts.vcpus)
+    return command + config_args(merged_config(threads, opts.tiledb_config))
 
 
 def count_only_command(args: Sequence[str], names_file: str) -> list[str]:

@@ -20,6 +20,7 @@ from dataclasses import dataclass, replace
 from typing import Any, Protocol
 
 from .aws import session
+from .commands import COMPUTE_THREADS, IO_THREADS
 from .storage import LocalPath, Location, S3Uri
 
 HEADERS_ARRAY = "metadata/vcf_headers"
@@ -30,7 +31,7 @@ TILEDB_TIMEOUTS = {"vfs.s3.connect_timeout_ms": "5000", "vfs.s3.connect_max_trie
 # A dataset ingested with the defaults has one vcf_headers fragment per 10 samples, each a few small
 # requests: TileDB's default thread pools (the host's cores) leave a 2-core client waiting on S3 one
 # request at a time. 32 of each made 200 fragments 7x faster (bench/dataset.py, README: Benchmarks).
-READ_CONCURRENCY = {"sm.compute_concurrency_level": "32", "sm.io_concurrency_level": "32"}
+READ_CONCURRENCY = {COMPUTE_THREADS: "32", IO_THREADS: "32"}
 # Whose headers tell the dataset's contigs: a cohort shares its reference, so a few samples spread over the
 # names (batches ingested from different places among them) will do. All of them would not: a GRCh38 header
 # lists thousands of contigs (about 200 KB), and a dataset may hold 100,000 samples.
@@ -82,6 +83,7 @@ class DatasetView:
     # The ##contig IDs of a few samples' headers (see CONTIG_HEADERS), when asked for; None: not asked, or
     # those headers list none (a VCF may have no ##contig lines): the contigs are then unknown, not "none".
     contigs: frozenset[str] | None = None
+    legacy: bool = False  # a v2/v3 dataset (tiledbvcf 0.6 and earlier): its names are not read, its CLI is older
 
     @property
     def readable(self) -> bool:
@@ -112,7 +114,8 @@ def read_samples(uri: str, access: DatasetAccess, *, contigs: bool = False) -> D
         with tiledb.open(f"{uri.rstrip('/')}/{HEADERS_ARRAY}", ctx=ctx) as array:
             dimension = array.schema.domain.dim(0)
             if dimension.name != "sample" or dimension.dtype.kind not in "SU":
-                return DatasetView(uri, None, "a legacy v2/v3 dataset: its samples are numbered, not named")
+                return DatasetView(uri, None, "a legacy v2/v3 dataset: its samples are numbered, not named",
+                                   legacy=True)  # fmt: skip
             found = array.query(dims=["sample"], attrs=[])[:]["sample"]
             view = DatasetView(uri, frozenset(name.decode("utf-8") if isinstance(name, bytes) else str(name)
                                               for name in found))  # fmt: skip

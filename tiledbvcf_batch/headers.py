@@ -11,10 +11,38 @@ import zlib
 from collections.abc import Iterator
 from typing import Any
 
-from .storage import LocalPath, Location
+from .storage import CONTROL_CHARS, LocalPath, Location
 
 HEADER_FIRST_READ = 64 * 1024
 HEADER_MAX_READ = 8 * 1024 * 1024
+
+# tiledbvcf exports a sample to <directory>/<name><suffix>, opened by htslib: the name must make one file name.
+FILE_NAME_MAX = 255  # bytes: a file name on Linux (NAME_MAX)
+LONGEST_SUFFIX = ".vcf.gz.csi"  # the longest a name is given: a compressed VCF (-O z) and its index beside it
+HTS_IDX_DELIM = "##idx##"  # htslib opens "a##idx##b" as the file "a" (with the index "b"), for writing too
+
+
+def file_name_problem(name: str) -> str | None:
+    """Why tiledbvcf cannot export sample ``name`` as a file of its own, or None if it can.
+
+    Measured with tiledbvcf 0.40.3: "a/b" fails the export (its file would be in a directory "a" that does not
+    exist), "x##idx##y" exits 0 having written a file "x", and a name of 250 bytes fails (with ".vcf.gz" it is no
+    file name). "." and ".." are fine: the suffix makes them the files "..bcf" and "...bcf".
+    """
+    if "/" in name:
+        return "contains '/': its file would be in a directory that does not exist, and the export fails"
+    if CONTROL_CHARS.search(name):
+        return "contains a control character, which no names file can give tiledbvcf"
+    if HTS_IDX_DELIM in name:
+        cut = name.split(HTS_IDX_DELIM)[0]
+        return f"contains '{HTS_IDX_DELIM}', where htslib cuts a file name: the export would write a file {cut!r}"
+    size = len(name.encode("utf-8"))
+    if size > FILE_NAME_MAX - len(LONGEST_SUFFIX):
+        return (
+            f"is {size} bytes long: with '{LONGEST_SUFFIX}' its file name would pass the {FILE_NAME_MAX} bytes a file "
+            "name may have"
+        )
+    return None
 
 
 def bgzf_members(data: bytes) -> Iterator[bytes]:

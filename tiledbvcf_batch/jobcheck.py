@@ -4,7 +4,10 @@ tiledbvcf 0.40 ``store`` does not refuse a sample that is already in the dataset
 records again. The client refuses such samples before it submits; the job checks again, at the
 moment it runs (see ``image/entrypoint.py``, which runs it, on Batch and locally):
 
-1. each sample's name is read from its header (one ranged read each, in threads);
+1. each sample's name is read from its header (one ranged read each, in threads); a name that can
+   never be exported as a file (``headers.file_name_problem``: where the client read no header, an
+   S3 ingestion without --check-headers into an empty dataset, this is the first check of it) fails
+   the job, every such sample named, before anything is stored;
 2. the dataset's samples are listed (``tiledbvcf list``, run by the entrypoint);
 3. a sample already in the dataset is allowed only if an earlier attempt of this very job wrote
    it: the job's *started marker* exists and names it (``store --resume`` then finishes it);
@@ -28,7 +31,7 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from .headers import read_header_sample_names
+from .headers import file_name_problem, read_header_sample_names
 from .storage import LocalPath, parse_location, parse_s3_uri
 
 STARTED = "started"
@@ -194,6 +197,13 @@ def check_store(
     ``listed`` gives the dataset's sample names (it may have been started before, to run meanwhile).
     """
     names = sample_names(uris, s3)
+    unexportable = [f"{uri} is named {name!r}, which {problem}" for uri, name in names.items()
+                    if (problem := file_name_problem(name)) is not None]  # fmt: skip
+    if unexportable:
+        raise JobRefused(
+            f"store refused: tiledbvcf could never export {len(unexportable)} of this job's samples as files of their "
+            f"own: {'; '.join(unexportable)}. Nothing was stored; rename them in their files (bcftools reheader -s)"
+        )
     present = listed() & set(names.values())
     earlier = earlier_names(marker, s3) if present else set()  # no read at all in the usual case
     found = twice(names, present, earlier)

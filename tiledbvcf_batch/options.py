@@ -288,6 +288,7 @@ class ExportOptions:
     scratch_path: str | None = scratch_path_flag(  # None: the executor's default
         "Existing directory inside the container where files are written before upload."
     )
+    legacy: bool = False  # not a flag: a legacy (v2/v3) dataset, as read from the dataset; its export takes no threads
 
     @property
     def resources(self) -> Resources:

@@ -20,7 +20,7 @@ from botocore.exceptions import ClientError
 
 from .aws import aws_message, error_code
 from .bed import Bed, read_bed
-from .headers import read_header_sample_names
+from .headers import file_name_problem, read_header_sample_names
 from .inputs import Sample
 from .s3listing import WORKERS, Folder, Found, find_sizes, key_prefix, list_sequentially, listing_client
 from .storage import LocalPath, Location, Storage, parse_location
@@ -311,6 +311,8 @@ def check_headers(s3: Any, samples: Sequence[Sample], workers: int = 16) -> tupl
                     f"sample {sample.uri} has {len(result)} samples in its header: tiledbvcf ingests "
                     "single-sample files only (split it with bcftools +split)"
                 )
+            elif (problem := file_name_problem(result[0])) is not None:
+                problems.append(unexportable(sample.uri, result[0], problem))
             elif result[0] in first_file:
                 problems.append(
                     f"sample name {result[0]} is in both {first_file[result[0]]} and {sample.uri}: "
@@ -319,6 +321,13 @@ def check_headers(s3: Any, samples: Sequence[Sample], workers: int = 16) -> tupl
             else:
                 first_file[result[0]] = sample.uri
     return problems, {uri: name for name, uri in first_file.items()}
+
+
+def unexportable(uri: str, name: str, problem: str) -> str:
+    return (
+        f"sample {uri} is named {name!r}, which tiledbvcf can never export as a file of its own ({problem}): "
+        "rename the sample in its file (bcftools reheader -s) and ingest that file"
+    )
 
 
 def check_writable(s3: Any, location: Location, option: str, encryption: dict[str, str]) -> list[str]:

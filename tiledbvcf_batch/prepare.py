@@ -17,6 +17,7 @@ from .commands import redact_config
 from .dataset import DatasetReader, DatasetView, dataset_identity, registry_of
 from .deliverables import DELIVERY_TOOLS
 from .executors.base import Executor
+from .headers import file_name_problem
 from .inputs import InputError, Sample, decode_names, parse_sample_names
 from .ledger import SUCCEEDED, Ledger, dataset_ledger, job_states, resume_batches, skip_known_samples
 from .options import ExportOptions, IngestOptions
@@ -391,12 +392,14 @@ def export(
             )
         except InputError as error:
             problems += error.problems
+    problems += unexportable_names(names, opts)
     warnings: list[str] = []
     if exists and (names or bed.intervals):
         view = read_dataset(opts.dataset_uri, contigs=bool(bed.intervals))
         problems += names_not_in(view, names, say)
         more, warnings = contigs_not_in(view, bed)
         problems += more
+        opts = replace(opts, legacy=view.legacy)  # the legacy CLI's export takes fewer settings
     if problems:
         raise InputError(problems)
     run_id = new_run_id("export")
@@ -425,6 +428,16 @@ def index_problems(opts: ExportOptions) -> list[str]:
         return [f"--index tbi indexes compressed VCF only, not --output-format {opts.output_format}: use --index csi, "
                 "or --output-format z"]  # fmt: skip
     return []
+
+
+def unexportable_names(names: list[str], opts: ExportOptions) -> list[str]:
+    """Names tiledbvcf cannot export as files of their own (every format here writes one file per sample)."""
+    return [
+        f"--samples names sample {name!r}, which tiledbvcf cannot export as a file of its own ({problem}): leave it "
+        f"out of {opts.samples}"
+        for name in names
+        if (problem := file_name_problem(name)) is not None
+    ]
 
 
 def names_not_in(view: DatasetView, names: list[str], say: Say) -> list[str]:
