@@ -139,7 +139,8 @@ def export_job(
         if not deliver(rows, workdir, dest, place, log):
             return 1
         empty = [row.file or row.sample for row in rows if row.status == NO_RECORDS]
-        said = f"; no records in the regions (no file): {', '.join(empty)}" if empty else ""
+        what = "" if output is not None else f"{len(empty)} samples have "  # a combined file names itself
+        said = f"; {what}no records in the regions (no file): {', '.join(empty)}" if empty else ""
         log(f"delivered {len(rows) - len(empty)} files{' with their indexes' if index else ''} to {dest}{said}")
         if spec is not None and delivery is not None:
             write_manifest_part(place, spec, parse_location(delivery, "--delivery"), value(args, "samples_file"), rows,
