@@ -8,7 +8,7 @@ import click
 
 import common
 import flags
-from tiledbvcf_batch import prepare
+from tiledbvcf_batch import prepare_export
 from tiledbvcf_batch.options import ExportOptions, ExportRefusals, flag
 
 
@@ -23,9 +23,9 @@ class ExportTail(flags.Tail):
 # --help lists the options in the spec's order, then this project's own.
 ORDER = (
     "dataset_uri", "dest_s3", "samples", "bed", "job_queue", "job_definition", "attributes", "num_jobs", "region",
-    "profile", "retries", "wait", "tiledb_config", "output_format", "index", "vcpus", "memory", "scratch_path",
-    "metadata_s3", "executor", "max_parallel", "array_jobs", "tiledbvcf", "instance_price", "keep_partial",
-    "kms_key_id", "as_json", "log_lines", "quiet", "verbose", "dry_run",
+    "profile", "retries", "wait", "tiledb_config", "output_format", "tsv_fields", "merge", "index", "vcpus", "memory",
+    "scratch_path", "metadata_s3", "executor", "max_parallel", "array_jobs", "tiledbvcf", "instance_price",
+    "keep_partial", "kms_key_id", "as_json", "log_lines", "quiet", "verbose", "dry_run",
 )  # fmt: skip
 
 
@@ -37,7 +37,7 @@ def main(**given: Any) -> None:
     request = flags.export_request(given, ExportTail)
     session = common.Session.for_request(request)
     opts = request.opts
-    prepared = prepare.export(
+    prepared = prepare_export.export(
         session.complete(opts),
         session.storage,
         session.executor,

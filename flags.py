@@ -183,6 +183,7 @@ def export_request(given: Mapping[str, Any], tail: type[TailT]) -> Request[Expor
     problems = Problems()
     options_from(ExportRefusals, given, problems)
     request = request_from(given, ExportOptions, tail, problems)
+    problems.found += request.opts.conflicts()
     problems.raise_any()
     return dataclasses.replace(request, opts=request.opts.completed())
 

@@ -9,7 +9,7 @@ import pytest
 from conftest import DATASET
 from tiledbvcf_batch.bed import SHOWN_LINES, Interval, contig_check, read_bed
 from tiledbvcf_batch.dataset import DatasetView, spread
-from tiledbvcf_batch.prepare import contigs_not_in
+from tiledbvcf_batch.prepare_export import contigs_not_in
 
 SOURCE = "s3://my-bucketname/panel.bed"
 UCSC = (

@@ -172,3 +172,31 @@ def test_an_export_names_its_delivery_file_and_its_count_asks_only_the_absent_sa
         "export", "-u", "s3://my-bucketname/test-vcf-dataset", "-f", "/tmp/absent.txt",
         "-R", "s3://m/runs/r1/regions.bed", "-b", "7244", "-c", "--tiledb-config", config,
     ]  # fmt: skip
+
+
+def test_a_tsv_export_names_its_fields_and_its_one_table_and_its_count_drops_them():
+    opts = options(ExportOptions, output_format="t", tsv_fields=("SAMPLE", "POS", "F:GT", "Q:LINE"))
+    args = export_command(opts, "s3://m/runs/r1/export-names-0002.txt", "s3://m/runs/r1/regions.bed",
+                          "s3://m/runs/r1/delivery.json", "r1-part-0002-of-0002.tsv")  # fmt: skip
+    assert args == [
+        "export", "-u", DATASET, "-f", "s3://m/runs/r1/export-names-0002.txt", "-R", "s3://m/runs/r1/regions.bed",
+        "-d", "/data", "--upload-dir", "s3://my-bucketname/bcf-exports/", "--delivery", "s3://m/runs/r1/delivery.json",
+        "-O", "t", "-t", "SAMPLE,POS,F:GT,Q:LINE", "-o", "r1-part-0002-of-0002.tsv",
+    ]  # fmt: skip
+    assert count_only_command(args, "/tmp/all.txt") == [
+        "export", "-u", DATASET, "-f", "/tmp/all.txt", "-R", "s3://m/runs/r1/regions.bed", "-c",
+    ]  # fmt: skip
+
+
+def test_a_merged_export_names_its_region_partition_and_file_and_its_count_keeps_the_partition():
+    opts = options(ExportOptions, output_format="z", merge=True, tiledb_config="a=b")
+    args = export_command(opts, "s3://m/runs/r1/export-names-0001.txt", "s3://m/runs/r1/regions.bed",
+                          "s3://m/runs/r1/delivery.json", "r1-part-0001-of-0003.vcf.gz", (0, 3))  # fmt: skip
+    assert args[args.index("--delivery") + 2 :] == [
+        "-O", "z", "--merge", "--region-partition", "0:3", "-o", "r1-part-0001-of-0003.vcf.gz",
+        "--tiledb-config", "a=b",
+    ]  # fmt: skip
+    assert count_only_command(args, "/tmp/all.txt") == [
+        "export", "-u", DATASET, "-f", "/tmp/all.txt", "-R", "s3://m/runs/r1/regions.bed",
+        "--region-partition", "0:3", "-c", "--tiledb-config", "a=b",
+    ]  # fmt: skip

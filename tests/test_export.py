@@ -149,8 +149,24 @@ BAD_EXPORTS = [
     (["--dest-s3", "s3://nope-bucket/x/"], "--dest-s3: bucket nope-bucket does not exist"),
     (["--num-jobs", "0"], "--num-jobs is 0: it must be at least 1"),
     (["--job-queue", "nope"], "--job-queue nope: no such job queue"),
-    (["--output-format", "t"], "'t' is not one of"),
-]
+    (["--output-format", "x"], "'x' is not one of"),
+    (["--output-format", "t"], "--output-format t needs --tsv-fields: name the table's columns"),
+    (["--tsv-fields", "SAMPLE,POS"], "--tsv-fields goes with --output-format t only, not b"),
+    (["--output-format", "t", "--tsv-fields", "SAMPLE,END,Q:FOO,I:,F:DP"],
+     "--tsv-fields names 'END', 'Q:FOO', 'I:': the fields are SAMPLE, ID, REF, ALT, QUAL, POS, CHR, FILTER, "
+     "I:<info field>, F:<format field>, Q:POS, Q:END or Q:LINE, comma-separated (case sensitive)"),
+]  # fmt: skip
+
+
+def test_merge_with_a_table_and_a_table_without_fields_are_refused_at_once(aws, export_inputs, run_export):
+    result = run_export(*export_inputs, "--array", DATASET, "--output-format", "t", "--merge")
+    assert result.exit_code == 2 and result.stdout == ""
+    assert result.stderr.splitlines() == [
+        "Error: --output-format t needs --tsv-fields: name the table's columns, e.g. --tsv-fields "
+        "SAMPLE,CHR,POS,REF,ALT,F:GT",
+        "Error: --merge combines BCF/VCF files: -O t already writes one table per job of its samples; leave --merge "
+        "out, or choose --output-format b, u, z or v",
+    ]
 
 
 @pytest.mark.parametrize("change, message", BAD_EXPORTS, ids=[m for _, m in BAD_EXPORTS])

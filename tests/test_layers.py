@@ -116,7 +116,7 @@ def test_batch_request_keys_only_in_the_batch_executor():
 
 def test_domain_modules_see_executors_only_through_the_seam():
     """The protocol, the job types and the registry: never an executor by name (a third is a module in executors/)."""
-    for name in ("submit", "watch", "report", "ledger", "prepare", "inventory", "record"):
+    for name in ("submit", "watch", "report", "ledger", "prepare", "prepare_export", "inventory", "record"):
         executor_imports = {m for m in imports(MODULES[name]) if m.startswith("executors")}
         assert executor_imports <= {"executors/base", "executors/jobs", "executors/__init__"}, name
 

@@ -9,12 +9,14 @@ import shlex
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from conftest import options
+from tiledbvcf_batch.bed import read_bed
 from tiledbvcf_batch.commands import consolidation_commands, register_command, split_evenly, store_command
 from tiledbvcf_batch.executors.batch import MAX_DEPENDS_ON, SCRATCH_PATH, with_barriers
 from tiledbvcf_batch.executors.jobs import Job, describe_plan, plan_document
 from tiledbvcf_batch.inputs import Sample, parse_samples
 from tiledbvcf_batch.ledger import Ledger, skip_known_samples
-from tiledbvcf_batch.options import IngestOptions
+from tiledbvcf_batch.options import ExportOptions, IngestOptions
 from tiledbvcf_batch.plan import (
     IngestBatch,
     Plan,
@@ -24,6 +26,7 @@ from tiledbvcf_batch.plan import (
     balance_summary,
     imbalance,
     ingest_batches,
+    plan_export,
     plan_ingest,
 )
 from tiledbvcf_batch.storage import S3Uri
@@ -304,3 +307,31 @@ def test_dry_run_commands_are_shell_quoted():
     commands = [line.strip() for line in describe_plan(plan, jobs_of(plan), "here") if "    tiledbvcf " in line]
     assert [shlex.split(command) for command in commands] == [["tiledbvcf", *task.args] for task in plan.tasks]
     assert "'s3://bkt/my data/$(touch pwned)'" in commands[0]
+
+
+def export_plan(names: list[str], intervals: int, **changes) -> Plan:
+    bed = read_bed("".join(f"chr1\t{i * 100}\t{i * 100 + 50}\n" for i in range(intervals)).encode(), "panel.bed")
+    opts = options(ExportOptions, **changes)
+    return plan_export(opts, names, bed, "export-r1", S3Uri("meta", "tiledbvcf-batch/runs/export-r1/"))
+
+
+def test_a_merged_export_splits_the_intervals_never_more_jobs_than_intervals_each_with_every_name():
+    plan = export_plan(["S3", "S1", "S2"], 2, merge=True, num_jobs=5)
+    assert [task.name for task in plan.tasks] == ["tiledbvcf-export-1-of-2", "tiledbvcf-export-2-of-2"]
+    assert plan.notes == ("2 intervals in the BED: submitting 2 jobs instead of 5",)
+    for i, task in enumerate(plan.tasks):
+        assert task.samples == ("S1", "S2", "S3") and task.manifest is not None
+        assert task.manifest.lines == ("S1", "S2", "S3")
+        args = list(task.args)
+        assert args[args.index("--region-partition") + 1] == f"{i}:2" and "--merge" in args
+        assert args[args.index("-o") + 1] == f"export-r1-part-000{i + 1}-of-0002.bcf"
+        assert "--sample-partition" not in args
+    assert len(export_plan(["S1"], 4, merge=True, num_jobs=3).tasks) == 3  # one sample, still a job per part
+
+
+def test_a_tsv_export_splits_the_samples_one_table_per_job():
+    plan = export_plan(["S1", "S2", "S3"], 5, output_format="t", tsv_fields=("SAMPLE", "POS"), num_jobs=2)
+    assert [task.samples for task in plan.tasks] == [("S1", "S2"), ("S3",)]
+    outputs = [task.args[list(task.args).index("-o") + 1] for task in plan.tasks]
+    assert outputs == ["export-r1-part-0001-of-0002.tsv", "export-r1-part-0002-of-0002.tsv"]
+    assert all("--region-partition" not in task.args and "--merge" not in task.args for task in plan.tasks)

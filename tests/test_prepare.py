@@ -18,10 +18,10 @@ from tiledbvcf_batch.prepare import (
     held_by_runs,
     in_the_dataset,
     named_index_with_scratch,
-    names_not_in,
     recorded_options,
     still_creating,
 )
+from tiledbvcf_batch.prepare_export import names_not_in
 from tiledbvcf_batch.record import RecordedJob
 from tiledbvcf_batch.registry import Entry
 from tiledbvcf_batch.storage import S3Uri

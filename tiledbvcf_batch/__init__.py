@@ -17,7 +17,8 @@ into typed ones) and hand over to ``common.py``, the thin command-line layer the
 - ``preflight`` S3 checks before spending: buckets, objects, writability, samples, headers
 - ``s3listing`` which of many S3 keys exist, and their sizes: key ranges listed at once, or HEAD requests
 - ``ledger``    what earlier runs did with a dataset's samples: skip, resume
-- ``prepare``   the I/O around planning, for ingest and export side by side
+- ``prepare``   the I/O around planning an ingestion (checks, the dataset, the ledger, the registry)
+- ``prepare_export`` the same for an export (the destination, the names, the BED, the tools its jobs need)
 - ``submit``    executor-neutral submission: upload, record, submit in order, roll back
 - ``watch``     polling, stuck jobs, Ctrl-C, cancel
 - ``progress``  how far a run has got: counts per stage, durations, the live display (no polling)

@@ -12,7 +12,7 @@ from typing import Any
 
 from .options import ExportOptions, IngestOptions
 
-EXPORT_SUFFIXES = {"b": ".bcf", "u": ".bcf", "z": ".vcf.gz", "v": ".vcf"}
+EXPORT_SUFFIXES = {"b": ".bcf", "u": ".bcf", "z": ".vcf.gz", "v": ".vcf", "t": ".tsv"}
 _SECRET_KEY_RE = re.compile(r"secret|token|password|session", re.IGNORECASE)
 # How the image's entrypoint finds the options of an export job it uploads itself.
 OPTION_NAMES = {
@@ -22,7 +22,11 @@ OPTION_NAMES = {
     "partition": ("--sample-partition",),
     "format": ("-O", "--output-format"),
     "delivery": ("--delivery",),
+    "output": ("-o", "--output-path"),  # a combined file (--merge, -O t): the job's one file
+    "tsv_fields": ("-t", "--tsv-fields"),
+    "regions_partition": ("--region-partition",),
 }
+MERGE_FLAG = "--merge"  # a switch: no value
 # Not a tiledbvcf flag: the image's entrypoint takes it out and delivers the job's files as the run's delivery
 # file says (tiledbvcf_batch/delivery.py). A stock image's tiledbvcf refuses it: such an export fails at once,
 # where it would upload nothing and exit 0 (--upload-dir s3:// in 0.40.x).
@@ -165,12 +169,20 @@ def consolidation_commands(opts: IngestOptions) -> list[list[str]]:
     ]
 
 
-def export_command(opts: ExportOptions, names: str, regions: str, delivery: str | None = None) -> list[str]:
+def export_command(
+    opts: ExportOptions,
+    names: str,
+    regions: str,
+    delivery: str | None = None,
+    output: str | None = None,
+    part: tuple[int, int] | None = None,
+) -> list[str]:
     """One partition's export: ``names`` is a file of that partition's sample names only; ``regions`` a BED.
 
     Not the whole list with --sample-partition I:N: tiledbvcf rejects a whole names file for
     one unknown name, so one typo would fail every partition instead of its own. ``delivery``:
-    the run's delivery file, for the entrypoint (see DELIVERY_OPTION).
+    the run's delivery file, for the entrypoint (see DELIVERY_OPTION). ``output``: the file name of
+    a combined export (``-o``: --merge, or -O t); ``part``: (I, N) of --merge's --region-partition.
     """
     command = [
         "export",
@@ -189,6 +201,14 @@ def export_command(opts: ExportOptions, names: str, regions: str, delivery: str 
         command += [DELIVERY_OPTION, delivery]
     if opts.output_format != "b":  # the legacy CLI has no -O; b is the default of both
         command += ["-O", opts.output_format]
+    if opts.output_format == "t":
+        command += ["-t", ",".join(opts.tsv_fields)]
+    if opts.merge:
+        command.append(MERGE_FLAG)
+    if part is not None:
+        command += ["--region-partition", f"{part[0]}:{part[1]}"]
+    if output is not None:
+        command += ["-o", output]
     # Both CLIs take -b, an unsigned count of MB. The legacy export gets no thread settings: 0.1 and 0.2 take no
     # --tiledb-config on export (nor does the legacy form the documentation gives), and no legacy release ran here.
     command += ["-b", str(export_budget_mb(opts.memory, opts.legacy))]
@@ -200,9 +220,10 @@ def count_only_command(args: Sequence[str], names_file: str) -> list[str]:
     """An export job's query for the samples of ``names_file`` only, counting records (``-c``), writing nothing.
 
     The job asks it of the samples tiledbvcf wrote no file for: 0 records means they have none in the regions.
+    A combined export's job asks it of all its samples, in its --region-partition if it has one.
     """
-    counted = with_value(args, OPTION_NAMES["samples_file"], names_file)
-    for key in ("upload", "output_dir", "delivery", "format"):
+    counted = [arg for arg in with_value(args, OPTION_NAMES["samples_file"], names_file) if arg != MERGE_FLAG]
+    for key in ("upload", "output_dir", "delivery", "format", "output", "tsv_fields"):
         counted = without(counted, OPTION_NAMES[key])
     config = option(counted, ("--tiledb-config",))
     if config is None:

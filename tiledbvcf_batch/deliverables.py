@@ -10,6 +10,7 @@ import json
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 
+from .commands import EXPORT_SUFFIXES
 from .storage import Location, parse_location
 
 DELIVERY_FILE = "delivery.json"
@@ -18,6 +19,7 @@ EXPORTED = "exported"
 NO_RECORDS = "no records in the regions"
 INDEXABLE_FORMATS = ("b", "z")  # BGZF-compressed: uncompressed BCF and VCF cannot be indexed
 MANIFEST_COLUMNS = ("sample", "file", "bytes", "records", "md5", "index", "status")
+COMBINED = "*"  # the sample column of a combined file's row (--merge, -O t): the file holds several samples
 PARTS = "delivered/"  # beside the delivery file: one part of the manifest per job
 
 
@@ -43,7 +45,11 @@ class DeliverySpec:
 
 @dataclass(frozen=True)
 class Row:
-    """One requested sample in the manifest: its file and figures, or no file because it has no records there."""
+    """One requested sample in the manifest: its file and figures, or no file because it has no records there.
+
+    A combined export's row is one of its files (``sample`` is COMBINED): ``file`` names it even when it has no
+    record in the regions (then it was not written: no bytes, no MD5).
+    """
 
     sample: str
     file: str = ""
@@ -52,6 +58,11 @@ class Row:
     md5: str = ""
     index: str = ""
     status: str = EXPORTED
+
+
+def combined_name(run_id: str, number: int, total: int, output_format: str) -> str:
+    """The file of job ``number`` of ``total`` of a combined export: the run's id keeps runs to one place apart."""
+    return f"{run_id}-part-{number:04d}-of-{total:04d}{EXPORT_SUFFIXES[output_format]}"
 
 
 def manifest_location(dest: Location, run_id: str) -> Location:
@@ -69,7 +80,7 @@ def index_suffix(output_format: str, index: str) -> str | None:
 
 def manifest_text(rows: Sequence[Row]) -> str:
     lines = ["\t".join(MANIFEST_COLUMNS)]
-    for row in sorted(rows, key=lambda r: r.sample):
+    for row in sorted(rows, key=lambda r: (r.sample, r.file)):
         lines.append("\t".join(str(getattr(row, column)) for column in MANIFEST_COLUMNS))
     return "\n".join(lines) + "\n"
 

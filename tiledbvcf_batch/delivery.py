@@ -40,7 +40,9 @@ from .commands import (
     without,
 )
 from .deliverables import (
+    COMBINED,
     DELIVERY_TOOLS,
+    EXPORTED,
     NO_RECORDS,
     DeliverySpec,
     Row,
@@ -117,36 +119,28 @@ def export_job(
     delivery = value(args, "delivery")
     spec = DeliverySpec.from_json(place.read(parse_location(delivery, "--delivery"))) if delivery else None
     output_format = value(args, "format") or "b"
+    output = value(args, "output")  # a combined export's one file (--merge, -O t)
     workdir = Path(tempfile.mkdtemp(prefix="export-", dir=value(args, "output_dir") or None))
     try:
         local = with_value(without(without(args, OPTION_NAMES["upload"]), OPTION_NAMES["delivery"]),
                            OPTION_NAMES["output_dir"], str(workdir))  # fmt: skip
+        if output is not None:  # 0.40.3: a TSV's -o is under -d, a merged file's under the working directory
+            inside = Path(output).name if output_format == "t" else str(workdir / Path(output).name)
+            local = with_value(local, OPTION_NAMES["output"], str(inside))
         code = run([tiledbvcf, *local])
         if code != 0:
             log(f"tiledbvcf export exited {code}; nothing delivered")
             return code
-        expected = expected_names(args, place)
-        files = {p.name: p for p in workdir.iterdir() if p.is_file()}
-        suffix = EXPORT_SUFFIXES.get(output_format, "")
-        if expected is None:
-            expected = sorted(name.removesuffix(suffix) for name in files)
-        absent = [name for name in expected if f"{name}{suffix}" not in files]
-        empty = without_records(args, absent, workdir, tiledbvcf, log)
-        missing = [name for name in absent if name not in empty]
-        if missing:
-            log(f"tiledbvcf wrote no file for {len(missing)} of {len(expected)} samples, which have records in the "
-                f"regions: {', '.join(missing)}; nothing delivered")  # fmt: skip
-            return 1
         index = index_suffix(output_format, spec.index if spec else "csi")
-        rows = [exported_row(name, files[f"{name}{suffix}"], index) for name in expected if name not in empty]
-        rows += [Row(name, status=NO_RECORDS) for name in empty]
-        delivered = [files[row.file] for row in rows if row.file] + [workdir / row.index for row in rows if row.index]
-        problems = [problem for path in delivered if (problem := place.put_file(path, dest))]
-        for problem in problems:
-            log(problem)
-        if problems:
+        if output is not None:
+            rows = combined_rows(args, workdir / Path(output).name, index, place, tiledbvcf, log)
+        else:
+            rows = sample_rows(args, workdir, output_format, index, place, tiledbvcf, log)
+        if not deliver(rows, workdir, dest, place, log):
             return 1
-        said = f"; {len(empty)} samples have no records in the regions (no file): {', '.join(empty)}" if empty else ""
+        empty = [row.file or row.sample for row in rows if row.status == NO_RECORDS]
+        what = "" if output is not None else f"{len(empty)} samples have "  # a combined file names itself
+        said = f"; {what}no records in the regions (no file): {', '.join(empty)}" if empty else ""
         log(f"delivered {len(rows) - len(empty)} files{' with their indexes' if index else ''} to {dest}{said}")
         if spec is not None and delivery is not None:
             write_manifest_part(place, spec, parse_location(delivery, "--delivery"), value(args, "samples_file"), rows,
@@ -157,6 +151,50 @@ def export_job(
         return 1
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
+
+
+def sample_rows(
+    args: Sequence[str], workdir: Path, output_format: str, index: str | None, place: Place, tiledbvcf: str,
+    log: Callable[[str], None],
+) -> list[Row]:  # fmt: skip
+    """One row per sample of the job: its file, or no records in the regions; Delivery if a file is missing."""
+    expected = expected_names(args, place)
+    files = {p.name: p for p in workdir.iterdir() if p.is_file()}
+    suffix = EXPORT_SUFFIXES.get(output_format, "")
+    if expected is None:
+        expected = sorted(name.removesuffix(suffix) for name in files)
+    absent = [name for name in expected if f"{name}{suffix}" not in files]
+    empty = without_records(args, absent, workdir, tiledbvcf, log)
+    missing = [name for name in absent if name not in empty]
+    if missing:
+        raise Delivery(f"tiledbvcf wrote no file for {len(missing)} of {len(expected)} samples, which have records in "
+                       f"the regions: {', '.join(missing)}; nothing delivered")  # fmt: skip
+    rows = [exported_row(name, files[f"{name}{suffix}"], index) for name in expected if name not in empty]
+    return rows + [Row(name, status=NO_RECORDS) for name in empty]
+
+
+def combined_rows(
+    args: Sequence[str], path: Path, index: str | None, place: Place, tiledbvcf: str, log: Callable[[str], None]
+) -> list[Row]:
+    """The job's one file (several samples), or no records: tiledbvcf writes no file when its part has none."""
+    if path.is_file():
+        return [exported_row(COMBINED, path, index, table=path.name.endswith(EXPORT_SUFFIXES["t"]))]
+    names = expected_names(args, place) or []
+    total = count_records(args, names, path.parent, tiledbvcf, log) if names else 0
+    if total != 0:
+        held = "records in the regions" if total is None else f"{total} records in the regions"
+        raise Delivery(f"tiledbvcf wrote no {path.name}, and its {len(names)} samples have {held}; nothing delivered")
+    return [Row(COMBINED, path.name, status=NO_RECORDS)]
+
+
+def deliver(rows: Sequence[Row], workdir: Path, dest: Location, place: Place, log: Callable[[str], None]) -> bool:
+    """The rows' files and indexes at the destination; False (each problem said) if one is not."""
+    files = [workdir / row.file for row in rows if row.file and row.status == EXPORTED]
+    problems = [problem for path in [*files, *(workdir / row.index for row in rows if row.index)]
+                if (problem := place.put_file(path, dest))]  # fmt: skip
+    for problem in problems:
+        log(problem)
+    return not problems
 
 
 def value(args: Sequence[str], key: str) -> str | None:
@@ -213,9 +251,11 @@ def count_records(
     return int(last)
 
 
-def exported_row(name: str, path: Path, index: str | None) -> Row:
-    """The file's manifest row, its index made first (the count comes from it)."""
-    if index is not None:
+def exported_row(name: str, path: Path, index: str | None, table: bool = False) -> Row:
+    """The file's manifest row, its index made first (the count comes from it); a TSV table counts its data lines."""
+    if table:
+        records = count_table_lines(path)
+    elif index is not None:
         bcftools(["index", *(["--tbi"] if index == ".tbi" else ["--csi"]), "--force", str(path)])
         records = int(bcftools(["index", "-n", str(path)]).strip() or 0)
     else:
@@ -252,6 +292,13 @@ def count_lines_of(path: Path) -> int:
     if process.wait() != 0:
         raise Delivery(f"bcftools view -H {path.name} failed (exit {process.returncode})")
     return lines
+
+
+def count_table_lines(path: Path) -> int:
+    """Records of a TSV export: its lines but the header."""
+    with path.open("rb") as handle:
+        lines = sum(chunk.count(b"\n") for chunk in iter(lambda: handle.read(1 << 20), b""))
+    return max(lines - 1, 0)
 
 
 def md5_of(path: Path) -> str:

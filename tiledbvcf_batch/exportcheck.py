@@ -7,10 +7,11 @@ older than the delivery file has no parts: every sample must then have its file.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 
 from .commands import EXPORT_SUFFIXES
-from .deliverables import NO_RECORDS, PARTS, Row, manifest_location, rows_of_manifest, rows_of_part
+from .deliverables import NO_RECORDS, PARTS, Row, combined_name, manifest_location, rows_of_manifest, rows_of_part
 from .record import RunRecord
 from .storage import Location, Storage, parse_location
 
@@ -24,21 +25,37 @@ class ExportCheck:
     dest: str
     no_records: list[str] = field(default_factory=list)  # samples with no record in the regions: no file, rightly
     manifest: str | None = None  # the run's manifest, once every job has written its part
+    combined: bool = False  # files of several samples (--merge, -O t): missing and no_records name files
+
+
+def is_combined(record: RunRecord) -> bool:
+    return bool(record.options.get("merge")) or record.options.get("output_format") == "t"
+
+
+def job_outputs(record: RunRecord) -> dict[str, list[str]]:
+    """What each export job delivers, by job key: its samples' names, or (a combined export) its one file's name."""
+    jobs = [job for job in record.jobs if job.kind == "export"]
+    if not is_combined(record):
+        return {job.key: list(job.samples) for job in jobs}
+    numbered = [(job, int(found.group(1))) for job in jobs if (found := re.fullmatch(r"export-(\d+)", job.key))]
+    fmt = str(record.options.get("output_format", "b"))
+    return {job.key: [combined_name(record.run_id, number, len(numbered), fmt)] for job, number in numbered}
 
 
 def check_exports(record: RunRecord, storage: Storage) -> ExportCheck:
-    names = [name for job in record.jobs for name in job.samples]
+    combined = is_combined(record)
+    names = [name for outputs in job_outputs(record).values() for name in outputs]
     dest = parse_location(record.target, "destination", need_key=False).as_prefix()
     present = storage.list_sizes(dest)  # one listing (local paths list as whole paths, S3 as keys)
     manifest = manifest_location(dest, record.run_id)
     complete = manifest.key in present
-    rows = delivered_rows(record, storage, manifest if complete else None)
-    suffix = EXPORT_SUFFIXES[record.options.get("output_format", "b")]
+    rows = delivered_rows(record, storage, manifest if complete else None, by_file=combined)
+    suffix = "" if combined else EXPORT_SUFFIXES[record.options.get("output_format", "b")]
     no_records = sorted(name for name in names if name in rows and rows[name].status == NO_RECORDS)
     missing = [
         name for name in names if name not in no_records and not delivered(dest, present, name + suffix, rows.get(name))
     ]
-    return ExportCheck(missing, len(names), str(dest), no_records, str(manifest) if complete else None)
+    return ExportCheck(missing, len(names), str(dest), no_records, str(manifest) if complete else None, combined)
 
 
 def delivered(dest: Location, present: dict[str, int], file: str, row: Row | None) -> bool:
@@ -49,15 +66,20 @@ def delivered(dest: Location, present: dict[str, int], file: str, row: Row | Non
     return row is None or (present[key] == row.bytes and (not row.index or dest.child(row.index).key in present))
 
 
-def delivered_rows(record: RunRecord, storage: Storage, manifest: Location | None) -> dict[str, Row]:
-    """The manifest's rows by sample: the run's manifest if it is complete, else the parts written so far."""
+def delivered_rows(
+    record: RunRecord, storage: Storage, manifest: Location | None, *, by_file: bool = False
+) -> dict[str, Row]:
+    """The manifest's rows by sample (by file: a combined export): the run's manifest if it is complete, else the
+    parts written so far."""
     if manifest is not None:
-        return {row.sample: row for row in rows_of_manifest(storage.read_text(manifest))}
-    if record.record is None:
-        return {}
-    parts = parse_location(record.record.rpartition("/")[0] + "/" + PARTS, "parts")
-    listed = sorted(storage.list_sizes(parts))
-    return {row.sample: row for key in listed for row in rows_of_part(storage.read_text(relocated(parts, key)))}
+        rows = rows_of_manifest(storage.read_text(manifest))
+    elif record.record is None:
+        rows = []
+    else:
+        parts = parse_location(record.record.rpartition("/")[0] + "/" + PARTS, "parts")
+        listed = sorted(storage.list_sizes(parts))
+        rows = [row for key in listed for row in rows_of_part(storage.read_text(relocated(parts, key)))]
+    return {(row.file if by_file else row.sample): row for row in rows}
 
 
 def relocated(prefix: Location, key: str) -> Location:

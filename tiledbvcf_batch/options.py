@@ -10,6 +10,7 @@ values click gave, by those names.
 from __future__ import annotations
 
 import dataclasses
+import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
@@ -31,7 +32,10 @@ from .inputs import (
 )
 from .storage import LocalPath, Location, S3Uri
 
-EXPORT_FORMATS = ("b", "u", "z", "v")
+EXPORT_FORMATS = ("b", "u", "z", "v", "t")  # t: a TSV table of --tsv-fields
+TSV_COLUMNS = ("SAMPLE", "ID", "REF", "ALT", "QUAL", "POS", "CHR", "FILTER")  # tiledbvcf's bare TSV fields
+TSV_QUERY = ("POS", "END", "LINE")  # Q:<name>: the query region's start, end, and the BED line it came from
+_TSV_FIELD_RE = re.compile(r"^[IF]:[A-Za-z0-9_.]+$")
 INDEX_FORMATS = ("csi", "tbi", "none")
 BALANCES = ("count", "bytes")  # --balance: equal sample counts per job, or equal bytes
 FLAG = "flag"  # the key of a field's Flag in its metadata
@@ -121,6 +125,27 @@ def tiledb_config_flag() -> Any:
 def scratch_path_flag(help_text: str) -> Any:
     """None unless given: the executor's default (``Executor.default_scratch``), filled in by the command line."""
     return flag(None, metavar="PATH", executor_default=True, check=check_scratch_path, help=help_text)
+
+
+def parse_tsv_fields(text: str | None) -> tuple[str, ...]:
+    """The TSV columns tiledbvcf knows (case sensitive); an I:/F: field is checked against the headers by the job."""
+    if text is None:
+        return ()
+    names = [name.strip() for name in text.split(",")]
+    bad = [name for name in names if not tsv_field_ok(name)]
+    if bad or not [name for name in names if name]:
+        shown = ", ".join(repr(name) for name in bad) if bad else "nothing"
+        raise InputError(
+            f"--tsv-fields names {shown}: the fields are {', '.join(TSV_COLUMNS)}, I:<info field>, F:<format field>, "
+            "Q:POS, Q:END or Q:LINE, comma-separated (case sensitive)"
+        )
+    return tuple(names)
+
+
+def tsv_field_ok(name: str) -> bool:
+    if name in TSV_COLUMNS or bool(_TSV_FIELD_RE.match(name)):
+        return True
+    return name.startswith("Q:") and name[2:] in TSV_QUERY
 
 
 @dataclass(frozen=True)
@@ -274,7 +299,20 @@ class ExportOptions:
     output_format: str = flag(
         "b",
         choices=EXPORT_FORMATS,
-        help="b: compressed BCF, u: uncompressed BCF, z: compressed VCF, v: VCF (one file per sample).",
+        help="b: compressed BCF, u: uncompressed BCF, z: compressed VCF, v: VCF (one file per sample, or one "
+        "combined file per job with --merge); t: one TSV table per job of the --tsv-fields of its samples.",
+    )
+    tsv_fields: tuple[str, ...] = flag(
+        (),
+        metavar="FIELDS",
+        check=parse_tsv_fields,
+        help="With --output-format t: the table's columns, comma-separated: SAMPLE, ID, REF, ALT, QUAL, POS, CHR, "
+        "FILTER, I:<info field>, F:<format field>, Q:POS, Q:END, Q:LINE (the query region's start, end, BED line).",
+    )
+    merge: bool = flag(
+        False,
+        help="One combined multi-sample file per job (BCF/VCF) instead of one per sample: every job exports all the "
+        "samples, the jobs splitting the BED's intervals (at most one job per interval). Not with -O t.",
     )
     index: str = flag(
         "csi",
@@ -293,6 +331,25 @@ class ExportOptions:
     @property
     def resources(self) -> Resources:
         return Resources(self.vcpus, self.memory)
+
+    @property
+    def combined(self) -> bool:
+        """One file per job holding several samples (--merge, or a TSV table), not one file per sample."""
+        return self.merge or self.output_format == "t"
+
+    def conflicts(self) -> list[str]:
+        """Options that go only with others, or not with them."""
+        found = []
+        if self.output_format == "t" and self.tsv_fields == ():
+            found.append("--output-format t needs --tsv-fields: name the table's columns, e.g. --tsv-fields "
+                         "SAMPLE,CHR,POS,REF,ALT,F:GT")  # fmt: skip
+        if self.tsv_fields and self.output_format != "t":
+            found.append(f"--tsv-fields goes with --output-format t only, not {self.output_format}: add "
+                         "--output-format t, or leave --tsv-fields out")  # fmt: skip
+        if self.merge and self.output_format == "t":
+            found.append("--merge combines BCF/VCF files: -O t already writes one table per job of its samples; "
+                         "leave --merge out, or choose --output-format b, u, z or v")  # fmt: skip
+        return found
 
     def completed(self) -> ExportOptions:
         """The options with the run record's place, where --metadata-s3 was not given."""

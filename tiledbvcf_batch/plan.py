@@ -23,7 +23,7 @@ from .commands import (
     split_evenly,
     store_command,
 )
-from .deliverables import DELIVERY_FILE, DeliverySpec, manifest_location
+from .deliverables import DELIVERY_FILE, DeliverySpec, combined_name, manifest_location
 from .inputs import Resources, Sample
 from .options import ExportOptions, IngestOptions
 from .storage import Location
@@ -280,34 +280,34 @@ def plan_ingest(
 def plan_export(opts: ExportOptions, names: Sequence[str], bed: Bed, run_id: str, run_prefix: Location) -> Plan:
     """One task per partition of the sorted names, each with a file of its own names; never an empty one.
 
-    Every task reads the regions from the cleaned copy of ``bed`` (checked: it has intervals and no problem),
-    uploaded with the run: never the user's file, which tiledbvcf may not parse and which may change meanwhile.
+    With --merge, one task per partition of the BED's intervals instead (``--region-partition``), each with all
+    the names: never more tasks than intervals (tiledbvcf would give the others nothing). Every task reads the
+    regions from the cleaned copy of ``bed`` (checked: it has intervals and no problem), uploaded with the run:
+    never the user's file, which tiledbvcf may not parse and which may change meanwhile.
     """
-    partitions = split_evenly(sorted(names), opts.num_jobs)
     regions = Manifest(run_prefix.child(REGIONS), bed.lines())
+    if opts.merge:
+        partitions = [sorted(names)] * min(opts.num_jobs, len(regions.lines)) if names else []
+    else:
+        partitions = split_evenly(sorted(names), opts.num_jobs)
     notes = []
     if bed.dropped:
         notes.append(f"--bed {bed.source}: dropped {bed.dropped_text()}; the jobs read the cleaned copy {regions.uri}")
     if len(partitions) < opts.num_jobs:
-        notes.append(f"{len(names)} samples to export: submitting {len(partitions)} jobs instead of {opts.num_jobs}")
+        cut = f"{len(regions.lines)} intervals in the BED" if opts.merge else f"{len(names)} samples to export"
+        notes.append(f"{cut}: submitting {len(partitions)} jobs instead of {opts.num_jobs}")
     spec = DeliverySpec(run_id, len(partitions), opts.output_format, opts.index,
                         str(manifest_location(opts.dest_s3, run_id)))  # fmt: skip
     delivery = Manifest(run_prefix.child(DELIVERY_FILE), (spec.to_json(),))
     tasks = []
+    total = len(partitions)
     for i, chunk in enumerate(partitions, start=1):
         names_file = Manifest(run_prefix.child(f"export-names-{i:04d}.txt"), tuple(chunk))
-        tasks.append(
-            Task(
-                key=f"export-{i}",
-                stage=Stage("export"),
-                name=f"tiledbvcf-export-{i}-of-{len(partitions)}",
-                args=tuple(export_command(opts, str(names_file.uri), str(regions.uri), str(delivery.uri))),
-                resources=opts.resources,
-                retries=opts.retries,
-                manifest=names_file,
-                samples=tuple(chunk),
-            )
-        )
+        output = combined_name(run_id, i, total, opts.output_format) if opts.combined else None
+        args = export_command(opts, str(names_file.uri), str(regions.uri), str(delivery.uri), output,
+                              (i - 1, total) if opts.merge else None)  # fmt: skip
+        tasks.append(Task(f"export-{i}", Stage("export"), f"tiledbvcf-export-{i}-of-{total}", tuple(args),
+                          opts.resources, opts.retries, manifest=names_file, samples=tuple(chunk)))  # fmt: skip
     summary = f"Regions: {len(regions.lines)} intervals of --bed {bed.source}, cleaned copy {regions.uri}"
     return Plan("export", run_id, run_prefix, tuple(tasks), str(opts.dest_s3), notes=tuple(notes), summary=(summary,),
                 uploads=(regions, delivery))  # fmt: skip

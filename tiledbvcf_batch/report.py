@@ -7,7 +7,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from .executors.base import FORGOTTEN, Attempt, Executor, JobDescription, Words
-from .exportcheck import ExportCheck, check_exports
+from .exportcheck import ExportCheck, check_exports, job_outputs
 from .ledger import SUCCEEDED, job_states
 from .plan import Stage
 from .progress import format_duration
@@ -40,6 +40,7 @@ class Report:
     export_dest: str = ""
     no_records: list[str] = field(default_factory=list)  # samples with no record in the regions (no file, rightly)
     export_manifest: str | None = None  # the run's manifest of files, once every job has written its part
+    combined_export: bool = False  # files of several samples (--merge, -O t): no_records names files
     forgotten: int = 0  # jobs the executor no longer knows
     forgotten_judged: str = ""  # what is known of them all the same
 
@@ -171,6 +172,7 @@ def build_report(
             exports.dest,
         )
         report.no_records, report.export_manifest = exports.no_records, exports.manifest
+        report.combined_export = exports.combined
     return report
 
 
@@ -217,7 +219,8 @@ def format_report(report: Report, words: Words) -> list[str]:
             if len(report.no_records) > MAX_LISTED_MISSING
             else ""
         )
-        lines.append(f"- {len(report.no_records)} samples have no records in the regions (no file): {shown}{more}")
+        what = "files (parts of the regions or samples)" if report.combined_export else "samples"
+        lines.append(f"- {len(report.no_records)} {what} have no records in the regions (no file): {shown}{more}")
     if report.export_manifest:
         lines.append(f"- Manifest of the exported files: {report.export_manifest}")
     if report.missing_exports:
@@ -342,13 +345,14 @@ def judge_forgotten(
     judged = dict(latest)
     states = job_states(record, storage, executor) if record.kind == "ingest" else {}
     missing = set(check_exports(record, storage).missing) if record.kind == "export" else set()
+    outputs = job_outputs(record) if record.kind == "export" else {}
     for job in reversed(record.jobs):  # dependents come later in a record: judge them first
         if job.job_id not in lost:
             continue
         if job.kind == "ingest":
             ok, why = states[job.key] == SUCCEEDED, "its manifest is consumed"
         elif job.kind == "export":
-            ok, why = not missing & set(job.samples), "its files are at the destination"
+            ok, why = not missing & set(outputs.get(job.key, job.samples)), "its files are at the destination"
         else:
             after = [j for j in record.jobs if job.key in j.depends_on]
             ok, why = (
