@@ -182,9 +182,11 @@ def test_a_tsv_export_names_its_fields_and_its_one_table_and_its_count_drops_the
         "export", "-u", DATASET, "-f", "s3://m/runs/r1/export-names-0002.txt", "-R", "s3://m/runs/r1/regions.bed",
         "-d", "/data", "--upload-dir", "s3://my-bucketname/bcf-exports/", "--delivery", "s3://m/runs/r1/delivery.json",
         "-O", "t", "-t", "SAMPLE,POS,F:GT,Q:LINE", "-o", "r1-part-0002-of-0002.tsv",
+        "-b", "7244", "--tiledb-config", THREADS_4,
     ]  # fmt: skip
     assert count_only_command(args, "/tmp/all.txt") == [
-        "export", "-u", DATASET, "-f", "/tmp/all.txt", "-R", "s3://m/runs/r1/regions.bed", "-c",
+        "export", "-u", DATASET, "-f", "/tmp/all.txt", "-R", "s3://m/runs/r1/regions.bed", "-b", "7244", "-c",
+        "--tiledb-config", THREADS_4,
     ]  # fmt: skip
 
 
@@ -194,9 +196,9 @@ def test_a_merged_export_names_its_region_partition_and_file_and_its_count_keeps
                           "s3://m/runs/r1/delivery.json", "r1-part-0001-of-0003.vcf.gz", (0, 3))  # fmt: skip
     assert args[args.index("--delivery") + 2 :] == [
         "-O", "z", "--merge", "--region-partition", "0:3", "-o", "r1-part-0001-of-0003.vcf.gz",
-        "--tiledb-config", "a=b",
+        "-b", "7244", "--tiledb-config", f"{THREADS_4},a=b",
     ]  # fmt: skip
     assert count_only_command(args, "/tmp/all.txt") == [
         "export", "-u", DATASET, "-f", "/tmp/all.txt", "-R", "s3://m/runs/r1/regions.bed",
-        "--region-partition", "0:3", "-c", "--tiledb-config", "a=b",
+        "--region-partition", "0:3", "-b", "7244", "-c", "--tiledb-config", f"{THREADS_4},a=b",
     ]  # fmt: skip
