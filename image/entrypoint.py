@@ -312,7 +312,11 @@ def s3_client() -> Any:
     from botocore.config import Config
 
     # The same retry behaviour as the scripts' clients: throttling (SlowDown) is ridden out.
-    return boto3.client("s3", config=Config(retries={"mode": "standard", "max_attempts": 10}))
+    # The endpoint given explicitly: botocore reads AWS_ENDPOINT_URL(_S3) itself only from 1.31, and the image's
+    # (Debian bookworm's python3-botocore) is 1.29, which would ignore it and go to AWS. Newer ones read the same.
+    endpoint = os.environ.get("AWS_ENDPOINT_URL_S3") or os.environ.get("AWS_ENDPOINT_URL") or None
+    config = Config(retries={"mode": "standard", "max_attempts": 10})
+    return boto3.client("s3", endpoint_url=endpoint, config=config)
 
 
 def s3_getter(s3: Any) -> Callable[[], Any]:
