@@ -30,6 +30,9 @@ from tiledbvcf_batch.executors.local_setup import INSTALL_HINT, find_tiledbvcf  
 BED = "".join(f"{contig}\t0\t100000000\n" for contig in ("chr1", "chr2", "chr3"))
 
 
+NO_TILEDBVCF = 2  # the exit status when no tiledbvcf ran the main job (the walkthrough ran instead)
+
+
 def run(args: list[str], cwd: Path) -> int:
     """Run a script as a user would, showing the command and its output."""
     shown = " ".join(str(arg) for arg in args)
@@ -75,8 +78,11 @@ def main() -> int:
     args = parser.parse_args()
     tiledbvcf, version = find_tiledbvcf(args.tiledbvcf)
     if tiledbvcf is None:
-        print(f"No real run: {version}.\nShowing the emulated AWS Batch walkthrough instead ({INSTALL_HINT}).\n")
-        return local_aws.main()
+        why = version if INSTALL_HINT in version else f"{version}: {INSTALL_HINT}"  # the hint once
+        print(f"No real run: {why}.\nShowing the emulated AWS Batch walkthrough instead.\n", flush=True)
+        # The main job did not run: exit 2, as batch-ingest.py --executor local does without tiledbvcf, so that
+        # a script or CI does not take the walkthrough for it (a walkthrough that fails keeps its own status).
+        return local_aws.main() or NO_TILEDBVCF
     print(f"Running the main job on this machine with {version} ({tiledbvcf}).")
     os.environ["TILEDBVCF"] = tiledbvcf
     work = Path(tempfile.mkdtemp(prefix="tiledbvcf-demo-"))

@@ -87,10 +87,22 @@ def parse_uri(text: str, option: str, need_key: bool = True, *, local: bool = Fa
     """An ``s3://`` URI; with ``local`` (the local executor) a local path too."""
     try:
         if local:
-            return parse_location(text.strip(), option, need_key=need_key)
-        return parse_s3_uri(text.strip(), option, need_key=need_key)
+            return single_slashes(parse_location(text.strip(), option, need_key=need_key), option)
+        return single_slashes(parse_s3_uri(text.strip(), option, need_key=need_key), option)
     except ValueError as error:
         raise InputError(str(error)) from None
+
+
+def single_slashes(uri: Location, what: str) -> Location:
+    """An S3 key without an empty path segment (``//``, or a leading ``/``); trailing slashes are a prefix's."""
+    key = uri.key.rstrip("/")
+    if isinstance(uri, S3Uri) and ("//" in key or key.startswith("/")):
+        raise ValueError(
+            f"{what} {str(uri)!r} has an empty path segment (//): S3 keeps it in the key, while TileDB and "
+            "tiledbvcf's jobs do not reach such a key as written; write it with single slashes (copy any object "
+            "stored under such a key to one without //)"
+        )
+    return uri
 
 
 def parse_object(text: str, option: str, local: bool = False) -> Location:
@@ -108,15 +120,10 @@ def parse_dataset_uri(text: str, option: str = "--dataset-uri", local: bool = Fa
 
     Its ``str`` is what the job commands, the run record and the dataset's index (a hash) see.
     """
-    uri = parse_uri(text, option, local=local)
+    uri = parse_uri(text, option, local=local)  # no empty path segment: the same dataset would have two names
     if isinstance(uri, LocalPath):
         return LocalPath(os.path.realpath(uri.key) or "/")
     key = uri.key.rstrip("/")
-    if "//" in key or key.startswith("/"):
-        raise InputError(
-            f"{option} {text.strip()!r} has an empty path segment (//): S3 keeps it as part of the key, so the "
-            "same dataset would have two names; write it with single slashes"
-        )
     if len(key.encode("utf-8")) > MAX_DATASET_KEY:
         raise InputError(
             f"{option} has a key of {len(key.encode('utf-8'))} bytes: S3 keys are at most 1,024 bytes and TileDB "
@@ -185,7 +192,7 @@ def parse_samples(lines: Iterable[str], source: str, base: str | None = None) ->
 
 def sample_location(text: str, what: str, base: str | None) -> str:
     if base is None or text.startswith("s3://"):
-        parse_s3_uri(text, what)
+        single_slashes(parse_s3_uri(text, what), what)
         return text
     return str(parse_location(os.path.join(base, os.path.expanduser(text)), what))
 

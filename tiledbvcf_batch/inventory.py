@@ -87,7 +87,7 @@ def read_inventory(
     metadata: Location | None = None,
 ) -> Inventory:
     """The inventory of ``dataset`` (one spelling: inputs.parse_dataset_uri); InputError if there is none."""
-    if not dataset_exists(storage.s3, dataset):
+    if not dataset_exists(storage.s3, dataset, "DATASET_URI"):
         raise InputError(f"dataset {dataset} does not exist (nothing is stored under it): check the URI")
     registry = registry_of(dataset)
     entries = read_entries(storage, registry)

@@ -21,7 +21,7 @@ from botocore.exceptions import ClientError
 from .aws import aws_message, error_code
 from .bed import Bed, read_bed
 from .headers import file_name_problem, read_header_sample_names
-from .inputs import Sample
+from .inputs import InputError, Sample
 from .s3listing import WORKERS, Folder, Found, find_sizes, key_prefix, list_sequentially, listing_client
 from .storage import LocalPath, Location, Storage, parse_location
 
@@ -62,13 +62,39 @@ def check_bed(storage: Storage, location: Location) -> Bed:
     return read_bed(data, str(location))
 
 
-def dataset_exists(s3: Any, dataset: Location) -> bool:
-    """A dataset is a TileDB group: it exists when any object lives under ``<uri>/``."""
+# What marks a TileDB group, so a TileDB-VCF dataset (any version), at the top of its URI: tiledbvcf create
+# writes both (on S3 ``__tiledb_group.tdb`` is an empty object and ``__group/`` a prefix).
+GROUP_MARKERS = ("__tiledb_group.tdb", "__group")
+
+
+def dataset_exists(s3: Any, dataset: Location, option: str = "--dataset-uri") -> bool:
+    """Whether a dataset lives at ``dataset``: False when nothing does; InputError when other files do.
+
+    A run must neither create a dataset in a folder of other files (the samples' folder, say) nor
+    export from one: tiledbvcf would fail only when its jobs run.
+    """
     if isinstance(dataset, LocalPath):
-        return os.path.isdir(dataset.key) and bool(os.listdir(dataset.key))
+        if not os.path.lexists(dataset.key):
+            return False
+        found = sorted(os.listdir(dataset.key)) if os.path.isdir(dataset.key) else [os.path.basename(dataset.key)]
+        if not found or any(name in GROUP_MARKERS for name in found):
+            return bool(found)
+        raise InputError(not_a_dataset(dataset, option, found[0]))
     prefix = dataset.as_prefix()
-    response = s3.list_objects_v2(Bucket=prefix.bucket, Prefix=prefix.key, MaxKeys=1)
-    return response.get("KeyCount", 0) > 0
+    response = s3.list_objects_v2(Bucket=prefix.bucket, Prefix=prefix.key, Delimiter="/")
+    names = [item["Key"] for item in response.get("Contents", [])]
+    names += [item["Prefix"].rstrip("/") for item in response.get("CommonPrefixes", [])]
+    names = sorted(name[len(prefix.key) :] for name in names)
+    if not names or any(name in GROUP_MARKERS for name in names):
+        return bool(names)
+    raise InputError(not_a_dataset(dataset, option, names[0]))
+
+
+def not_a_dataset(dataset: Location, option: str, example: str) -> str:
+    return (
+        f"{option} {dataset} holds files that are not a TileDB-VCF dataset (such as {example!r}; a dataset has "
+        f"{GROUP_MARKERS[0]} at its top): give the URI of the dataset, or for a new one a path with nothing under it"
+    )
 
 
 CHUNK_SAMPLES = 30_000  # samples whose keys and listings are held at a time (see check_s3_samples)
@@ -350,17 +376,33 @@ def check_writable(s3: Any, location: Location, option: str, encryption: dict[st
 
 
 def check_local_writable(location: LocalPath, option: str) -> list[str]:
-    """The directory exists (or can be made) and a file can be written and deleted there."""
+    """The directory exists (or can be made) and a file can be written and deleted there.
+
+    Every directory made for the probe is removed again: a refused run leaves nothing behind, and an
+    export's destination holds the deliverables only (the runs' folder is made when needed).
+    """
     folder = os.path.join(location.key, "tiledbvcf-batch")
-    made = not os.path.isdir(folder)
+    made = missing_directories(folder)
     probe = os.path.join(folder, f".write-check-{secrets.token_hex(4)}")
     try:
         os.makedirs(folder, exist_ok=True)
         with open(probe, "wb"):
             pass
         os.remove(probe)
-        if made:  # an export's destination holds the deliverables only; the runs' folder is made when needed
-            os.rmdir(folder)
     except OSError as error:
         return [f"{option}: cannot write to {location} ({error.strerror})"]
+    finally:
+        for directory in made:
+            with contextlib.suppress(OSError):
+                os.rmdir(directory)
     return []
+
+
+def missing_directories(path: str) -> list[str]:
+    """``path`` and those of its parents that do not exist yet, deepest first."""
+    missing: list[str] = []
+    while path and not os.path.lexists(path):
+        missing.append(path)
+        parent = os.path.dirname(path)
+        path = "" if parent == path else parent
+    return missing

@@ -72,7 +72,7 @@ def ingest_preflight(
 ) -> tuple[list[str], dict[str, int], dict[str, str]]:
     """A note, the samples' sizes and (where headers are read) names; or an InputError listing every problem.
 
-    Headers are read with --check-headers, and always when every sample is a local file (it costs nothing).
+    Headers are read with --check-headers, and always for the samples that are local files (it costs nothing).
     ``say`` announces each phase as it starts: on a cohort they take seconds, and no phase is silent.
     """
     s3 = storage.s3
@@ -91,11 +91,13 @@ def ingest_preflight(
         problems = [problem for check in checks for problem in check.result()]
     problems += named_index_with_scratch(opts, samples)
     problems += sample_problems
+    problems += executor.scratch_problems(opts.scratch_path) if opts.scratch_size else []
     names: dict[str, str] = {}
-    local = not any(sample.uri.startswith("s3://") for sample in samples)
-    if (opts.check_headers or local) and not sample_problems:
-        say(f"Reading the headers of {len(samples)} samples")
-        header_problems, names = check_headers(s3, samples)
+    # Local files' headers are always read (it costs nothing), beside S3 samples too; all with --check-headers.
+    read = samples if opts.check_headers else [sample for sample in samples if not sample.uri.startswith("s3://")]
+    if read and not sample_problems:
+        say(f"Reading the headers of {len(read)} samples")
+        header_problems, names = check_headers(s3, read)
         problems += header_problems
     if problems:
         raise InputError(problems)

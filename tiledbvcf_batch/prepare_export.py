@@ -33,12 +33,17 @@ def export(
     """Check everything, the names and the BED's contigs against the dataset too, and plan the export."""
     s3 = storage.s3
     problems = executor.preflight() + executor.tool_problems(DELIVERY_TOOLS) + index_problems(opts)
+    problems += executor.scratch_problems(opts.scratch_path)
     problems += check_writable(s3, opts.dest_s3, "--dest-s3", storage.encryption)
     if opts.metadata_s3.bucket != opts.dest_s3.bucket or isinstance(opts.metadata_s3, LocalPath):
         problems += check_writable(s3, opts.metadata_s3, "--metadata-s3", storage.encryption)
-    exists = dataset_exists(s3, opts.dataset_uri)
-    if not exists:
-        problems.append(f"--array {opts.dataset_uri} does not exist (nothing is stored under it): check the URI")
+    try:
+        exists = dataset_exists(s3, opts.dataset_uri, "--array")
+    except InputError as error:
+        exists, problems = False, problems + error.problems  # not a dataset: nothing to read
+    else:
+        if not exists:
+            problems.append(f"--array {opts.dataset_uri} does not exist (nothing is stored under it): check the URI")
     bed_missing = check_object(s3, opts.bed, "--bed")
     bed = Bed(str(opts.bed), ()) if bed_missing else check_bed(storage, opts.bed)
     problems += [*bed_missing, *bed.problems]

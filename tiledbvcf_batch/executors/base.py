@@ -143,6 +143,10 @@ class Executor(Protocol):
         """Problems that would make every job fail, found before anything is spent."""
         ...
 
+    def scratch_problems(self, path: str | None) -> list[str]:
+        """Problems of the jobs' scratch directory (--scratch-path), where this machine can see it."""
+        return []  # on AWS Batch it is the container's, checked by its job
+
     def tool_problems(self, tools: Mapping[str, str]) -> list[str]:
         """Problems with the programs the jobs run besides tiledbvcf (``tools``: name -> the variable naming its
         path). None by default: they come with the jobs' image, which only the jobs can look into.

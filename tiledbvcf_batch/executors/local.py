@@ -55,7 +55,7 @@ from .base import (
     Words,
 )
 from .jobs import Job
-from .local_setup import LocalOptions, checked_tiledbvcf, default_parallel
+from .local_setup import LocalOptions, checked_tiledbvcf, default_parallel, scratch_problems
 
 ENTRYPOINT = Path(__file__).resolve().parents[2] / "image" / "entrypoint.py"
 CANCEL_MARKER = "cancel"
@@ -139,6 +139,9 @@ class LocalExecutor(Executor):
 
     def preflight(self) -> list[str]:
         return []  # tiledbvcf itself is checked when the executor is made (find_tiledbvcf)
+
+    def scratch_problems(self, path: str | None) -> list[str]:
+        return [] if path is None or path == self._scratch else scratch_problems(path)
 
     def tool_problems(self, tools: Mapping[str, str]) -> list[str]:
         """The jobs run on this machine: each tool must be on PATH, or where its variable says."""

@@ -7,6 +7,7 @@ import os
 import re
 import shutil
 import subprocess
+import tempfile
 from dataclasses import dataclass
 
 from ..inputs import InputError
@@ -85,3 +86,17 @@ def checked_tiledbvcf(given: str | None, register: bool | None) -> tuple[str, st
             "(conda install -c conda-forge -c tiledb libtiledbvcf)"
         )
     return path, version
+
+
+def scratch_problems(path: str) -> list[str]:
+    """--scratch-path with the local executor: the jobs run here, so it must exist and be writable, or every job
+    would fail (after the dataset was created)."""
+    if not os.path.isdir(path):
+        return [f"--scratch-path {path} does not exist (or is not a directory): create it (mkdir -p) or give "
+                "another, or leave it out for a temporary directory"]  # fmt: skip
+    try:  # as each job will: a directory of its own in it (access() is no proof for root, or a read-only mount)
+        os.rmdir(tempfile.mkdtemp(prefix=".write-check-", dir=path))
+    except OSError as error:
+        return [f"--scratch-path {path} is not writable ({error.strerror}): make it writable (chmod u+w) or give "
+                "another, or leave it out for a temporary directory"]  # fmt: skip
+    return []
