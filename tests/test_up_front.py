@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import boto3
 import pytest
 
 from conftest import DATASET, EXPORT, INGEST, install_standin, invoke, make_dataset, needs_tiledbvcf, tiledbvcf
@@ -100,11 +101,18 @@ def test_what_marks_a_dataset(aws, tmp_path):
 
 
 @needs_tiledbvcf
-def test_a_dataset_made_by_the_real_tiledbvcf_is_one(tmp_path):
-    tiledbvcf("create", "-u", str(tmp_path / "ds"))
-    assert dataset_exists(None, LocalPath(str(tmp_path / "ds")))
+@pytest.mark.parametrize("where", ["local", "s3"])
+def test_a_dataset_made_by_the_real_tiledbvcf_is_one(tmp_path, request, where):
+    if where == "local":
+        s3, dataset, inside = None, LocalPath(str(tmp_path / "ds")), LocalPath(str(tmp_path / "ds" / "data"))
+    else:
+        request.getfixturevalue("moto_server")  # AWS_ENDPOINT_URL: tiledbvcf writes to the emulated S3
+        s3, dataset, inside = boto3.client("s3", region_name="us-east-1"), S3Uri("my-bucketname", "ds"), None
+    tiledbvcf("create", "-u", str(dataset))
+    assert dataset_exists(s3, dataset)
+    inside = inside or S3Uri("my-bucketname", "ds/data")
     with pytest.raises(InputError, match="not a TileDB-VCF dataset"):
-        dataset_exists(None, LocalPath(str(tmp_path / "ds" / "data")))
+        dataset_exists(s3, inside)  # an array of the dataset is no dataset
 
 
 # -- Locally: mixed samples, the scratch path, leftovers --------------------------------------------------------
