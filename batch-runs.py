@@ -177,7 +177,9 @@ def listed_run(uri: Any, storage: Storage, clients_for: Callable[[str], Any]) ->
         clients = clients_for(record.region)
         executor = for_record(record.executor, clients)
         latest, _ = report.judge_forgotten(record, watch.describe_now(executor, record), storage, executor)
-    except records.DamagedRecord as damaged:  # named, and the others still listed
+    except records.NewerRecord as newer:  # named, and the others still listed
+        return unlisted(uri, f"NEWER VERSION ({newer.reason}: upgrade to read it)")
+    except records.DamagedRecord as damaged:
         return unlisted(uri, f"DAMAGED ({damaged.reason})")
     except (ClientError, BotoCoreError, OSError) as error:  # one run that cannot be read stops no other
         return unlisted(uri, f"UNKNOWN ({aws_message(error)})")

@@ -80,7 +80,7 @@ if __name__ == "__main__" and (early := listing_command(sys.argv[1:])):
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-from tiledbvcf_batch.arraytasks import ARRAY_INDEX_VARIABLE, array_task_file, task_of  # noqa: E402
+from tiledbvcf_batch.arraytasks import ARRAY_INDEX_VARIABLE, array_task_file, tasks_in  # noqa: E402
 from tiledbvcf_batch.commands import (  # noqa: E402  (after the early listing)
     OPTION_NAMES,
     delivers,
@@ -119,6 +119,8 @@ def main(argv: list[str], run: Callable[[list[str]], int] | None = None, s3: Any
     task_file = array_task_file(argv)
     if task_file is not None:
         return run_array_child(argv, task_file, run, s3)
+    if scratch_refused(argv):
+        return 1
     if checked(argv):
         manifest = value(argv, "samples_file") or ""
         if not job_check(argv, None, manifest, started_marker(manifest), manifest, s3):
@@ -140,6 +142,38 @@ def run_job(
     return with_scratch_of_its_own(args, scratch, run)
 
 
+def scratch_refused(args: list[str]) -> bool:
+    """Whether the job's scratch volume cannot hold its files (said in one line): checked before anything is
+    written or locked, since no job on this instance can run."""
+    problem = scratch_problem(args)
+    if problem:
+        log(problem)
+    return problem is not None
+
+
+def scratch_problem(args: list[str]) -> str | None:
+    """Why the job's -d (the scratch volume, /data on AWS Batch) cannot hold its files, or None if it can."""
+    scratch = scratch_dir(args)
+    if scratch is None:
+        return None
+    try:
+        os.rmdir(tempfile.mkdtemp(prefix=".writable-", dir=scratch))
+    except FileNotFoundError:
+        return (
+            f"scratch directory {scratch} does not exist: mount the scratch volume there (the launch template's "
+            f"user data on the host, the job definition's volumes and mountPoints: README, 'Instances with scratch "
+            f"space'), or pass --scratch-path an existing directory"
+        )
+    except OSError as error:
+        return (
+            f"scratch directory {scratch} cannot be written by this job's user (uid {os.getuid()}: "
+            f"{error.strerror}); every job on this instance fails until it can: run `chmod 1777 {scratch}` on the "
+            f"host, in the launch template's user data after mounting it (or in the AMI: README, 'Instances with "
+            f"scratch space'), or pass --scratch-path a writable directory"
+        )
+    return None
+
+
 def exec_tiledbvcf(command: list[str]) -> int:
     """tiledbvcf in place of this process (the lock file, if any, stays open in it); 127 if it cannot run."""
     try:
@@ -157,9 +191,19 @@ def run_array_child(args: list[str], task_file: str, run: Callable[[list[str]], 
         return 2
     if task_file.startswith("s3://"):
         s3 = s3 or s3_client()
-        entry = task_of(read_s3_text(s3, parse_s3_uri(task_file, "task file")), int(index))
+        body = read_s3_text(s3, parse_s3_uri(task_file, "task file"))
     else:
-        entry = task_of(Path(task_file).read_text(encoding="utf-8"), int(index))
+        body = Path(task_file).read_text(encoding="utf-8")
+    tasks = tasks_in(body)
+    if int(index) >= len(tasks):  # the array is larger than its task file: this child has no task to run
+        log(
+            f"array index {index} is outside the task file {task_file}, of {len(tasks)} tasks: the array job has "
+            "more children than its task file (was the file replaced?); submit the run again with --resume RUN_ID"
+        )
+        return 2
+    entry = tasks[int(index)]
+    if scratch_refused(args):
+        return 1
     log(f"array child {index}: task {entry['key']}, {len(entry['lines'])} lines")
     if checked(args) and "started" not in entry:
         log(f"task {entry['key']}: its task file names no started marker (an older client): no job check")

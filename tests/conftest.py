@@ -11,7 +11,7 @@ import os
 import shutil
 import subprocess
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, TypeVar
@@ -452,7 +452,23 @@ def make_dataset(aws, key: str = "test-vcf-dataset", samples: tuple[str, ...] = 
 # -- The stand-in tiledbvcf (tests/tiledbvcf_standin.py), and the real one ------------------------------------
 
 STANDIN = ROOT / "tests" / "tiledbvcf_standin.py"
-TILEDBVCF = os.environ.get("TILEDBVCF", "")
+UNPACKED_TILEDBVCF = ".tools/tiledbvcf-0.40.3/bin/tiledbvcf"  # where demo/run-local.sh unpacks it in a checkout
+
+
+def find_tiledbvcf(environ: Mapping[str, str], root: Path) -> str:
+    """The real tiledbvcf, found as demo/run-local.sh finds it: TILEDBVCF, else on PATH, else the one it unpacked
+    into the checkout's .tools/; "" if none. So the README's second command runs what its first one ran."""
+    unpacked = root / UNPACKED_TILEDBVCF
+    return (
+        environ.get("TILEDBVCF")
+        or shutil.which("tiledbvcf", path=environ.get("PATH", ""))
+        or (str(unpacked) if os.access(unpacked, os.X_OK) else "")
+    )
+
+
+TILEDBVCF = find_tiledbvcf(os.environ, ROOT)
+if TILEDBVCF:  # the scripts, the demo and the entrypoint the tests run as subprocesses find it the same way
+    os.environ["TILEDBVCF"] = TILEDBVCF
 
 
 @pytest.fixture(autouse=True, scope="session")
@@ -468,7 +484,9 @@ def bcftools(tmp_path_factory: pytest.TempPathFactory) -> None:
 
 
 needs_tiledbvcf = pytest.mark.skipif(
-    not TILEDBVCF, reason="TILEDBVCF is not set: these tests run the real tiledbvcf (.ci/run unpacks and sets it)"
+    not TILEDBVCF,
+    reason="no tiledbvcf (TILEDBVCF, PATH, or .tools/ as bash demo/run-local.sh unpacks it): these tests run the real "
+    "one (.ci/run unpacks and sets it)",
 )
 BED = "chr1\t0\t2000000\nchr2\t0\t2000000\nchr3\t0\t2000000\n"  # every record of a demo cohort
 

@@ -10,7 +10,7 @@ import pytest
 from click.testing import CliRunner
 
 import local_aws
-from conftest import EXPORT, INGEST, ROOT, base, load_script, run_script
+from conftest import EXPORT, INGEST, ROOT, UNPACKED_TILEDBVCF, base, find_tiledbvcf, load_script, run_script
 
 RUNS = load_script("batch-runs.py")
 SCRIPTS = ("batch-ingest.py", "batch-export.py", "batch-runs.py")
@@ -105,3 +105,24 @@ def test_every_link_of_the_readme_to_a_section_finds_it():
     anchors = {slug(heading) for heading in re.findall(r"^#+ (.+)$", prose, flags=re.MULTILINE)}
     links = set(re.findall(r"\]\(#([^)]+)\)", text))
     assert links and links <= anchors, sorted(links - anchors)
+
+
+def test_the_tests_find_tiledbvcf_as_the_demo_does(tmp_path):
+    """The README's second command (pytest) runs the real-tiledbvcf tests right after its first (the demo) unpacked
+    tiledbvcf into .tools/: TILEDBVCF, else PATH, else that one."""
+    assert f'"$PWD/{UNPACKED_TILEDBVCF}"' in (ROOT / "demo" / "run-local.sh").read_text()  # the demo's own path
+    empty = tmp_path / "empty-bin"
+    empty.mkdir()
+    assert find_tiledbvcf({"PATH": str(empty)}, tmp_path) == ""
+    unpacked = tmp_path / UNPACKED_TILEDBVCF
+    unpacked.parent.mkdir(parents=True)
+    unpacked.write_text("#!/bin/sh\n")
+    unpacked.chmod(0o755)
+    assert find_tiledbvcf({"PATH": str(empty)}, tmp_path) == str(unpacked)
+    on_path = tmp_path / "bin" / "tiledbvcf"
+    on_path.parent.mkdir()
+    on_path.write_text("#!/bin/sh\n")
+    on_path.chmod(0o755)
+    assert find_tiledbvcf({"PATH": str(on_path.parent)}, tmp_path) == str(on_path)
+    given = {"PATH": str(on_path.parent), "TILEDBVCF": "/opt/tiledbvcf/bin/tiledbvcf"}  # CI's TILEDBVCF wins
+    assert find_tiledbvcf(given, tmp_path) == "/opt/tiledbvcf/bin/tiledbvcf"

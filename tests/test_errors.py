@@ -128,7 +128,7 @@ def edit(change):
 @pytest.mark.parametrize(
     "change, reason",
     [
-        (lambda r: r.update(executor={"kind": "k8s"}), 'executor kind is "k8s", which this version does not know'),
+        (lambda r: r.update(executor={"kind": "K 8s"}), 'executor kind is "K 8s", which this version does not know'),
         (lambda r: r.update(created_at="yesterday"), "created_at is 'yesterday', not an ISO 8601 time"),
         (lambda r: r["jobs"][1].update(stage="ingest-one"), "job 2 stage is 'ingest-one', not a stage of a run"),
         (lambda r: r["jobs"][0].update(job_id=42), "job 1 job_id is 42, not a text"),
@@ -149,27 +149,45 @@ def test_a_record_with_bad_values_is_named_everywhere_too(aws, samples_file, run
     named_everywhere(aws, samples_file, run_ingest, edit(change), reason)
 
 
-def named_everywhere(aws, samples_file, run_ingest, damaging, reason: str) -> None:
+@pytest.mark.parametrize(
+    "change, reason",
+    [
+        (lambda r: r["options"].update(output_format="q"), "output format 'q' is not one this version knows"),
+        (lambda r: r.update(executor={"kind": "k8s"}), "executor kind 'k8s' is not one this version knows (batch"),
+        (lambda r: r["jobs"][1].update(stage="annotate-1"), "job 2 stage 'annotate-1' is not one this version knows"),
+        (lambda r: r.update(kind="merge"), "run kind 'merge' is not one this version knows (ingest, export)"),
+    ],
+)
+def test_a_record_of_a_newer_version_says_upgrade_everywhere(aws, samples_file, run_ingest, change, reason):
+    """A value a newer version may write: one line that names the record and says to upgrade, never a traceback."""
+    named_everywhere(aws, samples_file, run_ingest, edit(change), reason, newer=True)
+
+
+def named_everywhere(aws, samples_file, run_ingest, damaging, reason: str, newer: bool = False) -> None:
     """A damaged record: --resume, status, logs, cancel, wait name it; a new ingestion and list go on."""
+    says, state = ("was written by a newer version of tiledbvcf-batch", "NEWER VERSION") if newer else (
+        "is damaged", "DAMAGED")  # fmt: skip
     samples = samples_file(2)
     first = run_ingest(*base(samples))
     record = record_of(aws, first.stderr)["record"]
     damaging(aws, record)
     resumed = run_ingest(*base(samples), "--resume", record.split("/")[-2])
-    one_line(resumed, 2, f"run record {record} is damaged ({reason}")
+    one_line(resumed, 2, f"run record {record} {says} ({reason}")
 
     make_dataset(aws)
     again = run_ingest(*base(samples))
     assert again.exit_code == 0, again.stderr
-    assert f"WARNING: run record {record} is damaged ({reason}" in again.stderr
+    assert f"WARNING: run record {record} {says} ({reason}" in again.stderr
     runner = CliRunner()
     listed = runner.invoke(RUNS.main, ["list", "--metadata-s3", "bucket2-name"])
     assert listed.exit_code == 0 and len(listed.stdout.splitlines()) == 2, listed.output
-    damaged, fine = sorted(listed.stdout.splitlines(), key=lambda line: "DAMAGED" not in line)
-    assert f"DAMAGED ({reason}" in damaged and damaged.endswith(record)
+    damaged, fine = sorted(listed.stdout.splitlines(), key=lambda line: state not in line)
+    assert f"{state} ({reason}" in damaged and damaged.endswith(record)
     assert "  5 jobs  " in fine  # 1 ingestion, 4 consolidation
     for command in ("status", "logs", "cancel", "wait"):
-        one_line(invoke(RUNS.main, [command, record]), 2, f"run record {record} is damaged ({reason}")
+        one_line(invoke(RUNS.main, [command, record]), 2, f"run record {record} {says} ({reason}")
+        if newer:
+            assert "upgrade this checkout (git pull" in invoke(RUNS.main, [command, record]).stderr
 
 
 # -- Accepted, though it must fail (the values the README says are refused: test_inputs.py) ------------------

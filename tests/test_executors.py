@@ -174,7 +174,7 @@ def test_a_record_names_the_settings_its_kind_needs(instant):
     assert RunRecord.from_json(document).executor == {"kind": "instant", "note": "n"}
     for settings, reason in (({"kind": "instant"}, "no 'note' in executor"),
                              ({"kind": "instant", "note": 3}, "executor note is 3, not a text"),
-                             ({"kind": "k8s"}, 'executor kind is "k8s", which this version does not know '
+                             ({"kind": "k8s"}, "executor kind 'k8s' is not one this version knows "
                                                "(batch, local, instant)")):  # fmt: skip
         with pytest.raises(DamagedRecord, match=re.escape(reason)):
             RunRecord.from_json({**document, "executor": settings})

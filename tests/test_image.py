@@ -374,6 +374,63 @@ def test_an_array_child_checks_its_own_task_with_its_started_marker_on_s3(aws, s
     assert aws.keys("bucket2-name", "runs/r/done/") == ["runs/r/done/ingest-1-1.json"]
 
 
+def unwritable(directory: Path) -> Path:
+    """``directory``, made so that this process's user cannot write in it (root: immutable, where chattr can)."""
+    directory.mkdir()
+    if os.geteuid() != 0:
+        directory.chmod(0o555)
+        return directory
+    if shutil.which("chattr") is None or subprocess.run(["chattr", "+i", str(directory)]).returncode != 0:
+        pytest.skip("as root, a directory root cannot write needs chattr +i, which this file system does not take")
+    return directory
+
+
+@pytest.fixture
+def scratch_of(tmp_path):
+    made: list[Path] = []
+    yield lambda: made.append(unwritable(tmp_path / "readonly-data")) or made[-1]
+    for directory in made:
+        if os.geteuid() == 0:
+            subprocess.run(["chattr", "-i", str(directory)], check=False)
+        directory.chmod(0o755)
+
+
+def test_a_scratch_volume_the_job_cannot_write_is_one_line_with_the_fix(standin, tmp_path, scratch_of):
+    _, calls = standin
+    manifest = sample_manifest(tmp_path, ["A"])
+    for scratch, says in (
+        (str(tmp_path / "no-data"), "does not exist: mount the scratch volume there"),
+        (str(scratch_of()), "cannot be written by this job's user"),
+    ):
+        ran = run_entrypoint(["store", "-u", str(tmp_path / "ds"), "-d", scratch, "-f", manifest, "--resume"])
+        assert ran.returncode == 1 and ran.stdout == "", ran.stderr
+        assert ran.stderr.count("\n") == 1 and "Traceback" not in ran.stderr
+        assert ran.stderr.startswith(f"[tiledbvcf-batch] scratch directory {scratch} ") and says in ran.stderr
+    assert f"run `chmod 1777 {scratch}` on the host, in the launch template's user data" in ran.stderr
+    assert "store" not in [call[0] for call in calls()]  # (the early listing of the job check may have started)
+    tasks = tmp_path / "tasks-ingest-1.json"  # an array child: the same line, once its task is known
+    tasks.write_text(task_file_body([{"key": "ingest-1-1", "lines": ["/in/A.bcf"]}]))
+    child = ["store", "-u", str(tmp_path / "ds"), "-d", scratch, "-f", f"{tasks}{ARRAY_MARK}", "--remove-sample-file"]
+    ran = run_entrypoint(child, **{ARRAY_INDEX_VARIABLE: "0"})
+    assert ran.returncode == 1 and ran.stderr.count("\n") == 1 and "cannot be written by this job's user" in ran.stderr
+    assert "store" not in [call[0] for call in calls()]
+
+
+def test_an_array_index_beyond_its_task_file_is_one_line(standin, tmp_path):
+    _, calls = standin
+    tasks = tmp_path / "tasks-ingest-1.json"
+    tasks.write_text(task_file_body([{"key": "ingest-1-1", "lines": ["/in/A.bcf"]}]))
+    args = ["store", "-u", str(tmp_path / "ds"), "-f", f"{tasks}{ARRAY_MARK}", "--remove-sample-file"]
+    ran = run_entrypoint(args, **{ARRAY_INDEX_VARIABLE: "3"})
+    assert ran.returncode == 2 and ran.stdout == "", ran.stderr
+    assert ran.stderr.splitlines() == [
+        f"[tiledbvcf-batch] array index 3 is outside the task file {tasks}, of 1 tasks: the array job has more "
+        "children than its task file (was the file replaced?); submit the run again with --resume RUN_ID"
+    ]
+    assert calls() == []
+    assert run_entrypoint(args, **{ARRAY_INDEX_VARIABLE: "0"}).returncode == 0  # its one task runs
+
+
 # -- Dockerfile ----------------------------------------------------------------------------------
 
 
@@ -404,6 +461,10 @@ def test_dockerfile_shape():
     assert "click" not in text  # the package never imports click: the image does not install it
     assert 'ENTRYPOINT ["python3", "/opt/tiledbvcf-batch/entrypoint.py"]' in text
     assert re.search(r"^USER 1000$", text, re.MULTILINE)
+    # The copies are made readable by the non-root user, whatever modes the checkout has (umask 077), before it.
+    chmod = re.search(r"^RUN chmod -R a\+rX /opt/tiledbvcf-batch\b", text, re.MULTILINE)
+    last_copy = max(match.start() for match in re.finditer(r"^COPY (?!--from)", text, re.MULTILINE))
+    assert chmod and last_copy < chmod.start() < text.index("\nUSER 1000")
     assert "AWS_EC2_METADATA_DISABLED" not in text and "AWS_CONTAINER_CREDENTIALS" not in text
     for label in ("source", "version"):
         assert f"org.opencontainers.image.{label}=" in text

@@ -56,6 +56,31 @@ def test_a_missing_tiledbvcf_is_one_line_with_the_install_hint(tmp_path, standin
     assert not (tmp_path / "meta").exists() and standin() == []
 
 
+@pytest.mark.parametrize(
+    ("body", "says"),
+    [
+        ("import time\ntime.sleep(60)\n", "--version did not answer in 1 seconds"),
+        ("import sys\nsys.stdout.buffer.write(b'TileDB-VCF \\xff\\xfe version\\n')\n", "--version printed 'TileDB-VCF"),
+    ],
+    ids=["hangs", "not-utf8"],
+)
+def test_a_tiledbvcf_whose_version_hangs_or_is_not_text_is_one_line(tmp_path, standin, monkeypatch, body, says):
+    monkeypatch.setattr("tiledbvcf_batch.executors.local_setup.VERSION_TIMEOUT", 1.0)
+    program = tmp_path / "odd" / "tiledbvcf"
+    program.parent.mkdir()
+    program.write_text(f"#!{sys.executable}\n{body}")
+    program.chmod(0o755)
+    monkeypatch.setenv("TILEDBVCF", str(program))
+    started = time.monotonic()
+    result = ingest(tmp_path)
+    assert time.monotonic() - started < 30
+    assert result.exit_code == 2 and result.stdout == "", result.stderr
+    assert len(result.stderr.splitlines()) == 1 and "Traceback" not in result.stderr
+    assert f"{program} is not a working tiledbvcf" in result.stderr and says in result.stderr
+    assert "conda install -c conda-forge -c tiledb libtiledbvcf" in result.stderr
+    assert not (tmp_path / "meta").exists() and standin() == []
+
+
 def test_a_legacy_tiledbvcf_needs_register(tmp_path, standin, monkeypatch):
     monkeypatch.setenv("STANDIN_VERSION", "TileDB-VCF version 0.6.2")
     result = ingest(tmp_path)

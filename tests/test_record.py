@@ -14,6 +14,7 @@ from tiledbvcf_batch.options import IngestOptions
 from tiledbvcf_batch.plan import ingest_batches, plan_ingest
 from tiledbvcf_batch.record import (
     DamagedRecord,
+    NewerRecord,
     RunRecord,
     dataset_index,
     list_records,
@@ -145,7 +146,7 @@ def damaged(change) -> dict:
 @pytest.mark.parametrize(
     "change, reason",
     [
-        (lambda d: d.update(kind="merge"), "kind is 'merge', not ingest or export"),
+        (lambda d: d.update(kind="Merge!"), "kind is 'Merge!', not ingest or export"),
         (lambda d: d.update(created_at="yesterday"), "created_at is 'yesterday', not an ISO 8601 time"),
         (lambda d: d.update(region="us east"), "region is 'us east', not an AWS region name"),
         (lambda d: d.pop("jobs"), "no 'jobs' in it"),
@@ -153,7 +154,7 @@ def damaged(change) -> dict:
         (lambda d: d["jobs"][1].update(stage="ingest-0"), "job 2 stage is 'ingest-0', not a stage of a run"),
         (lambda d: d["jobs"][0].update(samples="s3://x"), 'job 1 samples is "s3://x", not a list'),
         (lambda d: d["jobs"][0].update(samples=[1]), "job 1 samples holds [1], not texts"),
-        (lambda d: d.update(executor={"kind": "k8s"}), 'executor kind is "k8s", which this version does not know'),
+        (lambda d: d.update(executor={"kind": 8}), "executor kind is 8, which this version does not know"),
         (lambda d: d["options"].update(register="yes"), 'options register is "yes", not true or false'),
         (lambda d: d["options"].update(instance_price="cheap"), 'options instance_price is "cheap", not a number'),
     ],
@@ -163,6 +164,25 @@ def test_a_damaged_record_is_named_with_what_is_wrong(change, reason):
         RunRecord.from_json(damaged(change))
     assert str(error.value).startswith(f"run record {LEGACY_INGEST['record']} is damaged ({reason}")
     assert "restore it from a copy or S3 versioning" in str(error.value)
+
+
+@pytest.mark.parametrize(
+    "change, reason",
+    [
+        (lambda d: d["options"].update(output_format="cram"), "output format 'cram' is not one this version knows"),
+        (lambda d: d["jobs"][0].update(stage="annotate"), "job 1 stage 'annotate' is not one this version knows"),
+        (lambda d: d.update(executor={"kind": "k8s"}), "executor kind 'k8s' is not one this version knows"),
+    ],
+)
+def test_an_export_record_of_a_newer_version_says_upgrade(change, reason):
+    data = copy.deepcopy(LEGACY_EXPORT)
+    change(data)
+    with pytest.raises(NewerRecord) as error:
+        RunRecord.from_json(data)
+    assert str(error.value).startswith(
+        f"run record {LEGACY_EXPORT['record']} was written by a newer version of tiledbvcf-batch ({reason}"
+    )
+    assert "upgrade this checkout" in str(error.value) and "damaged" not in str(error.value)
 
 
 def test_a_record_saved_on_disk_loads_and_one_cut_short_is_damaged(tmp_path):

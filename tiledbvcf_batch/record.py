@@ -10,14 +10,16 @@ import datetime
 import hashlib
 import json
 import os
+import re
 import secrets
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from botocore.exceptions import ClientError
 
-from . import executors
+from . import __version__, executors
 from .aws import aws_message
+from .commands import EXPORT_SUFFIXES
 from .executors.jobs import RecordedJob
 from .inputs import InputError, is_region_name, parse_metadata_location, parse_uri
 from .plan import STAGE_LABELS, Plan
@@ -103,13 +105,16 @@ class RunRecord:
             return cls._checked(data)
         except BadValue as bad:
             where = uri if uri is not None else (data.get("record") if isinstance(data, dict) else None)
-            raise DamagedRecord(where or "(unnamed)", str(bad)) from None
+            damage = NewerRecord if isinstance(bad, NewerValue) else DamagedRecord
+            raise damage(where or "(unnamed)", str(bad)) from None
 
     @classmethod
     def _checked(cls, data: Any) -> RunRecord:
         expect(isinstance(data, dict), f"it holds {shown(data)}, not a JSON object")
         run_id = text_of(data, "run_id")
         kind = text_of(data, "kind")
+        if kind not in RUN_KINDS and is_name(kind):
+            raise NewerValue(f"run kind {kind!r} is not one this version knows (ingest, export)")
         expect(kind in RUN_KINDS, f"kind is {kind!r}, not ingest or export")
         created_at = text_of(data, "created_at")
         expect(is_timestamp(created_at), f"created_at is {created_at!r}, not an ISO 8601 time")
@@ -166,12 +171,28 @@ class DamagedRecord(Exception):
     """A run record that cannot be read as one (truncated, edited, not JSON): named, never a traceback."""
 
     def __init__(self, uri: Location | str, reason: str):
-        super().__init__(
+        super().__init__(self.message(uri, reason))
+        self.uri = uri
+        self.reason = reason
+
+    @staticmethod
+    def message(uri: Location | str, reason: str) -> str:
+        return (
             f"run record {uri} is damaged ({reason}): restore it from a copy or S3 versioning, or remove the "
             "run's files (its manifests and record) if nothing of it must be kept"
         )
-        self.uri = uri
-        self.reason = reason
+
+
+class NewerRecord(DamagedRecord):
+    """A record written by a newer version of these scripts (a value this one does not know, well-formed): the fix
+    is to upgrade, not to restore it."""
+
+    @staticmethod
+    def message(uri: Location | str, reason: str) -> str:
+        return (
+            f"run record {uri} was written by a newer version of tiledbvcf-batch ({reason}): upgrade this "
+            f"checkout (git pull; this is {__version__}) to read it"
+        )
 
 
 def load_record(storage: Storage, uri: Location) -> RunRecord:
@@ -193,6 +214,19 @@ JSON_TYPES = {(str,): "a text", (int,): "a whole number", (int, float): "a numbe
 
 class BadValue(ValueError):
     """One value of a record that this version cannot use."""
+
+
+class NewerValue(BadValue):
+    """A well-formed value this version does not know: what a newer version may write (a new output format,
+    executor or stage)."""
+
+
+NAME_RE = re.compile(r"[a-z][a-z0-9_]*")
+
+
+def is_name(value: Any) -> bool:
+    """Whether ``value`` looks like a name a version of these scripts would write (not a damaged value)."""
+    return isinstance(value, str) and NAME_RE.fullmatch(value) is not None
 
 
 def expect(condition: bool, reason: str) -> None:
@@ -251,6 +285,9 @@ def checked_job(data: Any, number: int) -> RecordedJob:
     expect(isinstance(data, dict), f"job {number} is {shown(data)}, not a JSON object")
     where = f"job {number} "
     stage = text_of(data, "stage", where=where)
+    stage_kind, dash, batch = stage.partition("-")
+    if stage_kind not in STAGE_LABELS and is_name(stage_kind) and (not dash or batch.isdigit()):
+        raise NewerValue(f"{where}stage {stage!r} is not one this version knows")
     expect(is_stage(stage), f"{where}stage is {stage!r}, not a stage of a run (e.g. create, ingest-1)")
     manifest = text_of(data, "manifest", where=where, required=False)
     if manifest is not None:
@@ -281,6 +318,8 @@ def checked_executor(data: dict[str, Any]) -> dict[str, Any]:
     kind = executor.get("kind", executors.DEFAULT)
     settings = executors.recorded_settings(kind) if isinstance(kind, str) else None
     known = ", ".join(executors.names())
+    if settings is None and is_name(kind):
+        raise NewerValue(f"executor kind {kind!r} is not one this version knows ({known})")
     expect(settings is not None, f"executor kind is {shown(kind)}, which this version does not know ({known})")
     for key, required in (settings or {}).items():
         if required:
@@ -295,7 +334,11 @@ def checked_options(data: dict[str, Any]) -> dict[str, Any]:
     options = value_of(data, "options", dict, required=False) or {}
     value_of(options, "instance_price", (int, float), where="options ", required=False)
     value_of(options, "sample_batch_size", int, where="options ", required=False)
-    value_of(options, "output_format", str, where="options ", required=False)
+    output_format = value_of(options, "output_format", str, where="options ", required=False)
+    if output_format is not None and output_format not in EXPORT_SUFFIXES:
+        known = ", ".join(EXPORT_SUFFIXES)
+        expect(is_name(output_format), f"options output_format is {shown(output_format)}, not one of {known}")
+        raise NewerValue(f"output format {output_format!r} is not one this version knows ({known})")
     register = options.get("register", False)
     expect(isinstance(register, bool), f"options register is {shown(register)}, not true or false")
     return options

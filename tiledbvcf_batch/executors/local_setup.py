@@ -19,6 +19,7 @@ INSTALL_HINT = (
 )
 VERSION_RE = re.compile(r"TileDB-VCF version (\d+)\.(\d+)(?:\.(\d+))?")
 FIRST_CURRENT_RELEASE = (0, 7)  # v4 datasets, store --resume; earlier releases need --register
+VERSION_TIMEOUT = 30.0  # seconds --version may take; a working tiledbvcf answers in well under one
 
 
 @dataclass(frozen=True)
@@ -45,12 +46,24 @@ def find_tiledbvcf(given: str | None) -> tuple[str | None, str]:
         return None, f"tiledbvcf is not installed (not on PATH, TILEDBVCF not set): {INSTALL_HINT}"
     path = shutil.which(candidate) or candidate
     try:
-        result = subprocess.run([path, "--version"], capture_output=True, text=True, timeout=60)
+        result = subprocess.run(
+            [path, "--version"],
+            capture_output=True,
+            stdin=subprocess.DEVNULL,
+            timeout=VERSION_TIMEOUT,
+        )
     except OSError as error:
         return None, f"tiledbvcf {path} cannot be run ({error.strerror}): {INSTALL_HINT}"
-    first = (result.stdout or result.stderr).strip().splitlines()[:1]
+    except subprocess.TimeoutExpired:
+        return None, (
+            f"{path} is not a working tiledbvcf (--version did not answer in {VERSION_TIMEOUT:g} seconds): "
+            f"{INSTALL_HINT}"
+        )
+    output = (result.stdout or result.stderr).decode("utf-8", errors="replace")
+    first = output.strip().splitlines()[:1]
     if result.returncode != 0 or not first or not VERSION_RE.search(first[0]):
-        return None, f"{path} is not a working tiledbvcf (--version printed {first[0] if first else 'nothing'!r})"
+        printed = repr(first[0][:200]) if first else "nothing"
+        return None, f"{path} is not a working tiledbvcf (--version printed {printed}): {INSTALL_HINT}"
     return path, first[0]
 
 
