@@ -170,6 +170,12 @@ class LocalExecutor(Executor):
             self._thread.start()
         return job_id
 
+    def created_anyway(self, job: Job, run_id: str) -> list[str] | None:
+        """A submit interrupted once the job was taken in: this executor knows it (and stops it in terminate)."""
+        job_id = f"{run_id}/{job.key}"
+        with self._lock:
+            return [job_id] if job_id in self._jobs else []
+
     def _schedule(self) -> None:
         while True:
             self._wake.clear()  # before reaping: an exit from now on wakes the wait below
