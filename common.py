@@ -8,8 +8,10 @@ domain lives in the ``tiledbvcf_batch`` package, which knows nothing of click.
 
 from __future__ import annotations
 
+import contextlib
 import io
 import json
+import os
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass, replace
@@ -252,11 +254,34 @@ def stage_printer(
         submitted[str(stage)] = ids
         line = submitted_line(stage, stage_jobs, ids, executor)
         if stage.kind in DOCUMENTED_STAGES:
-            click.echo(line, err=as_json)  # the documented lines: stdout, unless --json takes it
+            echo_out(line, err=as_json)  # the documented lines: stdout, unless --json takes it
         else:
             say(line)  # ours, not the documented system's: stderr, and nothing with --quiet
 
     return on_stage
+
+
+STDOUT_CLOSED = (
+    "stdout was closed by its reader (e.g. | head -1): the lines after it were not written; the run goes on, "
+    "its jobs kept (every job id is in its run record: python batch-runs.py status RECORD)"
+)
+
+
+def echo_out(line: str, err: bool = False) -> None:
+    """A line on stdout (or stderr). Once its reader has gone (``| head -1``), the line is dropped and stdout
+    points at /dev/null, said once on stderr: a closed stdout must not roll back jobs already submitted.
+    """
+    try:
+        click.echo(line, err=err)
+    except BrokenPipeError:
+        if err:
+            return  # nowhere left to say anything
+        with contextlib.suppress(OSError, ValueError, io.UnsupportedOperation):
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, sys.stdout.fileno())  # nothing more to fail, nor the flush at exit
+            os.close(devnull)
+        with contextlib.suppress(OSError):
+            click.echo(STDOUT_CLOSED, err=True)
 
 
 def wait_and_report(
@@ -301,4 +326,4 @@ def stderr_for(tail: Tail) -> Callable[[str], None]:
     """Where notes and progress go: stderr, or nowhere with --quiet (errors still reach stderr)."""
     if tail.quiet:
         return lambda line: None
-    return lambda line: click.echo(line, err=True)
+    return lambda line: echo_out(line, err=True)  # a closed stderr (2>&1 | head) undoes nothing either

@@ -23,10 +23,10 @@ import pytest
 
 from conftest import INGEST, ROOT, install_standin, invoke
 from samplefiles import bgzip_vcf
-from tiledbvcf_batch.executors.local import LocalExecutor, default_parallel, orphaned, process_exists
+from tiledbvcf_batch.executors.local import JOB_VARIABLE, LocalExecutor, default_parallel, orphaned
 from tiledbvcf_batch.inputs import Resources
 from tiledbvcf_batch.plan import Stage, Task
-from tiledbvcf_batch.processes import job_runs, process_start, process_state, stop_jobs
+from tiledbvcf_batch.processes import job_runs, process_exists, process_start, process_state, stop_jobs
 
 
 @pytest.fixture
@@ -339,6 +339,61 @@ def test_cancel_from_another_process_stops_a_job_its_script_left_running(tmp_pat
     finally:
         with contextlib.suppress(ProcessLookupError):
             os.killpg(process.pid, signal.SIGKILL)
+
+
+@pytest.mark.parametrize("status", ["SUBMITTED", "RUNNABLE"])
+def test_a_job_whose_script_was_killed_as_it_started_it_is_found_by_its_environment(tmp_path, status):
+    """The script killed between starting a job's process and recording its pid (a first attempt, or a retry whose
+    state names the attempt before): the job runs all the same. It is RUNNING, and cancel stops it."""
+    state = orphan_state(dead_pid(), 1)
+    state["status"] = status
+    if status == "SUBMITTED":
+        del state["pid"], state["starttime"], state["attempts"]
+    path = tmp_path / "state" / f"{state['jobId']}.json"
+    path.parent.mkdir(parents=True)
+    path.write_text(json.dumps(state))
+    env = {**os.environ, JOB_VARIABLE: str(path)}  # as the local executor starts it
+    process = subprocess.Popen(["sh", "-c", "sleep 60 & wait"], start_new_session=True, env=env)
+    try:
+        executor = LocalExecutor("tiledbvcf", root=tmp_path / "state", stop_grace=0.5)
+        described = executor.describe([state["jobId"]])[state["jobId"]]
+        assert described["status"] == "RUNNING" and described["pid"] == process.pid, described
+        outcome = LocalExecutor("tiledbvcf", root=tmp_path / "state", stop_grace=0.5).cancel([state["jobId"]], "why")
+        assert outcome.terminated == [state["jobId"]] and outcome.finished == []
+        process.wait(timeout=10)
+        assert json.loads(path.read_text())["status"] == "FAILED"
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(process.pid, signal.SIGKILL)
+    # Its process gone, the job is what it was: failed, its script having ended before it did.
+    assert executor.describe([state["jobId"]])[state["jobId"]]["status"] == "FAILED"
+
+
+def test_cancel_after_the_script_was_killed_stops_its_running_store(tmp_path, standin, monkeypatch):
+    """kill -9 of batch-ingest.py while a store runs, then batch-runs.py cancel: terminated, not "finished"."""
+    monkeypatch.setenv("STANDIN_SLEEP", "60")
+    args = [str(ROOT / "batch-ingest.py"), "--executor", "local", "--vcpus", "1", "--metadata-s3", "meta",
+            "--dataset-uri", str(tmp_path / "ds"), "--samples", "samples.txt", "--no-consolidate"]  # fmt: skip
+    process = subprocess.Popen([sys.executable, *args], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    pid_file = tmp_path / "calls.log.pid"
+    deadline = time.monotonic() + 60
+    while not pid_file.exists() and time.monotonic() < deadline and process.poll() is None:
+        time.sleep(0.05)
+    time.sleep(0.2)
+    store = int(pid_file.read_text())
+    process.kill()
+    process.wait()
+    try:
+        record = next((tmp_path / "meta").rglob("run.json"))
+        result = subprocess.run([sys.executable, str(ROOT / "batch-runs.py"), "cancel", str(record)],
+                                capture_output=True, text=True, timeout=120)  # fmt: skip
+        assert result.returncode == 0, result.stderr
+        assert "1 job(s) terminated (were running): " in result.stdout and "(tiledbvcf-ingest-b1-j1)" in result.stdout
+        assert "tiledbvcf-ingest-b1-j1)" not in result.stdout.split("had already finished")[-1]
+        assert not process_exists(store)
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(store, signal.SIGKILL)
 
 
 def test_each_job_runs_through_the_entrypoint_and_its_state_names_its_process(tmp_path, standin, monkeypatch):

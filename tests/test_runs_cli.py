@@ -159,3 +159,27 @@ def test_status_of_a_run_batch_has_forgotten_says_what_is_known(aws):
     assert "- 3 / 3 jobs succeeded" in again.stdout
     listed = CliRunner().invoke(RUNS.main, ["list", "--metadata-s3", "bucket2-name"])
     assert "  succeeded  3 jobs  " in listed.stdout
+
+
+def test_a_closed_stdout_keeps_the_submitted_jobs(server, tmp_path):
+    """``batch-ingest.py ... | head -1``: once head exits, the next Submitted line cannot be written. The jobs
+    already submitted are kept, the submission goes on to its end, and stderr says why the lines stopped."""
+    read, write = os.pipe()
+    os.close(read)  # the reader is gone before the first line: every line the script writes to stdout fails
+    process = subprocess.run(
+        [sys.executable, str(ROOT / "batch-ingest.py"), "--dataset-uri", DATASET, "--samples", "samples.txt",
+         "--metadata-s3", "bucket2-name", "--job-queue", "tiledbvcf-job-queue", "--job-definition", "tiledbvcf-24h",
+         "--num-jobs", "2", "--no-consolidate"],
+        cwd=tmp_path, env=dict(os.environ), stdout=write, stderr=subprocess.PIPE, text=True, timeout=300,
+    )  # fmt: skip
+    os.close(write)
+    assert process.returncode == 0, process.stderr
+    assert "Traceback" not in process.stderr and "rolled back" not in process.stderr
+    assert process.stderr.count("stdout was closed by its reader (e.g. | head -1)") == 1
+    uri = re.search(r"recorded at (s3://\S+)", process.stderr).group(1)
+    bucket, _, key = uri.removeprefix("s3://").partition("/")
+    s3 = boto3.client("s3", region_name="us-east-1")
+    record = json.loads(s3.get_object(Bucket=bucket, Key=key)["Body"].read())
+    ids = [job["job_id"] for job in record["jobs"]]
+    assert len(ids) == 3 and all(ids) and record["submitting"] is False
+    assert stop_requests(ids) == [None, None, None]

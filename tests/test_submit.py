@@ -174,6 +174,65 @@ def test_ctrl_c_while_submitting_removes_what_was_submitted(aws, samples_file, r
     assert aws.keys("bucket2-name") == []
 
 
+def test_ctrl_c_while_a_submit_job_request_is_in_flight_stops_the_job_it_created(aws, samples_file, run_ingest):
+    """The job is created on AWS, its id never read: the rollback finds it by name and run tag, and stops it."""
+    sent = []
+
+    def interrupt(parsed, **_):  # after AWS answered, before the id is read: as Ctrl-C in the middle of the request
+        sent.append(parsed["jobId"])
+        if len(sent) == 3:
+            raise KeyboardInterrupt
+
+    aws.on("after-call.batch.SubmitJob", interrupt)
+    terminated = []
+    aws.on("before-parameter-build.batch.TerminateJob", lambda params, **_: terminated.append(params["jobId"]))
+    result = run_ingest(*base(samples_file(3)), "--num-jobs", "3")
+    assert result.exit_code == 1
+    assert "failed after 2 of 8 jobs (interrupted); terminated the 3 job(s) already submitted" in result.stderr
+    assert "was looked for and not found" not in result.stderr and "nothing is left behind" in result.stderr
+    assert sorted(terminated) == sorted(sent)
+    assert aws.keys("bucket2-name") == []
+
+
+def test_a_job_that_may_have_been_created_is_never_said_to_be_gone(aws, samples_file, run_ingest):
+    """The job that was being submitted cannot be looked for (ListJobs refused): named, with how to find it."""
+    sent = []
+
+    def interrupt(**_):
+        sent.append(1)
+        if len(sent) == 3:
+            raise KeyboardInterrupt
+
+    aws.on("before-parameter-build.batch.SubmitJob", interrupt)
+    aws.fail_call("batch.ListJobs", "AccessDeniedException")
+    result = run_ingest(*base(samples_file(3)), "--num-jobs", "3")
+    assert result.exit_code == 1
+    assert "nothing is left behind" not in result.stderr
+    assert (
+        "job tiledbvcf-ingest-b1-j2 (its submission was under way: it may have been created) (find it with aws batch "
+        f"list-jobs --job-queue {aws.job_queue} --filters name=JOB_NAME,values=tiledbvcf-ingest-b1-j2 (tagged "
+        "tiledbvcf-batch-run=ingest-"
+    ) in result.stderr
+
+
+def test_a_job_looked_for_and_not_found_is_said_so(aws, samples_file, run_ingest):
+    sent = []
+
+    def interrupt(**_):
+        sent.append(1)
+        if len(sent) == 3:
+            raise KeyboardInterrupt
+
+    aws.on("before-parameter-build.batch.SubmitJob", interrupt)
+    result = run_ingest(*base(samples_file(3)), "--num-jobs", "3")
+    assert "terminated the 2 job(s) already submitted and deleted" in result.stderr
+    assert "; job tiledbvcf-ingest-b1-j2, whose submission was under way, was looked for and not found; nothing is " \
+        "left" in result.stderr  # fmt: skip
+    assert calls_of(aws, "ListJobs") == [
+        {"jobQueue": aws.job_queue, "filters": [{"name": "JOB_NAME", "values": ["tiledbvcf-ingest-b1-j2"]}]}
+    ]
+
+
 # -- Security ------------------------------------------------------------------------------
 
 
@@ -298,7 +357,8 @@ def test_a_job_refused_mid_way_rolls_the_whole_run_back(tmp_path):
         submit_plan(plan, jobs_for(plan, executor), executor, Storage(None), {}, region="us-east-1")
     assert str(error.value) == (
         "submission of run ingest-r1 failed after 2 of 4 jobs (the stub refused ingest-1-2); terminated the 2 job(s) "
-        "already submitted and deleted 4 uploaded file(s); nothing is left behind"
+        "already submitted and deleted 4 uploaded file(s); job tiledbvcf-ingest-b1-j2, whose submission was under "
+        "way, was looked for and not found; nothing is left behind"
     )
     assert executor.terminated == ["id-create", "id-ingest-1-1"]
     assert files_under(tmp_path / "meta") == []

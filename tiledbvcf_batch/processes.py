@@ -76,6 +76,22 @@ def job_runs(pid: int, start: int | None) -> bool:
     return group_runs(pid)
 
 
+def tagged_group(name: str, value: str) -> tuple[int, int] | None:
+    """The process group, and its leader's start time (0 if it has ended), of the processes whose environment holds
+    ``name=value``: a job's, found even if its pid was never recorded (its script killed as it started it)."""
+    wanted = f"{name}={value}".encode()
+    for entry in os.listdir("/proc"):
+        try:
+            with open(f"/proc/{entry}/environ", "rb") as handle:
+                tagged = entry.isdigit() and wanted in handle.read().split(b"\0")
+        except OSError:
+            continue
+        state = process_state(int(entry)) if tagged else None
+        if state is not None and state[0] not in ("Z", "X"):
+            return state[1], process_start(state[1]) or 0
+    return None
+
+
 def stop_jobs(jobs: Sequence[tuple[int, int | None]], grace: float, step: float = 0.05) -> None:
     """SIGTERM the process group of each job (pid, start time) that still runs; SIGKILL those left after ``grace``."""
     for signum in (signal.SIGTERM, signal.SIGKILL):

@@ -11,7 +11,7 @@ import json
 import shlex
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from .aws import aws_message
@@ -86,11 +86,14 @@ def submit_plan(
     uploaded: list[Location] = []
     last_of_stage = {job.stage: job.key for job in jobs}
     ticker = ticker or Ticker(None)
+    under_way: list[Job] = []  # the job whose submission has begun and not returned its id
     try:
         upload_run(plan, jobs, record, storage, ticker, uploaded)
         ticker.start(f"Submitting {len(jobs)} jobs {executor.where()}")
         for job in jobs:
+            under_way[:] = [job]
             ids[job.key] = executor.submit(job, ids, plan.run_id)
+            under_way.clear()
             ticker.tick(len(ids), len(jobs), "jobs submitted:")
             if on_stage is not None and last_of_stage[job.stage] == job.key:
                 stage_jobs = [j for j in jobs if j.stage == job.stage]
@@ -101,12 +104,44 @@ def submit_plan(
     except (Exception, KeyboardInterrupt) as error:
         cause = "interrupted" if isinstance(error, KeyboardInterrupt) else aws_message(error)
         failed = f"submission of run {plan.run_id} failed after {len(ids)} of {len(jobs)} jobs ({cause})"
+        stray = Stray.after(executor, under_way[0], plan.run_id) if under_way else Stray()
+        if stray.job is not None and stray.found and keep_partial:
+            ids[stray.job.key] = stray.found[0]  # created after all: the record names it (the others go)
+            stray = Stray(stray.job, stray.found[1:], stray.unsure, stray.hint)
         record.set_job_ids(ids)
-        outcome = undo_or_keep(failed, plan, record, executor, storage, ids, uploaded, keep_partial)
+        outcome = undo_or_keep(failed, plan, record, executor, storage, ids, uploaded, keep_partial, stray)
         if not keep_partial and claim is not None:
             outcome = withdrawal(storage, claim, outcome)
         raise outcome from None
     return record
+
+
+@dataclass(frozen=True)
+class Stray:
+    """What a submission cut off (Ctrl-C, an error) left: the jobs it created all the same, found by the executor,
+    or that it could not tell (``unsure``, and ``hint`` says how to find such a job)."""
+
+    job: Job | None = None
+    found: list[str] = field(default_factory=list)
+    unsure: bool = False
+    hint: str = ""
+
+    @classmethod
+    def after(cls, executor: Executor, job: Job, run_id: str) -> Stray:
+        found = executor.created_anyway(job, run_id)
+        return cls(job, found or [], found is None, executor.find_by_hand(job, run_id))
+
+    def checked(self) -> str:
+        """What was checked, for the message that says nothing is left behind."""
+        if self.job is None or self.found:
+            return ""
+        return f"; job {self.job.name}, whose submission was under way, was looked for and not found"
+
+    def left(self) -> list[tuple[str, str]]:
+        """A job that may exist, unknown: never say that nothing is left behind."""
+        if self.job is None or not self.unsure:
+            return []
+        return [(f"job {self.job.name} (its submission was under way: it may have been created)", self.hint)]
 
 
 def upload_run(
@@ -157,17 +192,38 @@ def undo_or_keep(
     ids: dict[str, str],
     uploaded: list[Location],
     keep_partial: bool,
+    stray: Stray | None = None,
 ) -> SubmissionError:
-    """After a failed submission: roll back (or, with --keep-partial, keep) and say what is left."""
+    """After a failed submission: roll back (or, with --keep-partial, keep) and say what is left.
+
+    ``stray``: a job whose submission was cut off, which may have been created all the same: found, it is
+    stopped (a second one, from retries, too); not known either way, it is named with the way to find it.
+    """
+    stray = stray or Stray()
+    extra = {f"{stray.job.key}#{number}": job_id for number, job_id in enumerate(stray.found)} if stray.job else {}
     if keep_partial:
-        return SubmissionError(f"{failed}; {kept_message(plan, record, storage, ids, uploaded, executor)}")
-    left = rollback(plan, executor, storage, ids, uploaded)
+        kept = kept_message(plan, record, storage, ids, uploaded, executor)
+        left = [(f"job {job_id}", why) for job_id, why in stopped(executor, extra, plan)] + stray.left()
+        also = f"; also: {grouped(left)}" if left else ""
+        return SubmissionError(f"{failed}; {kept}{also}")
+    left = rollback(plan, executor, storage, {**ids, **extra}, uploaded) + stray.left()
     if left:
         return SubmissionError(f"{failed}; tried to undo it but these remain, remove them by hand: {grouped(left)}")
     return SubmissionError(
-        f"{failed}; terminated the {len(ids)} job(s) already submitted and deleted "
-        f"{len(uploaded)} uploaded file(s); nothing is left behind"
+        f"{failed}; terminated the {len(ids) + len(extra)} job(s) already submitted and deleted "
+        f"{len(uploaded)} uploaded file(s){stray.checked()}; nothing is left behind"
     )
+
+
+def stopped(executor: Executor, extra: dict[str, str], plan: Plan) -> list[tuple[str, str]]:
+    """Stop jobs created twice by a cut-off submission (kept with --keep-partial: the record names one)."""
+    if not extra:
+        return []
+    try:
+        texts = executor.terminate(list(extra.values()), f"submission of run {plan.run_id} created it twice")
+    except Exception as error:
+        return [(job_id, aws_message(error)) for job_id in extra.values()]
+    return [(what.removeprefix("job "), why) for what, _, why in (text.partition(": ") for text in texts)]
 
 
 def rollback(

@@ -51,6 +51,7 @@ class JobDescription(TypedDict, total=False):
     status: str
     statusReason: str
     attempts: list[Attempt]
+    tags: dict[str, str]  # what the submission tagged it with (its run: a cut-off submission's job is found by it)
     # Ours: an array child's status estimated from its parent's summary, not described itself.
     estimated: bool
 
@@ -175,6 +176,17 @@ class Executor(Protocol):
     def submit(self, job: Job, ids: dict[str, str], run_id: str) -> str:
         """Submit one job whose dependencies are in ``ids``; its id."""
         ...
+
+    def created_anyway(self, job: Job, run_id: str) -> list[str] | None:
+        """After ``submit(job, ...)`` raised or was interrupted (Ctrl-C while its request was under way): the ids
+        of the jobs it created all the same, found by what the executor names them by; None if it cannot tell.
+        """
+        return None  # by default the executor cannot tell: the rollback says that such a job may exist
+
+    def find_by_hand(self, job: Job, run_id: str) -> str:
+        """How a user finds (and stops) a job that ``submit(job, ...)`` may have created, if ``created_anyway``
+        could not tell."""
+        return f"look for a job named {job.name} and stop it ({self.words.stop_by_hand})"
 
     def describe(self, ids: Sequence[str]) -> dict[str, JobDescription]:
         """The state of each job the executor still knows; raises Throttled with the part it got."""

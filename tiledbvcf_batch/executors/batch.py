@@ -47,7 +47,14 @@ from .base import (
     Words,
     order_problems,
 )
-from .batch_setup import BatchOptions, check_job_definition, check_job_queue, runs_our_entrypoint
+from .batch_setup import (
+    RUN_TAG,
+    BatchOptions,
+    check_job_definition,
+    check_job_queue,
+    jobs_named,
+    runs_our_entrypoint,
+)
 from .jobs import Job, RecordedJob
 
 MAX_DEPENDS_ON = 20
@@ -175,7 +182,7 @@ def payload(job: Job, ids: dict[str, str], job_queue: str, job_definition: str, 
             "resourceRequirements": resource_requirements(job.resources),
         },
         "retryStrategy": retry_strategy(job.retries),
-        "tags": {"tiledbvcf-batch-run": run_id, "tiledbvcf-batch-stage": str(job.stage)},
+        "tags": {RUN_TAG: run_id, "tiledbvcf-batch-stage": str(job.stage)},
     }
     if job.after:
         request["dependsOn"] = [{"jobId": ids[key]} for key in job.after]
@@ -257,6 +264,18 @@ class BatchExecutor(Executor):
         self.pacer.wait()
         request = payload(job, ids, self.job_queue, self.job_definition, run_id)
         return self.clients.batch.submit_job(**request)["jobId"]
+
+    def created_anyway(self, job: Job, run_id: str) -> list[str] | None:
+        """SubmitJob has no idempotency token: found by name on the queue, told apart by the run's tag."""
+        try:
+            found, throttled = self.described(jobs_named(self.clients.batch, self.job_queue, job.name))
+        except Exception:
+            return None
+        return None if throttled else [key for key, one in found.items() if one.get("tags", {}).get(RUN_TAG) == run_id]
+
+    def find_by_hand(self, job: Job, run_id: str) -> str:
+        return (f"find it with aws batch list-jobs --job-queue {self.job_queue} --filters name=JOB_NAME,values="
+                f"{job.name} (tagged {RUN_TAG}={run_id}), stop it with aws batch terminate-job")  # fmt: skip
 
     def describe(self, ids: Sequence[str]) -> dict[str, JobDescription]:
         """The jobs' states. Array children cost one description of their parent per call while it runs."""

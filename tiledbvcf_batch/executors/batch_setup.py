@@ -84,3 +84,18 @@ def runs_our_entrypoint(definition: dict[str, Any]) -> bool:
     """Whether the job definition says its image has this project's entrypoint (which resolves array tasks)."""
     environment = definition.get("containerProperties", {}).get("environment", [])
     return any(item.get("name") == ENTRYPOINT_VARIABLE and item.get("value") for item in environment)
+
+
+RUN_TAG = "tiledbvcf-batch-run"  # each job's tag naming its run
+
+
+def jobs_named(batch: Any, job_queue: str, name: str) -> list[str]:
+    """The ids of the queue's jobs named ``name``, whatever their status (ListJobs ignores it when filtering)."""
+    request: dict[str, Any] = {"jobQueue": job_queue, "filters": [{"name": "JOB_NAME", "values": [name]}]}
+    ids: list[str] = []
+    while True:
+        page = batch.list_jobs(**request)
+        ids += [summary["jobId"] for summary in page.get("jobSummaryList", [])]
+        if not page.get("nextToken"):
+            return ids
+        request["nextToken"] = page["nextToken"]

@@ -18,7 +18,6 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import re
 import shlex
 import shutil
 import subprocess
@@ -34,9 +33,7 @@ from typing import Any, BinaryIO
 from ..aws import Clients
 from ..commands import redact_command
 from ..processes import (
-    job_runs,
     kill_group,
-    process_exists,
     process_start,
     signals_as_interrupt,
     stop_jobs,
@@ -56,6 +53,7 @@ from .base import (
 )
 from .jobs import Job
 from .local_setup import LocalOptions, checked_tiledbvcf, default_parallel, scratch_problems
+from .local_state import JOB_VARIABLE, attempt_lines, orphaned, write_state
 
 ENTRYPOINT = Path(__file__).resolve().parents[2] / "image" / "entrypoint.py"
 CANCEL_MARKER = "cancel"
@@ -173,6 +171,12 @@ class LocalExecutor(Executor):
             self._thread.start()
         return job_id
 
+    def created_anyway(self, job: Job, run_id: str) -> list[str] | None:
+        """A submit interrupted once the job was taken in: this executor knows it (and stops it in terminate)."""
+        job_id = f"{run_id}/{job.key}"
+        with self._lock:
+            return [job_id] if job_id in self._jobs else []
+
     def _schedule(self) -> None:
         while True:
             self._wake.clear()  # before reaping: an exit from now on wakes the wait below
@@ -203,7 +207,7 @@ class LocalExecutor(Executor):
     def _start(self, job_id: str) -> None:
         description = self._jobs[job_id]
         args = self._args[job_id]
-        log_path = self._path(job_id, ".log")
+        log_path, state_path = self._path(job_id, ".log"), self._path(job_id, ".json")
         number = len(description["attempts"]) + 1
         # Through the entrypoint, as on Batch: its own scratch, its upload, its check before a store.
         command = [sys.executable, str(ENTRYPOINT), *args]
@@ -211,7 +215,8 @@ class LocalExecutor(Executor):
         log.write(f"--- attempt {number}: {shlex.join(['tiledbvcf', *redact_command(args)])}\n".encode())
         log.flush()
         pythonpath = os.pathsep.join(filter(None, [str(ENTRYPOINT.parents[1]), os.environ.get("PYTHONPATH")]))
-        env = {**os.environ, "TILEDBVCF": self.tiledbvcf, "PYTHONPATH": pythonpath}
+        # Its state file's path in its environment: the job's processes are found by it, even with no pid recorded.
+        env = {**os.environ, "TILEDBVCF": self.tiledbvcf, "PYTHONPATH": pythonpath, JOB_VARIABLE: str(state_path)}
         # A session of its own: the terminal's Ctrl-C reaches this process, which stops the jobs itself.
         process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True)
         start = process_start(process.pid)  # at once: with the pid it names this process, not a later one
@@ -295,8 +300,8 @@ class LocalExecutor(Executor):
             for job_id in ids:
                 if job_id in self._jobs:
                     found[job_id] = json.loads(json.dumps(self._jobs[job_id]))
-                elif (self.root / f"{job_id}.json").is_file():
-                    found[job_id] = orphaned(json.loads((self.root / f"{job_id}.json").read_text()))
+                elif (path := self.root / f"{job_id}.json").is_file():
+                    found[job_id] = orphaned(json.loads(path.read_text()), str(path))
         return found
 
     def terminate(self, ids: Sequence[str], reason: str) -> list[str]:
@@ -389,40 +394,6 @@ class LocalExecutor(Executor):
         number = next((i for i, a in enumerate(job.get("attempts", []), start=1) if a is attempt or a == attempt), 0)
         tail.lines = attempt_lines(text, number)[-lines:] if lines > 0 else []
         return tail
-
-
-def attempt_lines(text: str, number: int) -> list[str]:
-    """The lines one attempt logged: every attempt appends to the job's log after a marker line."""
-    parts = re.split(r"^--- attempt (\d+): .*$\n?", text, flags=re.MULTILINE)
-    by_attempt = {int(parts[i]): parts[i + 1] for i in range(1, len(parts) - 1, 2)}
-    return by_attempt.get(number, text).splitlines()
-
-
-def write_state(path: Path, state: Any) -> None:
-    """Whole files only: another process (batch-runs.py) may read the state at any moment."""
-    partial = path.with_suffix(".json.partial")
-    partial.write_text(json.dumps(state))
-    os.replace(partial, path)
-
-
-def orphaned(description: dict[str, Any]) -> JobDescription:
-    """A state read from another process: an unfinished job whose owner has died is failed, unless its
-    process still runs (its owner was killed, not stopped): then it is RUNNING, and ``orphan``.
-    """
-    owner, start = description.get("owner"), description.get("ownerstart")
-    if description["status"] in TERMINAL_STATUSES or not owner or process_exists(owner, start):
-        return description  # type: ignore[return-value]
-    pid = description.get("pid")
-    if description["status"] == "RUNNING" and pid and job_runs(pid, description.get("starttime")):
-        description["orphan"] = True
-        description["statusReason"] = (
-            f"the script that ran it (pid {owner}) ended; its tiledbvcf (pid {pid}) still runs: "
-            "wait for it, or stop it with batch-runs.py cancel"
-        )
-    else:
-        description["status"] = "FAILED"
-        description["statusReason"] = f"the process that ran it (pid {owner}) ended before it did"
-    return description  # type: ignore[return-value]
 
 
 # -- The registry's entry (executors/__init__.py) ---------------------------------------------------
