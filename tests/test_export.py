@@ -307,7 +307,10 @@ def test_a_run_rolled_back_deletes_its_cleaned_bed_too(aws, export_inputs, run_e
     result = run_export("--array", DATASET, *export_inputs, "--num-jobs", "2")
     assert result.exit_code == 1
     # The cleaned BED, the delivery file, 2 names files and the run record.
-    assert "terminated the 1 job(s) already submitted and deleted 5 uploaded file(s); nothing is left" in result.stderr
+    assert (
+        "terminated the 1 job(s) already submitted and deleted 5 uploaded file(s); job tiledbvcf-export-2-of-2, whose "
+        "submission was under way, was looked for and not found; nothing is left behind"
+    ) in result.stderr
     assert aws.keys("my-bucketname", "tiledbvcf-batch/") == []
 
 

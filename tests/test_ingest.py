@@ -408,7 +408,10 @@ def test_failure_mid_submission_terminates_submitted_jobs_and_removes_manifests(
     )
     assert result.exit_code == 1
     assert "failed after 3 of 11 jobs (ServerException: injected ServerException)" in result.stderr
-    assert "terminated the 3 job(s) already submitted and deleted 8 uploaded file(s); nothing is left" in result.stderr
+    assert (
+        "terminated the 3 job(s) already submitted and deleted 8 uploaded file(s); job tiledbvcf-ingest-b1-j3, whose "
+        "submission was under way, was looked for and not found; nothing is left behind"
+    ) in result.stderr
     submitted_ids = [line.split()[-1] for line in result.lines[:1]]
     assert terminated[:1] == submitted_ids and len(terminated) == 3
     assert aws.keys("bucket2-name") == []
