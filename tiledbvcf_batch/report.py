@@ -323,7 +323,12 @@ def format_failures(diagnosed: Sequence[dict[str, Any]]) -> list[str]:
                 + (f", container: {attempt['container_reason']}" if attempt["container_reason"] else "")
             )
             if attempt["log_stream"]:
-                lines.append(f"    log: {attempt['log_group']} {attempt['log_stream']}")
+                where = (
+                    attempt["log_stream"]
+                    if attempt["log_group"] is None
+                    else f"{attempt['log_group']} {attempt['log_stream']}"
+                )
+                lines.append(f"    log: {where}")
             if attempt["log_error"]:
                 lines.append(f"    ({attempt['log_error']})")
             lines.extend(f"    | {message}" for message in attempt["log"])
@@ -374,6 +379,7 @@ class Finished:
     report: Report
     lines: list[str]  # the human report
     document: dict[str, Any]  # the same as one JSON document
+    record: RunRecord | None = None  # the run reported on
 
 
 def finish_report(
@@ -395,4 +401,4 @@ def finish_report(
     dependents = {failure["job_id"] for failure in report.failed if failure["cause"] == "dependency"}
     failures = diagnose_failures(executor, descriptions, log_lines, dependents) if report.failed else []
     lines = format_report(report, executor.words) + format_failures(failures)
-    return Finished(report, lines, report_json(report, record, failures))
+    return Finished(report, lines, report_json(report, record, failures), record)

@@ -1,0 +1,64 @@
+"""Messages that leave no user stuck (issue 22): each fault ends with the command that moves the user on."""
+
+from __future__ import annotations
+
+import json
+import re
+
+from botocore.exceptions import ClientError
+from test_local_executor import ingest
+from test_local_executor import standin as standin  # the stand-in tiledbvcf's fixture
+from test_report import run_failing
+
+from conftest import DATASET, invoke, load_script
+from tiledbvcf_batch.executors.batch import BatchExecutor
+
+RUNS = load_script("batch-runs.py")
+
+
+def recorded(stderr: str) -> tuple[str, str]:
+    found = re.search(r"Run (\S+) recorded at (\S+)", stderr)
+    assert found, stderr
+    return found.group(1), found.group(2)
+
+
+def test_a_batch_run_with_failed_jobs_says_how_to_resume_it(aws, samples_file, run_ingest, monkeypatch):
+    result = run_failing(aws, samples_file, run_ingest, monkeypatch)
+    assert result.exit_code == 1
+    run_id, record = recorded(result.stderr)
+    assert f"--resume {run_id}" in result.lines[-1] and result.lines[-1].startswith("To retry the failed jobs")
+    again = invoke(RUNS.main, ["status", record])  # no command line to repeat: rebuilt from the record
+    assert again.exit_code == 1
+    line = again.stdout.splitlines()[-1]
+    assert line.startswith("To retry the failed jobs, resume it") and "python batch-ingest.py --dataset-uri" in line
+    assert f"--job-queue tiledbvcf-job-queue --job-definition tiledbvcf-24h --resume {run_id}" in line
+    document = json.loads(invoke(RUNS.main, ["status", record, "--json"]).stdout)
+    assert document["retry"].endswith(f"--resume {run_id}")
+
+
+def test_a_local_run_with_failed_jobs_says_how_to_resume_it_and_where_its_log_is(tmp_path, standin, monkeypatch):
+    monkeypatch.setenv("STANDIN_FAIL_TIMES", "1")
+    result = ingest(tmp_path, "--log-lines", "3")
+    assert result.exit_code == 1
+    run_id, record = recorded(result.stderr)
+    log = tmp_path / "state" / run_id / "ingest-1-1.log"
+    assert f"    log: {log}" in result.lines and log.exists()
+    assert f"--resume {run_id}" in result.lines[-1]
+    again = invoke(RUNS.main, ["status", record])
+    line = again.stdout.splitlines()[-1]
+    assert " --executor local " in line and line.endswith(f" --resume {run_id}")
+
+
+def test_a_describe_refused_while_waiting_names_the_command_to_come_back(aws, samples_file, run_ingest, monkeypatch):
+    def refused(self, ids):
+        raise ClientError({"Error": {"Code": "AccessDeniedException", "Message": "not allowed"}}, "DescribeJobs")
+
+    monkeypatch.setattr(BatchExecutor, "describe", refused)
+    samples = samples_file(2)
+    result = run_ingest("--dataset-uri", DATASET, "--samples", str(samples), "--metadata-s3",
+                        "bucket2-name", "--wait")  # fmt: skip
+    assert result.exit_code == 4
+    run_id = re.search(r"Run (\S+) recorded at", result.stderr).group(1)
+    assert "AccessDeniedException" in result.stderr and f"run {run_id} was submitted" in result.stderr
+    assert re.search(r"Error: come back to it with: python batch-runs.py wait s3://bucket2-name/\S+/run.json",
+                     result.stderr)  # fmt: skip
