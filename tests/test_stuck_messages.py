@@ -8,7 +8,7 @@ import re
 from botocore.exceptions import ClientError
 from test_local_executor import ingest
 from test_local_executor import standin as standin  # the stand-in tiledbvcf's fixture
-from test_report import run_failing
+from test_report import fail_with, put_log, run_failing
 
 from conftest import DATASET, invoke, load_script
 from tiledbvcf_batch.executors.batch import BatchExecutor
@@ -62,3 +62,22 @@ def test_a_describe_refused_while_waiting_names_the_command_to_come_back(aws, sa
     assert "AccessDeniedException" in result.stderr and f"run {run_id} was submitted" in result.stderr
     assert re.search(r"Error: come back to it with: python batch-runs.py wait s3://bucket2-name/\S+/run.json",
                      result.stderr)  # fmt: skip
+
+
+def test_terminal_escape_sequences_of_a_log_reach_no_terminal(aws, samples_file, run_ingest, monkeypatch):
+    fail_with(aws, "Essential container in task exited\x1b]0;owned\x07", 1, None)
+    hostile = ["\x1b[2J\x1b[31mscreen cleared", "tab\tstays", "\x9b31m C1 too \x7f"]
+    aws.on(
+        "after-call.batch.SubmitJob",
+        lambda parsed, **_: put_log(aws, "/aws/batch/job", f"tiledbvcf-24h/default/{parsed['jobId']}", hostile),
+    )
+    result = run_failing(aws, samples_file, run_ingest, monkeypatch, "--log-lines", "3")
+    assert result.exit_code == 1
+    _, record = recorded(result.stderr)
+    logs = invoke(RUNS.main, ["logs", record, "--log-lines", "3"])
+    for out in (result.stdout, logs.stdout):
+        assert not any(c in out for c in "\x1b\x07\x9b\x7f")
+        assert "    | \\x1b[2J\\x1b[31mscreen cleared" in out and "    | tab\tstays" in out
+        assert "    | \\x9b31m C1 too \\x7f" in out and "exited\\x1b]0;owned\\x07" in out
+    document = json.loads(invoke(RUNS.main, ["logs", record, "--json"]).stdout)
+    assert document[0]["attempts"][0]["log"][0] == hostile[0]  # JSON keeps the text: its escapes are JSON's
