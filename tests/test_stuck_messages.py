@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gzip
 import json
 import re
 
@@ -11,6 +12,7 @@ from test_local_executor import standin as standin  # the stand-in tiledbvcf's f
 from test_report import fail_with, put_log, run_failing
 
 from conftest import DATASET, invoke, load_script
+from samplefiles import bgzip_vcf
 from tiledbvcf_batch.executors.batch import BatchExecutor
 
 RUNS = load_script("batch-runs.py")
@@ -81,3 +83,38 @@ def test_terminal_escape_sequences_of_a_log_reach_no_terminal(aws, samples_file,
         assert "    | \\x9b31m C1 too \\x7f" in out and "exited\\x1b]0;owned\\x07" in out
     document = json.loads(invoke(RUNS.main, ["logs", record, "--json"]).stdout)
     assert document[0]["attempts"][0]["log"][0] == hostile[0]  # JSON keeps the text: its escapes are JSON's
+
+
+def test_preflight_tells_how_to_fix_each_sample_and_all_at_once(tmp_path, standin):
+    vcf = "##fileformat=VCFv4.2\n#CHROM\tPOS\tID\tREF\tALT\tQUAL\tFILTER\tINFO\tFORMAT\tA\n"
+    (tmp_path / "plain.vcf").write_text(vcf)
+    (tmp_path / "gzipped.vcf.gz").write_bytes(gzip.compress(vcf.encode()))
+    (tmp_path / "multi.bcf").write_bytes(bgzip_vcf(["M1", "M2"]))
+    (tmp_path / "multi.bcf.csi").write_bytes(b"i")
+    (tmp_path / "samples.txt").write_text("s0.bcf\ns0.bcf.csi\nplain.vcf\ngzipped.vcf.gz\nmulti.bcf\n")
+    result = ingest(tmp_path)
+    assert result.exit_code == 2
+    errors = result.stderr.replace(f"{tmp_path}/", "").splitlines()
+    recompress = "which bcftools cannot index: compress it with bgzip"
+    assert errors == [
+        "Error: sample s0.bcf.csi is an index file (csi), not a VCF/BCF: remove it from the samples file (an index "
+        "beside its sample, <sample>.csi or .tbi, is found without being listed)",
+        "Error: sample plain.vcf has no index (plain.vcf.csi or plain.vcf.tbi): it is not bgzip-compressed, "
+        f"{recompress} (bgzip FILE for an uncompressed VCF; zcat FILE | bgzip > NEW for plain gzip), then index it "
+        "(bcftools index)",
+        "Error: sample gzipped.vcf.gz has no index (gzipped.vcf.gz.csi or gzipped.vcf.gz.tbi): it is compressed with "
+        f"plain gzip, not BGZF, {recompress} (bgzip FILE for an uncompressed VCF; zcat FILE | bgzip > NEW for plain "
+        "gzip), then index it (bcftools index)",
+        # with the index problems, not once they are fixed
+        "Error: sample multi.bcf has 2 samples in its header: tiledbvcf ingests single-sample files only (split it "
+        "with bcftools +split)",
+    ]
+
+
+def test_an_s3_sample_that_is_not_bgzipped_is_told_to_be_compressed_first(aws, samples_file, run_ingest):
+    samples = samples_file(2)
+    aws.s3.put_object(Bucket="bucket-name", Key="samples/1.bcf", Body=b"##fileformat=VCFv4.2\n")
+    aws.s3.delete_object(Bucket="bucket-name", Key="samples/1.bcf.csi")
+    result = run_ingest("--dataset-uri", DATASET, "--samples", str(samples), "--metadata-s3", "bucket2-name")
+    assert result.exit_code == 2
+    assert "1.bcf.csi or .tbi): it is not bgzip-compressed, which bcftools cannot index: compress it" in result.stderr

@@ -15,6 +15,7 @@ from typing import Any
 from .commands import redact_config
 from .dataset import DatasetReader, DatasetView, dataset_identity, registry_of
 from .executors.base import Executor
+from .headers import new_header_problems
 from .inputs import InputError, Sample
 from .ledger import SUCCEEDED, Ledger, dataset_ledger, job_states, resume_batches, skip_known_samples
 from .options import ExportOptions, IngestOptions
@@ -34,6 +35,7 @@ from .preflight import (
     check_samples,
     check_writable,
     dataset_exists,
+    readable,
 )
 from .record import RunRecord, dataset_index, load_or_fail, new_run_id, record_uri_of, run_prefix_for
 from .registry import Claim, Entry, answered, read_entries, withdrawn_runs
@@ -93,10 +95,11 @@ def ingest_preflight(
     problems += sample_problems
     names: dict[str, str] = {}
     local = not any(sample.uri.startswith("s3://") for sample in samples)
-    if (opts.check_headers or local) and not sample_problems:
-        say(f"Reading the headers of {len(samples)} samples")
-        header_problems, names = check_headers(s3, samples)
-        problems += header_problems
+    if opts.check_headers or local:  # every problem at once: a file's own problems do not wait for its index's
+        read = readable(samples, sizes)
+        say(f"Reading the headers of {len(read)} samples")
+        header_problems, names = check_headers(s3, read)
+        problems += new_header_problems(header_problems, sample_problems)
     if problems:
         raise InputError(problems)
     note = f"{len(samples)} samples, {sum(sizes.values()) / 2**30:.2f} GiB, all present with their indexes"
