@@ -6,6 +6,7 @@ import gzip
 import json
 import re
 
+import pytest
 from botocore.exceptions import ClientError
 from test_local_executor import ingest
 from test_local_executor import standin as standin  # the stand-in tiledbvcf's fixture
@@ -13,7 +14,9 @@ from test_report import fail_with, put_log, run_failing
 
 from conftest import DATASET, invoke, load_script
 from samplefiles import bgzip_vcf
+from tiledbvcf_batch.aws import resolve_region
 from tiledbvcf_batch.executors.batch import BatchExecutor
+from tiledbvcf_batch.inputs import InputError, parse_region
 
 RUNS = load_script("batch-runs.py")
 
@@ -118,3 +121,12 @@ def test_an_s3_sample_that_is_not_bgzipped_is_told_to_be_compressed_first(aws, s
     result = run_ingest("--dataset-uri", DATASET, "--samples", str(samples), "--metadata-s3", "bucket2-name")
     assert result.exit_code == 2
     assert "1.bcf.csi or .tbi): it is not bgzip-compressed, which bcftools cannot index: compress it" in result.stderr
+
+
+def test_a_region_botocore_knows_is_a_region(monkeypatch):
+    for region in ("eusc-de-east-1", "us-isob-east-1", "us-east-1", "eu-isoe-west-1"):
+        assert parse_region(region) == region
+    monkeypatch.setenv("AWS_REGION", "eusc-de-east-1")
+    assert resolve_region(None) == "eusc-de-east-1"
+    with pytest.raises(InputError, match="is not an AWS region name"):
+        parse_region("eusc-xx")

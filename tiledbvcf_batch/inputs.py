@@ -6,6 +6,7 @@ these parsers are declared in ``options``.
 
 from __future__ import annotations
 
+import functools
 import math
 import os
 import re
@@ -221,7 +222,20 @@ def decode_names(data: bytes, source: str) -> str:
 
 
 def is_region_name(text: str) -> bool:
-    return bool(_REGION_RE.match(text))
+    """A region's spelling (``us-east-1``, and those yet to come), or a region botocore's partitions know
+    (``eusc-de-east-1``, ``us-isob-east-1``): its endpoints data, read only for a name the spelling refuses."""
+    return bool(_REGION_RE.match(text)) or text in known_regions()
+
+
+@functools.cache
+def known_regions() -> frozenset[str]:
+    """Every region botocore's endpoints data lists, across its partitions (none without botocore: the image)."""
+    try:
+        from botocore.loaders import create_loader
+    except ImportError:
+        return frozenset()
+    partitions = create_loader().load_data("endpoints").get("partitions", [])
+    return frozenset(region for partition in partitions for region in partition.get("regions", {}))
 
 
 def parse_region(text: str | None) -> str | None:
