@@ -14,9 +14,9 @@ from test_report import fail_with, put_log, run_failing
 
 from conftest import DATASET, invoke, load_script
 from samplefiles import bgzip_vcf
-from tiledbvcf_batch.aws import resolve_region
+from tiledbvcf_batch.aws import parse_region, resolve_region
 from tiledbvcf_batch.executors.batch import BatchExecutor
-from tiledbvcf_batch.inputs import InputError, parse_region
+from tiledbvcf_batch.inputs import InputError
 
 RUNS = load_script("batch-runs.py")
 

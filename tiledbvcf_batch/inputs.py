@@ -6,7 +6,6 @@ these parsers are declared in ``options``.
 
 from __future__ import annotations
 
-import functools
 import math
 import os
 import re
@@ -221,27 +220,9 @@ def decode_names(data: bytes, source: str) -> str:
     return text
 
 
-def is_region_name(text: str) -> bool:
-    """A region's spelling (``us-east-1``, and those yet to come), or a region botocore's partitions know
-    (``eusc-de-east-1``, ``us-isob-east-1``): its endpoints data, read only for a name the spelling refuses."""
-    return bool(_REGION_RE.match(text)) or text in known_regions()
-
-
-@functools.cache
-def known_regions() -> frozenset[str]:
-    """Every region botocore's endpoints data lists, across its partitions (none without botocore: the image)."""
-    try:
-        from botocore.loaders import create_loader
-    except ImportError:
-        return frozenset()
-    partitions = create_loader().load_data("endpoints").get("partitions", [])
-    return frozenset(region for partition in partitions for region in partition.get("regions", {}))
-
-
-def parse_region(text: str | None) -> str | None:
-    if text is not None and not is_region_name(text):
-        raise InputError(f"--region {text!r} is not an AWS region name: write it as e.g. us-east-1")
-    return text
+def is_region_spelling(text: str) -> bool:
+    """Spelled like a region (us-east-1); aws.is_region_name also takes those botocore's partitions list."""
+    return bool(_REGION_RE.match(text))
 
 
 def parse_sample_names(text: str, source: str) -> list[str]:

@@ -17,9 +17,9 @@ from typing import Any
 from botocore.exceptions import ClientError
 
 from . import executors
-from .aws import aws_message
+from .aws import aws_message, is_region_name
 from .executors.jobs import RecordedJob
-from .inputs import InputError, is_region_name, parse_metadata_location, parse_uri
+from .inputs import InputError, parse_metadata_location, parse_uri
 from .plan import STAGE_LABELS, Plan
 from .storage import LocalPath, Location, S3Uri, Storage, parse_location
 
