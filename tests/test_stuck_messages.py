@@ -130,3 +130,15 @@ def test_a_region_botocore_knows_is_a_region(monkeypatch):
     assert resolve_region(None) == "eusc-de-east-1"
     with pytest.raises(InputError, match="is not an AWS region name"):
         parse_region("eusc-xx")
+
+
+def test_list_names_a_missing_bucket_and_refuses_what_is_neither_bucket_nor_directory(aws, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    missing = invoke(RUNS.main, ["list", "--metadata-s3", "no-such-bucket"])
+    assert missing.exit_code in (2, 4)
+    assert "no-such-bucket" in missing.stderr, missing.stderr
+    slashed = invoke(RUNS.main, ["list", "--metadata-s3", "bucket2-name/x"])
+    assert slashed.exit_code == 2 and slashed.stdout == ""
+    assert "s3://bucket2-name/x" in slashed.stderr and "bucket2-name/x" in slashed.stderr
+    (tmp_path / "meta" / "sub").mkdir(parents=True)
+    assert invoke(RUNS.main, ["list", "--metadata-s3", "meta/sub"]).exit_code == 0  # a local run's directory

@@ -324,6 +324,11 @@ def locate(run: str, metadata_s3: str | None) -> Location:
 def metadata_location(text: str) -> Location:
     """--metadata-s3 of a recorded run: a bucket, s3://bucket/prefix, or (a local run's) a directory."""
     local = not text.startswith("s3://") and (os.sep in text or os.path.isdir(text))
+    if local and not os.path.isdir(text):  # "bucket/prefix" is no bucket name: batch-ingest.py refuses it too
+        raise InputError(
+            f"--metadata-s3 {text!r} is neither a bucket name nor a directory: give a bucket name, s3://{text} "
+            "for a prefix of a bucket, or a local run's --metadata-s3 directory"
+        )
     return parse_metadata_location(text, local=local)
 
 
