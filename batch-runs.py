@@ -18,6 +18,7 @@ from tiledbvcf_batch import record as records
 from tiledbvcf_batch.aws import AwsSetupError, Clients, aws_message, error_code, make_clients
 from tiledbvcf_batch.executors import for_record
 from tiledbvcf_batch.executors.base import Executor, describe_fully
+from tiledbvcf_batch.exportcheck import check_exports
 from tiledbvcf_batch.inputs import InputError, parse_dataset_uri
 from tiledbvcf_batch.record import RunRecord
 from tiledbvcf_batch.storage import Storage
@@ -189,10 +190,18 @@ def listed_run(uri: Any, storage: Storage, clients_for: Callable[[str], Any]) ->
         return unlisted(uri, f"DAMAGED ({damaged.reason})")
     except (ClientError, BotoCoreError, OSError) as error:  # one run that cannot be read stops no other
         return unlisted(uri, f"UNKNOWN ({aws_message(error)})")
-    running = progress.run_state(latest) == "running"
+    state = progress.run_state(latest)
+    if state == "succeeded" and record.kind == "export":  # as status judges it: by the files at the destination
+        try:
+            exports = check_exports(record, storage)
+        except (ClientError, BotoCoreError, OSError) as error:
+            return unlisted(uri, f"UNKNOWN ({aws_message(error)})")
+        if exports.missing:
+            state = f"failed ({len(exports.missing)} of {exports.expected} exported files missing)"
+    running = state == "running"
     return {
         "run_id": record.run_id,
-        "state": progress.run_state(latest),
+        "state": state,
         "jobs": len(record.jobs),
         "seconds": time.time() - record.created_epoch() if running else progress.run_seconds(record, latest),
         "target": record.target,

@@ -8,6 +8,8 @@ import re
 
 import pytest
 from botocore.exceptions import ClientError
+from test_export import NAMES as EXPORT_NAMES
+from test_export import export_inputs as export_inputs  # the export's inputs' fixture
 from test_local_executor import ingest
 from test_local_executor import standin as standin  # the stand-in tiledbvcf's fixture
 from test_report import fail_with, put_log, run_failing
@@ -142,3 +144,15 @@ def test_list_names_a_missing_bucket_and_refuses_what_is_neither_bucket_nor_dire
     assert "s3://bucket2-name/x" in slashed.stderr and "bucket2-name/x" in slashed.stderr
     (tmp_path / "meta" / "sub").mkdir(parents=True)
     assert invoke(RUNS.main, ["list", "--metadata-s3", "meta/sub"]).exit_code == 0  # a local run's directory
+
+
+def test_list_judges_an_export_by_its_files_as_status_does(aws, export_inputs, run_export):
+    for name in EXPORT_NAMES[:7]:
+        aws.s3.put_object(Bucket="my-bucketname", Key=f"bcf-exports/{name}.bcf", Body=b"BCF")
+    result = run_export("--array", DATASET, *export_inputs, "--num-jobs", "2", "--wait")
+    assert result.exit_code == 1
+    _, record = recorded(result.stderr)
+    assert invoke(RUNS.main, ["status", record]).exit_code == 1
+    listed = invoke(RUNS.main, ["list", "--metadata-s3", "my-bucketname", "--json"])
+    (run,) = json.loads(listed.stdout)
+    assert run["state"] == "failed (3 of 10 exported files missing)"
