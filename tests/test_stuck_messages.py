@@ -5,6 +5,7 @@ from __future__ import annotations
 import gzip
 import json
 import re
+import shutil
 
 import pytest
 from botocore.exceptions import ClientError
@@ -156,3 +157,13 @@ def test_list_judges_an_export_by_its_files_as_status_does(aws, export_inputs, r
     listed = invoke(RUNS.main, ["list", "--metadata-s3", "my-bucketname", "--json"])
     (run,) = json.loads(listed.stdout)
     assert run["state"] == "failed (3 of 10 exported files missing)"
+
+
+def test_a_local_run_whose_state_folder_is_gone_is_told_in_the_local_executors_words(tmp_path, standin):
+    result = ingest(tmp_path)
+    assert result.exit_code == 0, result.stderr
+    run_id, record = recorded(result.stderr)
+    shutil.rmtree(tmp_path / "state" / run_id)
+    status = invoke(RUNS.main, ["status", record])
+    assert "AWS Batch" not in status.stdout + status.stderr
+    assert "jobs are no longer known to this machine (it forgets a job whose state file is removed)" in status.stdout
