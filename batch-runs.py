@@ -15,10 +15,11 @@ import common
 import flags
 from tiledbvcf_batch import dataset, inventory, progress, report, watch
 from tiledbvcf_batch import record as records
-from tiledbvcf_batch.aws import Clients, aws_message, make_clients
+from tiledbvcf_batch.aws import AwsSetupError, Clients, aws_message, error_code, make_clients
 from tiledbvcf_batch.executors import for_record
 from tiledbvcf_batch.executors.base import Executor, describe_fully
-from tiledbvcf_batch.inputs import parse_dataset_uri
+from tiledbvcf_batch.exportcheck import check_exports
+from tiledbvcf_batch.inputs import InputError, parse_dataset_uri
 from tiledbvcf_batch.record import RunRecord
 from tiledbvcf_batch.storage import Storage
 
@@ -158,16 +159,24 @@ def list_runs(metadata_s3: str, region: str | None, profile: str | None, last: i
             by_region[run_region] = make_clients(run_region, profile)
         return by_region.get(run_region, clients)
 
-    runs = [
-        listed_run(uri, storage, clients_for)
-        for uri in records.list_records(storage, records.metadata_location(metadata_s3))[-last:]
-    ]
+    runs = [listed_run(uri, storage, clients_for) for uri in recorded_runs(storage, metadata_s3)[-last:]]
     if as_json:
         click.echo(json.dumps(runs, indent=1))
         return
     for run in runs:
         took = progress.format_duration(run["seconds"]) if run["seconds"] is not None else "-"
         click.echo(f"{run['run_id']}  {run['state']}  {run['jobs']} jobs  {took}  {run['target']}  {run['record']}")
+
+
+def recorded_runs(storage: Storage, metadata_s3: str) -> list[Any]:
+    """The records under --metadata-s3; a bucket that does not exist or cannot be listed is named."""
+    location = records.metadata_location(metadata_s3)
+    try:
+        return records.list_records(storage, location)
+    except ClientError as error:
+        if error_code(error) == "NoSuchBucket":
+            raise InputError(f"--metadata-s3: bucket {location.bucket} does not exist: check the name") from None
+        raise AwsSetupError(f"--metadata-s3: cannot list the runs under {location} ({aws_message(error)})") from None
 
 
 def listed_run(uri: Any, storage: Storage, clients_for: Callable[[str], Any]) -> dict[str, Any]:
@@ -183,10 +192,18 @@ def listed_run(uri: Any, storage: Storage, clients_for: Callable[[str], Any]) ->
         return unlisted(uri, f"DAMAGED ({damaged.reason})")
     except (ClientError, BotoCoreError, OSError) as error:  # one run that cannot be read stops no other
         return unlisted(uri, f"UNKNOWN ({aws_message(error)})")
-    running = progress.run_state(latest) == "running"
+    state = progress.run_state(latest)
+    if state == "succeeded" and record.kind == "export":  # as status judges it: by the files at the destination
+        try:
+            exports = check_exports(record, storage)
+        except (ClientError, BotoCoreError, OSError) as error:
+            return unlisted(uri, f"UNKNOWN ({aws_message(error)})")
+        if exports.missing:
+            state = f"failed ({len(exports.missing)} of {exports.expected} exported files missing)"
+    running = state == "running"
     return {
         "run_id": record.run_id,
-        "state": progress.run_state(latest),
+        "state": state,
         "jobs": len(record.jobs),
         "seconds": time.time() - record.created_epoch() if running else progress.run_seconds(record, latest),
         "target": record.target,

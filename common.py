@@ -22,7 +22,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 from click.core import ParameterSource
 
 from flags import Request, Tail
-from hints import Hints, interrupted_message, what_next
+from hints import Hints, interrupted_message, retry_line, what_next
 from tiledbvcf_batch import __version__, executors, report, submit, watch
 from tiledbvcf_batch.aws import AwsSetupError, Clients, aws_message, make_clients, setup_message
 from tiledbvcf_batch.dataset import DatasetReader, reader_for
@@ -202,9 +202,20 @@ def execute(prepared: Prepared, session: Session, tail: Tail) -> None:
         record, submitted = submit_run(plan, prepared, jobs, session, tail, say)
         if tail.wait or session.executor.blocks:  # nothing to detach from
             extra = {"submitted": submitted}
-            code = wait_and_report(
-                record, session, session.instance_price, tail.log_lines, as_json, extra, tail.quiet, hints
-            )
+            try:
+                code = wait_and_report(
+                    record, session, session.instance_price, tail.log_lines, as_json, extra, tail.quiet, hints
+                )
+            except (ClientError, BotoCoreError) as error:  # the run is submitted: say how to come back to it
+                shown = aws_message(error) if isinstance(error, ClientError) else setup_message(error)
+                raise ShownError(
+                    [
+                        f"AWS refused a request while waiting ({shown}); run {record.run_id} was submitted and "
+                        f"its jobs go on {session.executor.words.detached}",
+                        f"come back to it with: {hints.runs('wait', record)}",
+                    ],
+                    EXIT_AWS,
+                ) from None
             sys.exit(128 + received[0] if received else code)
     for line in what_next(record, hints):
         say(line)
@@ -309,13 +320,20 @@ def wait_and_report(
         record, watched, session.storage, session.executor, instance_price=instance_price, log_lines=log_lines
     )
     finished.document.update(extra or {})
-    print_finished(finished, as_json, quiet)
+    print_finished(finished, as_json, quiet, hints)
     return 0 if finished.report.ok else 1
 
 
-def print_finished(finished: report.Finished, as_json: bool, quiet: bool = False) -> None:
-    """The report on stdout; with --json the document takes stdout and the text goes to stderr."""
-    for line in finished.lines:
+def print_finished(finished: report.Finished, as_json: bool, quiet: bool = False, hints: Hints | None = None) -> None:
+    """The report on stdout; with --json the document takes stdout and the text goes to stderr.
+
+    A run whose jobs failed ends with the command that retries them (``retry`` in the document).
+    """
+    lines = list(finished.lines)
+    if finished.report.failed and finished.record is not None:
+        lines.append(retry_line(finished.record, hints))
+        finished.document["retry"] = (hints or Hints()).retry(finished.record)
+    for line in lines:
         if not (as_json and quiet):
             click.echo(line, err=as_json)
     if as_json:

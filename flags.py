@@ -19,8 +19,9 @@ from typing import Any, Generic, TypeVar
 import click
 
 from tiledbvcf_batch import executors
+from tiledbvcf_batch.aws import parse_region
 from tiledbvcf_batch.executors.base import Asked
-from tiledbvcf_batch.inputs import Problems, Sample, check_price, parse_region, read_samples_file
+from tiledbvcf_batch.inputs import Problems, Sample, check_price, read_samples_file
 from tiledbvcf_batch.options import (
     ExportOptions,
     ExportRefusals,

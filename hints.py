@@ -11,6 +11,7 @@ import shlex
 from dataclasses import dataclass
 
 from tiledbvcf_batch.executors.base import CancelOutcome
+from tiledbvcf_batch.inventory import finish_commands
 from tiledbvcf_batch.record import RunRecord
 
 
@@ -37,6 +38,21 @@ class Hints:
             return f"run the same command again{resume}"
         words = without_option(list(self.command), "--resume")
         return shlex.join([*words, "--resume", record.run_id] if record.kind == "ingest" else words)
+
+    def retry(self, record: RunRecord) -> str:
+        """The command that retries a finished run's failed jobs: ingestion resumes (--resume RUN_ID), export runs
+        again. From the command that started it where known (``command``), else rebuilt from its record."""
+        if self.command:
+            return self.again(record)
+        if record.kind == "ingest":
+            return finish_commands(record, record.target)[0]
+        return "the same python batch-export.py command again"
+
+
+def retry_line(record: RunRecord, hints: Hints | None = None) -> str:
+    """The line after the report of a run whose jobs failed: how to retry them."""
+    what = "resume it (only its unfinished jobs run)" if record.kind == "ingest" else "export again"
+    return f"To retry the failed jobs, {what}: {(hints or Hints()).retry(record)}"
 
 
 def without_option(words: list[str], name: str) -> list[str]:

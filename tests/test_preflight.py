@@ -18,6 +18,7 @@ def test_every_preflight_problem_is_listed_and_nothing_is_written(aws, samples_f
         handle.write("s3://bucket-name/other/x.bcf\ts3://bucket-name/other/x.bcf.tbi\n")
     aws.s3.put_object(Bucket="bucket-name", Key="other/x.bcf", Body=b"x")
     aws.s3.delete_object(Bucket="bucket-name", Key="samples/2.bcf.csi")
+    aws.s3.put_object(Bucket="bucket-name", Key="samples/2.bcf", Body=bgzip_vcf(["S2"]))  # BGZF: bcftools indexes it
     aws.batch.update_job_queue(jobQueue="tiledbvcf-job-queue", state="DISABLED")
     result = run_ingest(*base(samples))
     assert result.exit_code == 2

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import os
 import threading
 from dataclasses import dataclass
@@ -17,7 +18,7 @@ from botocore.exceptions import (
     ProfileNotFound,
 )
 
-from .inputs import is_region_name, parse_region
+from .inputs import InputError, is_region_spelling
 
 # Answers that mean the credentials, not the request, are wrong: no check can go on without them.
 CREDENTIAL_CODES = frozenset({
@@ -86,6 +87,28 @@ class Clients:
     batch: Any
     s3: Any
     logs: Any
+
+
+def is_region_name(text: str) -> bool:
+    """A region's spelling (``us-east-1``, and those yet to come), or a region botocore's partitions know
+    (``eusc-de-east-1``, ``us-isob-east-1``): its endpoints data, read only for a name the spelling refuses."""
+    return is_region_spelling(text) or text in known_regions()
+
+
+@functools.cache
+def known_regions() -> frozenset[str]:
+    """Every region botocore's endpoints data lists, across its partitions."""
+    from botocore.loaders import create_loader
+
+    partitions = create_loader().load_data("endpoints").get("partitions", [])
+    return frozenset(region for partition in partitions for region in partition.get("regions", {}))
+
+
+def parse_region(text: str | None) -> str | None:
+    """--region: a region name (``is_region_name``), else bad input."""
+    if text is not None and not is_region_name(text):
+        raise InputError(f"--region {text!r} is not an AWS region name: write it as e.g. us-east-1")
+    return text
 
 
 def resolve_region(region: str | None, profile: str | None = None) -> str:

@@ -83,13 +83,51 @@ def bcf_names(text: bytearray) -> list[str] | None:
     return names_in_lines(bytes(text[9 : 9 + length]).rstrip(b"\x00").decode("utf-8", "replace").split("\n"))
 
 
+NOT_BGZIP = "is not bgzip-compressed (tiledbvcf needs bgzipped, indexed VCF/BCF)"
+PLAIN_GZIP = "is compressed with plain gzip, not BGZF: tiledbvcf needs it recompressed with bgzip"
+COMPRESSION_BYTES = 14  # what compression_problem reads
+
+
+def compression_problem(data: bytes) -> str | None:
+    """Why a file starting with ``data`` is not BGZF (which bcftools can index), or None if it is."""
+    if not data.startswith(b"\x1f\x8b"):
+        return NOT_BGZIP
+    # BGZF is gzip whose every member carries the extra subfield "BC" (its block size); plain gzip has none.
+    if len(data) >= COMPRESSION_BYTES and not (data[3] & 4 and data[12:14] == b"BC"):
+        return PLAIN_GZIP
+    return None
+
+
+INDEX_SUFFIXES = (".csi", ".tbi")
+
+
+def index_file_problem(uri: str) -> str | None:
+    """An index listed as a sample (a common slip when a folder's files are listed): None for a sample."""
+    if uri.endswith(INDEX_SUFFIXES):
+        return (
+            f"sample {uri} is an index file ({uri.rpartition('.')[2]}), not a VCF/BCF: remove it from the "
+            "samples file (an index beside its sample, <sample>.csi or .tbi, is found without being listed)"
+        )
+    return None
+
+
+def new_header_problems(header_problems: list[str], sample_problems: list[str]) -> list[str]:
+    """The header problems not already said: a file without index that is not BGZF is told so with its index."""
+    told = {problem.split(" has no index")[0] for problem in sample_problems if " has no index" in problem}
+    return [
+        problem
+        for problem in header_problems
+        if not any(
+            problem.endswith(" " + what) and problem[: -len(what) - 1] in told for what in (NOT_BGZIP, PLAIN_GZIP)
+        )
+    ]
+
+
 def header_sample_names(data: bytes) -> list[str] | None:
     """Sample names from the start of a bgzipped VCF or BCF; None while the header is incomplete."""
-    if not data.startswith(b"\x1f\x8b"):
-        raise ValueError("is not bgzip-compressed (tiledbvcf needs bgzipped, indexed VCF/BCF)")
-    # BGZF is gzip whose every member carries the extra subfield "BC" (its block size); plain gzip has none.
-    if len(data) >= 14 and not (data[3] & 4 and data[12:14] == b"BC"):
-        raise ValueError("is compressed with plain gzip, not BGZF: tiledbvcf needs it recompressed with bgzip")
+    problem = compression_problem(data)
+    if problem is not None:
+        raise ValueError(problem)
     text = bytearray()
     scanned = 0  # a VCF's complete lines before this offset are read: a long header is not read again a member
     for member in bgzf_members(data):

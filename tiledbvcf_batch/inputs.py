@@ -227,14 +227,9 @@ def decode_names(data: bytes, source: str) -> str:
     return text
 
 
-def is_region_name(text: str) -> bool:
+def is_region_spelling(text: str) -> bool:
+    """Spelled like a region (us-east-1); aws.is_region_name also takes those botocore's partitions list."""
     return bool(_REGION_RE.match(text))
-
-
-def parse_region(text: str | None) -> str | None:
-    if text is not None and not is_region_name(text):
-        raise InputError(f"--region {text!r} is not an AWS region name: write it as e.g. us-east-1")
-    return text
 
 
 def parse_sample_names(text: str, source: str) -> list[str]:

@@ -256,7 +256,7 @@ def partly_ingested(
     return tuple(sorted(partial, key=lambda item: (created.get(item.run_id, ""), item.run_id)))
 
 
-def finish_commands(record: RunRecord, dataset: Location) -> tuple[str, str]:
+def finish_commands(record: RunRecord, dataset: Location | str) -> tuple[str, str]:
     """The two ways to finish a failed run's samples: resume it, or delete and store them again."""
     options = record.options
     metadata = str(options.get("metadata_s3") or metadata_of(record))

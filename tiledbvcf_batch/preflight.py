@@ -20,7 +20,14 @@ from botocore.exceptions import ClientError
 
 from .aws import aws_message, error_code
 from .bed import Bed, read_bed
-from .headers import file_name_problem, read_header_sample_names
+from .headers import (
+    COMPRESSION_BYTES,
+    compression_problem,
+    file_name_problem,
+    index_file_problem,
+    read_head,
+    read_header_sample_names,
+)
 from .inputs import InputError, Sample
 from .s3listing import WORKERS, Folder, Found, find_sizes, key_prefix, list_sequentially, listing_client
 from .storage import LocalPath, Location, Storage, parse_location
@@ -122,10 +129,38 @@ def sample_keys(samples: Sequence[Sample]) -> list[SampleKey]:
     return keys
 
 
+MAX_PEEKS = 100  # samples without index whose first bytes are read, to tell why (bgzip first, or just index)
+
+
+@dataclass
+class Peeker:
+    """Tells how to index a sample without index: index it, or first recompress it with bgzip (a few bytes read)."""
+
+    s3: Any
+    peeks: int = 0
+
+    def how(self, sample: Sample) -> str:
+        if self.peeks >= MAX_PEEKS:
+            return "index it (bcftools index), after recompressing it with bgzip if it is not bgzip-compressed"
+        self.peeks += 1
+        try:
+            problem = compression_problem(read_head(self.s3, parse_location(sample.uri, "sample"), COMPRESSION_BYTES))
+        except (OSError, ValueError, ClientError):
+            problem = None
+        if problem is None:
+            return "index it (bcftools index)"
+        return (
+            f"it {problem.split(' (')[0].split(':')[0]}, which bcftools cannot index: compress it with bgzip "
+            "(bgzip FILE for an uncompressed VCF; zcat FILE | bgzip > NEW for plain gzip), "
+            "then index it (bcftools index)"
+        )
+
+
 def check_samples(s3: Any, samples: Sequence[Sample]) -> tuple[list[str], dict[str, int]]:
     """Every sample exists with its index; return the problems and each sample's size."""
     on_s3 = [sample for sample in samples if sample.uri.startswith("s3://")]
-    problems, sizes = check_s3_samples(s3, on_s3) if on_s3 else ([], {})
+    peeker = Peeker(s3)
+    problems, sizes = check_s3_samples(s3, on_s3, peeker=peeker) if on_s3 else ([], {})
     for sample in samples:
         if sample.uri in sizes or sample.uri.startswith("s3://"):
             continue
@@ -133,12 +168,16 @@ def check_samples(s3: Any, samples: Sequence[Sample]) -> tuple[list[str], dict[s
             problems.append(f"sample {sample.uri} does not exist: fix the samples file")
             continue
         sizes[sample.uri] = os.path.getsize(sample.uri)
+        if (index_file := index_file_problem(sample.uri)) is not None:
+            problems.append(index_file)
+            continue
         if sizes[sample.uri] == 0:
             problems.append(f"sample {sample.uri} is empty (0 bytes)")
         indexes = [sample.index_uri] if sample.index_uri else [sample.uri + ".csi", sample.uri + ".tbi"]
         present = [index for index in indexes if os.path.isfile(index)]
         if not present:
-            problems.append(f"sample {sample.uri} has no index ({' or '.join(indexes)}): index it (bcftools index)")
+            how = peeker.how(sample) if sizes[sample.uri] else "index it (bcftools index)"
+            problems.append(f"sample {sample.uri} has no index ({' or '.join(indexes)}): {how}")
         elif not any(os.path.getsize(index) for index in present):
             problems.append(f"the index of sample {sample.uri} is empty (0 bytes): index it again (bcftools index)")
     return problems, sizes
@@ -166,7 +205,12 @@ def keys_by_folder(keys: list[SampleKey]) -> dict[Folder, set[str]]:
 
 
 def check_s3_samples(
-    s3: Any, samples: Sequence[Sample], *, parallel: bool = True, chunk: int = CHUNK_SAMPLES
+    s3: Any,
+    samples: Sequence[Sample],
+    *,
+    parallel: bool = True,
+    chunk: int = CHUNK_SAMPLES,
+    peeker: Peeker | None = None,
 ) -> tuple[list[str], dict[str, int]]:
     """Every sample exists with its index; return the problems and each sample's size.
 
@@ -187,9 +231,10 @@ def check_s3_samples(
         problems: list[str] = []
         sizes: dict[str, int] = {}
         unlisted: dict[Folder, Unlisted] = {}
+        peeker = peeker or Peeker(s3)
         s3 = listing_client(s3, WORKERS) if parallel else s3  # one for all the chunks: a client takes a while to make
         for start in range(0, len(samples), chunk):
-            check_chunk(s3, samples[start : start + chunk], parallel, problems, sizes, unlisted)
+            check_chunk(s3, samples[start : start + chunk], parallel, problems, sizes, unlisted, peeker)
         return unlisted_problems(unlisted) + problems, sizes
 
 
@@ -200,13 +245,14 @@ def check_chunk(
     problems: list[str],
     sizes: dict[str, int],
     unlisted: dict[Folder, Unlisted],
+    peeker: Peeker | None = None,
 ) -> None:
     """One chunk of check_s3_samples; a function of its own, so that its keys and listings go when it returns."""
     keys = sample_keys(samples)
     wanted = keys_by_folder(keys)
     found = find_sizes(s3, wanted) if parallel else list_sequentially(s3, wanted)
     mark_unlisted(wanted, found, unlisted)
-    judge_samples(samples, keys, found, problems, sizes)
+    judge_samples(samples, keys, found, problems, sizes, peeker)
 
 
 @contextlib.contextmanager
@@ -260,7 +306,12 @@ def unlisted_problems(unlisted: dict[Folder, Unlisted]) -> list[str]:
 
 
 def judge_samples(
-    samples: Sequence[Sample], keys: list[SampleKey], found: Found, problems: list[str], sizes: dict[str, int]
+    samples: Sequence[Sample],
+    keys: list[SampleKey],
+    found: Found,
+    problems: list[str],
+    sizes: dict[str, int],
+    peeker: Peeker | None = None,
 ) -> None:
     """Add each sample's problems to ``problems`` and its size to ``sizes``, from the sizes of the keys ``found``."""
     in_bucket = found.sizes
@@ -273,7 +324,7 @@ def judge_samples(
         # Any index of a size other than 0 (-1: unknown) will do; None: missing.
         indexed = listed.get(key + ".csi") or listed.get(key + ".tbi") if index is None else index_size(found, index)
         if size is None or size <= 0 or not indexed:  # rarely: the checks that follow are not in the loop
-            problems += sample_problems(sample, key, size, index_sizes(found, bucket, key, index))
+            problems += sample_problems(sample, key, size, index_sizes(found, bucket, key, index), peeker)
 
 
 def index_size(found: Found, index: ObjectKey) -> int | None:
@@ -286,12 +337,16 @@ def index_sizes(found: Found, bucket: str, key: str, index: ObjectKey | None) ->
     return [size for candidate in candidates if (size := index_size(found, candidate)) is not None]
 
 
-def sample_problems(sample: Sample, key: str, size: int | None, indexes: list[int]) -> list[str]:
+def sample_problems(
+    sample: Sample, key: str, size: int | None, indexes: list[int], peeker: Peeker | None = None
+) -> list[str]:
     """What is wrong with a sample of ``size`` bytes (None: missing; -1: unknown) with ``indexes`` of those sizes."""
     if size is None:
         return [f"sample {sample.uri} does not exist: fix the samples file or upload it"]
     if size == -1:
         return []  # its directory could not be listed, reported above
+    if (index_file := index_file_problem(sample.uri)) is not None:
+        return [index_file]
     problems = [f"sample {sample.uri} is empty (0 bytes): upload it again"] if size == 0 else []
     if indexes and not any(indexes):
         problems.append(f"the index of sample {sample.uri} is empty (0 bytes): index it again (bcftools index)")
@@ -299,14 +354,20 @@ def sample_problems(sample: Sample, key: str, size: int | None, indexes: list[in
         if sample.index_uri is not None:
             problems.append(f"index {sample.index_uri} of sample {sample.uri} does not exist")
         else:
+            how = peeker.how(sample) if peeker and size else "index it (bcftools index)"
             problems.append(
                 f"sample {sample.uri} has no index beside it ({key.rpartition('/')[2]}.csi or .tbi): "
-                "index it (bcftools index) or name the index after a TAB"
+                f"{how} or name the index after a TAB"
             )
     return problems
 
 
 LOCAL_WORKERS = 4  # threads reading local headers (see check_headers)
+
+
+def readable(samples: Sequence[Sample], sizes: dict[str, int]) -> list[Sample]:
+    """The samples whose headers can be read: they exist, hold bytes, and are no index files."""
+    return [sample for sample in samples if sizes.get(sample.uri, 0) > 0 and index_file_problem(sample.uri) is None]
 
 
 def check_headers(s3: Any, samples: Sequence[Sample], workers: int = 16) -> tuple[list[str], dict[str, str]]:

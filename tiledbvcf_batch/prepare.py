@@ -15,6 +15,7 @@ from typing import Any
 from .commands import redact_config
 from .dataset import DatasetReader, DatasetView, dataset_identity, registry_of
 from .executors.base import Executor
+from .headers import new_header_problems
 from .inputs import InputError, Sample
 from .ledger import SUCCEEDED, Ledger, dataset_ledger, job_states, resume_batches, skip_known_samples
 from .options import ExportOptions, IngestOptions
@@ -34,6 +35,7 @@ from .preflight import (
     check_samples,
     check_writable,
     dataset_exists,
+    readable,
 )
 from .record import RunRecord, dataset_index, load_or_fail, new_run_id, record_uri_of, run_prefix_for
 from .registry import Claim, Entry, answered, read_entries, withdrawn_runs
@@ -94,11 +96,12 @@ def ingest_preflight(
     problems += executor.scratch_problems(opts.scratch_path) if opts.scratch_size else []
     names: dict[str, str] = {}
     # Local files' headers are always read (it costs nothing), beside S3 samples too; all with --check-headers.
-    read = samples if opts.check_headers else [sample for sample in samples if not sample.uri.startswith("s3://")]
-    if read and not sample_problems:
+    wanted = samples if opts.check_headers else [sample for sample in samples if not sample.uri.startswith("s3://")]
+    if wanted:  # every problem at once: a file's own problems do not wait for its index's
+        read = readable(wanted, sizes)
         say(f"Reading the headers of {len(read)} samples")
         header_problems, names = check_headers(s3, read)
-        problems += header_problems
+        problems += new_header_problems(header_problems, sample_problems)
     if problems:
         raise InputError(problems)
     note = f"{len(samples)} samples, {sum(sizes.values()) / 2**30:.2f} GiB, all present with their indexes"

@@ -18,10 +18,10 @@ from typing import Any
 from botocore.exceptions import ClientError
 
 from . import __version__, executors
-from .aws import aws_message
+from .aws import aws_message, is_region_name
 from .commands import EXPORT_SUFFIXES
 from .executors.jobs import RecordedJob
-from .inputs import InputError, is_region_name, parse_metadata_location, parse_uri
+from .inputs import InputError, parse_metadata_location, parse_uri
 from .plan import STAGE_LABELS, Plan
 from .storage import LocalPath, Location, S3Uri, Storage, parse_location
 
@@ -367,6 +367,11 @@ def locate(run: str, metadata_s3: str | None) -> Location:
 def metadata_location(text: str) -> Location:
     """--metadata-s3 of a recorded run: a bucket, s3://bucket/prefix, or (a local run's) a directory."""
     local = not text.startswith("s3://") and (os.sep in text or os.path.isdir(text))
+    if local and not os.path.isdir(text):  # "bucket/prefix" is no bucket name: batch-ingest.py refuses it too
+        raise InputError(
+            f"--metadata-s3 {text!r} is neither a bucket name nor a directory: give a bucket name, s3://{text} "
+            "for a prefix of a bucket, or a local run's --metadata-s3 directory"
+        )
     return parse_metadata_location(text, local=local)
 
 

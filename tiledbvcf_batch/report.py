@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Sequence, Set
 from dataclasses import asdict, dataclass, field
 from typing import Any
@@ -19,6 +20,13 @@ DEFAULT_INSTANCE_PRICE = 0.768
 DEFAULT_LOG_LINES = 20
 MAX_LISTED_MISSING = 20
 MAX_LISTED_FAILED = 20
+# C0 controls but tab and newline, DEL and C1 controls: a log's terminal escape sequences must not reach a terminal.
+CONTROL = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f]")
+
+
+def printable(text: Any) -> str:
+    """``text`` with its control characters shown as escapes (``\\x1b``): safe to print on a terminal."""
+    return CONTROL.sub(lambda found: f"\\x{ord(found.group()):02x}", str(text))
 
 
 @dataclass
@@ -205,7 +213,7 @@ def format_report(report: Report, words: Words) -> list[str]:
         )
     own = [failure for failure in report.failed if failure.get("cause") != "dependency"]
     for failure in own[:MAX_LISTED_FAILED]:
-        lines.append(f"FAILED job {failure['job_id']} ({failure['name']}): {failure['reason']}")
+        lines.append(f"FAILED job {failure['job_id']} ({failure['name']}): {printable(failure['reason'])}")
     if len(own) > MAX_LISTED_FAILED:
         lines.append(f"FAILED: {len(own) - MAX_LISTED_FAILED} more jobs (python batch-runs.py logs lists them all)")
     dependents = [failure["name"] or failure["job_id"] for failure in report.failed if failure not in own]
@@ -313,20 +321,25 @@ def format_failures(diagnosed: Sequence[dict[str, Any]]) -> list[str]:
         names = ", ".join(job["name"] or job["job_id"] for job in jobs[:10]) + (" ..." if len(jobs) > 10 else "")
         head = f"{len(jobs)} jobs failed with the same error" if len(jobs) > 1 else "1 job failed"
         lines.append(f"{head}: {names}")
-        lines.append(f"  status reason: {group['status_reason'] or 'none given'}")
+        lines.append(f"  status reason: {printable(group['status_reason'] or 'none given')}")
         if not group["attempts"]:
             lines.append("  it never started (no attempt)")
         for attempt in group["attempts"]:
             lines.append(
                 f"  attempt {attempt['attempt']} of {jobs[0]['name'] or jobs[0]['job_id']}: "
-                f"exit code {attempt['exit_code']}, {attempt['status_reason'] or 'no status reason'}"
-                + (f", container: {attempt['container_reason']}" if attempt["container_reason"] else "")
+                f"exit code {attempt['exit_code']}, {printable(attempt['status_reason'] or 'no status reason')}"
+                + (f", container: {printable(attempt['container_reason'])}" if attempt["container_reason"] else "")
             )
             if attempt["log_stream"]:
-                lines.append(f"    log: {attempt['log_group']} {attempt['log_stream']}")
+                where = (
+                    attempt["log_stream"]
+                    if attempt["log_group"] is None
+                    else f"{attempt['log_group']} {attempt['log_stream']}"
+                )
+                lines.append(f"    log: {where}")
             if attempt["log_error"]:
-                lines.append(f"    ({attempt['log_error']})")
-            lines.extend(f"    | {message}" for message in attempt["log"])
+                lines.append(f"    ({printable(attempt['log_error'])})")
+            lines.extend(f"    | {printable(message)}" for message in attempt["log"])
     return lines
 
 
@@ -374,6 +387,7 @@ class Finished:
     report: Report
     lines: list[str]  # the human report
     document: dict[str, Any]  # the same as one JSON document
+    record: RunRecord | None = None  # the run reported on
 
 
 def finish_report(
@@ -395,4 +409,4 @@ def finish_report(
     dependents = {failure["job_id"] for failure in report.failed if failure["cause"] == "dependency"}
     failures = diagnose_failures(executor, descriptions, log_lines, dependents) if report.failed else []
     lines = format_report(report, executor.words) + format_failures(failures)
-    return Finished(report, lines, report_json(report, record, failures))
+    return Finished(report, lines, report_json(report, record, failures), record)

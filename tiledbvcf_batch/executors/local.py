@@ -385,7 +385,7 @@ class LocalExecutor(Executor):
         if not stream:
             return None
         path = Path(stream)
-        tail = LogTail(str(path.parent), path.name)
+        tail = LogTail(None, str(path))  # a file's path: no group
         try:
             text = path.read_text(errors="replace")
         except OSError as error:
