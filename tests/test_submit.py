@@ -157,14 +157,7 @@ def test_an_unexpected_error_mid_submission_is_rolled_back_too(aws, samples_file
 
 def test_ctrl_c_while_submitting_removes_what_was_submitted(aws, samples_file, run_ingest):
     samples = samples_file(3)
-    sent = []
-
-    def interrupt(**_):
-        sent.append(1)
-        if len(sent) == 3:
-            raise KeyboardInterrupt
-
-    aws.on("before-parameter-build.batch.SubmitJob", interrupt)
+    ctrl_c_while_submitting(aws, 3)
     terminated = []
     aws.on("before-parameter-build.batch.TerminateJob", lambda params, **_: terminated.append(params["jobId"]))
     result = run_ingest(*base(samples), "--num-jobs", "3")
@@ -194,16 +187,21 @@ def test_ctrl_c_while_a_submit_job_request_is_in_flight_stops_the_job_it_created
     assert aws.keys("bucket2-name") == []
 
 
-def test_a_job_that_may_have_been_created_is_never_said_to_be_gone(aws, samples_file, run_ingest):
-    """The job that was being submitted cannot be looked for (ListJobs refused): named, with how to find it."""
+def ctrl_c_while_submitting(aws, number: int) -> None:
+    """Ctrl-C as the ``number``-th SubmitJob request is being built: its job may or may not exist."""
     sent = []
 
     def interrupt(**_):
         sent.append(1)
-        if len(sent) == 3:
+        if len(sent) == number:
             raise KeyboardInterrupt
 
     aws.on("before-parameter-build.batch.SubmitJob", interrupt)
+
+
+def test_a_job_that_may_have_been_created_is_never_said_to_be_gone(aws, samples_file, run_ingest):
+    """The job that was being submitted cannot be looked for (ListJobs refused): named, with how to find it."""
+    ctrl_c_while_submitting(aws, 3)
     aws.fail_call("batch.ListJobs", "AccessDeniedException")
     result = run_ingest(*base(samples_file(3)), "--num-jobs", "3")
     assert result.exit_code == 1
@@ -216,14 +214,7 @@ def test_a_job_that_may_have_been_created_is_never_said_to_be_gone(aws, samples_
 
 
 def test_a_job_looked_for_and_not_found_is_said_so(aws, samples_file, run_ingest):
-    sent = []
-
-    def interrupt(**_):
-        sent.append(1)
-        if len(sent) == 3:
-            raise KeyboardInterrupt
-
-    aws.on("before-parameter-build.batch.SubmitJob", interrupt)
+    ctrl_c_while_submitting(aws, 3)
     result = run_ingest(*base(samples_file(3)), "--num-jobs", "3")
     assert "terminated the 2 job(s) already submitted and deleted" in result.stderr
     assert "; job tiledbvcf-ingest-b1-j2, whose submission was under way, was looked for and not found; nothing is " \
