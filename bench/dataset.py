@@ -24,7 +24,7 @@ consolidation steps (fragment metadata and commits, consolidated and vacuumed) a
 The new samples: --new-samples bgzipped VCFs with .tbi indexes (demo/cohort.py), in bucket-name/new/.
 
 Rows: the dataset read (``dataset.read_samples``, a fresh TileDB context as the product makes),
-the header reads (``preflight.check_headers`` of the new samples), and ``prepare.ingest`` of the
+the header reads (``headercheck.check_headers`` of the new samples), and ``prepare.ingest`` of the
 new samples into the dataset, each step of it apart. Setting up is not timed (no latency then).
 
     python bench/dataset.py [--dataset-samples 100000] [--new-samples 1000] [--fragments 1] [--consolidate]
@@ -303,7 +303,7 @@ def measure(args: argparse.Namespace, server: Server, uris: list[str], expected:
     from emulation import Meter
 
     import local_aws
-    from tiledbvcf_batch import dataset, preflight, prepare
+    from tiledbvcf_batch import dataset, headercheck, prepare
     from tiledbvcf_batch.aws import make_clients
     from tiledbvcf_batch.executors.batch import BatchExecutor
     from tiledbvcf_batch.inputs import Sample, parse_dataset_uri
@@ -337,7 +337,7 @@ def measure(args: argparse.Namespace, server: Server, uris: list[str], expected:
     row(f"dataset read: {len(view.samples or ())} names (TileDB-Py)", start, tiledb_only=True)
     assert view.samples is not None and len(view.samples) == expected, view.problem
     boto3_before, start = s3_calls(), time.monotonic()
-    problems, names = preflight.check_headers(clients.s3, samples)
+    problems, names = headercheck.check_headers(clients.s3, samples)
     row(f"header reads of {len(samples)} new samples (check_headers)", start)
     assert not problems and len(names) == len(samples), problems[:3]
     executor = BatchExecutor(clients, local_aws.JOB_QUEUE, local_aws.JOB_DEFINITION, array_jobs=True)

@@ -173,7 +173,7 @@ def test_a_corrupt_sample_fails_its_job_and_resume_finishes_the_run(place):
     assert "- consolidation 1: 0 / 4 jobs succeeded, did not run" in failed.stdout
     assert re.search(r"- Total cost estimate \$0\.00 \([\d.]+ hours @ \$0\.0000 / hr\)", failed.stdout)  # not billed
     assert "1 job failed: tiledbvcf-ingest-b1-j3" in failed.stdout
-    assert re.search(r"    log: \S+ ingest-1-3\.log\n", failed.stdout)
+    assert re.search(r"    log: \S+/ingest-1-3\.log\n", failed.stdout)
     assert "    | " in failed.stdout  # the tail of its log
     run_id = re.search(r"Run (\S+) recorded", failed.stderr).group(1)
     record = re.search(r"recorded at (\S+)", failed.stderr).group(1)

@@ -17,6 +17,7 @@ into typed ones) and hand over to ``common.py``, the thin command-line layer the
 - ``preflight`` S3 checks before spending: buckets, objects, writability, samples, headers
 - ``s3listing`` which of many S3 keys exist, and their sizes: key ranges listed at once, or HEAD requests
 - ``ledger``    what earlier runs did with a dataset's samples: skip, resume
+- ``headercheck`` the samples' headers read before anything is spent: one sample a file, no name twice
 - ``prepare``   the I/O around planning an ingestion (checks, the dataset, the ledger, the registry)
 - ``prepare_export`` the same for an export (the destination, the names, the BED, the tools its jobs need)
 - ``submit``    executor-neutral submission: upload, record, submit in order, roll back

@@ -18,10 +18,11 @@ from typing import Any, cast
 from . import executors
 from .dataset import DatasetReader, DatasetView, registry_of
 from .executors.base import Executor, JobDescription
+from .headercheck import check_headers
 from .inputs import InputError, Sample
 from .ledger import SUCCEEDED, UNFINISHED, Ledger, dataset_ledger, job_states
 from .options import IngestOptions
-from .preflight import check_headers, dataset_exists
+from .preflight import dataset_exists
 from .record import RUN_RECORD_NAME, RUNS_PREFIX, RunRecord
 from .registry import Entry, read_entries, withdrawn_runs
 from .storage import Location, Storage

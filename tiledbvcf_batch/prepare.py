@@ -15,6 +15,7 @@ from typing import Any
 from .commands import redact_config
 from .dataset import DatasetReader, DatasetView, dataset_identity, registry_of
 from .executors.base import Executor
+from .headercheck import check_headers, readable
 from .headers import new_header_problems
 from .inputs import InputError, Sample
 from .ledger import SUCCEEDED, Ledger, dataset_ledger, job_states, resume_batches, skip_known_samples
@@ -29,14 +30,7 @@ from .plan import (
     ingest_batches,
     plan_ingest,
 )
-from .preflight import (
-    check_bucket,
-    check_headers,
-    check_samples,
-    check_writable,
-    dataset_exists,
-    readable,
-)
+from .preflight import check_bucket, check_samples, check_writable, dataset_exists
 from .record import RunRecord, dataset_index, load_or_fail, new_run_id, record_uri_of, run_prefix_for
 from .registry import Claim, Entry, answered, read_entries, withdrawn_runs
 from .storage import LocalPath, S3Uri, Storage, parse_location
