@@ -13,8 +13,9 @@ from botocore.exceptions import BotoCoreError, ClientError
 
 import common
 import flags
-from tiledbvcf_batch import dataset, inventory, progress, report, watch
+from tiledbvcf_batch import dataset, inventory, joblogs, progress, report, watch
 from tiledbvcf_batch import record as records
+from tiledbvcf_batch import trace as traces
 from tiledbvcf_batch.aws import AwsSetupError, Clients, aws_message, error_code, make_clients
 from tiledbvcf_batch.executors import for_record
 from tiledbvcf_batch.executors.base import Executor, describe_fully
@@ -82,18 +83,48 @@ def status(session: common.Session, record: RunRecord, instance_price: float | N
     Exit status: 0 all succeeded, 1 some failed, 3 still running.
     """
     latest = watch.describe_now(session.executor, record)
+    sys.exit(status_of(session, record, latest, price_of(record, instance_price), as_json))
+
+
+@main.command("report")
+@run_options
+@price_option
+@json_option
+@flags.runs_option("trace")
+def report_command(
+    session: common.Session, record: RunRecord, instance_price: float | None, as_json: bool, trace: str | None
+) -> None:
+    """Print a run's report (the lines of status); with --trace, also write one row per job attempt to a file.
+
+    The trace is written whatever the run's state (a running job's attempts so far).
+    Exit status: 0 all succeeded, 1 some failed, 3 still running.
+    """
+    latest = watch.describe_now(session.executor, record)
+    if trace is not None:
+        rows = traces.trace_rows(record, latest)
+        with open(trace, "w", encoding="utf-8") as out:
+            out.write(traces.trace_text(rows))
+        click.echo(f"Trace of {len(rows)} job attempts written to {trace} (no job's bytes: the record keeps none).",
+                   err=True)  # fmt: skip
+    sys.exit(status_of(session, record, latest, price_of(record, instance_price), as_json))
+
+
+def status_of(
+    session: common.Session, record: RunRecord, latest: dict[str, Any], instance_price: float, as_json: bool
+) -> int:
+    """Print the progress, and the report once every job has finished; the exit status (0, 1, or 3 running)."""
     for line in progress.progress_lines(record, latest, time.time()):
         click.echo(line, err=as_json)
     if not progress.is_finished(latest):
         if as_json:
             click.echo(json.dumps({"run_id": record.run_id, "finished": False,
                                    "stages": progress.stage_counts(record, latest)}, indent=1))  # fmt: skip
-        sys.exit(3)
+        return 3
     finished = report.finish_report(
-        record, latest, session.storage, session.executor, instance_price=price_of(record, instance_price), log_lines=0
+        record, latest, session.storage, session.executor, instance_price=instance_price, log_lines=0
     )
     common.print_finished(finished, as_json)
-    sys.exit(0 if finished.report.ok else 1)
+    return 0 if finished.report.ok else 1
 
 
 @main.command()
@@ -112,16 +143,24 @@ def wait(
 @run_options
 @flags.log_lines_option
 @json_option
-def logs(session: common.Session, record: RunRecord, log_lines: int, as_json: bool) -> None:
-    """Print why a run's jobs failed: every attempt's reason, exit code, log stream and last log lines."""
+@flags.runs_option("all_jobs")
+def logs(session: common.Session, record: RunRecord, log_lines: int, as_json: bool, all_jobs: bool) -> None:
+    """Print why a run's jobs failed: every attempt's reason, exit code, log stream and last log lines.
+
+    With --all, also those of the jobs that succeeded (then --json gives {"failed": [...], "succeeded": [...]}).
+    """
     latest = describe_fully(session.executor, record.job_ids())
     dependents = report.followers(record, latest)
     failures = report.diagnose_failures(session.executor, list(latest.values()), log_lines, dependents)
+    succeeded = joblogs.succeeded_logs(session.executor, list(latest.values()), log_lines) if all_jobs else []
     if as_json:
-        click.echo(json.dumps(failures, indent=1))
+        click.echo(json.dumps({"failed": failures, "succeeded": succeeded} if all_jobs else failures, indent=1))
         return
     for line in report.format_failures(failures) or [f"No failed jobs in run {record.run_id}."]:
         click.echo(line)
+    if all_jobs:
+        for line in joblogs.format_succeeded(succeeded) or [f"No job of run {record.run_id} succeeded."]:
+            click.echo(line)
 
 
 @main.command()

@@ -129,6 +129,15 @@ class Runs:
         help=f"Hourly instance price for the cost estimate (default: the run's, else {DEFAULT_INSTANCE_PRICE}).",
     )
     last: int = flag(20, metavar="N", low=1, help="Show the N most recent runs.")
+    trace: str | None = flag(
+        None,
+        metavar="FILE.tsv",
+        help="Also write the run's trace there: one row per job attempt (job, stage, samples, submitted, started, "
+        "stopped, exit code, status reason, instance), tab-separated with a header row, times ISO 8601 UTC.",
+    )
+    all_jobs: bool = flag(
+        False, names=("--all",), help="Also the jobs that succeeded: every attempt, its log stream and last lines."
+    )
     as_json: bool = flag(
         False, names=("--json",), help="Exactly one JSON document on stdout; everything else on stderr."
     )

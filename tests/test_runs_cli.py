@@ -124,7 +124,7 @@ def test_help_makes_the_companion_discoverable():
     for command in (INGEST.main, EXPORT.main):
         assert "python batch-runs.py --help" in CliRunner().invoke(command, ["--help"]).output
     text = CliRunner().invoke(RUNS.main, ["--help"]).output
-    for name in ("status", "wait", "logs", "cancel", "list"):
+    for name in ("status", "wait", "report", "logs", "cancel", "list"):
         assert re.search(rf"^  {name}\s", text, re.MULTILINE)
 
 

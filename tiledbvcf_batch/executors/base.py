@@ -50,6 +50,7 @@ class JobDescription(TypedDict, total=False):
     jobDefinition: str
     status: str
     statusReason: str
+    createdAt: int  # ms since the epoch: when it was submitted
     attempts: list[Attempt]
     tags: dict[str, str]  # what the submission tagged it with (its run: a cut-off submission's job is found by it)
     # Ours: an array child's status estimated from its parent's summary, not described itself.
