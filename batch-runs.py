@@ -13,7 +13,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 
 import common
 import flags
-from tiledbvcf_batch import dataset, inventory, joblogs, progress, report, watch
+from tiledbvcf_batch import dataset, health, inventory, joblogs, progress, report, watch
 from tiledbvcf_batch import record as records
 from tiledbvcf_batch import trace as traces
 from tiledbvcf_batch.aws import AwsSetupError, Clients, aws_message, error_code, make_clients
@@ -276,7 +276,8 @@ def dataset_command(
     as_json: bool,
 ) -> None:
     """Print what a dataset holds, read from the dataset itself: its samples, those only partly ingested (a failed
-    job's), the runs still ingesting into it, and every run that wrote it with its state.
+    job's), the runs still ingesting into it, every run that wrote it with its state, and its health: each array's
+    fragments, size and last consolidation, and what to consolidate or vacuum (the commands that do it).
 
     DATASET_URI is the dataset's s3:// URI (or a local path). Exit status: 0, or 2 if there is no dataset there.
     """
@@ -285,15 +286,17 @@ def dataset_command(
     clients = make_clients(region, profile)
     read = dataset.reader_for(clients.s3, profile, clients.region, tiledb_config)
     found = inventory.read_inventory(Storage(clients.s3), executors(clients, region, profile), read, uri, metadata)
+    state = health.reader_for(clients.s3, profile, clients.region, tiledb_config)(uri)
     for warning in found.warnings:
         click.echo(warning, err=True)
     if not as_json:
-        for line in inventory.text_lines(found, with_samples=with_samples):
+        for line in [*inventory.text_lines(found, with_samples=with_samples), *health.text_lines(state)]:
             click.echo(line)
         return
     if found.view.problem is not None:
         click.echo(f"WARNING: cannot read the samples of dataset {uri} ({found.view.problem})", err=True)
-    click.echo(json.dumps(inventory.document(found, with_samples=with_samples), indent=1))
+    doc = inventory.document(found, with_samples=with_samples) | {"health": health.document(state)}
+    click.echo(json.dumps(doc, indent=1))
 
 
 def executors(clients: Clients, region: str | None, profile: str | None) -> Callable[[RunRecord], Executor]:

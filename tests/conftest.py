@@ -90,10 +90,13 @@ def fake_reader(dataset: Location, *, contigs: bool = False) -> DatasetView:
 def fake_datasets(monkeypatch: pytest.MonkeyPatch) -> dict[str, frozenset[str] | str | DatasetView]:
     import common
     import tiledbvcf_batch.dataset
+    import tiledbvcf_batch.health
 
     DATASETS.clear()
     monkeypatch.setattr(common.Session, "dataset_reader", lambda self, config: fake_reader)
     monkeypatch.setattr(tiledbvcf_batch.dataset, "reader_for", lambda *args, **kwargs: fake_reader)
+    # The health is read with TileDB-Py too: in process it would hold the GIL the emulated S3 needs; shown as unknown.
+    monkeypatch.setattr(tiledbvcf_batch.health, "reader_for", lambda *args, **kwargs: lambda dataset: None)
     return DATASETS
 
 

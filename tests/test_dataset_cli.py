@@ -27,6 +27,7 @@ from conftest import (
     needs_tiledbvcf,
     record_of,
     run_script,
+    tiledbvcf,
 )
 from samplefiles import bgzip_bcf
 from tiledbvcf_batch.dataset import registry_of
@@ -96,6 +97,7 @@ def test_a_dataset_its_samples_and_a_run_in_flight(aws, samples_file, run_ingest
                        "being_submitted": False}],
         "runs": [{"run_id": record["run_id"], "created_at": record["created_at"], "record": record["record"],
                   "state": "in_flight", "samples": 3, "registered": True}],
+        "health": None,  # not read in process (conftest): the real tiledbvcf's tests read it
     }  # fmt: skip
     listed_names = json.loads(show(DATASET, "--json", "--samples").stdout)
     assert listed_names["samples"] == ["NA1", "NA2"]
@@ -278,6 +280,9 @@ def test_the_samples_tiledbvcf_lists_and_the_run_that_wrote_them(place):
     (run,) = document["runs"]
     assert (run["run_id"], run["record"], run["state"], run["samples"]) == (run_id[1], run_id[2], "succeeded", 3)
     assert re.fullmatch(TIME, run["created_at"]) and run["registered"] is True
+    health = document["health"]  # read with TileDB-Py, on S3 with the run's endpoint and credentials too
+    assert health["problem"] is None and "metadata/vcf_headers" in {array["name"] for array in health["arrays"]}
+    assert all(array["fragments"] >= 1 and array["size_bytes"] > 0 for array in health["arrays"])
 
     text = dataset_of(place)
     assert text.returncode == 0 and text.stdout.splitlines()[0] == f"Dataset {place.dataset} holds 3 samples"
@@ -311,3 +316,43 @@ def test_a_sample_store_left_half_written_is_shown_until_the_run_is_resumed(plac
     assert after["partial"] == [] and after["samples_count"] == 3
     # The resumed run's store consumed the failed job's manifest: the first run's samples are in, as the ledger sees.
     assert [run["state"] for run in after["runs"]] == ["succeeded", "succeeded"]
+
+
+@needs_tiledbvcf
+def test_the_health_counts_the_fragments_listed_and_its_advice_follows_consolidation(here):
+    dataset = str(here / "ds")
+    tiledbvcf("create", "-u", dataset)
+    for sample in cohort.make_cohort(here / "in", 3, records=20):
+        tiledbvcf("store", "-u", dataset, str(sample))  # one store each: fragments pile up
+
+    def health() -> dict:
+        done = run_script("batch-runs.py", "dataset", dataset, "--json")
+        assert done.returncode == 0, done.stderr
+        return json.loads(done.stdout)["health"]
+
+    found = health()
+    arrays = {array["name"]: array for array in found["arrays"]}
+    assert sorted(arrays) == ["allele_count", "data", "metadata/vcf_headers", "sample_stats", "variant_stats"]
+    for name, array in arrays.items():
+        assert array["fragments"] == len(list((here / "ds" / name / "__fragments").iterdir())) > 0, name
+        assert array["size_bytes"] == sum(p.stat().st_size for p in (here / "ds" / name).rglob("*") if p.is_file())
+        assert array["consolidated_through"] is None and array["unconsolidated_meta"] == array["fragments"]
+    assert arrays["metadata/vcf_headers"]["fragments"] == 3  # one a store
+    assert found["advice"] == "consolidate"
+    assert found["commands"] == [f"tiledbvcf utils {action} {what} -u {dataset}" for action in ("consolidate", "vacuum")
+                                 for what in ("fragment_meta", "commits")]  # fmt: skip
+
+    for what in ("fragment_meta", "commits"):
+        tiledbvcf("utils", "consolidate", what, "-u", dataset)
+    found = health()
+    assert found["advice"] == "vacuum" and all(array["to_vacuum"] for array in found["arrays"])
+    assert found["commands"] == [f"tiledbvcf utils vacuum {what} -u {dataset}" for what in ("fragment_meta", "commits")]
+    assert all(re.fullmatch(TIME, array["consolidated_through"]) for array in found["arrays"])
+
+    for what in ("fragment_meta", "commits"):
+        tiledbvcf("utils", "vacuum", what, "-u", dataset)
+    assert health()["advice"] == "nothing"
+    text = run_script("batch-runs.py", "dataset", dataset).stdout.splitlines()
+    assert text[-1] == "Advice: nothing to do" and "Health (each array):" in text
+    data = next(line for line in text if line.startswith("  data: "))
+    assert data.startswith(f"  data: {arrays['data']['fragments']} fragments, ") and "0 to vacuum" in data

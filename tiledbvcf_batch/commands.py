@@ -163,10 +163,12 @@ CONSOLIDATION_STEPS = (
 
 def consolidation_commands(opts: IngestOptions) -> list[list[str]]:
     """``utils consolidate`` then ``utils vacuum`` of fragment metadata and commits (not in the legacy CLI)."""
-    return [
-        ["utils", action, what, "-u", str(opts.dataset_uri), *config_args(opts.tiledb_config)]
-        for action, what in CONSOLIDATION_STEPS
-    ]
+    return [utils_command(opts.dataset_uri, action, what, opts.tiledb_config) for action, what in CONSOLIDATION_STEPS]
+
+
+def utils_command(dataset_uri: object, action: str, what: str, tiledb_config: str | None = None) -> list[str]:
+    """``utils consolidate|vacuum fragment_meta|commits -u URI``: one step of CONSOLIDATION_STEPS."""
+    return ["utils", action, what, "-u", str(dataset_uri), *config_args(tiledb_config)]
 
 
 def export_command(
