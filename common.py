@@ -23,7 +23,7 @@ from click.core import ParameterSource
 
 from flags import Request, Tail
 from hints import Hints, interrupted_message, retry_line, what_next
-from tiledbvcf_batch import __version__, executors, report, submit, watch
+from tiledbvcf_batch import __version__, estimate, executors, report, submit, watch
 from tiledbvcf_batch.aws import AwsSetupError, Clients, aws_message, make_clients, setup_message
 from tiledbvcf_batch.dataset import DatasetReader, reader_for
 from tiledbvcf_batch.executors.base import Executor
@@ -187,16 +187,16 @@ def execute(prepared: Prepared, session: Session, tail: Tail) -> None:
         if prepared.blocked:
             sys.exit(EXIT_ONLY_FAILED_LEFT)
         return
+    foreseen = plan_estimate(plan, jobs, prepared, session.instance_price)
     if tail.dry_run:
-        if as_json:
-            click.echo(json.dumps(plan_document(plan, jobs, session.executor.where()), indent=1))
-        else:
-            for line in describe_plan(plan, jobs, session.executor.where()):
-                click.echo(line)
+        show_plan(plan, jobs, session.executor.where(), foreseen, as_json)
         return
     if tail.verbose:
         for line in describe_plan(plan, jobs, session.executor.where()):
             say(line)
+    if foreseen:
+        say(foreseen.line())
+        prepared.options["estimate"] = foreseen.document()  # kept in the record, set beside what happened
     hints = Hints(session.profile, invocation())
     with session.executor.handling_signals() as received:  # a blocking executor's jobs stop with this process
         record, submitted = submit_run(plan, prepared, jobs, session, tail, say)
@@ -249,6 +249,32 @@ def submit_run(
     )
     say(f"Run {record.run_id} recorded at {record.record}")
     return record, submitted
+
+
+def show_plan(plan: Plan, jobs: list[Job], where: str, foreseen: estimate.Estimate | None, as_json: bool) -> None:
+    """--dry-run: the plan and its estimate, as text or as one JSON document."""
+    if as_json:
+        document = plan_document(plan, jobs, where)
+        document["estimate"] = foreseen.document() if foreseen else None
+        click.echo(json.dumps(document, indent=1))
+        return
+    for line in describe_plan(plan, jobs, where):
+        click.echo(line)
+    if foreseen:
+        click.echo(foreseen.line())
+
+
+def plan_estimate(plan: Plan, jobs: list[Job], prepared: Prepared, price: float) -> estimate.Estimate | None:
+    """The estimate of an ingestion (None for other runs): its ingestion tasks' bytes, earlier runs' throughput."""
+    if plan.kind != "ingest":
+        return None
+    loads = [
+        estimate.JobLoad(str(task.stage), task.resources.vcpus, sum(prepared.sizes.get(uri, 0) for uri in task.samples))
+        for job in jobs
+        if job.stage.kind == "ingest"
+        for task in job.tasks
+    ]
+    return estimate.estimate(loads, prepared.measured, price)
 
 
 def invocation() -> tuple[str, ...]:
@@ -320,8 +346,30 @@ def wait_and_report(
         record, watched, session.storage, session.executor, instance_price=instance_price, log_lines=log_lines
     )
     finished.document.update(extra or {})
+    compare_estimate(record, watched, finished, session.storage)
     print_finished(finished, as_json, quiet, hints)
     return 0 if finished.report.ok else 1
+
+
+def compare_estimate(record: RunRecord, watched: dict[str, Any], finished: report.Finished, storage: Storage) -> None:
+    """An ingestion watched to its end: its measure kept in its record (for later estimates, when every job
+    succeeded), and the estimate made before it set beside what happened."""
+    if record.kind != "ingest":
+        return
+    done = finished.report
+    planned = record.options.get("estimate")
+    if isinstance(planned, dict) and {"instance_hours", "wall_seconds", "cost", "source"} <= set(planned):
+        wall = sum(stage.get("seconds") or 0.0 for stage in done.stages.values())
+        finished.lines.append(estimate.beside(planned, done.instance_hours, wall, done.cost))
+        finished.document["estimate"] = planned
+    if not done.ok:
+        return
+    ids = [job.job_id for job in record.jobs if job.kind == "ingest" and job.job_id]
+    seconds = estimate.ingest_seconds(ids, watched)
+    measured = estimate.measurement(record.options.get("sample_bytes", 0), record.options.get("vcpus", 0), seconds)
+    if measured is not None and record.record:
+        record.measured = measured
+        record.save(storage)
 
 
 def print_finished(finished: report.Finished, as_json: bool, quiet: bool = False, hints: Hints | None = None) -> None:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
+from typing import Any
 
 from botocore.exceptions import ClientError
 
@@ -88,6 +89,7 @@ class Ledger:
     uri_names: dict[str, str] = field(default_factory=dict)  # sample URI -> its name, as recorded
     names_in_flight: dict[str, str] = field(default_factory=dict)  # name -> run id still ingesting it
     unrecorded: dict[str, Entry] = field(default_factory=dict)  # run id -> its entry: registered, no record (yet)
+    measured: list[dict[str, Any]] = field(default_factory=list)  # what runs watched to their end measured
 
     def name_of(self, uri: str) -> str | None:
         return self.uri_names.get(uri)
@@ -141,6 +143,8 @@ def dataset_ledger(
 def learn_run(ledger: Ledger, record: RunRecord, states: dict[str, str]) -> None:
     """What one earlier run did with its samples, by the state of the jobs that held them."""
     ledger.uri_names.update(record.sample_names)
+    if record.measured:
+        ledger.measured.append(record.measured)
     for job in record.jobs:
         if job.kind != "ingest":
             continue

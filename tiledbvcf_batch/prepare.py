@@ -49,6 +49,8 @@ class Prepared:
     sample_names: dict[str, str] = field(default_factory=dict)  # sample URI -> name, where headers were read
     blocked: int = 0  # samples skipped because their jobs in an earlier run failed (resume that run)
     claim: Claim | None = None  # what the run registers beside the dataset before it uploads anything
+    sizes: dict[str, int] = field(default_factory=dict)  # sample URI -> bytes, for the estimate
+    measured: tuple[dict[str, Any], ...] = ()  # what earlier runs of the dataset measured, for the estimate
 
 
 def recorded_options(opts: IngestOptions | ExportOptions, **extras: Any) -> dict[str, Any]:
@@ -170,12 +172,14 @@ def ingest(
     run_prefix = run_prefix_for(opts.metadata_s3, run_id)
     blocked, summary = 0, None
     replaces: tuple[str, ...] = ()
+    measured: tuple[dict[str, Any], ...] = ()
     if resume:
         opts, batches, more, replaces = resume_run(opts, samples, resume, storage, executor_for)
     else:
         decided = decide_samples(opts, samples, names, state, storage, executor_for, say)
         batches, split = ingest_batches(decided.samples, opts, run_prefix, sizes)
         more, blocked, replaces = [*decided.notes, *split], decided.blocked, decided.replaces
+        measured = decided.measured
         summary = balance_summary(batches, opts.balance)
     notes += [*more, *([summary] if summary else [])]
     if not batches:
@@ -194,7 +198,7 @@ def ingest(
     )
     claim = Claim(registry_of(opts.dataset_uri), run_id, str(record_uri_of(run_prefix)), tuple(uris), names,
                   state.seen, tuple(replaces))  # fmt: skip
-    return Prepared(plan, notes, options, names, claim=claim)
+    return Prepared(plan, notes, options, names, claim=claim, sizes=sizes, measured=measured)
 
 
 @dataclass(frozen=True)
@@ -205,6 +209,7 @@ class Decided:
     notes: list[str]
     blocked: int = 0  # skipped because their jobs in an earlier run failed
     replaces: tuple[str, ...] = ()
+    measured: tuple[dict[str, Any], ...] = ()  # what earlier runs of the dataset measured (estimate.py)
 
 
 def decide_samples(
@@ -231,7 +236,7 @@ def decide_samples(
         raise InputError(still_creating(opts, sorted(set(ledger.in_flight.values()))))
     if not state.exists and ledger.ingested:
         notes.append(f"dataset {opts.dataset_uri} does not exist any more: the record of earlier runs is ignored")
-        ledger = Ledger()
+        ledger = Ledger(measured=ledger.measured)  # their throughput still tells what ingesting takes
     view = state.view
     blocked = 0 if opts.force_reingest else sum(sample.uri in ledger.failed for sample in samples)
 
@@ -256,7 +261,8 @@ def decide_samples(
     notes += held
     if not view.readable:  # the records are all there is to go by: the names earlier runs ingested
         view = replace(view, samples=frozenset(ledger.names))
-    return in_the_dataset(opts, samples, names, view, notes, blocked)
+    decided = in_the_dataset(opts, samples, names, view, notes, blocked)
+    return replace(decided, measured=tuple(ledger.measured))
 
 
 def still_creating(opts: IngestOptions, run_ids: list[str]) -> str:

@@ -66,6 +66,8 @@ class RunRecord:
     # Written before the first job is submitted, until the last one is: jobs without an id are then being
     # submitted (in flight), not jobs that will never run. Records older than this key were never saved so.
     submitting: bool = False
+    # What a run watched to its end measured, for the estimates of later runs (estimate.py): bytes, vcpu_seconds.
+    measured: dict[str, Any] | None = None
 
     @classmethod
     def new(
@@ -93,6 +95,8 @@ class RunRecord:
     def to_json(self) -> dict[str, Any]:
         document = asdict(self)
         document["jobs"] = [job.to_json() for job in self.jobs]
+        if self.measured is None:  # records measure only once a run is watched to its end
+            del document["measured"]
         # Readers of records older than the executor key look for the Batch settings at the top level.
         for key in OLDER_TOP_LEVEL_KEYS:
             document[key] = self.executor.get(key)
@@ -131,6 +135,10 @@ class RunRecord:
         expect(all(isinstance(v, str) for v in [*sample_names, *sample_names.values()]), "sample_names holds non-text")
         submitting = data.get("submitting", False)
         expect(isinstance(submitting, bool), f"submitting is {shown(submitting)}, not true or false")
+        measured = value_of(data, "measured", dict, required=False)
+        if measured is not None:
+            numbers = [measured.get(key) for key in ("bytes", "vcpu_seconds")]
+            expect(all(isinstance(n, int | float) for n in numbers), f"measured is {shown(measured)}")
         return cls(
             run_id=run_id,
             kind=kind,
@@ -143,6 +151,7 @@ class RunRecord:
             executor=checked_executor(data),
             sample_names=sample_names,
             submitting=submitting,
+            measured=measured,
         )
 
     def job_ids(self) -> list[str]:
