@@ -84,12 +84,12 @@ from tiledbvcf_batch.arraytasks import ARRAY_INDEX_VARIABLE, array_task_file, ta
 from tiledbvcf_batch.commands import (  # noqa: E402  (after the early listing)
     OPTION_NAMES,
     delivers,
-    option,
+    option_value,
     scratch_dir,
     with_own_scratch,
     with_value,
 )
-from tiledbvcf_batch.delivery import Place, export_job  # noqa: E402
+from tiledbvcf_batch.delivery import export_job  # noqa: E402
 from tiledbvcf_batch.jobcheck import (  # noqa: E402
     JobRefused,
     check_store,
@@ -99,7 +99,7 @@ from tiledbvcf_batch.jobcheck import (  # noqa: E402
     started_marker,
     take_lock,
 )
-from tiledbvcf_batch.storage import parse_s3_uri, read_s3_text  # noqa: E402
+from tiledbvcf_batch.storage import Storage, parse_s3_uri, read_s3_text  # noqa: E402
 
 FORWARDED = (signal.SIGTERM, signal.SIGHUP, signal.SIGINT)
 LOCKS: list[int] = []  # lock files held while the job's tiledbvcf runs (it inherits them)
@@ -107,11 +107,6 @@ LOCKS: list[int] = []  # lock files held while the job's tiledbvcf runs (it inhe
 
 def log(message: str) -> None:
     print(f"[tiledbvcf-batch] {message}", file=sys.stderr, flush=True)
-
-
-def value(args: Sequence[str], key: str) -> str | None:
-    found = option(args, OPTION_NAMES[key])
-    return found[1] if found else None
 
 
 def main(argv: list[str], run: Callable[[list[str]], int] | None = None, s3: Any = None) -> int:
@@ -122,7 +117,7 @@ def main(argv: list[str], run: Callable[[list[str]], int] | None = None, s3: Any
     if scratch_refused(argv):
         return 1
     if checked(argv):
-        manifest = value(argv, "samples_file") or ""
+        manifest = option_value(argv, "samples_file") or ""
         if not job_check(argv, None, manifest, started_marker(manifest), manifest, s3):
             return 1
     return run_job(argv, run, s3, last=exec_tiledbvcf)
@@ -135,7 +130,7 @@ def run_job(
     when nothing follows it (``main`` execs it; an array child's done marker follows it).
     """
     if delivers(args):
-        return export_job(args, run, Place(s3_getter(s3)), log, TILEDBVCF)
+        return export_job(args, run, Storage(LazyS3(s3_getter(s3))), log, TILEDBVCF)
     scratch = scratch_dir(args)
     if scratch is None:
         return (last or run)([TILEDBVCF, *args])
@@ -247,7 +242,7 @@ def checked(args: Sequence[str]) -> bool:
 
     A legacy store (no ``--resume``) is run as it is.
     """
-    return listing_command(args) is not None and value(args, "samples_file") is not None
+    return listing_command(args) is not None and option_value(args, "samples_file") is not None
 
 
 def job_check(args: list[str], lines: list[str] | None, manifest: str, marker: str, task: str, s3: Any) -> bool:
@@ -361,6 +356,16 @@ def s3_client() -> Any:
     endpoint = os.environ.get("AWS_ENDPOINT_URL_S3") or os.environ.get("AWS_ENDPOINT_URL") or None
     config = Config(retries={"mode": "standard", "max_attempts": 10})
     return boto3.client("s3", endpoint_url=endpoint, config=config)
+
+
+class LazyS3:
+    """The S3 client as Storage calls it, made at its first call: a local export job never needs one."""
+
+    def __init__(self, get: Callable[[], Any]):
+        self._get = get
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._get(), name)
 
 
 def s3_getter(s3: Any) -> Callable[[], Any]:

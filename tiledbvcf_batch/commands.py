@@ -300,6 +300,12 @@ def with_own_scratch(args: Sequence[str], directory: str) -> list[str]:
     return with_value(args, OPTION_NAMES["output_dir"], directory)
 
 
+def option_value(args: Sequence[str], key: str) -> str | None:
+    """The value of the option ``OPTION_NAMES[key]`` in a job's ``args``, if given."""
+    found = option(args, OPTION_NAMES[key])
+    return found[1] if found else None
+
+
 def with_value(args: Sequence[str], names: Sequence[str], new: str) -> list[str]:
     found = option(args, names)
     if found is None:

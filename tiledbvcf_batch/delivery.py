@@ -26,15 +26,14 @@ import shutil
 import subprocess
 import tempfile
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 from .commands import (
     EXPORT_SUFFIXES,
     OPTION_NAMES,
     count_only_command,
     option,
+    option_value,
     split_evenly,
     with_value,
     without,
@@ -52,7 +51,7 @@ from .deliverables import (
     parts_location,
     rows_of_part,
 )
-from .storage import LocalPath, Location, parse_location
+from .storage import LocalPath, Location, Storage, parse_location
 
 
 def bcftools_program() -> str:
@@ -67,60 +66,34 @@ class Delivery(Exception):
     """The job cannot deliver: one line saying why (the job fails, and Batch may retry it)."""
 
 
-@dataclass
-class Place:
-    """Reads, writes and lists under an s3:// URI or a local path, for the job (no Storage: no click, no rich)."""
-
-    s3: Callable[[], Any]
-
-    def read(self, uri: Location) -> str:
-        if isinstance(uri, LocalPath):
-            return Path(uri.key).read_text(encoding="utf-8")
-        return self.s3().get_object(Bucket=uri.bucket, Key=uri.key)["Body"].read().decode("utf-8")
-
-    def write(self, uri: Location, text: str) -> None:
-        if isinstance(uri, LocalPath):
-            Path(uri.key).parent.mkdir(parents=True, exist_ok=True)
-            Path(uri.key).write_text(text, encoding="utf-8")
+def put_file(storage: Storage, path: Path, dest: Location) -> str | None:
+    """Copy ``path`` to ``dest`` (a prefix) under its name; a problem, or None once it is there whole."""
+    target = dest.as_prefix().child(path.name)
+    try:
+        if isinstance(target, LocalPath):
+            Path(target.key).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(path, target.key)
+            size = Path(target.key).stat().st_size
         else:
-            self.s3().put_object(Bucket=uri.bucket, Key=uri.key, Body=text.encode("utf-8"))
-
-    def names(self, prefix: Location) -> list[str]:
-        """The names of the objects or files directly under ``prefix``."""
-        if isinstance(prefix, LocalPath):
-            folder = Path(prefix.key)
-            return sorted(p.name for p in folder.iterdir() if p.is_file()) if folder.is_dir() else []
-        pages = self.s3().get_paginator("list_objects_v2").paginate(Bucket=prefix.bucket, Prefix=prefix.key)
-        return sorted(item["Key"][len(prefix.key) :] for page in pages for item in page.get("Contents", []))
-
-    def put_file(self, path: Path, dest: Location) -> str | None:
-        """Copy ``path`` to ``dest`` (a prefix) under its name; a problem, or None once it is there whole."""
-        target = dest.as_prefix().child(path.name)
-        try:
-            if isinstance(target, LocalPath):
-                Path(target.key).parent.mkdir(parents=True, exist_ok=True)
-                shutil.copyfile(path, target.key)
-                size = Path(target.key).stat().st_size
-            else:
-                self.s3().upload_file(str(path), target.bucket, target.key)
-                size = self.s3().head_object(Bucket=target.bucket, Key=target.key)["ContentLength"]
-        except Exception as error:  # any failure of one file must fail the job, with its reason
-            return f"{path.name}: copy to {target} failed ({error})"
-        if size != path.stat().st_size:
-            return f"{path.name}: {target} has {size} bytes, the file {path.stat().st_size}"
-        return None
+            storage.s3.upload_file(str(path), target.bucket, target.key)
+            size = storage.s3.head_object(Bucket=target.bucket, Key=target.key)["ContentLength"]
+    except Exception as error:  # any failure of one file must fail the job, with its reason
+        return f"{path.name}: copy to {target} failed ({error})"
+    if size != path.stat().st_size:
+        return f"{path.name}: {target} has {size} bytes, the file {path.stat().st_size}"
+    return None
 
 
 def export_job(
-    args: list[str], run: Callable[[list[str]], int], place: Place, log: Callable[[str], None], tiledbvcf: str
+    args: list[str], run: Callable[[list[str]], int], storage: Storage, log: Callable[[str], None], tiledbvcf: str
 ) -> int:
     """An export job to its end: tiledbvcf into a directory of its own, then the deliverables; its exit status."""
-    dest = parse_location(value(args, "upload") or "", "upload directory", need_key=False)
-    delivery = value(args, "delivery")
-    spec = DeliverySpec.from_json(place.read(parse_location(delivery, "--delivery"))) if delivery else None
-    output_format = value(args, "format") or "b"
-    output = value(args, "output")  # a combined export's one file (--merge, -O t)
-    workdir = Path(tempfile.mkdtemp(prefix="export-", dir=value(args, "output_dir") or None))
+    dest = parse_location(option_value(args, "upload") or "", "upload directory", need_key=False)
+    delivery = option_value(args, "delivery")
+    spec = DeliverySpec.from_json(storage.read_text(parse_location(delivery, "--delivery"))) if delivery else None
+    output_format = option_value(args, "format") or "b"
+    output = option_value(args, "output")  # a combined export's one file (--merge, -O t)
+    workdir = Path(tempfile.mkdtemp(prefix="export-", dir=option_value(args, "output_dir") or None))
     try:
         local = with_value(without(without(args, OPTION_NAMES["upload"]), OPTION_NAMES["delivery"]),
                            OPTION_NAMES["output_dir"], str(workdir))  # fmt: skip
@@ -133,18 +106,18 @@ def export_job(
             return code
         index = index_suffix(output_format, spec.index if spec else "csi")
         if output is not None:
-            rows = combined_rows(args, workdir / Path(output).name, index, place, tiledbvcf, log)
+            rows = combined_rows(args, workdir / Path(output).name, index, storage, tiledbvcf, log)
         else:
-            rows = sample_rows(args, workdir, output_format, index, place, tiledbvcf, log)
-        if not deliver(rows, workdir, dest, place, log):
+            rows = sample_rows(args, workdir, output_format, index, storage, tiledbvcf, log)
+        if not deliver(rows, workdir, dest, storage, log):
             return 1
         empty = [row.file or row.sample for row in rows if row.status == NO_RECORDS]
         what = "" if output is not None else f"{len(empty)} samples have "  # a combined file names itself
         said = f"; {what}no records in the regions (no file): {', '.join(empty)}" if empty else ""
         log(f"delivered {len(rows) - len(empty)} files{' with their indexes' if index else ''} to {dest}{said}")
         if spec is not None and delivery is not None:
-            write_manifest_part(place, spec, parse_location(delivery, "--delivery"), value(args, "samples_file"), rows,
-                                log)  # fmt: skip
+            part = option_value(args, "samples_file")
+            write_manifest_part(storage, spec, parse_location(delivery, "--delivery"), part, rows, log)
         return 0
     except Delivery as error:
         log(str(error))
@@ -154,11 +127,11 @@ def export_job(
 
 
 def sample_rows(
-    args: Sequence[str], workdir: Path, output_format: str, index: str | None, place: Place, tiledbvcf: str,
+    args: Sequence[str], workdir: Path, output_format: str, index: str | None, storage: Storage, tiledbvcf: str,
     log: Callable[[str], None],
 ) -> list[Row]:  # fmt: skip
     """One row per sample of the job: its file, or no records in the regions; Delivery if a file is missing."""
-    expected = expected_names(args, place)
+    expected = expected_names(args, storage)
     files = {p.name: p for p in workdir.iterdir() if p.is_file()}
     suffix = EXPORT_SUFFIXES.get(output_format, "")
     if expected is None:
@@ -174,12 +147,12 @@ def sample_rows(
 
 
 def combined_rows(
-    args: Sequence[str], path: Path, index: str | None, place: Place, tiledbvcf: str, log: Callable[[str], None]
+    args: Sequence[str], path: Path, index: str | None, storage: Storage, tiledbvcf: str, log: Callable[[str], None]
 ) -> list[Row]:
     """The job's one file (several samples), or no records: tiledbvcf writes no file when its part has none."""
     if path.is_file():
         return [exported_row(COMBINED, path, index, table=path.name.endswith(EXPORT_SUFFIXES["t"]))]
-    names = expected_names(args, place) or []
+    names = expected_names(args, storage) or []
     total = count_records(args, names, path.parent, tiledbvcf, log) if names else 0
     if total != 0:
         held = "records in the regions" if total is None else f"{total} records in the regions"
@@ -187,27 +160,22 @@ def combined_rows(
     return [Row(COMBINED, path.name, status=NO_RECORDS)]
 
 
-def deliver(rows: Sequence[Row], workdir: Path, dest: Location, place: Place, log: Callable[[str], None]) -> bool:
+def deliver(rows: Sequence[Row], workdir: Path, dest: Location, storage: Storage, log: Callable[[str], None]) -> bool:
     """The rows' files and indexes at the destination; False (each problem said) if one is not."""
     files = [workdir / row.file for row in rows if row.file and row.status == EXPORTED]
     problems = [problem for path in [*files, *(workdir / row.index for row in rows if row.index)]
-                if (problem := place.put_file(path, dest))]  # fmt: skip
+                if (problem := put_file(storage, path, dest))]  # fmt: skip
     for problem in problems:
         log(problem)
     return not problems
 
 
-def value(args: Sequence[str], key: str) -> str | None:
-    found = option(args, OPTION_NAMES[key])
-    return found[1] if found else None
-
-
-def expected_names(args: Sequence[str], place: Place) -> list[str] | None:
+def expected_names(args: Sequence[str], storage: Storage) -> list[str] | None:
     """The sample names of this job's partition, cut as tiledbvcf cuts them; None if unknown."""
-    names_file = value(args, "samples_file")
+    names_file = option_value(args, "samples_file")
     if names_file is None:
         return None
-    text = place.read(parse_location(names_file, "names file"))
+    text = storage.read_text(parse_location(names_file, "names file"))
     names = sorted({line.strip() for line in text.splitlines() if line.strip()})
     partition = option(args, OPTION_NAMES["partition"])
     if partition is None:
@@ -310,17 +278,17 @@ def md5_of(path: Path) -> str:
 
 
 def write_manifest_part(
-    place: Place, spec: DeliverySpec, delivery: Location, names_file: str | None, rows: Sequence[Row],
+    storage: Storage, spec: DeliverySpec, delivery: Location, names_file: str | None, rows: Sequence[Row],
     log: Callable[[str], None],
 ) -> None:  # fmt: skip
     """This job's rows beside the delivery file; the run's manifest too once every job has written its part."""
     parts = parts_location(delivery)
     stem = Path(names_file or "export").name.rpartition(".")[0] or "export"
-    place.write(parts.child(f"{stem}.json"), part_text(rows))
-    written = [name for name in place.names(parts) if name.endswith(".json")]
+    storage.put(parts.child(f"{stem}.json"), part_text(rows).encode("utf-8"), "application/json")
+    written = sorted(key.rpartition("/")[2] for key in storage.list_sizes(parts) if key.endswith(".json"))
     if len(written) < spec.jobs:
         log(f"manifest: {len(written)} of {spec.jobs} jobs' parts written")
         return
-    every = [row for name in written for row in rows_of_part(place.read(parts.child(name)))]
-    place.write(parse_location(spec.manifest, "manifest"), manifest_text(every))
+    every = [row for name in written for row in rows_of_part(storage.read_text(parts.child(name)))]
+    storage.put(parse_location(spec.manifest, "manifest"), manifest_text(every).encode("utf-8"))
     log(f"manifest of {len(every)} samples written: {spec.manifest}")
