@@ -18,6 +18,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from .executors.base import JobDescription, attempt_seconds
+
 # An assumption, not a measurement: 1 MiB of VCF/BCF per vCPU-second (a 16-vCPU job stores ~56 GiB an hour).
 DEFAULT_THROUGHPUT = 2**20
 # vCPUs of the documented instance type (m5.4xlarge), as report.DEFAULT_INSTANCE_PRICE.
@@ -90,14 +92,9 @@ def measurement(total_bytes: int, vcpus: int, ingest_seconds: float) -> dict[str
     return {"bytes": total_bytes, "vcpu_seconds": ingest_seconds * vcpus}
 
 
-def ingest_seconds(job_ids: Sequence[str], descriptions: Mapping[str, Mapping[str, Any]]) -> float:
+def ingest_seconds(job_ids: Sequence[str], descriptions: Mapping[str, JobDescription]) -> float:
     """The seconds the attempts of the jobs ``job_ids`` ran (started to stopped), summed."""
-    seconds = 0.0
-    for job_id in job_ids:
-        for attempt in descriptions.get(job_id, {}).get("attempts", []):
-            if "startedAt" in attempt and "stoppedAt" in attempt:
-                seconds += max(0, attempt["stoppedAt"] - attempt["startedAt"]) / 1000.0
-    return seconds
+    return sum(attempt_seconds(a) for job_id in job_ids for a in descriptions.get(job_id, {}).get("attempts", []))
 
 
 def beside(planned: Mapping[str, Any], instance_hours: float, wall_seconds: float, cost: float) -> str:

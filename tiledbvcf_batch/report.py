@@ -7,7 +7,7 @@ from collections.abc import Callable, Sequence, Set
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from .executors.base import FORGOTTEN, Attempt, Executor, JobDescription, Words
+from .executors.base import FORGOTTEN, Attempt, Executor, JobDescription, Words, attempt_seconds
 from .exportcheck import ExportCheck, check_exports, job_outputs
 from .ledger import SUCCEEDED, job_states
 from .plan import Stage
@@ -59,12 +59,6 @@ class Report:
     @property
     def ok(self) -> bool:
         return self.succeeded == self.total and not self.missing_exports
-
-
-def attempt_seconds(attempt: Attempt) -> float:
-    if "startedAt" not in attempt or "stoppedAt" not in attempt:
-        return 0.0
-    return max(0, attempt["stoppedAt"] - attempt["startedAt"]) / 1000.0
 
 
 def stage_durations(record: RunRecord, descriptions: dict[str, JobDescription]) -> dict[str, dict[str, Any]]:

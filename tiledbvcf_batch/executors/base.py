@@ -57,6 +57,13 @@ class JobDescription(TypedDict, total=False):
     estimated: bool
 
 
+def attempt_seconds(attempt: Attempt) -> float:
+    """How long an attempt ran (0 if it never started or has not stopped)."""
+    if "startedAt" not in attempt or "stoppedAt" not in attempt:
+        return 0.0
+    return max(0, attempt["stoppedAt"] - attempt["startedAt"]) / 1000.0
+
+
 class Throttled(Exception):
     """Describing was throttled part-way; ``partial`` holds what could be described."""
 
