@@ -362,7 +362,13 @@ def measure(args: argparse.Namespace, server: Server, uris: list[str], expected:
     rows.append(Row(f"**prepare.ingest** of {len(samples)} new samples", start, end, log, s3_calls() - boto3_before))
     assert prepared.plan is not None and prepared.plan.tasks[0].key != "create", prepared.notes
     assert len(prepared.sample_names) == len(samples), "the new samples' names were not read"
-    for step in STEPS:  # the steps one after another (those of ingest_preflight run together), no TileDB but one
+    return rows + step_rows(windows, log)
+
+
+def step_rows(windows: list[tuple[float, float, str]], log: list[Any]) -> list[Row]:
+    """The steps of prepare.ingest one after another (those of ingest_preflight run together), no TileDB but one."""
+    rows = []
+    for step in STEPS:
         for begun, ended, name in windows:
             if name == step:
                 inside = sum(begun <= r[2] <= ended for r in log)
