@@ -8,10 +8,18 @@ older than the delivery file has no parts: every sample must then have its file.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from .commands import EXPORT_SUFFIXES
-from .deliverables import NO_RECORDS, PARTS, Row, combined_name, manifest_location, rows_of_manifest, rows_of_part
+from .deliverables import (
+    NO_RECORDS,
+    Row,
+    combined_name,
+    manifest_location,
+    parts_location,
+    rows_of_manifest,
+    rows_of_part,
+)
 from .record import RunRecord
 from .storage import Location, Storage, parse_location
 
@@ -76,12 +84,7 @@ def delivered_rows(
     elif record.record is None:
         rows = []
     else:
-        parts = parse_location(record.record.rpartition("/")[0] + "/" + PARTS, "parts")
-        listed = sorted(storage.list_sizes(parts))
-        rows = [row for key in listed for row in rows_of_part(storage.read_text(relocated(parts, key)))]
+        parts = parts_location(parse_location(record.record, "record"))  # beside the record, as the jobs write them
+        listed = sorted(storage.list_sizes(parts))  # S3 keys, or whole local paths: a key of either kind
+        rows = [row for key in listed for row in rows_of_part(storage.read_text(replace(parts, key=key)))]
     return {(row.file if by_file else row.sample): row for row in rows}
-
-
-def relocated(prefix: Location, key: str) -> Location:
-    """The listed ``key`` as a location of the same kind as ``prefix`` (S3 keys; local paths are whole)."""
-    return parse_location(key if not prefix.bucket else f"s3://{prefix.bucket}/{key}", "part")
