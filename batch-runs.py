@@ -91,31 +91,47 @@ def status(session: common.Session, record: RunRecord, instance_price: float | N
 @price_option
 @json_option
 @flags.runs_option("trace")
+@flags.runs_option("html")
 def report_command(
-    session: common.Session, record: RunRecord, instance_price: float | None, as_json: bool, trace: str | None
+    session: common.Session,
+    record: RunRecord,
+    instance_price: float | None,
+    as_json: bool,
+    trace: str | None,
+    html: str | None,
 ) -> None:
-    """Print a run's report (the lines of status); with --trace, also write one row per job attempt to a file.
+    """Print a run's report (the lines of status); with --trace, also write one row per job attempt to a file;
+    with --html, the report as one self-contained HTML page.
 
-    The trace is written whatever the run's state (a running job's attempts so far).
-    Exit status: 0 all succeeded, 1 some failed, 3 still running.
+    The trace is written whatever the run's state (a running job's attempts so far); the page once every job
+    has ended. Exit status: 0 all succeeded, 1 some failed, 3 still running.
     """
     latest = watch.describe_now(session.executor, record)
     if trace is not None:
-        rows = traces.trace_rows(record, latest)
+        exports = check_exports(record, session.storage) if record.kind == "export" else None
+        rows = traces.trace_rows(record, latest, report.job_bytes(record, exports))
         with open(trace, "w", encoding="utf-8") as out:
             out.write(traces.trace_text(rows))
-        click.echo(f"Trace of {len(rows)} job attempts written to {trace} (no job's bytes: the record keeps none).",
-                   err=True)  # fmt: skip
-    sys.exit(status_of(session, record, latest, price_of(record, instance_price), as_json))
+        click.echo(f"Trace of {len(rows)} job attempts written to {trace}", err=True)
+    sys.exit(status_of(session, record, latest, price_of(record, instance_price), as_json, html))
 
 
 def status_of(
-    session: common.Session, record: RunRecord, latest: dict[str, Any], instance_price: float, as_json: bool
+    session: common.Session,
+    record: RunRecord,
+    latest: dict[str, Any],
+    instance_price: float,
+    as_json: bool,
+    html: str | None = None,
 ) -> int:
     """Print the progress, and the report once every job has finished; the exit status (0, 1, or 3 running)."""
     for line in progress.progress_lines(record, latest, time.time()):
         click.echo(line, err=as_json)
     if not progress.is_finished(latest):
+        if html is not None:
+            click.echo(f"No HTML report written: run {record.run_id} is still running (the page is written once "
+                       f"every job has ended: python batch-runs.py wait {record.record}, then report --html)",
+                       err=True)  # fmt: skip
         if as_json:
             click.echo(json.dumps({"run_id": record.run_id, "finished": False,
                                    "stages": progress.stage_counts(record, latest)}, indent=1))  # fmt: skip
@@ -123,6 +139,9 @@ def status_of(
     finished = report.finish_report(
         record, latest, session.storage, session.executor, instance_price=instance_price, log_lines=0
     )
+    report.set_beside(record, finished)
+    if html is not None:  # the page shows the failures' log lines, which the text report leaves to logs
+        common.write_html(report.with_logs(finished, session.executor), session.executor, html)
     common.print_finished(finished, as_json)
     return 0 if finished.report.ok else 1
 

@@ -23,7 +23,7 @@ from click.core import ParameterSource
 
 from flags import Request, Tail
 from hints import Hints, interrupted_message, retry_line, what_next
-from tiledbvcf_batch import __version__, estimate, executors, report, submit, watch
+from tiledbvcf_batch import __version__, estimate, executors, htmlreport, report, submit, watch
 from tiledbvcf_batch.aws import AwsSetupError, Clients, aws_message, make_clients, setup_message
 from tiledbvcf_batch.dataset import DatasetReader, reader_for
 from tiledbvcf_batch.executors.base import Executor
@@ -204,8 +204,9 @@ def execute(prepared: Prepared, session: Session, tail: Tail) -> None:
             extra = {"submitted": submitted}
             try:
                 code = wait_and_report(
-                    record, session, session.instance_price, tail.log_lines, as_json, extra, tail.quiet, hints
-                )
+                    record, session, session.instance_price, tail.log_lines, as_json, extra, tail.quiet, hints,
+                    html=tail.report,
+                )  # fmt: skip
             except (ClientError, BotoCoreError) as error:  # the run is submitted: say how to come back to it
                 shown = aws_message(error) if isinstance(error, ClientError) else setup_message(error)
                 raise ShownError(
@@ -246,6 +247,7 @@ def submit_run(
         sample_names=prepared.sample_names,
         ticker=submit.Ticker(say),
         claim=prepared.claim,
+        sizes=prepared.sizes,
     )
     say(f"Run {record.run_id} recorded at {record.record}")
     return record, submitted
@@ -330,8 +332,11 @@ def wait_and_report(
     extra: dict[str, Any] | None = None,
     quiet: bool = False,
     hints: Hints | None = None,
+    *,
+    html: str | None = None,
 ) -> int:
-    """Watch a run to its end and print the report; the exit status (0, 1, or 130 on Ctrl-C)."""
+    """Watch a run to its end and print the report (and write it as a page to ``html``); the exit status
+    (0, 1, or 130 on Ctrl-C)."""
     interval, max_interval = session.executor.poll_interval
     stream = io.StringIO() if quiet else sys.stderr  # --quiet: no progress
     watched = watch.watch_run(record, session.executor, stream=stream, interval=interval, max_interval=max_interval)
@@ -347,22 +352,32 @@ def wait_and_report(
     )
     finished.document.update(extra or {})
     compare_estimate(record, watched, finished, session.storage)
+    if html is not None:
+        write_html(finished, session.executor, html, quiet)
     print_finished(finished, as_json, quiet, hints)
     return 0 if finished.report.ok else 1
 
 
-def compare_estimate(record: RunRecord, watched: dict[str, Any], finished: report.Finished, storage: Storage) -> None:
-    """An ingestion watched to its end: its measure kept in its record (for later estimates, when every job
-    succeeded), and the estimate made before it set beside what happened."""
-    if record.kind != "ingest":
+def write_html(finished: report.Finished, executor: Executor, path: str, quiet: bool = False) -> None:
+    """The report as one self-contained HTML page at ``path``; a file that cannot be written is said, not raised:
+    the run and its text report stand."""
+    page = htmlreport.html_page(finished, executor.words, executor.host_lost)
+    try:
+        htmlreport.write_page(path, page)
+    except OSError as error:
+        run = finished.record.record if finished.record is not None and finished.record.record else "RUN"
+        click.echo(f"The HTML report could not be written to {path} ({error.strerror or error}); "
+                   f"write it again with python batch-runs.py report {run} --html FILE.html", err=True)  # fmt: skip
         return
-    done = finished.report
-    planned = record.options.get("estimate")
-    if isinstance(planned, dict) and {"instance_hours", "wall_seconds", "cost", "source"} <= set(planned):
-        wall = sum(stage.get("seconds") or 0.0 for stage in done.stages.values())
-        finished.lines.append(estimate.beside(planned, done.instance_hours, wall, done.cost))
-        finished.document["estimate"] = planned
-    if not done.ok:
+    if not quiet:
+        click.echo(f"HTML report written to {path}", err=True)
+
+
+def compare_estimate(record: RunRecord, watched: dict[str, Any], finished: report.Finished, storage: Storage) -> None:
+    """A run watched to its end: the estimate made before it set beside what happened, and (an ingestion whose
+    every job succeeded) its measure kept in its record, for later estimates."""
+    report.set_beside(record, finished)
+    if record.kind != "ingest" or not finished.report.ok:
         return
     ids = [job.job_id for job in record.jobs if job.kind == "ingest" and job.job_id]
     seconds = estimate.ingest_seconds(ids, watched)

@@ -21,7 +21,7 @@ import click
 from tiledbvcf_batch import executors
 from tiledbvcf_batch.aws import parse_region
 from tiledbvcf_batch.executors.base import Asked
-from tiledbvcf_batch.inputs import Problems, Sample, check_price, read_samples_file
+from tiledbvcf_batch.inputs import Problems, Sample, check_price, parse_report_file, read_samples_file
 from tiledbvcf_batch.options import (
     ExportOptions,
     ExportRefusals,
@@ -108,12 +108,29 @@ class Tail:
         False, names=("--quiet", "-q"), help="Only errors on stderr (stdout keeps its lines, or --json)."
     )
     verbose: bool = flag(False, names=("--verbose", "-v"), help="Also each job's command on stderr, before submission.")
+    report: str | None = flag(
+        None,
+        metavar="FILE.html",
+        parse=parse_report_file,
+        help="With --wait: also write the run's report as one self-contained HTML page there (a timeline of every "
+        "job attempt, samples and bytes per job, cost per stage, failures with their logs, the estimate against "
+        "what happened).",
+    )
     # Each script declares --wait and --dry-run in its own Tail: their help says what that script does.
     wait: bool = False
     dry_run: bool = False
 
-    def conflicts(self) -> list[str]:
-        return ["--quiet and --verbose say the opposite: give one of them"] if self.quiet and self.verbose else []
+    def conflicts(self, always_waits: bool = False) -> list[str]:
+        """What cannot be asked together; ``always_waits``: the executor watches every run to its end."""
+        found = ["--quiet and --verbose say the opposite: give one of them"] if self.quiet and self.verbose else []
+        if self.report and self.dry_run:
+            found.append("--report writes the report of a run watched to its end: drop it with --dry-run")
+        elif self.report and not (self.wait or always_waits):
+            found.append(
+                "--report needs --wait (the report is written once every job has ended); or, after the run, "
+                "python batch-runs.py report RUN --html FILE.html"
+            )
+        return found
 
 
 @dataclass(frozen=True)
@@ -134,6 +151,14 @@ class Runs:
         metavar="FILE.tsv",
         help="Also write the run's trace there: one row per job attempt (job, stage, samples, submitted, started, "
         "stopped, exit code, status reason, instance), tab-separated with a header row, times ISO 8601 UTC.",
+    )
+    html: str | None = flag(
+        None,
+        metavar="FILE.html",
+        parse=parse_report_file,
+        help="Also write the run's report as one self-contained HTML page there: a timeline of every job attempt "
+        "by stage, retries and host losses marked, samples and bytes per job, cost per stage, failures with "
+        "their log lines, the estimate against what happened (the page needs no network).",
     )
     all_jobs: bool = flag(
         False, names=("--all",), help="Also the jobs that succeeded: every attempt, its log stream and last lines."
@@ -174,7 +199,7 @@ def request_from(
         options_from(Aws, given, problems),
         options_from(tail, given, problems),
     )
-    problems.found += request.tail.conflicts()
+    problems.found += request.tail.conflicts(executors.always_waits(where.executor))
     return request
 
 

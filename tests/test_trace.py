@@ -78,6 +78,12 @@ def retried_once(aws) -> None:
     aws.on("after-call.batch.DescribeJobs", handler)
 
 
+def sample_sizes(aws) -> list[int]:
+    """The sizes of the samples put in the emulated S3, in key order (the jobs' order)."""
+    listed = aws.s3.list_objects_v2(Bucket="bucket-name", Prefix="samples/")["Contents"]
+    return [item["Size"] for item in sorted(listed, key=lambda item: item["Key"]) if item["Key"].endswith(".bcf")]
+
+
 def ingest(run_ingest, samples_file) -> str:
     result = run_ingest(
         "--dataset-uri", DATASET, "--samples", str(samples_file(2)), "--metadata-s3", "bucket2-name",
@@ -103,6 +109,9 @@ def test_report_writes_a_trace_of_every_attempt_of_a_retried_run(aws, samples_fi
     ]
     assert [row["stage"] for row in rows[::2]] == ["create", "ingest-1", "ingest-1"]
     assert [row["samples"] for row in rows[::2]] == ["0", "1", "1"]
+    sizes = sample_sizes(aws)  # an ingestion job's bytes: its input files', as listed before it was submitted
+    assert sizes == [5, 5]
+    assert [row["bytes"] for row in rows] == ["", "", "5", "5", "5", "5"]
     assert {row["status"] for row in rows} == {"SUCCEEDED"}
     lost, ran = rows[0], rows[1]
     assert (lost["status_reason"], lost["exit_code"], lost["instance"]) == (HOST_LOST, "137", "lost")

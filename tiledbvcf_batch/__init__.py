@@ -25,6 +25,7 @@ into typed ones) and hand over to ``common.py``, the thin command-line layer the
 - ``progress``  how far a run has got: counts per stage, durations, the live display (no polling)
 - ``report``    the figures of a finished run, export verification, failure diagnosis
 - ``trace``     PURE: a run's trace, one row per job attempt (``batch-runs.py report --trace``)
+- ``htmlreport`` a run's report as one self-contained HTML page (its style and script: ``report_page/``)
 - ``joblogs``   the logs of the jobs that succeeded (``batch-runs.py logs --all``)
 - ``executors`` the seam: the registry (``__init__``: which executors there are, made from the command line
                 or a record), ``base`` (the protocol), ``jobs`` (``Job``, ``RecordedJob``, the jobs' dry-run

@@ -34,6 +34,7 @@ class ExportCheck:
     no_records: list[str] = field(default_factory=list)  # samples with no record in the regions: no file, rightly
     manifest: str | None = None  # the run's manifest, once every job has written its part
     combined: bool = False  # files of several samples (--merge, -O t): missing and no_records name files
+    bytes_by_job: dict[str, int] = field(default_factory=dict)  # job key -> bytes its files weigh, as it recorded
 
 
 def is_combined(record: RunRecord) -> bool:
@@ -52,7 +53,8 @@ def job_outputs(record: RunRecord) -> dict[str, list[str]]:
 
 def check_exports(record: RunRecord, storage: Storage) -> ExportCheck:
     combined = is_combined(record)
-    names = [name for outputs in job_outputs(record).values() for name in outputs]
+    outputs = job_outputs(record)
+    names = [name for files in outputs.values() for name in files]
     dest = parse_location(record.target, "destination", need_key=False).as_prefix()
     present = storage.list_sizes(dest)  # one listing (local paths list as whole paths, S3 as keys)
     manifest = manifest_location(dest, record.run_id)
@@ -63,7 +65,13 @@ def check_exports(record: RunRecord, storage: Storage) -> ExportCheck:
     missing = [
         name for name in names if name not in no_records and not delivered(dest, present, name + suffix, rows.get(name))
     ]
-    return ExportCheck(missing, len(names), str(dest), no_records, str(manifest) if complete else None, combined)
+    weighed = {
+        key: sum(rows[file].bytes for file in files if file in rows)
+        for key, files in outputs.items()
+        if any(file in rows for file in files)
+    }
+    where = str(manifest) if complete else None
+    return ExportCheck(missing, len(names), str(dest), no_records, where, combined, weighed)
 
 
 def delivered(dest: Location, present: dict[str, int], file: str, row: Row | None) -> bool:

@@ -142,6 +142,16 @@ def parse_metadata_location(text: str, option: str = "--metadata-s3", local: boo
     return S3Uri(text, "")
 
 
+def parse_report_file(path: str, option: str, local: bool = False) -> str:
+    """A file on this machine the report can be written to: its directory exists (checked before anything is
+    spent, not after hours of waiting)."""
+    folder = os.path.dirname(os.path.abspath(path))
+    if os.path.isdir(path) or not os.path.isdir(folder):
+        where = f"{path} is a directory" if os.path.isdir(path) else f"there is no directory {folder}"
+        raise InputError(f"{option} {path}: {where}; name a file in an existing directory")
+    return path
+
+
 def check_scratch_path(path: str | None) -> str | None:
     """--scratch-path: an absolute path inside the container (None: the executor's default)."""
     if path is not None and not os.path.isabs(path.strip() or "-"):

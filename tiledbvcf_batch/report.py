@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable, Sequence, Set
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
+from .estimate import beside
 from .executors.base import FORGOTTEN, Attempt, Executor, JobDescription, Words, attempt_seconds
 from .exportcheck import ExportCheck, check_exports, job_outputs
 from .ledger import SUCCEEDED, job_states
@@ -376,12 +377,22 @@ def judge_forgotten(
     return judged, f"; by what they left, {succeeded} succeeded and {len(lost) - succeeded} cannot be told"
 
 
+def job_bytes(record: RunRecord, exports: ExportCheck | None) -> dict[str, int]:
+    """Each job's bytes, by key: an ingestion job's inputs (recorded when it was submitted), an export job's
+    delivered files (its part of the manifest); other jobs have none."""
+    found = {job.key: job.bytes for job in record.jobs if job.bytes is not None}
+    return found | (exports.bytes_by_job if exports is not None else {})
+
+
 @dataclass
 class Finished:
     report: Report
     lines: list[str]  # the human report
     document: dict[str, Any]  # the same as one JSON document
     record: RunRecord | None = None  # the run reported on
+    latest: dict[str, JobDescription] = field(default_factory=dict)  # the jobs as judged, by id
+    failures: list[dict[str, Any]] = field(default_factory=list)  # diagnose_failures: attempts and log tails
+    job_bytes: dict[str, int] = field(default_factory=dict)  # job key -> bytes
 
 
 def finish_report(
@@ -403,4 +414,24 @@ def finish_report(
     dependents = {failure["job_id"] for failure in report.failed if failure["cause"] == "dependency"}
     failures = diagnose_failures(executor, descriptions, log_lines, dependents) if report.failed else []
     lines = format_report(report, executor.words) + format_failures(failures)
-    return Finished(report, lines, report_json(report, record, failures), record)
+    document = report_json(report, record, failures)
+    return Finished(report, lines, document, record, latest, failures, job_bytes(record, exports))
+
+
+def with_logs(finished: Finished, executor: Executor, log_lines: int = DEFAULT_LOG_LINES) -> Finished:
+    """The report with its failures' log lines (a report made with none, for the page that shows them)."""
+    if not finished.report.failed or finished.record is None:
+        return finished
+    dependents = {failure["job_id"] for failure in finished.report.failed if failure["cause"] == "dependency"}
+    descriptions = [finished.latest[i] for i in finished.record.job_ids() if i in finished.latest]
+    return replace(finished, failures=diagnose_failures(executor, descriptions, log_lines, dependents))
+
+
+def set_beside(record: RunRecord, finished: Finished) -> None:
+    """The estimate made before the run (if it made one) set beside what happened, in the lines and the document."""
+    done = finished.report
+    planned = record.options.get("estimate")
+    if isinstance(planned, dict) and {"instance_hours", "wall_seconds", "cost", "source"} <= set(planned):
+        wall = sum(stage.get("seconds") or 0.0 for stage in done.stages.values())
+        finished.lines.append(beside(planned, done.instance_hours, wall, done.cost))
+        finished.document["estimate"] = planned

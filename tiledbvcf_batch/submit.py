@@ -10,13 +10,13 @@ from __future__ import annotations
 import json
 import shlex
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 from .aws import aws_message
 from .executors.base import Executor
-from .executors.jobs import Job
+from .executors.jobs import Job, with_bytes
 from .inputs import InputError
 from .plan import Plan, Stage
 from .record import RunRecord, record_uri_of
@@ -71,6 +71,7 @@ def submit_plan(
     sample_names: dict[str, str] | None = None,
     ticker: Ticker | None = None,
     claim: Claim | None = None,
+    sizes: Mapping[str, int] | None = None,
 ) -> RunRecord:
     """Register the run beside the dataset, upload manifests, record the run, submit every job in order.
 
@@ -81,7 +82,8 @@ def submit_plan(
     """
     if claim is not None:
         register(storage, claim)
-    record = RunRecord.new(plan, executor.recorded(plan, jobs), options, executor.settings(), region, sample_names)
+    recorded = with_bytes(executor.recorded(plan, jobs), sizes or {})  # each job's bytes: the trace and the report
+    record = RunRecord.new(plan, recorded, options, executor.settings(), region, sample_names)
     ids: dict[str, str] = {}
     uploaded: list[Location] = []
     last_of_stage = {job.stage: job.key for job in jobs}

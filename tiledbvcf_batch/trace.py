@@ -2,8 +2,9 @@
 
 Read from the run record (each job's stage and samples) and the executor's descriptions (each attempt's
 times, exit code, reason and instance). Times are ISO 8601 in UTC; a value not known is an empty cell.
-The record keeps no job's bytes (the preflight sees the samples' sizes but the record does not keep
-them), so the ``bytes`` column is empty until it does.
+``bytes`` is what the job moved (``report.job_bytes``): an ingestion job's input files, as listed before it
+was submitted; an export job's delivered files, as its part of the manifest says; empty for other jobs
+(creation, registration, consolidation) and for records written before jobs kept their bytes.
 """
 
 from __future__ import annotations
@@ -63,7 +64,9 @@ def attempt_row(job: Mapping[str, Any], number: int | None, attempt: Attempt) ->
     return {column: row.get(column, "") for column in COLUMNS}
 
 
-def trace_rows(record: RunRecord, latest: Mapping[str, JobDescription]) -> list[dict[str, str]]:
+def trace_rows(
+    record: RunRecord, latest: Mapping[str, JobDescription], job_bytes: Mapping[str, int] | None = None
+) -> list[dict[str, str]]:
     """One row per attempt of each recorded job, in the record's order; a job that never ran (not submitted,
     waiting, or failed for a dependency) has one row with no attempt number, its status and reason."""
     rows = []
@@ -75,7 +78,7 @@ def trace_rows(record: RunRecord, latest: Mapping[str, JobDescription]) -> list[
             "stage": recorded.stage,
             "status": cell(description.get("status", "NOT SUBMITTED" if not recorded.job_id else "UNKNOWN")),
             "samples": str(len(recorded.samples)),
-            "bytes": "",  # not in the run record
+            "bytes": cell((job_bytes or {}).get(recorded.key)),
             "submitted": utc_time(description.get("createdAt")),
         }
         attempts = description.get("attempts") or []

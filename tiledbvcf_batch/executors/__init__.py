@@ -71,6 +71,11 @@ def takes_local_paths(kind: str) -> bool:
     return kind in KINDS and KINDS[kind].local_paths
 
 
+def always_waits(kind: str) -> bool:
+    """Whether a run of ``kind`` is always watched to its end (its executor blocks: --wait is implied)."""
+    return kind in KINDS and KINDS[kind].blocks
+
+
 def scratch_defaults() -> str:
     """Each kind's default scratch directory, as --scratch-path's help says them."""
     return "; ".join(f"{name}: {kind.scratch}" for name, kind in KINDS.items() if kind.scratch)

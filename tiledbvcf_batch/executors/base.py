@@ -262,6 +262,7 @@ class Kind:
     # commands a report prints: resume a run, store its samples again).
     command_line: Callable[[Mapping[str, Any]], list[str]]
     local_paths: bool = False  # its jobs can read and write paths on this machine (else only s3:// URIs)
+    blocks: bool = False  # its runs end when their jobs end: it always waits (--wait is implied)
     scratch: str = ""  # its jobs' scratch directory unless --scratch-path says (``default_scratch``), as --help says it
     # The stages its jobs may add to a plan's (AWS Batch's barriers), by kind, with their labels.
     stages: Mapping[str, str] = field(default_factory=dict)

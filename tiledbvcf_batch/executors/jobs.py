@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import shlex
 from collections.abc import Mapping, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
 from ..commands import redact_command
@@ -66,6 +66,8 @@ class RecordedJob:
     array: str | None = None
     index: int | None = None
     done: str | None = None
+    # The bytes of its samples (an ingestion job's inputs, as listed before it was submitted); None when not known.
+    bytes: int | None = None
 
     @property
     def kind(self) -> str:
@@ -88,10 +90,20 @@ class RecordedJob:
 
     def to_json(self) -> dict[str, Any]:
         document = asdict(self)
-        for key in ("array", "index", "done"):  # a per-job run's record keeps the keys it always had
+        for key in ("array", "index", "done", "bytes"):  # a per-job run's record keeps the keys it always had
             if document[key] is None:
                 del document[key]
         return document
+
+
+def with_bytes(jobs: Sequence[RecordedJob], sizes: Mapping[str, int]) -> list[RecordedJob]:
+    """The jobs with the bytes of their samples, where every sample's size is known (``sizes``: URI -> bytes)."""
+    return [
+        replace(job, bytes=sum(sizes[s] for s in job.samples))
+        if job.samples and all(s in sizes for s in job.samples)
+        else job
+        for job in jobs
+    ]
 
 
 def plain_manifest(job: RecordedJob) -> Manifest:

@@ -414,5 +414,5 @@ def command_line(settings: Mapping[str, Any]) -> list[str]:
 
 
 KIND = Kind("local", from_request, from_settings, settings={"root": True, "tiledbvcf": False, "version": False},
-            command_line=command_line, local_paths=True, scratch="a temporary directory of the run",
+            command_line=command_line, local_paths=True, blocks=True, scratch="a temporary directory of the run",
             options=LocalOptions)  # fmt: skip
