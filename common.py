@@ -187,7 +187,7 @@ def execute(prepared: Prepared, session: Session, tail: Tail) -> None:
         if prepared.blocked:
             sys.exit(EXIT_ONLY_FAILED_LEFT)
         return
-    foreseen = plan_estimate(plan, jobs, prepared, session.instance_price)
+    foreseen = plan_estimate(plan, prepared, session.instance_price)
     if tail.dry_run:
         show_plan(plan, jobs, session.executor.where(), foreseen, as_json)
         return
@@ -266,17 +266,10 @@ def show_plan(plan: Plan, jobs: list[Job], where: str, foreseen: estimate.Estima
         click.echo(foreseen.line())
 
 
-def plan_estimate(plan: Plan, jobs: list[Job], prepared: Prepared, price: float) -> estimate.Estimate | None:
-    """The estimate of an ingestion (None for other runs): its ingestion tasks' bytes, earlier runs' throughput."""
-    if plan.kind != "ingest":
-        return None
-    loads = [
-        estimate.JobLoad(str(task.stage), task.resources.vcpus, sum(prepared.sizes.get(uri, 0) for uri in task.samples))
-        for job in jobs
-        if job.stage.kind == "ingest"
-        for task in job.tasks
-    ]
-    return estimate.estimate(loads, prepared.measured, price)
+def plan_estimate(plan: Plan, prepared: Prepared, price: float) -> estimate.Estimate | None:
+    """The run's estimate: its ingestion tasks' bytes (or export tasks' samples), earlier runs' throughput."""
+    merge = bool(prepared.options.get("merge"))
+    return estimate.plan_estimate(plan, prepared.sizes, prepared.measured, price, merge)
 
 
 def invocation() -> tuple[str, ...]:
@@ -377,11 +370,13 @@ def compare_estimate(record: RunRecord, watched: dict[str, Any], finished: repor
     """A run watched to its end: the estimate made before it set beside what happened, and (an ingestion whose
     every job succeeded) its measure kept in its record, for later estimates."""
     report.set_beside(record, finished)
-    if record.kind != "ingest" or not finished.report.ok:
+    if record.kind not in estimate.RATES or not finished.report.ok:
         return
-    ids = [job.job_id for job in record.jobs if job.kind == "ingest" and job.job_id]
-    seconds = estimate.ingest_seconds(ids, watched)
-    measured = estimate.measurement(record.options.get("sample_bytes", 0), record.options.get("vcpus", 0), seconds)
+    ids = [job.job_id for job in record.jobs if job.kind == record.kind and job.job_id]
+    seconds = estimate.jobs_seconds(ids, watched)
+    unit = estimate.RATES[record.kind].unit
+    work = record.options.get("sample_bytes" if unit == "bytes" else "samples_count", 0)
+    measured = estimate.measurement(work, record.options.get("vcpus", 0), seconds, unit)
     if measured is not None and record.record:
         record.measured = measured
         record.save(storage)

@@ -14,7 +14,7 @@ from tiledbvcf_batch.estimate import (
     JobLoad,
     beside,
     estimate,
-    ingest_seconds,
+    jobs_seconds,
     learned_throughput,
     measurement,
 )
@@ -52,7 +52,7 @@ def test_measure_of_a_watched_run():
         "a": {"attempts": [{"startedAt": 0, "stoppedAt": 60_000}, {"startedAt": 70_000, "stoppedAt": 100_000}]},
         "b": {"attempts": [{"startedAt": 0}]},  # never stopped: not counted
     }
-    assert ingest_seconds(["a", "b", "gone"], descriptions) == 90.0
+    assert jobs_seconds(["a", "b", "gone"], descriptions) == 90.0
     assert measurement(1000, 16, 90.0) == {"bytes": 1000, "vcpu_seconds": 1440.0}
     assert measurement(0, 16, 90.0) is None and measurement(1000, 16, 0.0) is None
     planned = {"instance_hours": 1.0, "wall_seconds": 600, "cost": 0.77, "source": "default throughput"}
@@ -66,12 +66,15 @@ def test_dry_run_gives_the_estimate_in_text_and_json(aws, samples_file, run_inge
     args = [*base(samples_file(4)), "--num-jobs", "2", "--dry-run"]
     text = run_ingest(*args)
     assert text.exit_code == 0, text.stderr
-    assert "Estimate (default throughput, 1.00 MiB per vCPU-second): 0.00 instance-hours" in text.stdout
+    assert (
+        f"Estimate (default throughput, {DEFAULT_THROUGHPUT / 2**20:.2f} MiB per vCPU-second): 0.00 instance-hours"
+        in text.stdout
+    )
     document = json.loads(run_ingest(*args, "--json").stdout)["estimate"]
     size = 4 * len(b"BCF\x02\x02")
     hours = size / DEFAULT_THROUGHPUT / INSTANCE_VCPUS / 3600
     assert document["source"] == "default throughput" and document["bytes"] == size
-    assert document["throughput_bytes_per_vcpu_second"] == DEFAULT_THROUGHPUT
+    assert document["throughput_bytes_per_vcpu_second"] == round(DEFAULT_THROUGHPUT, 1)
     assert document["instance_hours"] == round(hours, 4)
     assert document["cost"] == round(hours * DEFAULT_INSTANCE_PRICE, 4)
     assert aws.submitted == []
@@ -93,3 +96,30 @@ def test_estimate_learned_from_a_measured_earlier_run(aws, samples_file, run_ing
     assert document["source"] == "estimate from 1 earlier run"
     assert document["throughput_bytes_per_vcpu_second"] == 100.0
     assert document["wall_seconds"] == round(5 / 100 / 16, 1)
+
+
+def test_an_exports_work_is_its_samples_and_a_merge_shares_them_out():
+    from tiledbvcf_batch.estimate import RATES, plan_estimate, plan_loads
+    from tiledbvcf_batch.inputs import Resources
+    from tiledbvcf_batch.plan import Plan, Stage, Task
+    from tiledbvcf_batch.storage import LocalPath
+
+    def export_plan(chunks: list[tuple[str, ...]]) -> Plan:
+        tasks = tuple(
+            Task(f"export-{i}", Stage("export"), f"e{i}", (), Resources(4, 8192), 1, samples=chunk)
+            for i, chunk in enumerate(chunks, start=1)
+        )
+        return Plan("export", "r", LocalPath("/m/"), tasks, "/out")
+
+    split = export_plan([("a", "b", "c"), ("d",)])
+    assert [load.work for load in plan_loads(split, {})] == [3, 1]
+    merged = export_plan([("a", "b", "c", "d")] * 4)  # --merge: every job all names, a quarter of the regions
+    assert [load.work for load in plan_loads(merged, {}, merge=True)] == [1.0] * 4
+    found = plan_estimate(split, {}, [{"samples": 10, "vcpu_seconds": 100}, {"bytes": 5, "vcpu_seconds": 1}], 2.0)
+    assert found is not None and found.source == "estimate from 1 earlier run" and found.throughput == 0.1
+    assert found.wall_seconds == pytest.approx(3 / (0.1 * 4))  # the larger job, on its 4 vCPUs
+    assert found.instance_hours == pytest.approx(4 / 0.1 / INSTANCE_VCPUS / 3600)
+    assert found.line().startswith("Estimate (estimate from 1 earlier run, 0.10 samples per vCPU-second): ")
+    assert found.document()["samples"] == 4 and found.document()["throughput_samples_per_vcpu_second"] == 0.1
+    default = plan_estimate(split, {}, [], 1.0)
+    assert default is not None and default.throughput == RATES["export"].default

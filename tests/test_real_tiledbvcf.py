@@ -327,3 +327,37 @@ def test_a_corrected_file_is_refused_then_replaced_as_the_readme_says(here):
     assert exported.returncode == 0, exported.stderr
     expected = {"S0000": inputs[0], "S0001": corrected, "S0002": inputs[2]}
     assert cohort.compare_exported(expected, here / "out", ".vcf") == []  # the new records, and only them
+
+
+def recorded(result: subprocess.CompletedProcess) -> dict[str, Any]:
+    """The run record of a local run, where the script said it recorded it."""
+    return json.loads(Path(result.stderr.split(" recorded at ")[1].split()[0]).read_text())
+
+
+def test_runs_watched_to_their_end_teach_the_next_estimate_and_write_their_page(here):
+    inputs = cohort.make_cohort(here / "in", 6, records=300)
+    first = ingest(here, write_samples(here / "first.txt", inputs[:4]), "--num-jobs", "2", "--no-consolidate",
+                   "--report", str(here / "ingest.html"))  # fmt: skip
+    assert first.returncode == 0, first.stderr
+    measured = recorded(first)["measured"]
+    assert measured["bytes"] == sum(path.stat().st_size for path in inputs[:4]) and measured["vcpu_seconds"] > 0
+    assert f"HTML report written to {here / 'ingest.html'}" in first.stderr  # the local executor always waits
+    assert (here / "ingest.html").read_text().count('"outcome":"succeeded"') == 3  # creation and 2 ingestions
+    plan = ingest(here, write_samples(here / "next.txt", inputs[4:]), "--dry-run", "--json")
+    learned = json.loads(plan.stdout)["estimate"]
+    assert learned["source"] == "estimate from 1 earlier run"
+    assert learned["throughput_bytes_per_vcpu_second"] == round(measured["bytes"] / measured["vcpu_seconds"], 1)
+
+    names = write_samples(here / "names.txt", [p.name.removesuffix(".bcf") for p in inputs[:4]])
+    (here / "regions.bed").write_text(BED)
+    export = ["batch-export.py", "--dataset-uri", str(here / "ds"), "--samples", str(names), "--bed",
+              str(here / "regions.bed"), "--dest-s3", str(here / "out"), "--metadata-s3", str(here / "meta"),
+              "--num-jobs", "2", "--vcpus", "1"]  # fmt: skip
+    exported = script(*export)
+    assert exported.returncode == 0, exported.stderr
+    assert "Estimate (default throughput, " in exported.stderr  # no export of this dataset before
+    measured = recorded(exported)["measured"]
+    assert measured["samples"] == 4 and measured["vcpu_seconds"] > 0
+    again = json.loads(script(*export, "--dry-run", "--json").stdout)["estimate"]
+    assert again["source"] == "estimate from 1 earlier run" and again["samples"] == 4
+    assert again["throughput_samples_per_vcpu_second"] == round(4 / measured["vcpu_seconds"], 4)

@@ -105,7 +105,7 @@ class Plan:
     run_prefix: Location
     tasks: tuple[Task, ...]
     target: str  # the dataset (ingest) or the destination prefix (export)
-    index_marker: Location | None = None  # lists this run among the dataset's runs (ingest)
+    index_marker: Location | None = None  # lists this run among the dataset's runs (or its exports)
     notes: tuple[str, ...] = ()
     summary: tuple[str, ...] = ()  # lines the plan's text shows under its header (the expected balance)
     uploads: tuple[Manifest, ...] = ()  # files every task reads, of no task of its own (export: delivery, BED)

@@ -17,7 +17,7 @@ from .options import ExportOptions
 from .plan import plan_export
 from .preflight import check_bed, check_object, check_writable, dataset_exists
 from .prepare import Prepared, Say, recorded_options
-from .record import new_run_id, run_prefix_for
+from .record import earlier_measures, export_index, new_run_id, run_prefix_for
 from .storage import LocalPath, Storage
 
 
@@ -68,9 +68,12 @@ def export(
     if problems:
         raise InputError(problems)
     run_id = new_run_id("export")
+    index = export_index(opts.metadata_s3, opts.dataset_uri)
     plan = plan_export(opts, names, bed, run_id, run_prefix_for(opts.metadata_s3, run_id))
+    plan = replace(plan, index_marker=index.child(f"{run_id}.json"))  # listed for the next export's estimate
     options = recorded_options(opts, samples_count=len(names), instance_price=instance_price)
-    return Prepared(plan, [*warnings, *plan.notes], options)
+    measured = tuple(earlier_measures(storage, index))
+    return Prepared(plan, [*warnings, *plan.notes], options, measured=measured)
 
 
 def contigs_not_in(view: DatasetView, bed: Bed) -> tuple[list[str], list[str]]:

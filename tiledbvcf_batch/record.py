@@ -12,7 +12,7 @@ import json
 import os
 import re
 import secrets
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
 from botocore.exceptions import ClientError
@@ -39,6 +39,28 @@ def new_run_id(kind: str, now: datetime.datetime | None = None) -> str:
 
 def run_prefix_for(location: Location, run_id: str) -> Location:
     return location.as_prefix().child(f"{RUNS_PREFIX}/{run_id}/")
+
+
+def export_index(metadata: Location, dataset: Location) -> Location:
+    """Where the exports of one dataset are listed (beside its ingestions' list, not in it: the ledger judges only
+    ingestions): their measures make the next export's estimate."""
+    index = dataset_index(metadata, dataset)
+    return replace(index, key=index.key.rstrip("/") + "-exports/")
+
+
+def earlier_measures(storage: Storage, index: Location, most: int = 20) -> list[dict[str, Any]]:
+    """What the latest ``most`` runs listed at ``index`` measured; a record gone or damaged is passed over (an
+    estimate is no reason to stop a run)."""
+    measures = []
+    for key in sorted(storage.list_sizes(index))[-most:]:  # run ids sort by their time
+        try:
+            marker = json.loads(storage.read_bytes(replace(index, key=key)).decode("utf-8"))
+            record = load_record(storage, parse_location(marker["run_record"], "record"))
+        except (ClientError, OSError, ValueError, KeyError, TypeError, DamagedRecord):
+            continue
+        if record.measured:
+            measures.append(record.measured)
+    return measures
 
 
 def record_uri_of(run_prefix: Location) -> Location:
@@ -137,7 +159,8 @@ class RunRecord:
         expect(isinstance(submitting, bool), f"submitting is {shown(submitting)}, not true or false")
         measured = value_of(data, "measured", dict, required=False)
         if measured is not None:
-            numbers = [measured.get(key) for key in ("bytes", "vcpu_seconds")]
+            work = measured.get("bytes", measured.get("samples"))  # an ingestion's bytes, an export's samples
+            numbers = [work, measured.get("vcpu_seconds")]
             expect(all(isinstance(n, int | float) for n in numbers), f"measured is {shown(measured)}")
         return cls(
             run_id=run_id,
