@@ -151,11 +151,19 @@ def status_of(
 @price_option
 @json_option
 @flags.log_lines_option
+@flags.runs_option("html")
 def wait(
-    session: common.Session, record: RunRecord, instance_price: float | None, as_json: bool, log_lines: int
+    session: common.Session,
+    record: RunRecord,
+    instance_price: float | None,
+    as_json: bool,
+    log_lines: int,
+    html: str | None,
 ) -> None:
-    """Wait for a run, with the progress and report of --wait. Exit status: 0, 1, or 130 on Ctrl-C."""
-    sys.exit(common.wait_and_report(record, session, price_of(record, instance_price), log_lines, as_json))
+    """Wait for a run, with the progress and report of --wait (and --html: the report as a page).
+    Exit status: 0, 1, or 130 on Ctrl-C."""
+    price = price_of(record, instance_price)
+    sys.exit(common.wait_and_report(record, session, price, log_lines, as_json, html=html))
 
 
 @main.command()

@@ -306,9 +306,9 @@ def test_a_run_rolled_back_deletes_its_cleaned_bed_too(aws, export_inputs, run_e
     aws.fail_call("batch.SubmitJob", "ServerException", after=1)
     result = run_export("--array", DATASET, *export_inputs, "--num-jobs", "2")
     assert result.exit_code == 1
-    # The cleaned BED, the delivery file, 2 names files and the run record.
+    # The cleaned BED, the delivery file, 2 names files, the run record and its line in the dataset's exports.
     assert (
-        "terminated the 1 job(s) already submitted and deleted 5 uploaded file(s); job tiledbvcf-export-2-of-2, whose "
+        "terminated the 1 job(s) already submitted and deleted 6 uploaded file(s); job tiledbvcf-export-2-of-2, whose "
         "submission was under way, was looked for and not found; nothing is left behind"
     ) in result.stderr
     assert aws.keys("my-bucketname", "tiledbvcf-batch/") == []

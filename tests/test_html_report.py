@@ -13,6 +13,7 @@ import re
 import shutil
 import subprocess
 from pathlib import Path
+from unittest.mock import ANY
 
 import pytest
 from test_trace import ingest, retried_once
@@ -174,6 +175,8 @@ def test_report_html_of_a_retried_run_and_report_with_wait(aws, samples_file, ru
     first = data["stages"][0]["jobs"][0]["attempts"][0]
     assert first["queued"] <= first["start"] < first["stop"]  # queued from its submission, then running
     assert [job["bytes"] for stage in data["stages"] for job in stage["jobs"]] == [None, 5, 5]
+    later = invoke(RUNS.main, ["wait", uri, "--html", str(tmp_path / "later.html")])
+    assert later.exit_code == 0 and Page((tmp_path / "later.html").read_text()).data == data | {"now": ANY}
 
     waited = tmp_path / "waited.html"
     again = run_ingest(

@@ -317,12 +317,12 @@ def test_wait_reports_success(aws, samples_file, run_ingest):
     ]
     assert re.fullmatch(r"- Longest job took \d+\.\d{3} seconds \(includes retries\)\.", report[4])
     assert re.fullmatch(r"- Total cost estimate \$\d+\.\d\d \(\d+\.\d\d hours @ \$0\.7680 / hr\)", report[5])
-    assert report[6] == "- 0 Spot interruptions (Host EC2 ...) survived or retried."
-    assert re.fullmatch(r"- array creation: 1 / 1 jobs succeeded, took 0m0\ds", report[7])
-    assert re.fullmatch(r"- ingestion 1: 2 / 2 jobs succeeded, took 0m0\ds", report[8])
-    assert re.fullmatch(r"- consolidation 1: 4 / 4 jobs succeeded, took 0m0\ds", report[9])
-    assert report[10] == "- Samples: 4 in jobs that succeeded, 0 in jobs that did not."
-    assert report[11].startswith("- Estimated 0.00 instance-hours, 0 min, $0.00 (default throughput); it took ")
+    assert report[6].startswith("- Estimated 0.00 instance-hours, 0 min, $0.00 (default throughput); it took ")
+    assert report[7] == "- 0 Spot interruptions (Host EC2 ...) survived or retried."
+    assert re.fullmatch(r"- array creation: 1 / 1 jobs succeeded, took 0m0\ds", report[8])
+    assert re.fullmatch(r"- ingestion 1: 2 / 2 jobs succeeded, took 0m0\ds", report[9])
+    assert re.fullmatch(r"- consolidation 1: 4 / 4 jobs succeeded, took 0m0\ds", report[10])
+    assert report[11] == "- Samples: 4 in jobs that succeeded, 0 in jobs that did not."
 
 
 def test_wait_names_failed_jobs_and_exits_1(aws, samples_file, run_ingest, monkeypatch):

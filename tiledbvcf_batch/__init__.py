@@ -39,4 +39,4 @@ meanings (its reasons, its hosts, its name); only ``commands`` spells tiledbvcf 
 no module over 450 lines, no function over 60.
 """
 
-__version__ = "1.1.0"
+__version__ = "1.2.0"

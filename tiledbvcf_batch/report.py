@@ -433,5 +433,7 @@ def set_beside(record: RunRecord, finished: Finished) -> None:
     planned = record.options.get("estimate")
     if isinstance(planned, dict) and {"instance_hours", "wall_seconds", "cost", "source"} <= set(planned):
         wall = sum(stage.get("seconds") or 0.0 for stage in done.stages.values())
-        finished.lines.append(beside(planned, done.instance_hours, wall, done.cost))
+        costs = [i for i, line in enumerate(finished.lines) if line.startswith("- Total cost estimate ")]
+        at = costs[0] + 1 if costs else len(finished.lines)  # beside the run's cost, before its failures
+        finished.lines.insert(at, beside(planned, done.instance_hours, wall, done.cost))
         finished.document["estimate"] = planned
