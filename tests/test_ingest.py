@@ -364,6 +364,11 @@ BAD_INPUTS = [
     (lambda p: ["--job-definition", "no-such-def"], "--job-definition no-such-def: no ACTIVE job definition"),
     (lambda p: ["--metadata-s3", "missing-bucket"], "--metadata-s3: bucket missing-bucket does not exist"),
     (lambda p: ["--num-jobs", "two"], "'two' is not a valid integer"),
+    (
+        lambda p: ["--vcpus", "16", "--memory", "2048", "--sample-batch-size", "64"],
+        "--sample-batch-size 64 needs 1024 MiB of input buffers (16 threads x 64 samples x 1 MiB) and --memory 2048 "
+        "leaves store room for 384 MiB: the largest that fits is 24",
+    ),
 ]
 
 

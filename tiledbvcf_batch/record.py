@@ -315,6 +315,7 @@ def checked_job(data: Any, number: int) -> RecordedJob:
         array=text_of(data, "array", where=where, required=False),
         index=value_of(data, "index", int, where=where, required=False),
         done=text_of(data, "done", where=where, required=False),
+        resubmitted=data["resubmitted"] if isinstance(data.get("resubmitted"), dict) else None,
     )
 
 

@@ -66,6 +66,9 @@ class RecordedJob:
     array: str | None = None
     index: int | None = None
     done: str | None = None
+    # Killed for memory and submitted again (oom.py): {"job_id": the killed job's id, "memory": the new MiB}.
+    # ``job_id`` is then the new job's, so that status and report follow it.
+    resubmitted: dict[str, Any] | None = None
 
     @property
     def kind(self) -> str:
@@ -88,7 +91,7 @@ class RecordedJob:
 
     def to_json(self) -> dict[str, Any]:
         document = asdict(self)
-        for key in ("array", "index", "done"):  # a per-job run's record keeps the keys it always had
+        for key in ("array", "index", "done", "resubmitted"):  # a per-job run's record keeps the keys it had
             if document[key] is None:
                 del document[key]
         return document

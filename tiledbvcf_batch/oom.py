@@ -1,0 +1,134 @@
+"""Jobs killed for memory, submitted again once with twice the memory (up to --max-memory) while --wait watches.
+
+Batch fails the jobs that depend on a failed job at once, without running them. So a job killed for
+memory is submitted again together with every job after it that has not succeeded (they never ran),
+each after the new jobs of its dependencies, and the whole run is watched again: the simplest way
+that keeps the plan's order, rather than holding the dependents back (Batch cannot).
+
+A job is resubmitted once: its record entry says so (``RecordedJob.resubmitted``), and its ``job_id``
+becomes the new job's, so that ``batch-runs.py status`` and ``report`` follow the new job. The children
+of an array job are not resubmitted one by one (their manifests live in the array's task file): they,
+and jobs whose memory is --max-memory already, are left to ``--resume``, which gives the run twice
+its memory (prepare.py).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
+
+from .commands import with_memory
+from .executors.base import Executor, JobDescription
+from .executors.jobs import Job
+from .record import RunRecord
+from .storage import Storage
+
+
+@dataclass(frozen=True)
+class Resubmission:
+    """What is submitted again, in order: the jobs killed for memory with more memory, then those after them."""
+
+    jobs: tuple[Job, ...] = ()
+    killed: tuple[str, ...] = ()  # keys of the jobs killed for memory that are submitted again
+    capped: tuple[str, ...] = ()  # keys of jobs killed for memory at --max-memory already (or resubmitted once)
+    left: tuple[str, ...] = ()  # keys of array children killed for memory: left to --resume
+    memory: int = 0  # the most memory a job is resubmitted with (MiB)
+
+    def lines(self, max_memory: int) -> list[str]:
+        """What the user is told, on stderr, before the run is watched again."""
+        said = []
+        if self.killed:
+            dependents = len(self.jobs) - len(self.killed)
+            after = f", with the {dependents} job(s) that waited on them" if dependents else ""
+            said.append(f"{len(self.killed)} job(s) killed for memory: submitted again with up to {self.memory} MiB"
+                        f"{after}")  # fmt: skip
+        if self.capped:
+            said.append(f"{len(self.capped)} job(s) killed for memory are not submitted again: they had --max-memory "
+                        f"({max_memory} MiB) already, or were resubmitted once")  # fmt: skip
+        if self.left:
+            said.append(f"{len(self.left)} array child job(s) killed for memory: --resume the run to give its jobs "
+                        "twice the memory")  # fmt: skip
+        return said
+
+
+def killed_entries(record: RunRecord, latest: dict[str, JobDescription], executor: Executor) -> list[str]:
+    """The record keys of the jobs whose last attempt was killed for memory."""
+    keys = []
+    for entry in record.jobs:
+        description = latest.get(entry.job_id or "", {})
+        attempts = description.get("attempts") or [{}]
+        if description.get("status") == "FAILED" and executor.killed_for_memory(attempts[-1]):
+            keys.append(entry.key)
+    return keys
+
+
+def plan_resubmission(
+    jobs: Sequence[Job], killed: set[str], failed: set[str], once: set[str], max_memory: int
+) -> Resubmission:
+    """PURE. ``jobs``: the run's submissions in order; ``killed``: keys of plain jobs killed for memory; ``failed``:
+    keys of jobs that did not succeed; ``once``: keys resubmitted before. The killed jobs with twice their memory
+    (at most ``max_memory``) and their store -m/-b derived again, then every failed job after one of them.
+    """
+    again: dict[str, Job] = {}
+    resized, capped = [], []
+    for job in jobs:  # in submission order: a job's dependencies come before it
+        if job.key in killed:
+            memory = min(job.resources.memory * 2, max_memory)
+            if memory <= job.resources.memory or job.key in once:
+                capped.append(job.key)
+                continue
+            resources = replace(job.resources, memory=memory)
+            again[job.key] = replace(job, resources=resources, args=tuple(with_memory(job.args, memory)))
+            resized.append(job.key)
+        elif job.key in failed and any(dependency in again for dependency in job.after):
+            again[job.key] = job
+    memory = max((again[key].resources.memory for key in resized), default=0)
+    return Resubmission(tuple(again.values()), tuple(resized), tuple(capped), memory=memory)
+
+
+def resubmit_killed(
+    record: RunRecord,
+    latest: dict[str, JobDescription],
+    jobs: Sequence[Job],
+    executor: Executor,
+    storage: Storage,
+    max_memory: int,
+) -> Resubmission:
+    """Submit again the jobs killed for memory and those after them; the record saved with the new job ids."""
+    if not executor.enforces_memory():
+        return Resubmission()  # more --memory would not help: the executor gives no job less than the machine has
+    killed = set(killed_entries(record, latest, executor))
+    if not killed:
+        return Resubmission()
+    array_children = {entry.key for entry in record.jobs if entry.array is not None}
+    failed = {entry.array or entry.key for entry in record.jobs
+              if latest.get(entry.job_id or "", {}).get("status") != "SUCCEEDED"}  # fmt: skip
+    once = {entry.key for entry in record.jobs if entry.resubmitted is not None}
+    planned = plan_resubmission(jobs, killed - array_children, failed, once, max_memory)
+    planned = replace(planned, left=tuple(sorted(killed & array_children)))
+    ids = submission_ids(record)
+    new: dict[str, str] = {}
+    for job in planned.jobs:
+        new[job.key] = ids[job.key] = executor.submit(job, ids, record.run_id)
+    note_resubmitted(record, planned, new)
+    record.save(storage)
+    return planned
+
+
+def submission_ids(record: RunRecord) -> dict[str, str]:
+    """Each submission's job id by its key (an array child's entry names its array's: ``<array id>:<index>``)."""
+    ids = {}
+    for entry in record.jobs:
+        if entry.job_id:
+            ids[entry.array or entry.key] = entry.job_id.rsplit(":", 1)[0] if entry.array else entry.job_id
+    return ids
+
+
+def note_resubmitted(record: RunRecord, planned: Resubmission, new: dict[str, str]) -> None:
+    """The record's entries of the jobs submitted again: their new ids, and what they replace."""
+    memory = {job.key: job.resources.memory for job in planned.jobs}
+    for entry in record.jobs:
+        key = entry.array or entry.key
+        if key in new and entry.job_id:
+            entry.resubmitted = {"job_id": entry.job_id, "memory": memory[key], "killed": key in planned.killed}
+    record.set_job_ids(new)
