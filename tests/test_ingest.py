@@ -78,7 +78,7 @@ def test_spec_example_submits_creation_then_ingestion_jobs(aws, samples_file, ru
         assert store["containerOverrides"] == {
             "command": [
                 "store", "-u", DATASET, "-d", "/data", "-s", "1024000", "-t", "16",
-                "-f", manifest, "--remove-sample-file", "--resume",
+                "-f", manifest, "--remove-sample-file", "-m", "53760", "--resume",
             ],
             "resourceRequirements": INGEST_RESOURCES,
         }  # fmt: skip
@@ -108,7 +108,15 @@ def test_spec_example_submits_creation_then_ingestion_jobs(aws, samples_file, ru
             "jobQueue": "tiledbvcf-job-queue",
             "jobDefinition": "tiledbvcf-24h",
             "containerOverrides": {
-                "command": ["utils", action, what, "-u", DATASET],
+                "command": [
+                    "utils",
+                    action,
+                    what,
+                    "-u",
+                    DATASET,
+                    "--tiledb-config",
+                    "sm.compute_concurrency_level=16,sm.io_concurrency_level=32",
+                ],  # the jobs' 16 vCPUs
                 "resourceRequirements": INGEST_RESOURCES,
             },
             "retryStrategy": RETRY_ONCE,

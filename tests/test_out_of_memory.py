@@ -184,3 +184,32 @@ def test_an_abort_on_bad_alloc_is_out_of_memory_too(tmp_path, code, log, killed)
     path = tmp_path / "job.log"
     path.write_bytes(b"x" * 10_000 + log)
     assert out_of_memory(code, path) is killed
+
+
+def test_resume_gives_a_run_whose_jobs_were_killed_for_memory_twice_the_memory(aws, samples_file, run_ingest):
+    FirstStoreKilled(aws)
+    samples = samples_file(2)
+    first = ingest_and_wait(run_ingest, samples, "--max-memory", "4000")  # killed, not resubmitted: at the cap
+    assert first.exit_code == 1
+    run_id = first.stderr.split("Run ")[1].split()[0]
+    resumed = run_ingest("--dataset-uri", DATASET, "--samples", str(samples), "--metadata-s3", "bucket2-name",
+                         "--num-jobs", "2", "--memory", "4000", "--resume", run_id)  # fmt: skip
+    assert resumed.exit_code == 0, resumed.stderr
+    assert f"1 job(s) of run {run_id} were killed for memory: its jobs get 8000 MiB" in resumed.stderr
+    (store,) = [p for p in aws.submitted[7:] if p["jobName"] == "tiledbvcf-ingest-b1-j1"]
+    assert memory_of(store) == "8000"
+    assert option_value(store["containerOverrides"]["command"], "store_budget") == "7000"
+
+
+def test_resume_at_max_memory_says_to_raise_it(aws, samples_file, run_ingest):
+    FirstStoreKilled(aws)
+    samples = samples_file(2)
+    first = ingest_and_wait(run_ingest, samples, "--max-memory", "4000")
+    run_id = first.stderr.split("Run ")[1].split()[0]
+    resumed = run_ingest("--dataset-uri", DATASET, "--samples", str(samples), "--metadata-s3", "bucket2-name",
+                         "--num-jobs", "2", "--memory", "4000", "--max-memory", "4000", "--resume", run_id)  # fmt: skip
+    assert resumed.exit_code == 0, resumed.stderr
+    assert (f"1 job(s) of run {run_id} were killed for memory with 4000 MiB, and --max-memory is 4000 MiB: raise "
+            "--max-memory to give them more") in resumed.stderr  # fmt: skip
+    (store,) = [p for p in aws.submitted[7:] if p["jobName"] == "tiledbvcf-ingest-b1-j1"]
+    assert memory_of(store) == "4000"

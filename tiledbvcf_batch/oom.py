@@ -18,7 +18,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, replace
 
 from .commands import with_memory
-from .executors.base import Executor, JobDescription
+from .executors.base import Executor, JobDescription, describe_fully
 from .executors.jobs import Job
 from .record import RunRecord
 from .storage import Storage
@@ -132,3 +132,25 @@ def note_resubmitted(record: RunRecord, planned: Resubmission, new: dict[str, st
         if key in new and entry.job_id:
             entry.resubmitted = {"job_id": entry.job_id, "memory": memory[key], "killed": key in planned.killed}
     record.set_job_ids(new)
+
+
+def resumed_memory(record: RunRecord, failed: Sequence[str], executor: Executor, memory: int, max_memory: int) -> (
+    tuple[int, str | None]
+):  # fmt: skip
+    """--resume of a run some of whose jobs (``failed``: their keys) were killed for memory: its jobs' memory
+    (twice what the run gave them, at most ``max_memory``, never less than ``memory``, this command's) and a note.
+    """
+    if not executor.enforces_memory() or not failed:
+        return memory, None
+    ids = [entry.job_id for entry in record.jobs if entry.key in set(failed) and entry.job_id]
+    latest = describe_fully(executor, ids)
+    killed = killed_entries(record, latest, executor)
+    if not killed:
+        return memory, None
+    had = max([int(record.options.get("memory") or 0)] +
+              [int(entry.resubmitted.get("memory", 0)) for entry in record.jobs if entry.resubmitted])  # fmt: skip
+    given = max(memory, min(had * 2, max_memory))
+    if given <= had:
+        return memory, (f"{len(killed)} job(s) of run {record.run_id} were killed for memory with {had} MiB, and "
+                        f"--max-memory is {max_memory} MiB: raise --max-memory to give them more")  # fmt: skip
+    return given, f"{len(killed)} job(s) of run {record.run_id} were killed for memory: its jobs get {given} MiB"

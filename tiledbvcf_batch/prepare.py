@@ -19,6 +19,7 @@ from .headercheck import check_headers, readable
 from .headers import new_header_problems
 from .inputs import InputError, Sample
 from .ledger import SUCCEEDED, Ledger, dataset_ledger, job_states, resume_batches, skip_known_samples
+from .oom import resumed_memory
 from .options import ExportOptions, IngestOptions
 from .plan import (
     CONSOLIDATE,
@@ -337,11 +338,15 @@ def resume_run(
     # Asked of the executor that ran it: a Batch run resumed here must not read as finished.
     ran_it = executor_for(record)
     states = job_states(record, storage, ran_it)
+    failed = [key for key, state in states.items() if state != SUCCEEDED]
+    memory, killed = resumed_memory(record, failed, ran_it, opts.memory, opts.max_memory)
+    opts = replace(opts, memory=memory)
     batches = resume_batches(record, states, ran_it.resumed(record.jobs, storage))
     # Samples the run was to delete first (--replace): deleted again if that did not succeed, before their store.
     replaces = tuple(name for job in record.jobs if job.kind == DELETE and states[job.key] != SUCCEEDED
                      for name in job.samples)  # fmt: skip
     notes = ["--resume keeps the run's original manifests: --balance does not apply"] if opts.balance != "count" else []
+    notes += [killed] if killed else []
     jobs = sum(len(b.shares) + (b.register is not None) for b in batches)
     unconsolidated = [Stage.parse(job.stage).batch or 0 for job in record.jobs
                       if job.kind == CONSOLIDATE and states[job.key] != SUCCEEDED]  # fmt: skip
