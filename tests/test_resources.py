@@ -104,3 +104,22 @@ def test_a_store_asking_more_than_the_machine_has_is_lowered_to_store_s_own_shar
     assert store_budget_within(store, 64000) == store
     export = ["export", "-u", DATASET, "-b", "99999"]
     assert store_budget_within(export, 1000) == export
+
+
+RESOURCES_LINE = (
+    "Each store: 16 threads (-t) of its job's 16 vCPUs, a 53760 MiB budget (-m) of its 61440 MiB; batches of 10 "
+    "samples take 160 MiB of input buffers (at most 1552 samples a batch fit)"
+)
+
+
+def test_the_plan_and_verbose_show_each_store_s_threads_and_memory(aws, samples_file, run_ingest):
+    args = ["--dataset-uri", DATASET, "--samples", str(samples_file(2)), "--metadata-s3", "bucket2-name"]
+    planned = run_ingest(*args, "--dry-run")
+    assert planned.exit_code == 0, planned.stderr
+    assert RESOURCES_LINE in planned.lines
+    (store,) = [line for line in planned.lines if line.strip().startswith("tiledbvcf store")]
+    assert " -t 16 " in store and " -m 53760 " in store
+    verbose = run_ingest(*args, "--verbose")
+    assert verbose.exit_code == 0, verbose.stderr
+    assert RESOURCES_LINE in verbose.stderr.splitlines()
+    assert aws.submitted[1]["containerOverrides"]["command"][7:9] == ["-t", "16"]

@@ -12,7 +12,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, fields, replace
 from typing import Any
 
-from .commands import redact_config
+from .commands import redact_config, store_resources
 from .dataset import DatasetReader, DatasetView, dataset_identity, registry_of
 from .executors.base import Executor
 from .headercheck import check_headers, readable
@@ -186,8 +186,8 @@ def ingest(
     if not batches:
         return Prepared(None, [*notes, "Nothing to ingest: no job submitted"], {}, blocked=blocked)
     marker = dataset_index(opts.metadata_s3, opts.dataset_uri).child(f"{run_id}.json")
-    plan = plan_ingest(opts, batches, run_id, run_prefix, index_marker=marker, summary=[summary] if summary else [],
-                       replaces=replaces)  # fmt: skip
+    shown = [*([summary] if summary else []), store_resources(opts)]  # the plan's text, --dry-run and --verbose
+    plan = plan_ingest(opts, batches, run_id, run_prefix, index_marker=marker, summary=shown, replaces=replaces)
     uris = [uri for task in plan.tasks if task.stage.kind == "ingest" for uri in task.samples]
     names = {uri: names[uri] for uri in uris if uri in names}
     options = recorded_options(
