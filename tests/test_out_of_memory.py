@@ -9,8 +9,9 @@ from typing import Any
 
 import pytest
 
-from conftest import DATASET, record_of
+from conftest import DATASET, ingest_plan, record_of
 from tiledbvcf_batch.commands import option_value, store_budget_mb
+from tiledbvcf_batch.executors.arrays import as_arrays
 from tiledbvcf_batch.executors.batch import BatchExecutor
 from tiledbvcf_batch.executors.jobs import Job
 from tiledbvcf_batch.executors.local import LocalExecutor
@@ -213,3 +214,23 @@ def test_resume_at_max_memory_says_to_raise_it(aws, samples_file, run_ingest):
             "--max-memory to give them more") in resumed.stderr  # fmt: skip
     (store,) = [p for p in aws.submitted[7:] if p["jobName"] == "tiledbvcf-ingest-b1-j1"]
     assert memory_of(store) == "4000"
+
+
+def test_an_array_child_killed_for_memory_is_submitted_on_its_own_and_what_followed_the_array_waits_for_it():
+    jobs = as_arrays(ingest_plan(6, num_jobs=3, consolidate=True))
+    assert [job.key for job in jobs][:2] == ["create", "ingest-1-array"]
+    consolidation = [job.key for job in jobs[2:]]
+    failed = {"ingest-1-2", *consolidation}
+    planned = plan_resubmission(jobs, killed={"ingest-1-2"}, failed=failed, once=set(), max_memory=63488)
+    child, *after = planned.jobs
+    # twice the default 61440 MiB, capped at --max-memory
+    assert (child.key, child.after, child.is_array, child.resources.memory) == ("ingest-1-2", ("create",), False, 63488)
+    assert child.args[0] == "store" and option_value(child.args, "store_budget") == str(store_budget_mb(63488))
+    assert option_value(child.args, "samples_file") == str(child.manifest.uri)  # its own manifest, uploaded first
+    assert planned.uploads == (child.manifest,)
+    assert [job.key for job in after] == consolidation
+    assert after[0].after == ("ingest-1-2",)  # not the failed array: Batch would fail it at once
+    # Another child failed for another reason: the array stays failed, and what follows it is left to --resume.
+    other = plan_resubmission(jobs, killed={"ingest-1-2"}, failed={*failed, "ingest-1-3"}, once=set(),
+                              max_memory=63488)  # fmt: skip
+    assert [job.key for job in other.jobs] == ["ingest-1-2"]
