@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from conftest import DATASET, ingest_plan, record_of
+from conftest import DATASET, ingest_plan, invoke, load_script, record_of
 from tiledbvcf_batch.commands import option_value, store_budget_mb
 from tiledbvcf_batch.executors.arrays import as_arrays
 from tiledbvcf_batch.executors.batch import BatchExecutor
@@ -20,6 +20,7 @@ from tiledbvcf_batch.inputs import Resources
 from tiledbvcf_batch.oom import plan_resubmission
 from tiledbvcf_batch.plan import Stage
 
+RUNS = load_script("batch-runs.py")
 OOM_ATTEMPT = {
     "statusReason": "Essential container in task exited",
     "container": {"exitCode": 137, "reason": "OutOfMemoryError: Container killed due to memory usage"},
@@ -94,6 +95,12 @@ def test_a_store_killed_for_memory_is_resubmitted_with_twice_the_memory_and_its_
     killed = dict(batch.first_round())["tiledbvcf-ingest-b1-j1"]
     assert entry["job_id"] == new_store
     assert entry["resubmitted"] == {"job_id": killed, "memory": 8000, "killed": True}
+    # batch-runs.py reads the record again and follows the new jobs.
+    uri = result.stderr.split("recorded at ")[1].split()[0]
+    reported = invoke(RUNS.main, ["report", uri])
+    assert reported.exit_code == 0, reported.stderr
+    assert "- 7 / 7 jobs succeeded" in reported.stdout.splitlines()
+    assert "- 1 jobs were killed for memory and resubmitted with 8000 MiB." in reported.stdout.splitlines()
     replaced = {job_id for name, job_id in batch.first_round() if name in (store["jobName"], *consolidation)}
     assert len(replaced) == 5
     assert {job["job_id"] for job in record["jobs"]} == {job_id for _, job_id in batch.submitted} - replaced
