@@ -24,8 +24,8 @@ class ExportTail(flags.Tail):
 ORDER = (
     "dataset_uri", "dest_s3", "samples", "bed", "job_queue", "job_definition", "attributes", "num_jobs", "region",
     "profile", "retries", "wait", "tiledb_config", "output_format", "tsv_fields", "merge", "index", "vcpus", "memory",
-    "scratch_path", "metadata_s3", "executor", "max_parallel", "array_jobs", "tiledbvcf", "instance_price",
-    "keep_partial", "kms_key_id", "as_json", "log_lines", "report", "quiet", "verbose", "dry_run",
+    "max_memory", "scratch_path", "metadata_s3", "executor", "max_parallel", "array_jobs", "tiledbvcf",
+    "instance_price", "keep_partial", "kms_key_id", "as_json", "log_lines", "report", "quiet", "verbose", "dry_run",
 )  # fmt: skip
 
 

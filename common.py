@@ -13,7 +13,7 @@ import io
 import json
 import os
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from typing import Any, TypeVar
 
@@ -23,13 +23,13 @@ from click.core import ParameterSource
 
 from flags import Request, Tail
 from hints import Hints, interrupted_message, retry_line, what_next
-from tiledbvcf_batch import __version__, estimate, executors, htmlreport, report, submit, watch
+from tiledbvcf_batch import __version__, estimate, executors, htmlreport, oom, report, submit, watch
 from tiledbvcf_batch.aws import AwsSetupError, Clients, aws_message, make_clients, setup_message
 from tiledbvcf_batch.dataset import DatasetReader, reader_for
 from tiledbvcf_batch.executors.base import Executor
 from tiledbvcf_batch.executors.jobs import Job, describe_plan, plan_document
 from tiledbvcf_batch.inputs import InputError
-from tiledbvcf_batch.options import ExportOptions, IngestOptions
+from tiledbvcf_batch.options import DEFAULT_MAX_MEMORY, ExportOptions, IngestOptions
 from tiledbvcf_batch.plan import CONSOLIDATE, DELETE, Plan, Stage
 from tiledbvcf_batch.prepare import Prepared
 from tiledbvcf_batch.record import DamagedRecord, RunRecord
@@ -204,7 +204,7 @@ def execute(prepared: Prepared, session: Session, tail: Tail) -> None:
             extra = {"submitted": submitted}
             try:
                 code = wait_and_report(
-                    record, session, session.instance_price, tail.log_lines, as_json, extra, tail.quiet, hints,
+                    record, session, session.instance_price, tail.log_lines, as_json, extra, tail.quiet, hints, jobs,
                     html=tail.report,
                 )  # fmt: skip
             except (ClientError, BotoCoreError) as error:  # the run is submitted: say how to come back to it
@@ -325,14 +325,27 @@ def wait_and_report(
     extra: dict[str, Any] | None = None,
     quiet: bool = False,
     hints: Hints | None = None,
+    jobs: Sequence[Job] = (),
     *,
     html: str | None = None,
 ) -> int:
-    """Watch a run to its end and print the report (and write it as a page to ``html``); the exit status
-    (0, 1, or 130 on Ctrl-C)."""
+    """Watch a run to its end and print the report (and write it as a page to ``html``); the exit status (0, 1,
+    or 130 on Ctrl-C).
+
+    ``jobs``: the run's submissions, when this process submitted them: a job killed for memory is then
+    submitted again with more (``oom``), and the run watched again.
+    """
     interval, max_interval = session.executor.poll_interval
     stream = io.StringIO() if quiet else sys.stderr  # --quiet: no progress
     watched = watch.watch_run(record, session.executor, stream=stream, interval=interval, max_interval=max_interval)
+    if jobs and not isinstance(watched, watch.Interrupted):
+        max_memory = int(record.options.get("max_memory", DEFAULT_MAX_MEMORY))
+        again = oom.resubmit_killed(record, watched, jobs, session.executor, session.storage, max_memory)
+        for line in again.lines(max_memory):
+            print(line, file=stream, flush=True)
+        if again.jobs:
+            watched = watch.watch_run(record, session.executor, stream=stream, interval=interval,
+                                      max_interval=max_interval)  # fmt: skip
     if isinstance(watched, watch.Interrupted):
         message = interrupted_message(record, watched.stopped, hints, session.executor.words.detached)
         print(f"\n{message}", file=stream, flush=True)

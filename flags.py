@@ -20,6 +20,7 @@ import click
 
 from tiledbvcf_batch import executors
 from tiledbvcf_batch.aws import parse_region
+from tiledbvcf_batch.commands import batch_size_problems
 from tiledbvcf_batch.executors.base import Asked
 from tiledbvcf_batch.inputs import Problems, Sample, check_price, parse_report_file, read_samples_file
 from tiledbvcf_batch.options import (
@@ -208,7 +209,7 @@ def ingest_request(given: Mapping[str, Any], tail: type[TailT]) -> tuple[Request
     problems = Problems()
     request = request_from(given, IngestOptions, tail, problems)
     samples = problems.check(lambda: read_samples_file(request.opts.samples, local=request.where.local))
-    problems.found += request.opts.conflicts()
+    problems.found += request.opts.conflicts() + batch_size_problems(request.opts)
     problems.raise_any()
     return request, samples or []
 

@@ -86,6 +86,7 @@ from tiledbvcf_batch.commands import (  # noqa: E402  (after the early listing)
     delivers,
     option_value,
     scratch_dir,
+    store_budget_within,
     with_own_scratch,
     with_value,
 )
@@ -129,12 +130,23 @@ def run_job(
     """A job's command to its end: its own upload, or its own scratch, or tiledbvcf as it is, by ``last``
     when nothing follows it (``main`` execs it; an array child's done marker follows it).
     """
+    args = within_this_machine(args)
     if delivers(args):
         return export_job(args, run, Storage(LazyS3(s3_getter(s3))), log, TILEDBVCF)
     scratch = scratch_dir(args)
     if scratch is None:
         return (last or run)([TILEDBVCF, *args])
     return with_scratch_of_its_own(args, scratch, run)
+
+
+def within_this_machine(args: list[str]) -> list[str]:
+    """The job's arguments with a store -m this machine's RAM allows (a local job may ask for more than it has)."""
+    host = os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE") // 2**20
+    lowered = store_budget_within(args, host)
+    if lowered != args:
+        log(f"store -m {option_value(args, 'store_budget')} is more than this machine's {host} MiB: "
+            f"lowered to {option_value(lowered, 'store_budget')}")  # fmt: skip
+    return lowered
 
 
 def scratch_refused(args: list[str]) -> bool:

@@ -16,10 +16,12 @@ import cohort
 from conftest import listed, needs_tiledbvcf, options, run_entrypoint
 from tiledbvcf_batch.arraytasks import ARRAY_INDEX_VARIABLE
 from tiledbvcf_batch.bed import read_bed
+from tiledbvcf_batch.commands import option_value
 from tiledbvcf_batch.executors.batch import BatchExecutor
 from tiledbvcf_batch.executors.jobs import Job
 from tiledbvcf_batch.inputs import Sample, parse_dataset_uri
 from tiledbvcf_batch.ledger import SUCCEEDED, job_states
+from tiledbvcf_batch.oom import plan_resubmission
 from tiledbvcf_batch.options import ExportOptions, IngestOptions
 from tiledbvcf_batch.plan import Plan, ingest_batches, plan_export, plan_ingest
 from tiledbvcf_batch.record import RunRecord, run_prefix_for
@@ -124,3 +126,32 @@ def test_an_array_command_outside_an_array_job_is_refused(tmp_path: Path):
     ran = entrypoint(array.args)
     assert ran.returncode == 2
     assert "AWS_BATCH_JOB_ARRAY_INDEX is '': an array job's command runs only as a child" in ran.stderr
+
+
+def test_a_child_killed_for_memory_resubmitted_on_its_own_stores_its_samples(tmp_path: Path, moto_server):
+    s3 = boto3.client("s3", region_name="us-east-1")
+    inputs = cohort.make_cohort(tmp_path / "in", 6, records=120)
+    uris = []
+    for path in inputs:
+        for file in (path, Path(f"{path}.csi")):
+            s3.upload_file(str(file), "bucket-name", f"cohort/{file.name}")
+        uris.append(f"s3://bucket-name/cohort/{path.name}")
+    opts = IngestOptions(parse_dataset_uri(DATASET), "samples.txt", S3Uri("bucket2-name"), num_jobs=3, vcpus=1,
+                         memory=1024, scratch_size=0)  # fmt: skip
+    prefix = run_prefix_for(opts.metadata_s3, "ingest-oom")
+    batches, _ = ingest_batches([Sample(uri) for uri in uris], opts, prefix)
+    plan = plan_ingest(opts, batches, "ingest-oom", prefix)
+    jobs = ARRAYS.submissions(plan)
+    upload(s3, plan, jobs)
+    create, array, *consolidation = jobs
+    run_like_batch([create])
+    for index in (0, 2):  # child 1 was killed for memory before it stored anything; what followed never ran
+        assert entrypoint(array.args, index).returncode == 0
+    failed = {"ingest-1-2", *(job.key for job in consolidation)}
+    planned = plan_resubmission(jobs, {"ingest-1-2"}, failed, set(), max_memory=63488)
+    child = planned.jobs[0]
+    assert (child.key, child.resources.memory, option_value(child.args, "store_budget")) == ("ingest-1-2", 2048, "1536")
+    for manifest in planned.uploads:  # as resubmit_killed uploads them
+        s3.put_object(Bucket=manifest.uri.bucket, Key=manifest.uri.key, Body=manifest.body())
+    run_like_batch(list(planned.jobs))
+    assert sorted(listed(DATASET)) == sorted(path.name.removesuffix(".bcf") for path in inputs)

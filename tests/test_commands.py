@@ -34,9 +34,10 @@ def test_creation_passes_the_attributes_and_the_tiledb_config_last():
 
 def test_store_threads_default_to_the_vcpus_and_sample_batches_are_passed_on():
     command = store_command(options(IngestOptions, vcpus=4, sample_batch_size=10, tiledb_config="a=b"), MANIFEST)
+    # -m: the default 61440 MiB less an eighth (7680) for the entrypoint and what store's budget leaves out
     assert command == [
         "store", "-u", DATASET, "-d", "/data", "-s", "1024000", "-t", "4", "-f", MANIFEST, "--remove-sample-file",
-        "--resume", "-e", "10", "--tiledb-config", "a=b",
+        "-m", "53760", "--resume", "-e", "10", "--tiledb-config", "a=b",
     ]  # fmt: skip
 
 
@@ -60,7 +61,9 @@ def test_consolidation_is_four_utils_commands_in_tiledb_vcfs_order():
     assert [command[1:3] for command in commands] == [
         ["consolidate", "fragment_meta"], ["consolidate", "commits"], ["vacuum", "fragment_meta"], ["vacuum", "commits"]
     ]  # fmt: skip
-    assert all(command[3:] == ["-u", DATASET, "--tiledb-config", "a=b"] for command in commands)
+    # utils has no thread flag: the job's 16 vCPUs (the default) go in the TileDB config, the user's keys after
+    threads = "sm.compute_concurrency_level=16,sm.io_concurrency_level=32"
+    assert all(command[3:] == ["-u", DATASET, "--tiledb-config", f"{threads},a=b"] for command in commands)
 
 
 def test_deletions_are_cut_to_fit_a_request_and_keep_every_name_once_in_order():
@@ -69,15 +72,21 @@ def test_deletions_are_cut_to_fit_a_request_and_keep_every_name_once_in_order():
     assert len(chunks) == 5
     assert [name for chunk, _ in chunks for name in chunk] == names
     for chunk, command in chunks:
-        assert command == ["delete", "-u", DATASET, "-s", ",".join(chunk), "--tiledb-config", "a=b"]
+        assert command == ["delete", "-u", DATASET, "-s", ",".join(chunk), "-b", "30464", "--tiledb-config",
+                           f"{THREADS_16},a=b"]  # fmt: skip
         assert len(command[4]) <= DELETE_NAMES_CHARS
-    assert delete_commands(options(IngestOptions), ["A", "B"]) == [(["A", "B"], ["delete", "-u", DATASET, "-s", "A,B"])]
+    small = options(IngestOptions, vcpus=2, memory=4096)  # -b: half of the memory past export's 512 MB reserve
+    assert delete_commands(small, ["A", "B"]) == [
+        (["A", "B"], ["delete", "-u", DATASET, "-s", "A,B", "-b", "1792", "--tiledb-config",
+                      "sm.compute_concurrency_level=2,sm.io_concurrency_level=32"])
+    ]  # fmt: skip
     assert delete_commands(options(IngestOptions), []) == []
 
 
 NAMES = "s3://bucket2-name/tiledbvcf-batch/runs/r1/export-1.txt"
 REGIONS = "s3://bucket2-name/tiledbvcf-batch/runs/r1/regions.bed"  # the cleaned copy, not --bed as given
 THREADS_4 = "sm.compute_concurrency_level=4,sm.io_concurrency_level=32"  # a job of 4 vCPUs (the default)
+THREADS_16 = "sm.compute_concurrency_level=16,sm.io_concurrency_level=32"  # an ingestion job's default
 
 
 def test_export_names_its_own_names_file_and_passes_the_format_only_when_not_the_default():

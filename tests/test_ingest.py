@@ -78,7 +78,7 @@ def test_spec_example_submits_creation_then_ingestion_jobs(aws, samples_file, ru
         assert store["containerOverrides"] == {
             "command": [
                 "store", "-u", DATASET, "-d", "/data", "-s", "1024000", "-t", "16",
-                "-f", manifest, "--remove-sample-file", "--resume",
+                "-f", manifest, "--remove-sample-file", "-m", "53760", "--resume",
             ],
             "resourceRequirements": INGEST_RESOURCES,
         }  # fmt: skip
@@ -108,7 +108,15 @@ def test_spec_example_submits_creation_then_ingestion_jobs(aws, samples_file, ru
             "jobQueue": "tiledbvcf-job-queue",
             "jobDefinition": "tiledbvcf-24h",
             "containerOverrides": {
-                "command": ["utils", action, what, "-u", DATASET],
+                "command": [
+                    "utils",
+                    action,
+                    what,
+                    "-u",
+                    DATASET,
+                    "--tiledb-config",
+                    "sm.compute_concurrency_level=16,sm.io_concurrency_level=32",
+                ],  # the jobs' 16 vCPUs
                 "resourceRequirements": INGEST_RESOURCES,
             },
             "retryStrategy": RETRY_ONCE,
@@ -364,6 +372,11 @@ BAD_INPUTS = [
     (lambda p: ["--job-definition", "no-such-def"], "--job-definition no-such-def: no ACTIVE job definition"),
     (lambda p: ["--metadata-s3", "missing-bucket"], "--metadata-s3: bucket missing-bucket does not exist"),
     (lambda p: ["--num-jobs", "two"], "'two' is not a valid integer"),
+    (
+        lambda p: ["--vcpus", "16", "--memory", "2048", "--sample-batch-size", "64"],
+        "--sample-batch-size 64 needs 1024 MiB of input buffers (16 threads x 64 samples x 1 MiB) and --memory 2048 "
+        "leaves store room for 384 MiB: the largest that fits is 24",
+    ),
 ]
 
 

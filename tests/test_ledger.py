@@ -205,7 +205,11 @@ def test_replace_deletes_first_then_stores(aws, run_ingest, tmp_path, fake_datas
     ran = run_ingest(*base(corrected), "--replace")
     assert ran.exit_code == 0, ran.stderr
     delete, store = aws.submitted[0], stores(aws)[0]
-    assert delete["containerOverrides"]["command"] == ["delete", "-u", DATASET, "-s", "NA1"]
+    # -b and the threads from the job's --memory and --vcpus (the defaults: 61440 MiB, 16)
+    assert delete["containerOverrides"]["command"] == [
+        "delete", "-u", DATASET, "-s", "NA1", "-b", "30464", "--tiledb-config",
+        "sm.compute_concurrency_level=16,sm.io_concurrency_level=32",
+    ]  # fmt: skip
     assert delete["jobName"] == "tiledbvcf-delete-1"
     ids = re.findall(rf"Submitted sample deletion job ({UUID})", ran.stderr)
     assert [dep["jobId"] for dep in store["dependsOn"]] == ids

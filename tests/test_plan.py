@@ -171,7 +171,8 @@ def test_consolidation_after_each_batch_and_at_the_end():
         ("consolidate-2-3", ("consolidate-2-2",)), ("consolidate-2-4", ("consolidate-2-3",)),
     ]  # fmt: skip
     last = [task for task in plan.tasks if task.stage == Stage("consolidate", 2)]
-    rest = ("-u", "s3://bkt/ds", "--tiledb-config", "vfs.s3.region=us-east-1")
+    threads = "sm.compute_concurrency_level=8,sm.io_concurrency_level=32"  # the jobs' --vcpus 8
+    rest = ("-u", "s3://bkt/ds", "--tiledb-config", f"{threads},vfs.s3.region=us-east-1")
     assert [(task.name, task.args) for task in last] == [
         ("tiledbvcf-consolidate-fragment-meta-b2", ("utils", "consolidate", "fragment_meta", *rest)),
         ("tiledbvcf-consolidate-commits-b2", ("utils", "consolidate", "commits", *rest)),
@@ -239,10 +240,11 @@ def test_store_commands_current_and_legacy():
     current = ingest_opts(threads=8, scratch_size=500, tiledb_config="a=b")
     assert store_command(current, "s3://meta/m.txt") == [
         "store", "-u", "s3://bkt/ds", "-d", "/data", "-s", "500", "-t", "8", "-f", "s3://meta/m.txt",
-        "--remove-sample-file", "--resume", "--tiledb-config", "a=b",
+        "--remove-sample-file", "-m", "53760", "--resume", "--tiledb-config", "a=b",
     ]  # fmt: skip
-    legacy = ingest_opts(register=True)
+    legacy = ingest_opts(register=True)  # the legacy store has neither --resume nor -m
     assert "--resume" not in store_command(legacy, "s3://meta/m.txt")
+    assert "-m" not in store_command(legacy, "s3://meta/m.txt")
     assert register_command(legacy, "s3://meta/m.txt") == [
         "register", "-u", "s3://bkt/ds", "-d", "/data", "-s", "1024000", "-f", "s3://meta/m.txt",
     ]  # fmt: skip

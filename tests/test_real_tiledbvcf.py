@@ -361,3 +361,36 @@ def test_runs_watched_to_their_end_teach_the_next_estimate_and_write_their_page(
     again = json.loads(script(*export, "--dry-run", "--json").stdout)["estimate"]
     assert again["source"] == "estimate from 1 earlier run" and again["samples"] == 4
     assert again["throughput_samples_per_vcpu_second"] == round(4 / measured["vcpu_seconds"], 4)
+
+
+def store_attempts(here: Path) -> list[str]:
+    """The store commands the local jobs ran, as their logs show them (one line per attempt)."""
+    return [line for log in (here / "state").rglob("*.log") for line in log.read_text().splitlines()
+            if line.startswith("--- attempt") and " store " in line]  # fmt: skip
+
+
+def test_store_sized_from_the_job_still_ingests_every_record(here):
+    inputs = cohort.make_cohort(here / "in", 4, records=300)
+    result = script("batch-ingest.py", "--dataset-uri", str(here / "ds"), "--samples",
+                    str(write_samples(here / "samples.txt", inputs)), "--metadata-s3", str(here / "meta"),
+                    "--vcpus", "2", "--memory", "2048", "--sample-batch-size", "2")  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    (attempt,) = store_attempts(here)
+    assert " -t 2 " in attempt and " -m 1536 " in attempt  # 2048 MiB less the 512 MiB reserve
+    exported = export_all(here, str(here / "ds"), str(here / "out"), "v")
+    assert exported.returncode == 0, exported.stderr
+    assert cohort.compare_exported({p.name.removesuffix(".bcf"): p for p in inputs}, here / "out", ".vcf") == []
+
+
+@pytest.mark.skipif(os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE") // 2**20 >= 53760,
+                    reason="this machine has the memory a default job's store budget asks for")  # fmt: skip
+def test_a_store_budget_above_this_machine_is_lowered_not_refused(here):
+    # store refuses -m above the machine's RAM (exit 105): the default --memory asks for 53760 MiB.
+    inputs = cohort.make_cohort(here / "in", 2, records=100)
+    result = ingest(here, write_samples(here / "samples.txt", inputs), "--memory", "61440")
+    assert result.returncode == 0, result.stderr
+    (attempt,) = store_attempts(here)
+    assert " -m 53760 " in attempt
+    logs = "".join(log.read_text() for log in (here / "state").rglob("*.log"))
+    assert re.search(r"store -m 53760 is more than this machine's \d+ MiB: lowered to \d+", logs)
+    assert sorted(listed(str(here / "ds"))) == sorted(p.name.removesuffix(".bcf") for p in inputs)

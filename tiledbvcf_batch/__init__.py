@@ -22,6 +22,7 @@ into typed ones) and hand over to ``common.py``, the thin command-line layer the
 - ``prepare_export`` the same for an export (the destination, the names, the BED, the tools its jobs need)
 - ``submit``    executor-neutral submission: upload, record, submit in order, roll back
 - ``watch``     polling, stuck jobs, Ctrl-C, cancel
+- ``oom``       jobs killed for memory submitted again with more, with the jobs that waited on them (--wait)
 - ``progress``  how far a run has got: counts per stage, durations, the live display (no polling)
 - ``report``    the figures of a finished run, export verification, failure diagnosis
 - ``trace``     PURE: a run's trace, one row per job attempt (``batch-runs.py report --trace``)

@@ -25,8 +25,11 @@ OPTION_NAMES = {
     "output": ("-o", "--output-path"),  # a combined file (--merge, -O t): the job's one file
     "tsv_fields": ("-t", "--tsv-fields"),
     "regions_partition": ("--region-partition",),
+    "store_budget": ("-m", "--total-memory-budget-mb"),  # store's total memory budget (MiB)
 }
 MERGE_FLAG = "--merge"  # a switch: no value
+STORE_BUDGET_FLAG = OPTION_NAMES["store_budget"][0]
+BUDGET_FLAG = "-b"  # export's and delete's memory budget (MB)
 # Not a tiledbvcf flag: the image's entrypoint takes it out and delivers the job's files as the run's delivery
 # file says (tiledbvcf_batch/delivery.py). A stock image's tiledbvcf refuses it: such an export fails at once,
 # where it would upload nothing and exit 0 (--upload-dir s3:// in 0.40.x).
@@ -68,6 +71,72 @@ EXPORT_BUDGET_MIN_MB = 128  # a job too small for any budget still gets one tile
 LEGACY_TILE_CACHE_MB = 1024
 
 
+# store -m/--total-memory-budget-mb: the whole of what tiledbvcf store plans to use. Its default is 75% of the
+# *host's* RAM (sysconf), not the container's limit, and -t defaults to the host's cores: jobs that Batch packs
+# onto one instance would each budget most of the instance. So -t is the job's threads (--threads, else --vcpus)
+# and -m the job's memory less a reserve kept outside tiledbvcf's budget: the image's entrypoint (Python and
+# boto3, 50 MB), the process itself and what its budget does not count (htslib's open files and their indexes,
+# heap fragmentation). The reserve is an eighth of the job, at least 512 MiB.
+STORE_RESERVE_MB = 512
+STORE_RESERVE_SHARE = 8  # 1/8 of the job's memory, when that is more than STORE_RESERVE_MB
+STORE_BUDGET_MIN_MB = 512  # store refuses -m below 512 (CLI::Range(512, system memory) in tiledbvcf.cc)
+# How store splits -m (libtiledbvcf/src/write/writer.cc, Writer::update_params, TileDB-VCF 0.40 / main 2026):
+#   tiledb = min(m * 0.5, 4096)                       (--ratio-tiledb-memory 0.5, --max-tiledb-memory-mb 4096)
+#   input  = 1 MiB * threads * sample_batch_size      (--input-record-buffer-mb 1: one buffer a sample a thread)
+#   output = (m - tiledb - input) * 0.5, stats the other half
+# in uint32 arithmetic: input past m - tiledb wraps the output budget round to about 2 PiB (2^31 MiB), so store's
+# output buffers are never flushed for their size and grow with the batch's records (measured with 0.40.3:
+# -m 512 -t 4 -e 100 logs "output=2147483520 MiB", "Output buffers = 4 threads * 536870880 MiB"). We keep the
+# input buffers to at most half of what TileDB's part leaves, so that output and stats keep the other half.
+STORE_TILEDB_SHARE = 0.5
+STORE_TILEDB_MAX_MB = 4096
+STORE_INPUT_BUFFER_MB = 1
+STORE_DEFAULT_BATCH = 10  # store's -e when none is given (IngestionParams::sample_batch_size)
+
+
+def store_budget_mb(memory_mib: int) -> int:
+    """store -m for a job of ``memory_mib``: its memory less the reserve, never below store's minimum."""
+    reserve = max(STORE_RESERVE_MB, memory_mib // STORE_RESERVE_SHARE)
+    return max(STORE_BUDGET_MIN_MB, memory_mib - reserve)
+
+
+def largest_batch(threads: int, budget_mb: int) -> int:
+    """The largest store -e whose input buffers (1 MiB a sample a thread) fit ``budget_mb`` (see update_params)."""
+    tiledb = min(int(budget_mb * STORE_TILEDB_SHARE), STORE_TILEDB_MAX_MB)
+    return (budget_mb - tiledb) // 2 // (STORE_INPUT_BUFFER_MB * max(1, threads))
+
+
+def batch_size_problems(opts: IngestOptions) -> list[str]:
+    """A sample batch size (given, or store's default 10) whose buffers cannot fit the job's memory: refused."""
+    if opts.memory is None or opts.vcpus is None or opts.register:  # refused already; the legacy store has no -m
+        return []
+    threads, budget = opts.store_threads, store_budget_mb(opts.memory)
+    batch, fits = opts.sample_batch_size or STORE_DEFAULT_BATCH, largest_batch(opts.store_threads, budget)
+    if batch <= fits:
+        return []
+    which = f"--sample-batch-size {batch}" if opts.sample_batch_size else f"tiledbvcf store's default batch of {batch}"
+    largest = f"the largest that fits is {fits}" if fits else "no batch fits"
+    return [
+        f"{which} needs {batch * threads * STORE_INPUT_BUFFER_MB} MiB of input buffers ({threads} threads x {batch} "
+        f"samples x 1 MiB) and --memory {opts.memory} leaves store room for {fits * threads} MiB: {largest}; "
+        "give a smaller --sample-batch-size, more --memory or fewer --threads"
+    ]
+
+
+def store_resources(opts: IngestOptions) -> str:
+    """What each store job gets of its job's resources, for the plan's text (--dry-run, --verbose)."""
+    if opts.register:
+        return (
+            f"Each store: {opts.store_threads} threads (-t) of its job's {opts.vcpus} vCPUs; the legacy store has no -m"
+        )
+    budget, batch = store_budget_mb(opts.memory), opts.sample_batch_size or STORE_DEFAULT_BATCH
+    return (
+        f"Each store: {opts.store_threads} threads (-t) of its job's {opts.vcpus} vCPUs, a {budget} MiB budget (-m) "
+        f"of its {opts.memory} MiB; batches of {batch} samples take {batch * opts.store_threads} MiB of input buffers "
+        f"(at most {largest_batch(opts.store_threads, budget)} samples a batch fit)"
+    )
+
+
 def config_args(tiledb_config: str | None) -> list[str]:
     # --tiledb-config takes every following word as a value: it must come last.
     return ["--tiledb-config", tiledb_config] if tiledb_config else []
@@ -106,7 +175,7 @@ def create_command(opts: IngestOptions) -> list[str]:
 
 
 def register_command(opts: IngestOptions, manifest: str) -> list[str]:
-    # The legacy CLI's register takes no --tiledb-config.
+    # The legacy CLI's register takes no --tiledb-config, and no thread or memory flag (-u -d -s -f only).
     return [
         "register",
         "-u",
@@ -129,7 +198,8 @@ def store_command(opts: IngestOptions, manifest: str) -> list[str]:
         manifest,
         "--remove-sample-file",
     ]
-    if not opts.register:
+    if not opts.register:  # the legacy store has neither -m nor --resume
+        command += [STORE_BUDGET_FLAG, str(store_budget_mb(opts.memory))]
         # A retried attempt skips what an earlier attempt of the same manifest already wrote.
         command.append("--resume")
     if opts.sample_batch_size:
@@ -147,7 +217,10 @@ def delete_commands(opts: IngestOptions, names: Sequence[str]) -> list[tuple[lis
         if not chunks or len(",".join([*chunks[-1], name])) > DELETE_NAMES_CHARS:
             chunks.append([])
         chunks[-1].append(name)
-    return [(chunk, ["delete", "-u", str(opts.dataset_uri), "-s", ",".join(chunk), *config_args(opts.tiledb_config)])
+    # delete -b is export's (its queries are an export's, ExportParams); its threads go in the TileDB config.
+    budget = ["-b", str(export_budget_mb(opts.memory))]
+    config = config_args(merged_config(thread_config(opts.vcpus), opts.tiledb_config))
+    return [(chunk, ["delete", "-u", str(opts.dataset_uri), "-s", ",".join(chunk), *budget, *config])
             for chunk in chunks]  # fmt: skip
 
 
@@ -163,7 +236,9 @@ CONSOLIDATION_STEPS = (
 
 def consolidation_commands(opts: IngestOptions) -> list[list[str]]:
     """``utils consolidate`` then ``utils vacuum`` of fragment metadata and commits (not in the legacy CLI)."""
-    return [utils_command(opts.dataset_uri, action, what, opts.tiledb_config) for action, what in CONSOLIDATION_STEPS]
+    # utils has no thread or memory flag: its threads go in the TileDB config, as export's do.
+    config = merged_config(thread_config(opts.vcpus), opts.tiledb_config)
+    return [utils_command(opts.dataset_uri, action, what, config) for action, what in CONSOLIDATION_STEPS]
 
 
 def utils_command(dataset_uri: object, action: str, what: str, tiledb_config: str | None = None) -> list[str]:
@@ -213,7 +288,7 @@ def export_command(
         command += ["-o", output]
     # Both CLIs take -b, an unsigned count of MB. The legacy export gets no thread settings: 0.1 and 0.2 take no
     # --tiledb-config on export (nor does the legacy form the documentation gives), and no legacy release ran here.
-    command += ["-b", str(export_budget_mb(opts.memory, opts.legacy))]
+    command += [BUDGET_FLAG, str(export_budget_mb(opts.memory, opts.legacy))]
     threads = {} if opts.legacy else thread_config(opts.vcpus)
     return command + config_args(merged_config(threads, opts.tiledb_config))
 
@@ -314,3 +389,27 @@ def with_value(args: Sequence[str], names: Sequence[str], new: str) -> list[str]
     if "=" in args[i]:
         return [*args[:i], f"{args[i].split('=', 1)[0]}={new}", *args[i + 1 :]]
     return [*args[: i + 1], new, *args[i + 2 :]]
+
+
+def with_memory(args: Sequence[str], memory_mib: int) -> list[str]:
+    """A job's arguments for a job of ``memory_mib`` (a job resubmitted with more memory): store's -m and
+    export's or delete's -b derived again, as for a job planned with that memory. Others are unchanged.
+    """
+    if args and args[0] == "store" and option(args, OPTION_NAMES["store_budget"]) is not None:
+        return with_value(args, OPTION_NAMES["store_budget"], str(store_budget_mb(memory_mib)))
+    if args and args[0] in ("export", "delete") and option(args, (BUDGET_FLAG,)) is not None:
+        # export's legacy tile cache is not counted again: twice the memory leaves it room.
+        return with_value(args, (BUDGET_FLAG,), str(export_budget_mb(memory_mib)))
+    return list(args)
+
+
+def store_budget_within(args: Sequence[str], host_mib: int) -> list[str]:
+    """A store's arguments with -m no more than this machine can give: store refuses an -m above the machine's
+    RAM (CLI::Range(512, system memory)), which a job planned with more --memory than a local machine has asks.
+    Lowered to store's own default share of the machine (75%), never below its minimum. (Measured with 0.40.3 on a
+    24,105 MiB machine: -m 53760 exits 105 with "Value 53760 not in range 512 to 24105".)
+    """
+    found = option(args, OPTION_NAMES["store_budget"]) if args and args[0] == "store" else None
+    if found is None or not found[1].isdigit() or int(found[1]) <= host_mib:
+        return list(args)
+    return with_value(args, OPTION_NAMES["store_budget"], str(max(STORE_BUDGET_MIN_MB, host_mib * 3 // 4)))

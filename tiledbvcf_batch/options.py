@@ -116,6 +116,28 @@ def retries_flag() -> Any:
     )
 
 
+# --max-memory's default: the documented instance type (m5.4xlarge, 64 GiB = 65,536 MiB) less 2 GiB for what is
+# not the jobs' (the OS, Docker, the ECS agent: ECS registers less memory than the instance has). A job asking for
+# more than its instances register waits RUNNABLE; the watch says so (STUCK).
+DEFAULT_MAX_MEMORY = 63488
+
+
+def max_memory_flag() -> Any:
+    return flag(
+        DEFAULT_MAX_MEMORY,
+        metavar="MIB",
+        low=4,
+        help="A job killed for memory (out of memory on AWS Batch) is submitted again once, with twice its memory "
+        "up to this many MiB (default: an m5.4xlarge's 64 GiB less 2 GiB for ECS and the OS), by --wait or --resume.",
+    )
+
+
+def memory_conflicts(memory: int | None, max_memory: int | None) -> list[str]:
+    if memory is not None and max_memory is not None and max_memory < memory:
+        return [f"--max-memory {max_memory} is less than --memory {memory}: give --max-memory at least --memory"]
+    return []
+
+
 def tiledb_config_flag() -> Any:
     return flag(
         None, metavar="K=V,...", check=parse_tiledb_config, help="TileDB config parameters passed to tiledbvcf."
@@ -196,6 +218,7 @@ class IngestOptions:
     tiledb_config: str | None = tiledb_config_flag()
     vcpus: int = flag(16, metavar="N", low=1, help="vCPUs of each ingestion job.")
     memory: int = flag(61440, metavar="MIB", low=4, help="Memory (MiB) of each ingestion job.")
+    max_memory: int = max_memory_flag()
     threads: int | None = flag(None, metavar="N", low=1, help="tiledbvcf store threads (default: --vcpus).")
     scratch_path: str | None = scratch_path_flag(  # None: the executor's default
         "Scratch directory inside the container (the job definition's mount point)."
@@ -253,7 +276,7 @@ class IngestOptions:
 
     def conflicts(self) -> list[str]:
         """Options that say the opposite of each other."""
-        found = []
+        found = memory_conflicts(self.memory, self.max_memory)
         if self.replace and self.skip_existing:
             found.append("--replace and --skip-existing say the opposite: give one of them")
         if self.replace and self.register:
@@ -323,6 +346,7 @@ class ExportOptions:
     tiledb_config: str | None = tiledb_config_flag()
     vcpus: int = flag(4, metavar="N", low=1, help="vCPUs of each export job.")
     memory: int = flag(15000, metavar="MIB", low=4, help="Memory (MiB) of each export job.")
+    max_memory: int = max_memory_flag()
     scratch_path: str | None = scratch_path_flag(  # None: the executor's default
         "Existing directory inside the container where files are written before upload."
     )
@@ -339,7 +363,7 @@ class ExportOptions:
 
     def conflicts(self) -> list[str]:
         """Options that go only with others, or not with them."""
-        found = []
+        found = memory_conflicts(self.memory, self.max_memory)
         if self.output_format == "t" and self.tsv_fields == ():
             found.append("--output-format t needs --tsv-fields: name the table's columns, e.g. --tsv-fields "
                          "SAMPLE,CHR,POS,REF,ALT,F:GT")  # fmt: skip

@@ -12,13 +12,14 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, fields, replace
 from typing import Any
 
-from .commands import redact_config
+from .commands import redact_config, store_resources
 from .dataset import DatasetReader, DatasetView, dataset_identity, registry_of
 from .executors.base import Executor
 from .headercheck import check_headers, readable
 from .headers import new_header_problems
 from .inputs import InputError, Sample
 from .ledger import SUCCEEDED, Ledger, dataset_ledger, job_states, resume_batches, skip_known_samples
+from .oom import resumed_memory
 from .options import ExportOptions, IngestOptions
 from .plan import (
     CONSOLIDATE,
@@ -185,8 +186,8 @@ def ingest(
     if not batches:
         return Prepared(None, [*notes, "Nothing to ingest: no job submitted"], {}, blocked=blocked)
     marker = dataset_index(opts.metadata_s3, opts.dataset_uri).child(f"{run_id}.json")
-    plan = plan_ingest(opts, batches, run_id, run_prefix, index_marker=marker, summary=[summary] if summary else [],
-                       replaces=replaces)  # fmt: skip
+    shown = [*([summary] if summary else []), store_resources(opts)]  # the plan's text, --dry-run and --verbose
+    plan = plan_ingest(opts, batches, run_id, run_prefix, index_marker=marker, summary=shown, replaces=replaces)
     uris = [uri for task in plan.tasks if task.stage.kind == "ingest" for uri in task.samples]
     names = {uri: names[uri] for uri in uris if uri in names}
     options = recorded_options(
@@ -337,11 +338,15 @@ def resume_run(
     # Asked of the executor that ran it: a Batch run resumed here must not read as finished.
     ran_it = executor_for(record)
     states = job_states(record, storage, ran_it)
+    failed = [key for key, state in states.items() if state != SUCCEEDED]
+    memory, killed = resumed_memory(record, failed, ran_it, opts.memory, opts.max_memory)
+    opts = replace(opts, memory=memory)
     batches = resume_batches(record, states, ran_it.resumed(record.jobs, storage))
     # Samples the run was to delete first (--replace): deleted again if that did not succeed, before their store.
     replaces = tuple(name for job in record.jobs if job.kind == DELETE and states[job.key] != SUCCEEDED
                      for name in job.samples)  # fmt: skip
     notes = ["--resume keeps the run's original manifests: --balance does not apply"] if opts.balance != "count" else []
+    notes += [killed] if killed else []
     jobs = sum(len(b.shares) + (b.register is not None) for b in batches)
     unconsolidated = [Stage.parse(job.stage).batch or 0 for job in record.jobs
                       if job.kind == CONSOLIDATE and states[job.key] != SUCCEEDED]  # fmt: skip

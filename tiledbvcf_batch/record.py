@@ -339,6 +339,7 @@ def checked_job(data: Any, number: int) -> RecordedJob:
         index=value_of(data, "index", int, where=where, required=False),
         done=text_of(data, "done", where=where, required=False),
         bytes=value_of(data, "bytes", int, where=where, required=False),
+        resubmitted=data["resubmitted"] if isinstance(data.get("resubmitted"), dict) else None,
     )
 
 

@@ -52,6 +52,11 @@ class Report:
     combined_export: bool = False  # files of several samples (--merge, -O t): no_records names files
     forgotten: int = 0  # jobs the executor no longer knows
     forgotten_judged: str = ""  # what is known of them all the same
+    memory_resubmitted: int = 0  # jobs killed for memory and submitted again (oom.py)
+    memory_resubmitted_mib: int = 0  # with how much memory, at most
+    memory_killed: int = 0  # jobs whose last attempt was killed for memory: not submitted again
+    memory_limit: int = 0  # the run's --max-memory
+    memory_enforced: bool = True  # the executor holds jobs to their --memory (else more would not help)
 
     @property
     def cost(self) -> float:
@@ -140,6 +145,7 @@ def build_report(
     exports: ExportCheck | None = None,
     *,
     host_lost: Callable[[Attempt], bool] = never,
+    killed_for_memory: Callable[[Attempt], bool] = never,
 ) -> Report:
     """The documented figures, plus per-stage durations, lost hosts (``host_lost``: the executor's) and samples.
 
@@ -159,7 +165,13 @@ def build_report(
         failed=failed_jobs(descriptions, followers(record, by_id(descriptions)) if record else set()),
         spot_interruptions=sum(1 for a in attempts for x in a if host_lost(x)),
     )
+    report.memory_killed = sum(1 for d in descriptions if d["status"] == "FAILED" and d.get("attempts")
+                               and killed_for_memory(d["attempts"][-1]))  # fmt: skip
     if record is not None:
+        resubmitted = [job.resubmitted for job in record.jobs if job.resubmitted and job.resubmitted.get("killed")]
+        report.memory_resubmitted = len(resubmitted)
+        report.memory_resubmitted_mib = max((int(r.get("memory", 0)) for r in resubmitted), default=0)
+        report.memory_limit = int(record.options.get("max_memory") or 0)
         report.stages = stage_durations(record, by_id(descriptions))
         if record.kind == "ingest":
             stores = [job for job in record.jobs if job.kind == "ingest"]
@@ -206,6 +218,7 @@ def format_report(report: Report, words: Words) -> list[str]:
             f"- {report.forgotten} jobs are no longer known to {words.name} (it {words.forgets})"
             f"{report.forgotten_judged}."
         )
+    lines += memory_lines(report)
     own = [failure for failure in report.failed if failure.get("cause") != "dependency"]
     for failure in own[:MAX_LISTED_FAILED]:
         lines.append(f"FAILED job {failure['job_id']} ({failure['name']}): {printable(failure['reason'])}")
@@ -233,6 +246,23 @@ def format_report(report: Report, words: Words) -> list[str]:
         lines.append(
             f"MISSING {len(missing)} of {report.exports_expected} exported files at {report.export_dest}: {shown}{more}"
         )
+    return lines
+
+
+def memory_lines(report: Report) -> list[str]:
+    """Jobs killed for memory: submitted again with more (--wait), or not, and why."""
+    lines = []
+    if report.memory_resubmitted:
+        lines.append(f"- {report.memory_resubmitted} jobs were killed for memory and resubmitted with "
+                     f"{report.memory_resubmitted_mib} MiB.")  # fmt: skip
+    if report.memory_killed and not report.memory_enforced:
+        lines.append(f"- {report.memory_killed} jobs were killed for memory: the machine gave them less than they "
+                     "used (their failures below say what to change).")  # fmt: skip
+    elif report.memory_killed:
+        cap = f" ({report.memory_limit} MiB)" if report.memory_limit else ""
+        lines.append(f"- {report.memory_killed} jobs were killed for memory and not resubmitted: a job is resubmitted "
+                     f"once, with twice its memory up to --max-memory{cap}, while --wait watches; --resume the run "
+                     "to give its jobs twice the memory.")  # fmt: skip
     return lines
 
 
@@ -409,8 +439,10 @@ def finish_report(
     latest, judged = judge_forgotten(record, latest, storage, executor)
     descriptions = [latest[i] for i in record.job_ids() if i in latest]
     exports = check_exports(record, storage) if record.kind == "export" else None
-    report = build_report(descriptions, instance_price, record, exports, host_lost=executor.host_lost)
+    report = build_report(descriptions, instance_price, record, exports, host_lost=executor.host_lost,
+                          killed_for_memory=executor.killed_for_memory)  # fmt: skip
     report.forgotten, report.forgotten_judged = lost, judged
+    report.memory_enforced = executor.enforces_memory()
     dependents = {failure["job_id"] for failure in report.failed if failure["cause"] == "dependency"}
     failures = diagnose_failures(executor, descriptions, log_lines, dependents) if report.failed else []
     lines = format_report(report, executor.words) + format_failures(failures)

@@ -6,7 +6,8 @@ which may add jobs of its own (AWS Batch's barrier jobs) or run several tasks as
 jobs). Job states and attempts are described in the shape of AWS Batch's DescribeJobs
 (``JobDescription``), the subset the domain reads: those status words are the seam's own.
 What a status or a reason *means* on one executor (a lost host, a job that will never start),
-and how its texts name it, each executor says itself (``Words``, ``explain``, ``host_lost``).
+and how its texts name it, each executor says itself (``Words``, ``explain``, ``host_lost``,
+``killed_for_memory``).
 """
 
 from __future__ import annotations
@@ -206,6 +207,14 @@ class Executor(Protocol):
 
     def host_lost(self, attempt: Attempt) -> bool:
         """Whether an attempt ended because its host went away (then it is retried whatever --retries says)."""
+        return False
+
+    def killed_for_memory(self, attempt: Attempt) -> bool:
+        """Whether an attempt was killed for using more memory than it had."""
+        return False
+
+    def enforces_memory(self) -> bool:
+        """Whether a job gets no more than its --memory (then one killed for memory may be given more)."""
         return False
 
     def cancel(self, ids: Sequence[str], reason: str) -> CancelOutcome:

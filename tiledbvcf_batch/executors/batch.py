@@ -48,6 +48,9 @@ from .base import (
     order_problems,
 )
 from .batch_setup import (
+    CAPACITY_ADVICE,
+    MISCONFIGURATION_ADVICE,
+    MISCONFIGURATION_DEFAULT,
     RUN_TAG,
     BatchOptions,
     check_job_definition,
@@ -66,6 +69,8 @@ JOB_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,127}$")
 # When --retries is 1, jobs still get this many attempts, but only for host loss (Spot).
 HOST_LOSS_ATTEMPTS = 3
 HOST_LOSS_REASON = "Host EC2"  # how an attempt's statusReason begins when its instance went away
+# An attempt past its memory: "OutOfMemoryError: Container killed due to memory usage", exit code 137 (SIGKILL).
+OUT_OF_MEMORY = "OutOfMemoryError"
 # Barrier jobs' stage: their records have spelled it "gate" since the first release.
 BARRIER = "gate"
 # ``tiledbvcf --version`` does nothing and exits 0 on every release: a barrier job's command.
@@ -80,21 +85,6 @@ WORDS = Words(
     detached="on AWS Batch",
     stop_by_hand="aws batch terminate-job",
     host_loss=f"Spot interruptions ({HOST_LOSS_REASON} ...)",
-)
-# A RUNNABLE job's reason "MISCONFIGURATION:CODE - text" means it will never start: the advice follows the code.
-MISCONFIGURATION_ADVICE = {
-    "COMPUTE_ENVIRONMENT_MAX_RESOURCE": "the job asks for more vCPUs or memory than any instance of the "
-    "compute environment has: lower --vcpus/--memory or allow larger instance types",
-    "JOB_RESOURCE_REQUIREMENT": "no instance type of the compute environment fits the job's resources: "
-    "lower --vcpus/--memory or change the allowed instance types",
-    "SERVICE_ROLE_PERMISSIONS": "the Batch service role lacks permissions: check the compute "
-    "environment's service role",
-}
-MISCONFIGURATION_DEFAULT = "check the compute environment, its service role and the job's resources"
-# A RUNNABLE job's reason "CAPACITY:..." often clears by itself (instances being launched).
-CAPACITY_ADVICE = (
-    "the compute environment cannot get instances; consider other instance types, On-Demand instead of Spot, "
-    "or another Availability Zone"
 )
 
 
@@ -372,6 +362,13 @@ class BatchExecutor(Executor):
 
     def host_lost(self, attempt: Attempt) -> bool:
         return attempt.get("statusReason", "").startswith(HOST_LOSS_REASON)
+
+    def killed_for_memory(self, attempt: Attempt) -> bool:
+        reasons = (attempt.get("statusReason", ""), attempt.get("container", {}).get("reason", ""))
+        return any(OUT_OF_MEMORY in reason for reason in reasons)
+
+    def enforces_memory(self) -> bool:
+        return True  # the job's MEMORY is its container's hard limit
 
     def log_tail(self, job: JobDescription, attempt: Attempt, lines: int) -> LogTail | None:
         stream = attempt.get("container", {}).get("logStreamName")

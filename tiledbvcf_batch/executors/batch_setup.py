@@ -99,3 +99,20 @@ def jobs_named(batch: Any, job_queue: str, name: str) -> list[str]:
         if not page.get("nextToken"):
             return ids
         request["nextToken"] = page["nextToken"]
+
+
+# A RUNNABLE job's reason "MISCONFIGURATION:CODE - text" means it will never start: the advice follows the code.
+MISCONFIGURATION_ADVICE = {
+    "COMPUTE_ENVIRONMENT_MAX_RESOURCE": "the job asks for more vCPUs or memory than any instance of the "
+    "compute environment has: lower --vcpus/--memory or allow larger instance types",
+    "JOB_RESOURCE_REQUIREMENT": "no instance type of the compute environment fits the job's resources: "
+    "lower --vcpus/--memory or change the allowed instance types",
+    "SERVICE_ROLE_PERMISSIONS": "the Batch service role lacks permissions: check the compute "
+    "environment's service role",
+}
+MISCONFIGURATION_DEFAULT = "check the compute environment, its service role and the job's resources"
+# A RUNNABLE job's reason "CAPACITY:..." often clears by itself (instances being launched).
+CAPACITY_ADVICE = (
+    "the compute environment cannot get instances; consider other instance types, On-Demand instead of Spot, "
+    "or another Availability Zone"
+)

@@ -68,6 +68,9 @@ class RecordedJob:
     done: str | None = None
     # The bytes of its samples (an ingestion job's inputs, as listed before it was submitted); None when not known.
     bytes: int | None = None
+    # Killed for memory and submitted again (oom.py): {"job_id": the killed job's id, "memory": the new MiB}.
+    # ``job_id`` is then the new job's, so that status and report follow it.
+    resubmitted: dict[str, Any] | None = None
 
     @property
     def kind(self) -> str:
@@ -90,7 +93,7 @@ class RecordedJob:
 
     def to_json(self) -> dict[str, Any]:
         document = asdict(self)
-        for key in ("array", "index", "done", "bytes"):  # a per-job run's record keeps the keys it always had
+        for key in ("array", "index", "done", "bytes", "resubmitted"):  # a per-job run's record keeps the keys it had
             if document[key] is None:
                 del document[key]
         return document

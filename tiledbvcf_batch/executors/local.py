@@ -53,7 +53,7 @@ from .base import (
 )
 from .jobs import Job
 from .local_setup import LocalOptions, checked_tiledbvcf, default_parallel, scratch_problems
-from .local_state import JOB_VARIABLE, attempt_lines, orphaned, write_state
+from .local_state import JOB_VARIABLE, KILLED_FOR_MEMORY, attempt_lines, orphaned, out_of_memory, write_state
 
 ENTRYPOINT = Path(__file__).resolve().parents[2] / "image" / "entrypoint.py"
 CANCEL_MARKER = "cancel"
@@ -247,14 +247,16 @@ class LocalExecutor(Executor):
             attempt = description["attempts"][-1]
             attempt["stoppedAt"] = now_ms()
             attempt["container"]["exitCode"] = code
-            attempt["statusReason"] = f"tiledbvcf exited with {code}"
+            # A job being stopped (no attempts left) was killed by us, not for memory.
+            killed = self._attempts[job_id] > 0 and out_of_memory(code, Path(attempt["container"]["logStreamName"]))
+            attempt["statusReason"] = f"tiledbvcf exited with {code}" + (f", {KILLED_FOR_MEMORY}" if killed else "")
             if code == 0:
                 description["status"] = "SUCCEEDED"
             elif len(description["attempts"]) < self._attempts[job_id]:
                 description["status"] = "RUNNABLE"  # retried: store --resume skips what is written
             else:
                 description["status"] = "FAILED"
-                description["statusReason"] = f"tiledbvcf exited with {code} (see its log)"
+                description["statusReason"] = f"{attempt['statusReason']} (see its log)"
             self._save(job_id)
 
     def _fail_dependents(self) -> None:
@@ -379,6 +381,9 @@ class LocalExecutor(Executor):
     def interrupted(self, ids: Sequence[str]) -> CancelOutcome | None:
         """Ctrl-C: a local run cannot outlive its process, so the jobs this process runs are stopped."""
         return self.stop(ids, "interrupted (Ctrl-C or SIGTERM)") if self._jobs else None
+
+    def killed_for_memory(self, attempt: Attempt) -> bool:
+        return KILLED_FOR_MEMORY in attempt.get("statusReason", "")
 
     def log_tail(self, job: JobDescription, attempt: Attempt, lines: int) -> LogTail | None:
         stream = attempt.get("container", {}).get("logStreamName")

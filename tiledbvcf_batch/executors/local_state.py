@@ -55,3 +55,30 @@ def orphaned(description: dict[str, Any], state_path: str | None = None) -> JobD
         description["status"] = "FAILED"
         description["statusReason"] = f"the process that ran it (pid {owner}) ended before it did"
     return description  # type: ignore[return-value]
+
+
+# A local job killed for memory: SIGKILL (the kernel's out-of-memory killer, or a container's limit) ends the
+# entrypoint's exec'd tiledbvcf (-9) or its child (the entrypoint exits 128 + 9); under an address-space limit
+# (prlimit --as) tiledbvcf 0.40.3 aborts on std::bad_alloc instead (SIGABRT, measured). No --memory is enforced
+# here: the job's --memory only sizes what tiledbvcf asks for (store's -m).
+SIGKILLED = (-9, 137)
+ABORTED = (-6, 134)
+KILLED_FOR_MEMORY = (
+    "killed for memory: this machine (or a limit put on it) gave the job less memory than it used. Give it more, "
+    "or have tiledbvcf ask for less: --memory no more than the job can have (store's budget, -m, is derived from "
+    "it), fewer --threads, a smaller --sample-batch-size, fewer jobs at a time (--max-parallel)"
+)
+
+
+def out_of_memory(code: int, log: Path) -> bool:
+    """Whether a local job's exit ``code`` (its log at ``log``) says it was killed for memory."""
+    if code in SIGKILLED:
+        return True
+    if code not in ABORTED:
+        return False
+    try:
+        with log.open("rb") as file:
+            file.seek(max(0, log.stat().st_size - 4096))
+            return b"std::bad_alloc" in file.read()
+    except OSError:
+        return False
