@@ -179,8 +179,11 @@ def is_object(s3: Any, prefix: S3Uri) -> bool:
     return True
 
 
-def suffix_of(name: str, suffixes: Sequence[str]) -> str | None:
+def suffix_of(name: str, suffixes: tuple[str, ...]) -> str | None:
+    """The suffix of ``suffixes`` (in any case) that ``name`` ends with, the first that does; None if none."""
     lowered = name.lower()
+    if not lowered.endswith(suffixes):  # one test in C for the many that end with none
+        return None
     return next((suffix for suffix in suffixes if lowered.endswith(suffix) and len(name) > len(suffix)), None)
 
 
@@ -204,35 +207,29 @@ def classify(
     """
     reasons: dict[str, str] = {}
     data, indexes = [], []
+    stems: dict[str, str] = {}  # every data file's path without its suffix (a/S1.vcf.gz: a/S1), computed once
     for path in sorted(files):
-        kind = "index" if suffix_of(path, INDEX_SUFFIXES) else "data" if suffix_of(path, DATA_SUFFIXES) else None
-        why = chosen(path, include, exclude) if kind != "index" else None
-        if why is None and kind is None:
-            why = NOT_A_SAMPLE
+        index = path.lower().endswith(INDEX_SUFFIXES)
+        suffix = None if index else suffix_of(path, DATA_SUFFIXES)
+        if suffix is not None:
+            stems[path] = path[: -len(suffix)]
+        why = None if index else chosen(path, include, exclude) or (NOT_A_SAMPLE if suffix is None else None)
         if why is not None:
             reasons[path] = why
-        elif kind == "data":
-            data.append(path)
         else:
-            indexes.append(path)
-    data = same_sample(data, reasons)
-    pairs = pair_indexes(data, indexes, files, reasons)
+            (indexes if index else data).append(path)
+    data = same_sample(data, stems, reasons)
+    pairs = pair_indexes(data, indexes, files, stems, reasons)
     samples = [Sample(base + path, base + pairs[path] if pairs.get(path) else None) for path in data]
     unindexed = [base + path for path in data if path not in pairs]
     return samples, [LeftOut(base + path, reasons[path]) for path in sorted(reasons)], unindexed
 
 
-def stem_of(path: str) -> str:
-    """The file's path without its data suffix (``a/S1.vcf.gz``: ``a/S1``)."""
-    suffix = suffix_of(path, DATA_SUFFIXES) or ""
-    return path[: len(path) - len(suffix)]
-
-
-def same_sample(data: list[str], reasons: dict[str, str]) -> list[str]:
+def same_sample(data: list[str], stems: dict[str, str], reasons: dict[str, str]) -> list[str]:
     """The data files whose name no other has; the others get their reason."""
     by_name: dict[str, list[str]] = defaultdict(list)
     for path in data:
-        by_name[stem_of(path).rpartition("/")[2]].append(path)
+        by_name[stems[path].rpartition("/")[2]].append(path)
     for name, paths in by_name.items():
         if len(paths) > 1:
             for path in paths:
@@ -240,13 +237,17 @@ def same_sample(data: list[str], reasons: dict[str, str]) -> list[str]:
     return [path for path in data if path not in reasons]
 
 
-def pair_indexes(data: list[str], indexes: list[str], files: Mapping[str, int], reasons: dict[str, str]) -> dict:
+def pair_indexes(
+    data: list[str], indexes: list[str], files: Mapping[str, int], stems: dict[str, str], reasons: dict[str, str]
+) -> dict[str, str]:
     """Each data file's index: "" where one lies beside it (``<file>.csi``/``.tbi``, which tiledbvcf finds), else a
     ``<stem>.csi``/``.tbi`` to name after a TAB; the indexes of no sample get their reason."""
     kept = set(data)
-    by_stem = {stem_of(path): path for path in files if suffix_of(path, DATA_SUFFIXES)}
+    by_stem = {stem: path for path, stem in stems.items()}
     pairs: dict[str, str] = {path[:-4]: "" for path in indexes if path[:-4] in kept}
     for index in indexes:
+        if index[:-4] in pairs:  # beside its sample: the common case, settled above
+            continue
         owner = index[:-4] if index[:-4] in files else by_stem.get(index[:-4])
         if owner is None:
             reasons[index] = ORPHAN_INDEX
@@ -254,10 +255,9 @@ def pair_indexes(data: list[str], indexes: list[str], files: Mapping[str, int], 
             reasons[index] = INDEX_OF_LEFT_OUT.format(data=owner)
         elif owner not in pairs:
             pairs[owner] = index
-        elif pairs[owner] != "" and index[:-4] != owner:
-            reasons[index] = SECOND_INDEX.format(data=owner, used=pairs[owner])
-        elif index[:-4] != owner:
-            reasons[index] = SECOND_INDEX.format(data=owner, used="the index beside it")
+        else:
+            used = pairs[owner] or "the index beside it"
+            reasons[index] = SECOND_INDEX.format(data=owner, used=used)
     return pairs
 
 

@@ -19,15 +19,22 @@ from .s3listing import WORKERS, listing_client, page_items
 
 # Just below every key that starts with a given text: no key holds this code point (UTF-8 order is code point order).
 HIGHEST = "\U0010ffff"
+PAGE = 1000  # keys of a full ListObjectsV2 page
 CLASSES = ("0123456789", "abcdefghijklmnopqrstuvwxyz", "ABCDEFGHIJKLMNOPQRSTUVWXYZ")
 
 
 @dataclass(frozen=True)
 class Piece:
-    """Keys after ``after`` and before ``before`` (None: to the end of the prefix)."""
+    """Keys after ``after`` and before ``before`` (None: to the end of the prefix), listed under ``prefix``.
+
+    ``prefix`` is what every key of the piece starts with: a piece that holds the keys of one
+    counter value (``S001``) is listed under it, so that S3 says when it is done (no IsTruncated),
+    and a full last page costs no call more.
+    """
 
     after: str
     before: str | None
+    prefix: str
 
 
 @dataclass
@@ -46,40 +53,55 @@ def successors(char: str) -> str:
     return ""
 
 
-def split_points(first: str, last: str, before: str | None, prefix: str) -> list[str]:
-    """Where to cut the rest of a range whose full page went from ``first`` to ``last``.
+def split_points(first: str, last: str, before: str | None, prefix: str, keys: int = PAGE) -> list[str]:
+    """Where to cut the rest of a range whose full page of ``keys`` keys went from ``first`` to ``last``.
 
     Why few calls: keys are counted, and their counters show in a page. The page's keys agree up to
     position ``varies`` (their common start) and run through values of the character there. So the
     keys after ``last`` begin with the next values of that character (``S0005`` after a page ending
     at ``S0004…``), or of a digit before it, each a counter that carries (``S001``, ``S01``,
-    ``batch001/``…). A cut at each such value gives pieces of about one counter value each, which
-    are of the sizes the page shows (a few pages each, or sub-counters cut again): the pieces cover
+    ``batch001/``…). A cut at each value of the digits before ``varies`` gives pieces of one counter
+    value each (a few pages each, or sub-counters cut again when their first page shows them), each
+    listed under its own prefix, so that S3 says where it ends; the values of ``varies`` itself are
+    grouped into pieces of about a page, as many as the page shows a value to hold. The pieces cover
     the rest exactly, so nothing is missed, and most of them hold keys, so listing them costs about
-    one call a page plus a few empty pieces (the values beyond the last counter's). Letters before
-    ``varies`` are words (``batch``, ``cohort``), not counters: no cut there.
+    one call a page, plus the empty pieces of the values a counter never reaches (``S5``… when the
+    samples stop at ``S4``). Letters before ``varies`` are words (``batch``, ``cohort``), not
+    counters: no cut there.
     """
     start = len(os.path.commonprefix([last, before])) if before is not None else len(prefix)  # noqa: RUF071
     varies = len(os.path.commonprefix([first, last]))  # noqa: RUF071
     points = []
     for position in range(start, min(varies, len(last) - 1) + 1):
-        char = last[position]
-        if position < varies and not char.isdigit():
-            continue
-        points += [last[:position] + after for after in successors(char)]
+        values = successors(last[position])
+        if position < varies and last[position].isdigit() and values:
+            # Each value, and the end of the class: the last value's piece is listed under its own prefix too.
+            points += [last[:position] + value for value in values + chr(ord(values[-1]) + 1)]
+        elif position == varies and values:
+            seen = ord(last[varies]) - ord(first[varies]) + 1 if len(first) > varies else 1
+            group = max(1, round(PAGE * seen / keys))  # values of about a page
+            points += [last[:position] + value for value in values[group - 1 :: group]]
     return sorted(point for point in set(points) if point > last and (before is None or point < before))
 
 
-def pieces_after(first: str, last: str, before: str | None, prefix: str) -> list[Piece]:
+def pieces_after(first: str, last: str, before: str | None, prefix: str, keys: int = PAGE) -> list[Piece]:
     """The rest of a range after its full page, cut at ``split_points``: contiguous, together all of it."""
-    points = split_points(first, last, before, prefix)
-    starts = [last, *(point[:-1] + chr(ord(point[-1]) - 1) + HIGHEST for point in points)]
-    return [Piece(after, end) for after, end in zip(starts, [*points, before], strict=True)]
+    points = split_points(first, last, before, prefix, keys)
+    pieces = []
+    for start, end in zip([last, *points], [*points, before], strict=True):
+        # Keys from ``start`` (after it, for ``last``) to ``end`` all begin with what the two have in common,
+        # and with ``start`` itself where ``end`` is the next value of its last character.
+        common = os.path.commonprefix([start, end]) if end is not None else prefix  # noqa: RUF071
+        if end is not None and end == start[:-1] + chr(ord(start[-1]) + 1):
+            common = start
+        after = start if start == last else start[:-1] + chr(ord(start[-1]) - 1) + HIGHEST
+        pieces.append(Piece(after, end, common))
+    return pieces
 
 
 def list_piece(s3: Any, bucket: str, prefix: str, piece: Piece) -> tuple[list[tuple[str, int]], list[Piece]]:
     """One page of ``piece``: its keys, and the pieces its rest is cut in (none once the piece is listed)."""
-    args = {"Bucket": bucket, "Prefix": prefix}
+    args = {"Bucket": bucket, "Prefix": piece.prefix}
     if piece.after:
         args["StartAfter"] = piece.after
     page = s3.list_objects_v2(**args)
@@ -87,7 +109,7 @@ def list_piece(s3: Any, bucket: str, prefix: str, piece: Piece) -> tuple[list[tu
     kept = [item for item in items if piece.before is None or item[0] < piece.before]
     if len(kept) < len(items) or not page.get("IsTruncated") or not items:
         return kept, []
-    return kept, pieces_after(items[0][0], items[-1][0], piece.before, prefix)
+    return kept, pieces_after(items[0][0], items[-1][0], piece.before, prefix, len(items))
 
 
 def list_prefix(s3: Any, bucket: str, prefix: str, workers: int = WORKERS) -> Listing:
@@ -108,7 +130,7 @@ def pieces_listed(
 ) -> Iterator[list[tuple[str, int]]]:
     """The keys of each page as it comes, the pieces its rest was cut in submitted at once."""
     running: set[Future[tuple[list[tuple[str, int]], list[Piece]]]] = {
-        pool.submit(list_piece, s3, bucket, prefix, Piece("", None))
+        pool.submit(list_piece, s3, bucket, prefix, Piece("", None, prefix))
     }
     listing.calls += 1
     while running:
