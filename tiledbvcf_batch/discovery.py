@@ -206,7 +206,8 @@ def classify(
     the sample is the user's choice, and tiledbvcf would refuse the second of one sample name.
     """
     reasons: dict[str, str] = {}
-    data, indexes = [], []
+    data: list[str] = []
+    indexes: list[str] = []
     stems: dict[str, str] = {}  # every data file's path without its suffix (a/S1.vcf.gz: a/S1), computed once
     for path in sorted(files):
         index = path.lower().endswith(INDEX_SUFFIXES)
