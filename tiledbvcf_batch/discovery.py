@@ -66,7 +66,7 @@ class Discovered:
             "source": str(self.source),
             "files": self.files,
             "list_calls": self.calls,
-            "samples": len(self.samples),
+            "samples": [sample.manifest_line() for sample in self.samples],  # "<uri>", or "<uri><TAB><index>"
             "without_index": list(self.unindexed),
             "left_out": [left.document() for left in self.left_out],
         }

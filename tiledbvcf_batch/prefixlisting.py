@@ -72,15 +72,18 @@ def split_points(first: str, last: str, before: str | None, prefix: str, keys: i
     start = len(os.path.commonprefix([last, before])) if before is not None else len(prefix)  # noqa: RUF071
     varies = len(os.path.commonprefix([first, last]))  # noqa: RUF071
     points = []
-    for position in range(start, min(varies, len(last) - 1) + 1):
-        values = successors(last[position])
-        if position < varies and last[position].isdigit() and values:
-            # Each value, and the end of the class: the last value's piece is listed under its own prefix too.
-            points += [last[:position] + value for value in values + chr(ord(values[-1]) + 1)]
-        elif position == varies and values:
-            seen = ord(last[varies]) - ord(first[varies]) + 1 if len(first) > varies else 1
-            group = max(1, round(PAGE * seen / keys))  # values of about a page
-            points += [last[:position] + value for value in values[group - 1 :: group]]
+    if varies < len(last) and successors(last[varies]):
+        values = successors(last[varies])
+        seen = ord(last[varies]) - ord(first[varies]) + 1 if len(first) > varies else 1
+        group = max(1, round(PAGE * seen / keys))  # values of about a page
+        points += [last[:varies] + value for value in values[group - 1 :: group]]
+    carry = next((p for p in range(varies - 1, start - 1, -1) if last[p].isdigit() and successors(last[p])), None)
+    if carry is not None:
+        # Each value of the digit that carries, and the end of its class: the last value's piece is listed
+        # under its own prefix too, and what follows (the next values of the digits before it) is one piece,
+        # cut in turn when its first page shows them.
+        values = successors(last[carry])
+        points += [last[:carry] + value for value in values + chr(ord(values[-1]) + 1)]
     return sorted(point for point in set(points) if point > last and (before is None or point < before))
 
 
