@@ -244,6 +244,26 @@ def test_a_prefix_with_no_sample_says_why_and_spends_nothing(aws, run_ingest):
     assert "Contents" not in aws.s3.list_objects_v2(Bucket="bucket2-name")  # nothing written
 
 
+def test_a_submission_json_carries_the_discovery_and_quiet_keeps_it_off_stderr(aws, run_ingest):
+    local_aws.put_samples(2)
+    aws.s3.put_object(Bucket=BUCKET, Key="samples/notes.txt", Body=b"x")
+    result = run_ingest("--dataset-uri", "s3://my-bucketname/ds", "--samples", f"s3://{BUCKET}/samples/",
+                        "--metadata-s3", "bucket2-name", "--json", "--quiet")  # fmt: skip
+    assert result.exit_code == 0, result.stderr
+    assert "Found" not in result.stderr and "left out" not in result.stderr  # --quiet: in the JSON document only
+    document = json.loads(result.stdout)
+    assert document["discovery"]["samples"] == [f"s3://{BUCKET}/samples/1.bcf", f"s3://{BUCKET}/samples/2.bcf"]
+    assert document["discovery"]["left_out"] == [
+        {"uri": f"s3://{BUCKET}/samples/notes.txt",
+         "reason": "a file type not ingestible: samples are .vcf.gz, .vcf.bgz, .bcf or .vcf files"}
+    ]  # fmt: skip
+    assert len(document["submitted"]["ingest-1"]) == 1
+    bucket, _, key = document["record"].removeprefix("s3://").partition("/")
+    options = json.loads(aws.text(bucket, key))["options"]
+    assert (options["samples"], options["include"], options["exclude"]) == (f"s3://{BUCKET}/samples/", [], [])
+    assert options["samples_count"] == 2
+
+
 def test_the_real_script_finds_the_samples_of_a_prefix_dry_run_json(moto_server, tmp_path):
     """batch-ingest.py --samples s3://bucket/prefix/ as a user runs it: the plan holds what was found."""
     local_aws.put_samples(3)  # s3://bucket-name/samples/{1,2,3}.bcf with their .csi
