@@ -28,7 +28,7 @@ from tiledbvcf_batch.discovery import (
     samples_source,
 )
 from tiledbvcf_batch.inputs import InputError, Sample
-from tiledbvcf_batch.prefixlisting import list_prefix, list_sequentially
+from tiledbvcf_batch.prefixlisting import Piece, list_prefix, list_sequentially, pieces_after, split_points
 from tiledbvcf_batch.storage import LocalPath, S3Uri
 
 BUCKET = "bucket-name"
@@ -177,6 +177,19 @@ def test_more_than_a_thousand_keys_are_all_found_in_pieces_listed_at_once(s3):
     assert 3 <= listing.calls <= 60
     found = discover(S3Uri(BUCKET, "delivery/"), s3)
     assert len(found.samples) == 1300 and found.left_out == () and found.calls == listing.calls
+
+
+def test_a_full_page_is_cut_at_its_counters_next_values():
+    """A page from S000000 to S000499: S0005-S0009 in one piece (a page, as the page shows), S001…S009 each."""
+    last = "p/S000499.vcf.gz.tbi"
+    points = split_points("p/S000000.vcf.gz", last, None, "p/", 1000)
+    assert points == ["p/S0009", *(f"p/S00{digit}" for digit in "123456789"), "p/S00:"]
+    pieces = pieces_after("p/S000000.vcf.gz", last, None, "p/", 1000)
+    assert pieces[0] == Piece(last, "p/S0009", "p/S000")
+    assert pieces[1] == Piece("p/S0008\U0010ffff", "p/S001", "p/S00")  # from p/S0009 on, until p/S001
+    assert pieces[2] == Piece("p/S000\U0010ffff", "p/S002", "p/S001")  # one counter value: under its own prefix
+    assert pieces[-2] == Piece("p/S008\U0010ffff", "p/S00:", "p/S009")  # the class's end makes the last one so too
+    assert pieces[-1] == Piece("p/S009\U0010ffff", None, "p/")  # S01 and on: one piece, cut by its first page
 
 
 class HeldListing:

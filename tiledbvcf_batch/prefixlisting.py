@@ -57,17 +57,17 @@ def split_points(first: str, last: str, before: str | None, prefix: str, keys: i
     """Where to cut the rest of a range whose full page of ``keys`` keys went from ``first`` to ``last``.
 
     Why few calls: keys are counted, and their counters show in a page. The page's keys agree up to
-    position ``varies`` (their common start) and run through values of the character there. So the
-    keys after ``last`` begin with the next values of that character (``S0005`` after a page ending
-    at ``S0004…``), or of a digit before it, each a counter that carries (``S001``, ``S01``,
-    ``batch001/``…). A cut at each value of the digits before ``varies`` gives pieces of one counter
-    value each (a few pages each, or sub-counters cut again when their first page shows them), each
-    listed under its own prefix, so that S3 says where it ends; the values of ``varies`` itself are
-    grouped into pieces of about a page, as many as the page shows a value to hold. The pieces cover
-    the rest exactly, so nothing is missed, and most of them hold keys, so listing them costs about
-    one call a page, plus the empty pieces of the values a counter never reaches (``S5``… when the
-    samples stop at ``S4``). Letters before ``varies`` are words (``batch``, ``cohort``), not
-    counters: no cut there.
+    position ``varies`` (their common start) and run through values of the character there; the
+    keys after ``last`` begin with its next values (``S0005`` after a page ending at ``S0004…``),
+    then with the next values of the digit before it, the counter that carries (``S001``, ``S002``…,
+    or ``batch001/``…). The values of ``varies`` are grouped into pieces of about a page, as many
+    values as the page shows one to hold; each value of the carrying digit is a piece of its own
+    (some pages, cut again by its own first page), listed under its own prefix so that S3 says
+    where it ends; what follows them (``S01``… and on) is one piece, cut in turn when its first page
+    shows its counters. The pieces cover the rest exactly, so nothing is missed whatever the names,
+    most of them hold keys, and an empty one costs one call: about one call a page, plus the values a
+    counter never reaches (``S005``… when a folder stops at ``S004``). Letters are words
+    (``batch``, ``cohort``), not counters, unless they are what varies in the page.
     """
     start = len(os.path.commonprefix([last, before])) if before is not None else len(prefix)  # noqa: RUF071
     varies = len(os.path.commonprefix([first, last]))  # noqa: RUF071
