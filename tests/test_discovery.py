@@ -99,6 +99,7 @@ def test_every_file_left_out_is_listed_with_its_reason(s3):
     put(s3, "README.txt", "S1.vcf.gz.md5", "S3.bam", "S3.bam.csi")  # not samples
     put(s3, "tmp/S4.vcf.gz", "tmp/S4.vcf.gz.csi")  # excluded
     s3.put_object(Bucket=BUCKET, Key="delivery/empty-folder/", Body=b"")  # a console's folder: no file
+    s3.put_object(Bucket=BUCKET, Key="delivery/x//S5.bcf", Body=b"x")  # the jobs would not reach it
     found = discover(S3Uri(BUCKET, "delivery/"), s3, exclude=("tmp/*",))
     assert found.samples == (Sample(f"{BASE}S1.vcf.gz"),)
     not_a_sample = "a file type not ingestible: samples are .vcf.gz, .vcf.bgz, .bcf or .vcf files"
@@ -115,9 +116,10 @@ def test_every_file_left_out_is_listed_with_its_reason(s3):
         "S3.bam.csi": "the index of a file left out (S3.bam)",
         "tmp/S4.vcf.gz": "excluded by --exclude tmp/*",
         "tmp/S4.vcf.gz.csi": "the index of a file left out (tmp/S4.vcf.gz)",
+        "x//S5.bcf": "an empty path segment (//) in its key, which the jobs do not reach as written",
     }
     lines = found.lines()
-    assert lines[0] == f"Found 1 samples under {BASE} (14 files, 1 list calls); 12 files left out:"
+    assert lines[0] == f"Found 1 samples under {BASE} (15 files, 1 list calls); 13 files left out:"
     assert f"  left out {BASE}README.txt: {not_a_sample}" in lines
     assert found.document()["left_out"][0] == {"uri": f"{BASE}README.txt", "reason": not_a_sample}
 
@@ -142,6 +144,8 @@ def test_what_samples_names_a_prefix_a_directory_or_a_samples_file(tmp_path):
     (tmp_path / "list.txt").write_text("s3://b/x.bcf\n")
     assert samples_source("s3://bucket-name/delivery", local=False) == S3Uri(BUCKET, "delivery/")
     assert samples_source("s3://bucket-name", local=False) == S3Uri(BUCKET, "")
+    with pytest.raises(InputError, match="has an empty path segment"):
+        samples_source("s3://bucket-name/a//b/", local=False)
     assert samples_source(str(tmp_path), local=True) == LocalPath(f"{tmp_path}/")
     assert samples_source(str(tmp_path / "list.txt"), local=True) is None
     assert samples_source("missing.txt", local=False) is None  # read as a samples file: it says it is missing

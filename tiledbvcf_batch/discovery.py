@@ -22,9 +22,9 @@ from typing import Any
 from botocore.exceptions import ClientError
 
 from .aws import error_code
-from .inputs import InputError, Sample
+from .inputs import InputError, Sample, parse_prefix
 from .prefixlisting import list_prefix
-from .storage import LocalPath, Location, S3Uri, parse_s3_uri
+from .storage import LocalPath, Location, S3Uri
 
 # Longest first: .vcf.gz before .vcf. ".vcf" and plain-gzip ".vcf.gz" files are kept to be refused (or repaired).
 DATA_SUFFIXES = (".vcf.gz", ".vcf.bgz", ".bcf", ".vcf")
@@ -37,6 +37,7 @@ NOT_A_SAMPLE = "a file type not ingestible: samples are .vcf.gz, .vcf.bgz, .bcf 
 ORPHAN_INDEX = "an index without its data file"
 INDEX_OF_LEFT_OUT = "the index of a file left out ({data})"
 SECOND_INDEX = "another index of {data} ({used} is used)"
+EMPTY_SEGMENT = "an empty path segment (//) in its key, which the jobs do not reach as written"
 SAME_SAMPLE = "two files of one sample ({stem}): also {other}; keep one with --exclude"
 
 
@@ -95,11 +96,7 @@ def samples_source(text: str, local: bool) -> Location | None:
     added to its key. A local path that is a directory is one, with the local executor only.
     """
     if text.startswith("s3://"):
-        try:
-            uri = parse_s3_uri(text.strip(), "--samples", need_key=False)
-        except ValueError as error:
-            raise InputError(str(error)) from None
-        return uri.as_prefix()
+        return parse_prefix(text, "--samples")  # an empty path segment (//) refused, as anywhere
     path = os.path.expanduser(text)
     if not os.path.isdir(path):
         return None
@@ -215,6 +212,8 @@ def classify(
         if suffix is not None:
             stems[path] = path[: -len(suffix)]
         why = None if index else chosen(path, include, exclude) or (NOT_A_SAMPLE if suffix is None else None)
+        if "//" in path or path.startswith("/"):
+            why = EMPTY_SEGMENT
         if why is not None:
             reasons[path] = why
         else:
