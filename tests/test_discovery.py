@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import random
 from bisect import bisect_right
+from dataclasses import replace
 from typing import Any
 
 import boto3
@@ -18,7 +19,7 @@ from moto import mock_aws
 
 import cohort
 import local_aws
-from conftest import INGEST, install_standin, invoke, listed, needs_tiledbvcf, run_script
+from conftest import INGEST, install_standin, invoke, listed, needs_tiledbvcf, recorded_run, run_script
 from samplefiles import bgzip_vcf
 from tiledbvcf_batch.discovery import (
     SHOWN_PER_REASON,
@@ -28,6 +29,7 @@ from tiledbvcf_batch.discovery import (
     samples_source,
 )
 from tiledbvcf_batch.inputs import InputError, Sample
+from tiledbvcf_batch.inventory import finish_commands
 from tiledbvcf_batch.prefixlisting import Piece, list_prefix, list_sequentially, pieces_after, split_points
 from tiledbvcf_batch.storage import LocalPath, S3Uri
 
@@ -279,6 +281,15 @@ def test_a_submission_json_carries_the_discovery_and_quiet_keeps_it_off_stderr(a
     options = json.loads(aws.text(bucket, key))["options"]
     assert (options["samples"], options["include"], options["exclude"]) == (f"s3://{BUCKET}/samples/", [], [])
     assert options["samples_count"] == 2
+
+
+def test_the_command_that_resumes_a_run_finds_its_samples_with_its_filters():
+    record = replace(recorded_run({"ingest-1": 1}), options={
+        "samples": f"s3://{BUCKET}/delivery/", "include": ["*.bcf"], "exclude": ["old/*", "tmp/*"],
+        "metadata_s3": "bucket2-name"})  # fmt: skip
+    resume, _ = finish_commands(record, record.target)
+    assert f"--samples s3://{BUCKET}/delivery/ --include '*.bcf' --exclude 'old/*' --exclude 'tmp/*' " in resume
+    assert resume.endswith("--resume ingest-r1")
 
 
 def test_the_real_script_finds_the_samples_of_a_prefix_dry_run_json(moto_server, tmp_path):
