@@ -135,8 +135,11 @@ def walk(directory: str) -> dict[str, int]:
     for root, _dirs, names in os.walk(directory):
         for name in names:
             path = os.path.join(root, name)
-            if os.path.isfile(path):
-                files[os.path.relpath(path, directory).replace(os.sep, "/")] = os.path.getsize(path)
+            try:
+                if os.path.isfile(path):
+                    files[os.path.relpath(path, directory).replace(os.sep, "/")] = os.path.getsize(path)
+            except FileNotFoundError:  # removed while walked
+                continue
     return files
 
 
@@ -163,8 +166,8 @@ def nothing_found(found: Discovered, s3: Any) -> str:
     if not found.files:
         return f"--samples {source} holds no file: give the prefix or directory where the VCF/BCF files are"
     return (
-        f"--samples {source}: none of its {found.files} files is a VCF/BCF sample to ingest (each is listed above "
-        "with its reason): check --include/--exclude, or give the prefix or directory where the samples are"
+        f"--samples {source}: none of its {found.files} files is a VCF/BCF sample to ingest (each is said on stderr "
+        "with its reason, unless --quiet): check --include/--exclude, or give the prefix or directory where the samples are"
     )
 
 
