@@ -167,7 +167,7 @@ def nothing_found(found: Discovered, s3: Any) -> str:
         return f"--samples {source} holds no file: give the prefix or directory where the VCF/BCF files are"
     return (
         f"--samples {source}: none of its {found.files} files is a VCF/BCF sample to ingest (each is said on stderr "
-        "with its reason, unless --quiet): check --include/--exclude, or give the prefix or directory where the samples are"
+        "with its reason, unless --quiet): check --include/--exclude, or give the prefix or directory of the samples"
     )
 
 
