@@ -8,7 +8,7 @@ import click
 
 import common
 import flags
-from tiledbvcf_batch import prepare
+from tiledbvcf_batch import discovery, prepare
 from tiledbvcf_batch.options import IngestOptions, flag
 
 
@@ -28,9 +28,9 @@ ORDER = (
     "dataset_uri", "samples", "metadata_s3", "job_queue", "job_definition", "attributes", "num_jobs", "region",
     "profile", "retries", "wait", "incremental", "register", "balance", "consolidate", "tiledb_config", "vcpus",
     "memory", "max_memory", "threads", "scratch_path", "scratch_size", "sample_batch_size", "check_headers",
-    "skip_existing",
-    "replace", "force_reingest", "resume", "executor", "max_parallel", "array_jobs", "tiledbvcf", "instance_price",
-    "keep_partial", "kms_key_id", "as_json", "log_lines", "report", "quiet", "verbose", "dry_run",
+    "skip_existing", "replace", "force_reingest", "include", "exclude", "resume", "executor", "max_parallel",
+    "array_jobs", "tiledbvcf", "instance_price", "keep_partial", "kms_key_id", "as_json", "log_lines", "report",
+    "quiet", "verbose", "dry_run",
 )  # fmt: skip
 
 
@@ -55,9 +55,11 @@ def main(**given: Any) -> None:
     The bucket specified with the --metadata-s3 argument is used to store a file for each job
     containing the list of samples the job should ingest.
     """
-    request, samples = flags.ingest_request(given, IngestTail)
+    request, given_samples = flags.ingest_request(given, IngestTail)
     session = common.Session.for_request(request)
     opts, tail = request.opts, request.tail
+    say = common.stderr_for(tail)
+    samples, found = discovery.samples_of(given_samples, session.clients.s3, opts.include, opts.exclude, say)
     prepared = prepare.ingest(
         session.complete(opts),
         samples,
@@ -67,8 +69,9 @@ def main(**given: Any) -> None:
         read_dataset=session.dataset_reader(opts.tiledb_config),
         resume=tail.resume,
         instance_price=session.instance_price,
-        say=common.stderr_for(tail),
+        say=say,
     )
+    prepared.discovery = found.document() if found is not None else None
     common.execute(prepared, session, tail)
 
 

@@ -177,19 +177,20 @@ def execute(prepared: Prepared, session: Session, tail: Tail) -> None:
     plan = prepared.plan
     as_json = tail.as_json
     say = stderr_for(tail)
+    found = {"discovery": prepared.discovery} if prepared.discovery is not None else {}  # --samples PREFIX
     # Every job is checked before anything is said or written: a refused job is bad input.
     jobs = submit.jobs_for(plan, session.executor) if plan is not None else []
     for note in prepared.notes:
         say(note)
     if plan is None:
         if as_json:
-            click.echo(json.dumps({"run_id": None, "submitted": {}, "notes": prepared.notes}, indent=1))
+            click.echo(json.dumps({"run_id": None, "submitted": {}, "notes": prepared.notes, **found}, indent=1))
         if prepared.blocked:
             sys.exit(EXIT_ONLY_FAILED_LEFT)
         return
     foreseen = plan_estimate(plan, prepared, session.instance_price)
     if tail.dry_run:
-        show_plan(plan, jobs, session.executor.where(), foreseen, as_json)
+        show_plan(plan, jobs, session.executor.where(), foreseen, as_json, found)
         return
     if tail.verbose:
         for line in describe_plan(plan, jobs, session.executor.where()):
@@ -201,7 +202,7 @@ def execute(prepared: Prepared, session: Session, tail: Tail) -> None:
     with session.executor.handling_signals() as received:  # a blocking executor's jobs stop with this process
         record, submitted = submit_run(plan, prepared, jobs, session, tail, say)
         if tail.wait or session.executor.blocks:  # nothing to detach from
-            extra = {"submitted": submitted}
+            extra = {"submitted": submitted, **found}
             try:
                 code = wait_and_report(
                     record, session, session.instance_price, tail.log_lines, as_json, extra, tail.quiet, hints, jobs,
@@ -221,7 +222,8 @@ def execute(prepared: Prepared, session: Session, tail: Tail) -> None:
     for line in what_next(record, hints):
         say(line)
     if as_json:
-        document = {"run_id": record.run_id, "kind": record.kind, "record": record.record, "submitted": submitted}
+        document = {"run_id": record.run_id, "kind": record.kind, "record": record.record, "submitted": submitted,
+                    **found}  # fmt: skip
         click.echo(json.dumps(document, indent=1))
 
 
@@ -253,10 +255,17 @@ def submit_run(
     return record, submitted
 
 
-def show_plan(plan: Plan, jobs: list[Job], where: str, foreseen: estimate.Estimate | None, as_json: bool) -> None:
-    """--dry-run: the plan and its estimate, as text or as one JSON document."""
+def show_plan(
+    plan: Plan,
+    jobs: list[Job],
+    where: str,
+    foreseen: estimate.Estimate | None,
+    as_json: bool,
+    extra: dict[str, Any] | None = None,
+) -> None:
+    """--dry-run: the plan and its estimate, as text or as one JSON document (with ``extra``)."""
     if as_json:
-        document = plan_document(plan, jobs, where)
+        document = plan_document(plan, jobs, where) | (extra or {})
         document["estimate"] = foreseen.document() if foreseen else None
         click.echo(json.dumps(document, indent=1))
         return

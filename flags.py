@@ -21,6 +21,7 @@ import click
 from tiledbvcf_batch import executors
 from tiledbvcf_batch.aws import parse_region
 from tiledbvcf_batch.commands import batch_size_problems
+from tiledbvcf_batch.discovery import filters_without_prefix, samples_source
 from tiledbvcf_batch.executors.base import Asked
 from tiledbvcf_batch.inputs import Problems, Sample, check_price, parse_report_file, read_samples_file
 from tiledbvcf_batch.options import (
@@ -34,6 +35,7 @@ from tiledbvcf_batch.options import (
     options_from,
 )
 from tiledbvcf_batch.report import DEFAULT_INSTANCE_PRICE, DEFAULT_LOG_LINES
+from tiledbvcf_batch.storage import Location
 
 Decorator = Callable[[Callable[..., Any]], Callable[..., Any]]
 Opts = TypeVar("Opts", IngestOptions, ExportOptions)
@@ -204,14 +206,23 @@ def request_from(
     return request
 
 
-def ingest_request(given: Mapping[str, Any], tail: type[TailT]) -> tuple[Request[IngestOptions, TailT], list[Sample]]:
-    """batch-ingest.py's command line and the samples of its samples file; every problem at once (InputError)."""
+def ingest_request(
+    given: Mapping[str, Any], tail: type[TailT]
+) -> tuple[Request[IngestOptions, TailT], list[Sample] | Location]:
+    """batch-ingest.py's command line and the samples of its samples file, or the prefix or directory where they are
+    to be found (``discovery``); every problem at once (InputError)."""
     problems = Problems()
     request = request_from(given, IngestOptions, tail, problems)
-    samples = problems.check(lambda: read_samples_file(request.opts.samples, local=request.where.local))
-    problems.found += request.opts.conflicts() + batch_size_problems(request.opts)
+    opts = request.opts
+    refused = len(problems.found)
+    source = problems.check(samples_source, opts.samples, request.where.local) if opts.samples else None
+    samples = None
+    if source is None and opts.samples and len(problems.found) == refused:  # a samples file
+        samples = problems.check(lambda: read_samples_file(opts.samples, local=request.where.local))
+        problems.found += filters_without_prefix(opts.include, opts.exclude)
+    problems.found += opts.conflicts() + batch_size_problems(opts)
     problems.raise_any()
-    return request, samples or []
+    return request, source if source is not None else samples or []
 
 
 def export_request(given: Mapping[str, Any], tail: type[TailT]) -> Request[ExportOptions, TailT]:
@@ -276,6 +287,8 @@ def click_option(cls: type, f: dataclasses.Field[Any], spec: Flag, **more: Any) 
     if spec.choices:
         choices = spec.choices
         typed: dict[str, Any] = {"type": click.Choice(choices) if isinstance(choices, tuple) else LazyChoice(choices)}
+    elif spec.multiple:
+        typed = {"multiple": True}
     elif kind is bool:  # an on/off switch is a flag by its two spellings alone
         typed = {} if spec.switch else {"is_flag": True}
     else:

@@ -16,6 +16,8 @@ into typed ones) and hand over to ``common.py``, the thin command-line layer the
 - ``record``    run identity and places; the typed ``RunRecord`` (same JSON as ever)
 - ``preflight`` S3 checks before spending: buckets, objects, writability, samples, headers
 - ``s3listing`` which of many S3 keys exist, and their sizes: key ranges listed at once, or HEAD requests
+- ``prefixlisting`` every key under an S3 prefix: pieces listed at once, each cut where its page shows counters
+- ``discovery`` ``--samples`` naming a prefix or directory: the files found, paired with their indexes, what is left out
 - ``ledger``    what earlier runs did with a dataset's samples: skip, resume
 - ``headercheck`` the samples' headers read before anything is spent: one sample a file, no name twice
 - ``prepare``   the I/O around planning an ingestion (checks, the dataset, the ledger, the registry)

@@ -271,7 +271,11 @@ def finish_commands(record: RunRecord, dataset: Location | str) -> tuple[str, st
                  for item in (f"--{name}", str(options[name]))]  # fmt: skip
     head = ["python", "batch-ingest.py", "--dataset-uri", str(dataset)]
     tail = ["--metadata-s3", metadata, *where, *resources]
-    resume = [*head, "--samples", str(options.get("samples") or "SAMPLES_FILE"), *tail, "--resume", record.run_id]
+    # A prefix's samples are found again as they were: with the run's filters.
+    filters = [item for name in ("include", "exclude") for glob in options.get(name) or ()
+               for item in (f"--{name}", glob)]  # fmt: skip
+    samples = ["--samples", str(options.get("samples") or "SAMPLES_FILE"), *filters]
+    resume = [*head, *samples, *tail, "--resume", record.run_id]
     again = [*head, "--samples", "FILE_OF_THESE_SAMPLES", *tail, "--force-reingest", "--replace"]
     return shlex.join(resume), shlex.join(again)
 

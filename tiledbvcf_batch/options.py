@@ -62,6 +62,7 @@ class Flag:
     executor_default: bool = False  # not given: None, and the executor picks (the scratch path; its help says how)
     parse: Parse | None = None  # a text, parsed: locations depend on the executor
     check: Check | None = None  # the value's own check, e.g. a region name; may convert (CSV to names)
+    multiple: bool = False  # may be given more than once: the values as a tuple
 
     def option(self, field_name: str) -> str:
         return self.names[0] if self.names else option_name(field_name)
@@ -178,10 +179,12 @@ class IngestOptions:
         parse=parse_dataset_uri,
         help="S3 URI of destination TileDB-VCF dataset. If the dataset does not exist, it will be created.",
     )
-    samples: str = flag(  # the local samples file
+    samples: str = flag(  # the local samples file, or a prefix or directory whose files are found (discovery)
         metavar="PATH",
         required=True,
-        help="Path to file containing a list of sample URIs (one per line) to ingest.",
+        help="Path to file containing a list of sample URIs (one per line) to ingest. Or an S3 prefix "
+        "(s3://bucket/prefix/; with --executor local also a directory) whose VCF/BCF files, found recursively "
+        "and paired with their indexes, are the samples.",
     )
     metadata_s3: Location = flag(
         metavar="NAME",
@@ -263,6 +266,20 @@ class IngestOptions:
         switch="--no-consolidate",
         help="After each batch, consolidate and vacuum the dataset's fragment metadata and commits "
         "(tiledbvcf utils; not with --register).",
+    )
+    include: tuple[str, ...] = flag(
+        (),
+        metavar="GLOB",
+        multiple=True,
+        help="With --samples naming a prefix or directory: only the files whose path under it matches GLOB "
+        "(* matches / too; repeatable).",
+    )
+    exclude: tuple[str, ...] = flag(
+        (),
+        metavar="GLOB",
+        multiple=True,
+        help="With --samples naming a prefix or directory: leave out the files whose path under it matches GLOB "
+        "(* matches / too; repeatable).",
     )
     create_dataset: bool = True  # not a flag: decided by looking at the dataset
 

@@ -52,6 +52,7 @@ class Prepared:
     claim: Claim | None = None  # what the run registers beside the dataset before it uploads anything
     sizes: dict[str, int] = field(default_factory=dict)  # sample URI -> bytes, for the estimate
     measured: tuple[dict[str, Any], ...] = ()  # what earlier runs of the dataset measured, for the estimate
+    discovery: dict[str, Any] | None = None  # --samples PREFIX: what was found and left out (its --json part)
 
 
 def recorded_options(opts: IngestOptions | ExportOptions, **extras: Any) -> dict[str, Any]:
