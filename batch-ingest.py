@@ -27,9 +27,9 @@ class IngestTail(flags.Tail):
 ORDER = (
     "dataset_uri", "samples", "metadata_s3", "job_queue", "job_definition", "attributes", "num_jobs", "region",
     "profile", "retries", "wait", "incremental", "register", "balance", "consolidate", "tiledb_config", "vcpus",
-    "memory", "threads", "scratch_path", "scratch_size", "sample_batch_size", "check_headers", "skip_existing",
-    "replace", "force_reingest", "resume", "executor", "max_parallel", "array_jobs", "tiledbvcf", "instance_price",
-    "keep_partial", "kms_key_id", "as_json", "log_lines", "quiet", "verbose", "dry_run",
+    "memory", "threads", "scratch_path", "scratch_size", "sample_batch_size", "check_headers", "repair_to",
+    "skip_existing", "replace", "force_reingest", "resume", "executor", "max_parallel", "array_jobs", "tiledbvcf",
+    "instance_price", "keep_partial", "kms_key_id", "as_json", "log_lines", "quiet", "verbose", "dry_run",
 )  # fmt: skip
 
 

@@ -33,7 +33,9 @@ from .plan import (
 from .preflight import check_bucket, check_samples, check_writable, dataset_exists
 from .record import RunRecord, dataset_index, load_or_fail, new_run_id, record_uri_of, run_prefix_for
 from .registry import Claim, Entry, answered, read_entries, withdrawn_runs
-from .storage import LocalPath, S3Uri, Storage, parse_location
+from .repair import REPAIR_TOOLS
+from .repaircheck import Repairs, find_repairs
+from .storage import LocalPath, Location, S3Uri, Storage, parse_location
 
 ExecutorFor = Callable[[RunRecord], Executor]  # the executor that ran a recorded run
 Say = Callable[[str], None]  # a progress line for the user (stderr, or nowhere with --quiet)
@@ -66,11 +68,17 @@ def recorded_options(opts: IngestOptions | ExportOptions, **extras: Any) -> dict
 
 
 def ingest_preflight(
-    opts: IngestOptions, samples: list[Sample], storage: Storage, executor: Executor, say: Say = lambda line: None
-) -> tuple[list[str], dict[str, int], dict[str, str]]:
-    """A note, the samples' sizes and (where headers are read) names; or an InputError listing every problem.
+    opts: IngestOptions,
+    samples: list[Sample],
+    storage: Storage,
+    executor: Executor,
+    say: Say = lambda line: None,
+    repair_root: Location | None = None,
+) -> tuple[list[str], dict[str, int], dict[str, str], Repairs | None]:
+    """A note, the samples' sizes and (where headers are read) names, and with --repair-to (files under
+    ``repair_root``) the repairs; or an InputError listing every problem.
 
-    Headers are read with --check-headers, and always for the samples that are local files (it costs nothing).
+    Headers are read with --check-headers or --repair-to, and always for the samples that are local files.
     ``say`` announces each phase as it starts: on a cohort they take seconds, and no phase is silent.
     """
     s3 = storage.s3
@@ -88,8 +96,17 @@ def ingest_preflight(
         sample_problems, sizes = check_samples(s3, samples)
         problems = [problem for check in checks for problem in check.result()]
     problems += named_index_with_scratch(opts, samples)
-    problems += sample_problems
     problems += executor.scratch_problems(opts.scratch_path) if opts.scratch_size else []
+    if repair_root is not None and opts.repair_to is not None:
+        problems += check_writable(s3, opts.repair_to, "--repair-to", storage.encryption)
+        problems += executor.tool_problems(REPAIR_TOOLS)
+        say(f"Reading the headers of {len(samples)} samples (--repair-to)")
+        repairs = find_repairs(s3, samples, sizes, sample_problems, repair_root, opts.scratch_size > 0)
+        if problems or repairs.problems:
+            raise InputError([*problems, *repairs.problems])
+        note = f"{len(samples)} inputs, {sum(sizes.values()) / 2**30:.2f} GiB"
+        return [note, repairs.note()], {**sizes, **repairs.sizes}, repairs.names, repairs
+    problems += sample_problems
     names: dict[str, str] = {}
     # Local files' headers are always read (it costs nothing), beside S3 samples too; all with --check-headers.
     wanted = samples if opts.check_headers else [sample for sample in samples if not sample.uri.startswith("s3://")]
@@ -101,7 +118,7 @@ def ingest_preflight(
     if problems:
         raise InputError(problems)
     note = f"{len(samples)} samples, {sum(sizes.values()) / 2**30:.2f} GiB, all present with their indexes"
-    return [note], sizes, names
+    return [note], sizes, names, None
 
 
 def named_index_with_scratch(opts: IngestOptions, samples: list[Sample]) -> list[str]:
@@ -156,7 +173,11 @@ def ingest(
     say: Say = lambda line: None,
 ) -> Prepared:
     """Check everything, read the dataset, decide what to create, skip, replace or resume, and plan the ingestion."""
-    notes, sizes, names = ingest_preflight(opts, samples, storage, executor, say)
+    run_id = new_run_id("ingest")
+    notes, sizes, names, repairs = ingest_preflight(
+        opts, samples, storage, executor, say, repair_root(opts, run_id, resume)
+    )
+    samples = list(repairs.samples) if repairs else samples
     state = dataset_state(opts, storage, read_dataset)
     if state.exists:
         notes.append(
@@ -168,7 +189,6 @@ def ingest(
         if not state.view.readable:
             say(state.view.warning())  # now: a refusal that follows must not hide why the records decided
     opts = replace(opts, create_dataset=not state.exists)
-    run_id = new_run_id("ingest")
     run_prefix = run_prefix_for(opts.metadata_s3, run_id)
     blocked, summary = 0, None
     replaces: tuple[str, ...] = ()
@@ -186,7 +206,7 @@ def ingest(
         return Prepared(None, [*notes, "Nothing to ingest: no job submitted"], {}, blocked=blocked)
     marker = dataset_index(opts.metadata_s3, opts.dataset_uri).child(f"{run_id}.json")
     plan = plan_ingest(opts, batches, run_id, run_prefix, index_marker=marker, summary=[summary] if summary else [],
-                       replaces=replaces)  # fmt: skip
+                       replaces=replaces, repairs=repairs.repairs if repairs else ())  # fmt: skip
     uris = [uri for task in plan.tasks if task.stage.kind == "ingest" for uri in task.samples]
     names = {uri: names[uri] for uri in uris if uri in names}
     options = recorded_options(
@@ -199,6 +219,18 @@ def ingest(
     claim = Claim(registry_of(opts.dataset_uri), run_id, str(record_uri_of(run_prefix)), tuple(uris), names,
                   state.seen, tuple(replaces))  # fmt: skip
     return Prepared(plan, notes, options, names, claim=claim, sizes=sizes, measured=measured)
+
+
+def repair_root(opts: IngestOptions, run_id: str, resume: str | None) -> Location | None:
+    """Where the run's repaired files go (--repair-to): a folder of the run's own, never over another run's."""
+    if opts.repair_to is None:
+        return None
+    if resume:
+        raise InputError(
+            f"--resume {resume} and --repair-to: a resumed run reads the files its first run repaired; leave "
+            "--repair-to out"
+        )
+    return opts.repair_to.child(run_id).as_prefix()
 
 
 @dataclass(frozen=True)
