@@ -9,6 +9,7 @@ from __future__ import annotations
 import gzip
 import hashlib
 import json
+import os
 import shutil
 import subprocess
 from pathlib import Path
@@ -26,6 +27,7 @@ from conftest import (
     calls_of,
     image_env,
     listed,
+    make_dataset,
     needs_tiledbvcf,
     record_of,
     run_entrypoint,
@@ -84,10 +86,10 @@ def samples_file(folder: Path, uris: list[str]) -> Path:
 # -- Locally, with the real tiledbvcf -----------------------------------------------------------------------------
 
 
-def local_ingest(here: Path, *extra: str) -> subprocess.CompletedProcess:
+def local_ingest(here: Path, *extra: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
     return run_script("batch-ingest.py", "--executor", "local", "--dataset-uri", str(here / "ds"), "--samples",
                       str(here / "samples.txt"), "--metadata-s3", str(here / "meta"), "--vcpus", "1", "--memory",
-                      "1024", *extra)  # fmt: skip
+                      "1024", *extra, env=env)  # fmt: skip
 
 
 @needs_tiledbvcf
@@ -128,6 +130,20 @@ def test_each_repair_ingests_locally_and_the_records_equal_the_inputs(here: Path
     for name in TRIO:  # each split sample holds its own genotypes of the trio, every record
         assert genotypes(here / "out" / f"{name}.vcf", 0) == genotypes(expected[name], name)
         assert len(genotypes(expected[name], name)) > 120  # the trio's records: the union of three samples'
+
+
+@needs_tiledbvcf
+def test_without_bcftools_the_local_run_says_so_in_one_line(here: Path):
+    inputs, _ = deliveries(here)
+    samples_file(here, [str(path) for path in inputs])
+    missing = str(here / "no" / "bcftools")
+    result = local_ingest(here, "--repair-to", str(here / "repaired"), env={**os.environ, "BCFTOOLS": missing})
+    assert result.returncode == 2 and result.stdout == ""
+    assert result.stderr.splitlines() == [
+        f"Error: bcftools not found ({missing}): the jobs need it with --executor local; install it (apt install "
+        "bcftools, or conda install -c bioconda bcftools) or set BCFTOOLS to its path"
+    ]
+    assert not (here / "meta").exists() and not (here / "repaired").exists()
 
 
 def test_a_repair_that_fails_leaves_no_file_behind(tmp_path: Path):
@@ -237,6 +253,20 @@ def test_batch_index_repair_without_scratch_names_the_new_index_after_a_tab(aws,
     manifest = aws.text("bucket2-name", f"tiledbvcf-batch/runs/{run}/ingest-b001-j0001.txt").splitlines()
     assert f"{uris[0]}\t{prefix}S0000.bcf.csi" in manifest
     assert f"{prefix}S0001.vcf.gz" in manifest and uris[4] in manifest and len(manifest) == 7
+
+
+def test_only_the_inputs_of_samples_the_run_ingests_are_repaired(aws, run_ingest, tmp_path):
+    _, samples = uploaded(aws, tmp_path)
+    make_dataset(aws, samples=("S0000", "S0003", "S0004", "S0005", "S0006"))  # the dataset holds them already
+    result = run_ingest(*base(samples), "--repair-to", "s3://my-bucketname/repaired", "--skip-existing",
+                        "--no-consolidate", "--dry-run", "--json")  # fmt: skip
+    assert result.exit_code == 0, result.stderr
+    jobs = json.loads(result.stdout)["jobs"]
+    assert [job["stage"] for job in jobs] == ["repair", "repair", "ingest-1"]
+    assert (
+        "--repair-to: 2 inputs repaired first (a repair job each): 0 indexed, 2 recompressed with BGZF and indexed, "
+        "0 split into 0 single-sample files"
+    ) in result.stderr.splitlines()
 
 
 # -- The image's interpreter ---------------------------------------------------------------------------------------

@@ -33,7 +33,7 @@ from .plan import (
 from .preflight import check_bucket, check_samples, check_writable, dataset_exists
 from .record import RunRecord, dataset_index, load_or_fail, new_run_id, record_uri_of, run_prefix_for
 from .registry import Claim, Entry, answered, read_entries, withdrawn_runs
-from .repair import REPAIR_TOOLS
+from .repair import REPAIR_TOOLS, Repair, repairs_note
 from .repaircheck import Repairs, find_repairs
 from .storage import LocalPath, Location, S3Uri, Storage, parse_location
 
@@ -105,7 +105,7 @@ def ingest_preflight(
         if problems or repairs.problems:
             raise InputError([*problems, *repairs.problems])
         note = f"{len(samples)} inputs, {sum(sizes.values()) / 2**30:.2f} GiB"
-        return [note, repairs.note()], {**sizes, **repairs.sizes}, repairs.names, repairs
+        return [note], {**sizes, **repairs.sizes}, repairs.names, repairs
     problems += sample_problems
     names: dict[str, str] = {}
     # Local files' headers are always read (it costs nothing), beside S3 samples too; all with --check-headers.
@@ -205,8 +205,9 @@ def ingest(
     if not batches:
         return Prepared(None, [*notes, "Nothing to ingest: no job submitted"], {}, blocked=blocked)
     marker = dataset_index(opts.metadata_s3, opts.dataset_uri).child(f"{run_id}.json")
+    repaired = needed(repairs, batches, notes)
     plan = plan_ingest(opts, batches, run_id, run_prefix, index_marker=marker, summary=[summary] if summary else [],
-                       replaces=replaces, repairs=repairs.repairs if repairs else ())  # fmt: skip
+                       replaces=replaces, repairs=repaired)  # fmt: skip
     uris = [uri for task in plan.tasks if task.stage.kind == "ingest" for uri in task.samples]
     names = {uri: names[uri] for uri in uris if uri in names}
     options = recorded_options(
@@ -219,6 +220,17 @@ def ingest(
     claim = Claim(registry_of(opts.dataset_uri), run_id, str(record_uri_of(run_prefix)), tuple(uris), names,
                   state.seen, tuple(replaces))  # fmt: skip
     return Prepared(plan, notes, options, names, claim=claim, sizes=sizes, measured=measured)
+
+
+def needed(repairs: Repairs | None, batches: list[IngestBatch], notes: list[str]) -> tuple[Repair, ...]:
+    """The repairs of the samples the run ingests (none for an input whose samples are all skipped), said in
+    ``notes``."""
+    if repairs is None:
+        return ()
+    planned = {uri for batch in batches for share in batch.shares for uri in share.manifest.sample_uris()}
+    kept = tuple(repair for repair in repairs.repairs if any(s.uri in planned for s in repair.samples()))
+    notes.append(repairs_note(kept))
+    return kept
 
 
 def repair_root(opts: IngestOptions, run_id: str, resume: str | None) -> Location | None:

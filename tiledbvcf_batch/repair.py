@@ -82,6 +82,16 @@ def repair_of(kind: str, source: str, names: Sequence[str], root: Location, copy
     return Repair(kind, source, tuple(outputs))
 
 
+def repairs_note(repairs: Sequence[Repair]) -> str:
+    """What the repair stage does, in one line of the run's notes."""
+    kinds = [sum(repair.kind == kind for repair in repairs) for kind in (INDEX, RECOMPRESS, SPLIT)]
+    made = sum(len(repair.outputs) for repair in repairs if repair.kind == SPLIT)
+    return (
+        f"--repair-to: {len(repairs)} inputs repaired first (a repair job each): {kinds[0]} indexed, "
+        f"{kinds[1]} recompressed with BGZF and indexed, {kinds[2]} split into {made} single-sample files"
+    )
+
+
 def split_problem(uri: str, names: Sequence[str]) -> str | None:
     """Why bcftools +split cannot split ``uri`` by these names (its samples file is whitespace-separated)."""
     spaced = [name for name in names if name != name.strip() or any(char.isspace() for char in name)]

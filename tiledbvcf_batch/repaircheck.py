@@ -39,14 +39,6 @@ class Repairs:
     problems: tuple[str, ...]
     sizes: dict[str, int]  # each repaired sample -> its input's bytes (a split input's shared out), for --balance
 
-    def note(self) -> str:
-        kinds = [sum(repair.kind == kind for repair in self.repairs) for kind in (INDEX, RECOMPRESS, SPLIT)]
-        made = sum(len(repair.outputs) for repair in self.repairs if repair.kind == SPLIT)
-        return (
-            f"--repair-to: {len(self.repairs)} inputs repaired first (a repair job each): {kinds[0]} indexed, "
-            f"{kinds[1]} recompressed with BGZF and indexed, {kinds[2]} split into {made} single-sample files"
-        )
-
 
 def unindexed(sample_problems: Sequence[str]) -> set[str]:
     """The samples the preflight found without an index."""
