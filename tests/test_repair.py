@@ -133,6 +133,42 @@ def test_each_repair_ingests_locally_and_the_records_equal_the_inputs(here: Path
 
 
 @needs_tiledbvcf
+def test_a_failed_repair_is_resumed_into_the_first_runs_folder(here: Path):
+    made = cohort.make_cohort(here / "made", 1, records=50)[0]
+    good = pysam.bcftools.view("--no-version", str(made))
+    given = here / "S0000.vcf"
+    given.write_text(good + "chr1\tnot a record\n")  # uncompressed, and broken at its end: bcftools stops there
+    samples_file(here, [str(given)])
+    repair_to = ("--repair-to", str(here / "repaired"))
+    first = local_ingest(here, *repair_to, "--wait")
+    assert first.returncode == 1 and "- input repair: 0 / 1 jobs succeeded" in first.stdout
+    assert f"repair of {given}: view --no-version failed (exit" in first.stdout
+    run_id = json.loads(next((here / "meta").rglob("run.json")).read_text())["run_id"]
+    assert "--repair-to" in first.stdout.split("--resume")[0].splitlines()[-1]  # the printed command keeps it
+    assert list((here / "repaired").rglob("*.vcf.gz*")) == []  # nothing half-written
+    again = local_ingest(here, *repair_to, "--wait", "--resume", run_id)  # still broken: fails again
+    assert again.returncode == 1 and "- input repair: 0 / 1 jobs succeeded" in again.stdout
+    second_id = again.stdout.split("--resume ")[-1].split()[0]
+    assert second_id != run_id
+    given.write_text(good)  # mended: the resume of the resume repairs it where the first run's jobs look
+    last = local_ingest(here, *repair_to, "--wait", "--resume", second_id)
+    assert last.returncode == 0, last.stdout + last.stderr
+    assert "- input repair: 1 / 1 jobs succeeded" in last.stdout
+    assert sorted(path.name for path in (here / "repaired" / run_id).iterdir()) == ["S0000.vcf.gz", "S0000.vcf.gz.csi"]
+    assert listed(here / "ds") == ["S0000"]
+    (here / "regions.bed").write_text(BED)
+    tiledbvcf("export", "-u", str(here / "ds"), "-s", "S0000", "-R", str(here / "regions.bed"), "-O", "v", "-d",
+              str(here))  # fmt: skip
+    assert cohort.compare_exported({"S0000": made}, here, ".vcf") == []
+    elsewhere = here / "elsewhere"
+    mixed = local_ingest(here, "--repair-to", str(elsewhere), "--resume", second_id)  # the same place, or refused
+    assert mixed.returncode == 2 and mixed.stderr.splitlines() == [
+        f"Error: --resume {second_id}: that run had --repair-to {here / 'repaired'}/, this command --repair-to "
+        f"{elsewhere}/: give it as that run did"
+    ]
+
+
+@needs_tiledbvcf
 def test_without_bcftools_the_local_run_says_so_in_one_line(here: Path):
     inputs, _ = deliveries(here)
     samples_file(here, [str(path) for path in inputs])

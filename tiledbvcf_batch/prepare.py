@@ -33,7 +33,7 @@ from .plan import (
 from .preflight import check_bucket, check_samples, check_writable, dataset_exists
 from .record import RunRecord, dataset_index, load_or_fail, new_run_id, record_uri_of, run_prefix_for
 from .registry import Claim, Entry, answered, read_entries, withdrawn_runs
-from .repair import REPAIR_TOOLS, Repair, repairs_note
+from .repair import REPAIR, REPAIR_TOOLS, Repair, repairs_note
 from .repaircheck import Repairs, find_repairs
 from .storage import LocalPath, Location, S3Uri, Storage, parse_location
 
@@ -174,27 +174,19 @@ def ingest(
 ) -> Prepared:
     """Check everything, read the dataset, decide what to create, skip, replace or resume, and plan the ingestion."""
     run_id = new_run_id("ingest")
-    notes, sizes, names, repairs = ingest_preflight(
-        opts, samples, storage, executor, say, repair_root(opts, run_id, resume)
-    )
+    root = repair_root(opts, run_id, resume, storage)
+    notes, sizes, names, repairs = ingest_preflight(opts, samples, storage, executor, say, root)
     samples = list(repairs.samples) if repairs else samples
     state = dataset_state(opts, storage, read_dataset)
-    if state.exists:
-        notes.append(
-            f"dataset {opts.dataset_uri} exists"
-            + (f" and holds {len(state.view.samples)} samples" if state.view.samples is not None else "")
-            + ": no array creation job"
-            + (" and --attributes is ignored (it only applies at creation)" if opts.attributes else "")
-        )
-        if not state.view.readable:
-            say(state.view.warning())  # now: a refusal that follows must not hide why the records decided
+    notes += existing_dataset(opts, state, say)
     opts = replace(opts, create_dataset=not state.exists)
     run_prefix = run_prefix_for(opts.metadata_s3, run_id)
     blocked, summary = 0, None
     replaces: tuple[str, ...] = ()
     measured: tuple[dict[str, Any], ...] = ()
+    unrepaired = None  # a resumed run: the inputs whose repair did not succeed
     if resume:
-        opts, batches, more, replaces = resume_run(opts, samples, resume, storage, executor_for)
+        opts, batches, more, replaces, unrepaired = resume_run(opts, samples, resume, storage, executor_for)
     else:
         decided = decide_samples(opts, samples, names, state, storage, executor_for, say)
         batches, split = ingest_batches(decided.samples, opts, run_prefix, sizes)
@@ -205,7 +197,7 @@ def ingest(
     if not batches:
         return Prepared(None, [*notes, "Nothing to ingest: no job submitted"], {}, blocked=blocked)
     marker = dataset_index(opts.metadata_s3, opts.dataset_uri).child(f"{run_id}.json")
-    repaired = needed(repairs, batches, notes)
+    repaired = needed(repairs, batches, notes, unrepaired)
     plan = plan_ingest(opts, batches, run_id, run_prefix, index_marker=marker, summary=[summary] if summary else [],
                        replaces=replaces, repairs=repaired)  # fmt: skip
     uris = [uri for task in plan.tasks if task.stage.kind == "ingest" for uri in task.samples]
@@ -216,32 +208,56 @@ def ingest(
         sample_bytes=sum(sizes.get(uri, 0) for uri in uris),
         resumes=resume,
         instance_price=instance_price,
+        repair_root=str(root) if root else None,
     )
     claim = Claim(registry_of(opts.dataset_uri), run_id, str(record_uri_of(run_prefix)), tuple(uris), names,
                   state.seen, tuple(replaces))  # fmt: skip
     return Prepared(plan, notes, options, names, claim=claim, sizes=sizes, measured=measured)
 
 
-def needed(repairs: Repairs | None, batches: list[IngestBatch], notes: list[str]) -> tuple[Repair, ...]:
-    """The repairs of the samples the run ingests (none for an input whose samples are all skipped), said in
-    ``notes``."""
+def existing_dataset(opts: IngestOptions, state: DatasetState, say: Say) -> list[str]:
+    """The note on a dataset that exists (none for a new one)."""
+    if not state.exists:
+        return []
+    if not state.view.readable:
+        say(state.view.warning())  # now: a refusal that follows must not hide why the records decided
+    return [
+        f"dataset {opts.dataset_uri} exists"
+        + (f" and holds {len(state.view.samples)} samples" if state.view.samples is not None else "")
+        + ": no array creation job"
+        + (" and --attributes is ignored (it only applies at creation)" if opts.attributes else "")
+    ]
+
+
+def needed(
+    repairs: Repairs | None, batches: list[IngestBatch], notes: list[str], unrepaired: frozenset[str] | None
+) -> tuple[Repair, ...]:
+    """The repairs of the samples the run ingests (none for an input whose samples are all skipped; a resumed run:
+    those whose repair did not succeed, ``unrepaired``), said in ``notes``."""
     if repairs is None:
         return ()
     planned = {uri for batch in batches for share in batch.shares for uri in share.manifest.sample_uris()}
-    kept = tuple(repair for repair in repairs.repairs if any(s.uri in planned for s in repair.samples()))
+    kept = tuple(
+        repair
+        for repair in repairs.repairs
+        if any(s.uri in planned for s in repair.samples()) and (unrepaired is None or repair.source in unrepaired)
+    )
     notes.append(repairs_note(kept))
     return kept
 
 
-def repair_root(opts: IngestOptions, run_id: str, resume: str | None) -> Location | None:
-    """Where the run's repaired files go (--repair-to): a folder of the run's own, never over another run's."""
+def repair_root(opts: IngestOptions, run_id: str, resume: str | None, storage: Storage) -> Location | None:
+    """Where the run's repaired files go (--repair-to): a folder of the run's own, never over another run's.
+
+    A resumed run's go where the run it resumes put them (as its record says): the jobs it resumes name them.
+    """
     if opts.repair_to is None:
         return None
     if resume:
-        raise InputError(
-            f"--resume {resume} and --repair-to: a resumed run reads the files its first run repaired; leave "
-            "--repair-to out"
-        )
+        uri = record_uri_of(run_prefix_for(opts.metadata_s3, resume))
+        recorded = load_or_fail(storage, uri, f"--resume {resume}: check the run id and --metadata-s3").options
+        if recorded.get("repair_root"):
+            return parse_location(str(recorded["repair_root"]), "repair root").as_prefix()
     return opts.repair_to.child(run_id).as_prefix()
 
 
@@ -362,12 +378,18 @@ def in_the_dataset(
 
 def resume_run(
     opts: IngestOptions, samples: list[Sample], run_id: str, storage: Storage, executor_for: ExecutorFor
-) -> tuple[IngestOptions, list[IngestBatch], list[str], tuple[str, ...]]:
-    """The unfinished jobs of run ``run_id``, checked against this command's dataset and samples."""
+) -> tuple[IngestOptions, list[IngestBatch], list[str], tuple[str, ...], frozenset[str]]:
+    """The unfinished jobs of run ``run_id``, checked against this command's dataset and samples; and the inputs
+    whose repair (--repair-to) did not succeed."""
     uri = record_uri_of(run_prefix_for(opts.metadata_s3, run_id))
     record = load_or_fail(storage, uri, f"--resume {run_id}: check the run id and --metadata-s3")
     if record.kind != "ingest" or same_dataset(record.target) != str(opts.dataset_uri):
         raise InputError(f"--resume {run_id}: that run ingested into {record.target}, not {opts.dataset_uri}")
+    repaired_to = record.options.get("repair_to")
+    if repaired_to != (str(opts.repair_to) if opts.repair_to else None):
+        now = f"--repair-to {opts.repair_to}" if opts.repair_to else "no --repair-to"
+        then = f"--repair-to {repaired_to}" if repaired_to else "no --repair-to"
+        raise InputError(f"--resume {run_id}: that run had {then}, this command {now}: give it as that run did")
     recorded = {uri for job in record.jobs if job.kind == "ingest" for uri in job.samples}
     given = {sample.uri for sample in samples}
     if recorded != given:
@@ -382,6 +404,7 @@ def resume_run(
     ran_it = executor_for(record)
     states = job_states(record, storage, ran_it)
     batches = resume_batches(record, states, ran_it.resumed(record.jobs, storage))
+    unrepaired = frozenset(job.samples[0] for job in record.jobs if job.kind == REPAIR and states[job.key] != SUCCEEDED)
     # Samples the run was to delete first (--replace): deleted again if that did not succeed, before their store.
     replaces = tuple(name for job in record.jobs if job.kind == DELETE and states[job.key] != SUCCEEDED
                      for name in job.samples)  # fmt: skip
@@ -392,8 +415,10 @@ def resume_run(
     if not batches and unconsolidated and opts.consolidate and not opts.register:
         # Every sample is in: only the consolidation is left to do, once, for the whole dataset.
         batches = [IngestBatch(max(unconsolidated), ())]
-        return opts, batches, [*notes, f"resuming run {run_id}: its ingestion jobs succeeded, consolidating again"], ()
-    return opts, batches, [*notes, f"resuming run {run_id}: resubmitting {jobs} jobs that did not succeed"], replaces
+        done = f"resuming run {run_id}: its ingestion jobs succeeded, consolidating again"
+        return opts, batches, [*notes, done], (), unrepaired
+    more = f"resuming run {run_id}: resubmitting {jobs} jobs that did not succeed"
+    return opts, batches, [*notes, more], replaces, unrepaired
 
 
 def same_dataset(target: str) -> str:
