@@ -338,6 +338,7 @@ def test_the_repair_job_runs_under_the_images_python_on_s3(tmp_path: Path, moto_
     )
     names = ["S0000.bcf"] + [f"{name}.vcf.gz" for name in ("S0001", *TRIO)]
     assert keys == sorted(f"repaired/run/{name}{suffix}" for name in names for suffix in ("", ".csi"))
+    assert {s3.head_object(Bucket="my-bucketname", Key=key)["ServerSideEncryption"] for key in keys} == {"AES256"}
     (tmp_path / "down").mkdir()
     for key in keys:
         s3.download_file("my-bucketname", key, str(tmp_path / "down" / key.rpartition("/")[2]))

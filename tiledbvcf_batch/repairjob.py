@@ -30,7 +30,7 @@ from .repair import (
     split_file,
     split_samples_file,
 )
-from .storage import parse_s3_uri
+from .storage import encryption_args, parse_s3_uri
 
 Log = Callable[[str], None]
 S3Getter = Callable[[], Any]
@@ -146,7 +146,7 @@ def publish(made: Path, uri: str, s3: S3Getter) -> None:
     if uri.startswith("s3://"):
         target = parse_s3_uri(uri, "repaired file")
         try:
-            s3().upload_file(str(made), target.bucket, target.key)
+            s3().upload_file(str(made), target.bucket, target.key, ExtraArgs=encryption_args(None))
         except Exception as error:  # botocore's errors: imported only with the client
             raise RepairFailed(f"the repaired file {uri} cannot be uploaded ({error})") from None
         return
