@@ -33,8 +33,8 @@ from .plan import (
 from .preflight import check_bucket, check_samples, check_writable, dataset_exists
 from .record import RunRecord, dataset_index, load_or_fail, new_run_id, record_uri_of, run_prefix_for
 from .registry import Claim, Entry, answered, read_entries, withdrawn_runs
-from .repair import REPAIR, REPAIR_TOOLS, Repair, repairs_note
-from .repaircheck import Repairs, find_repairs
+from .repair import REPAIR, REPAIR_TOOLS
+from .repaircheck import Repairs, find_repairs, needed, repair_root
 from .storage import LocalPath, Location, S3Uri, Storage, parse_location
 
 ExecutorFor = Callable[[RunRecord], Executor]  # the executor that ran a recorded run
@@ -227,38 +227,6 @@ def existing_dataset(opts: IngestOptions, state: DatasetState, say: Say) -> list
         + ": no array creation job"
         + (" and --attributes is ignored (it only applies at creation)" if opts.attributes else "")
     ]
-
-
-def needed(
-    repairs: Repairs | None, batches: list[IngestBatch], notes: list[str], unrepaired: frozenset[str] | None
-) -> tuple[Repair, ...]:
-    """The repairs of the samples the run ingests (none for an input whose samples are all skipped; a resumed run:
-    those whose repair did not succeed, ``unrepaired``), said in ``notes``."""
-    if repairs is None:
-        return ()
-    planned = {uri for batch in batches for share in batch.shares for uri in share.manifest.sample_uris()}
-    kept = tuple(
-        repair
-        for repair in repairs.repairs
-        if any(s.uri in planned for s in repair.samples()) and (unrepaired is None or repair.source in unrepaired)
-    )
-    notes.append(repairs_note(kept))
-    return kept
-
-
-def repair_root(opts: IngestOptions, run_id: str, resume: str | None, storage: Storage) -> Location | None:
-    """Where the run's repaired files go (--repair-to): a folder of the run's own, never over another run's.
-
-    A resumed run's go where the run it resumes put them (as its record says): the jobs it resumes name them.
-    """
-    if opts.repair_to is None:
-        return None
-    if resume:
-        uri = record_uri_of(run_prefix_for(opts.metadata_s3, resume))
-        recorded = load_or_fail(storage, uri, f"--resume {resume}: check the run id and --metadata-s3").options
-        if recorded.get("repair_root"):
-            return parse_location(str(recorded["repair_root"]), "repair root").as_prefix()
-    return opts.repair_to.child(run_id).as_prefix()
 
 
 @dataclass(frozen=True)

@@ -1,7 +1,8 @@
 """What the repair stage (``--repair-to``) repairs, decided before anything is spent: each input's header read
 (however it is compressed), so that the repaired samples' names and files are known when the run is planned.
 
-Reads only. The preflight's problems that a repair mends (a missing index) are dropped; the others stay.
+Reads only. The preflight's problems that a repair mends (a missing index) are dropped; the others stay. Also:
+where a run's repaired files go, and which repairs a run needs once its samples are decided.
 """
 
 from __future__ import annotations
@@ -23,8 +24,11 @@ from .headers import (
     read_header_sample_names,
 )
 from .inputs import Sample
-from .repair import INDEX, RECOMPRESS, SPLIT, Repair, repair_of, split_problem
-from .storage import Location, parse_location
+from .options import IngestOptions
+from .plan import IngestBatch
+from .record import load_or_fail, record_uri_of, run_prefix_for
+from .repair import INDEX, RECOMPRESS, SPLIT, Repair, repair_of, repairs_note, split_problem
+from .storage import Location, Storage, parse_location
 
 NO_INDEX = " has no index"  # how the preflight says a sample has none (preflight.check_samples)
 
@@ -139,3 +143,35 @@ def read_all(s3: Any, samples: Sequence[Sample], workers: int = 16) -> list[tupl
 
     with concurrent.futures.ThreadPoolExecutor(max_workers=workers) as pool:
         return list(pool.map(read, samples))
+
+
+def needed(
+    repairs: Repairs | None, batches: list[IngestBatch], notes: list[str], unrepaired: frozenset[str] | None
+) -> tuple[Repair, ...]:
+    """The repairs of the samples the run ingests (none for an input whose samples are all skipped; a resumed run:
+    those whose repair did not succeed, ``unrepaired``), said in ``notes``."""
+    if repairs is None:
+        return ()
+    planned = {uri for batch in batches for share in batch.shares for uri in share.manifest.sample_uris()}
+    kept = tuple(
+        repair
+        for repair in repairs.repairs
+        if any(s.uri in planned for s in repair.samples()) and (unrepaired is None or repair.source in unrepaired)
+    )
+    notes.append(repairs_note(kept))
+    return kept
+
+
+def repair_root(opts: IngestOptions, run_id: str, resume: str | None, storage: Storage) -> Location | None:
+    """Where the run's repaired files go (--repair-to): a folder of the run's own, never over another run's.
+
+    A resumed run's go where the run it resumes put them (as its record says): the jobs it resumes name them.
+    """
+    if opts.repair_to is None:
+        return None
+    if resume:
+        uri = record_uri_of(run_prefix_for(opts.metadata_s3, resume))
+        recorded = load_or_fail(storage, uri, f"--resume {resume}: check the run id and --metadata-s3").options
+        if recorded.get("repair_root"):
+            return parse_location(str(recorded["repair_root"]), "repair root").as_prefix()
+    return opts.repair_to.child(run_id).as_prefix()
