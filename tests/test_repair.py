@@ -305,6 +305,16 @@ def test_only_the_inputs_of_samples_the_run_ingests_are_repaired(aws, run_ingest
     ) in result.stderr.splitlines()
 
 
+def test_inputs_that_need_no_repair_get_no_repair_job(aws, run_ingest, tmp_path):
+    uris, _ = uploaded(aws, tmp_path)
+    samples = samples_file(tmp_path, [uris[4]])  # a BGZF single-sample BCF with its index
+    result = run_ingest(*base(samples), "--repair-to", "s3://my-bucketname/repaired", "--no-consolidate",
+                        "--dry-run", "--json")  # fmt: skip
+    assert result.exit_code == 0, result.stderr
+    assert [job["stage"] for job in json.loads(result.stdout)["jobs"]] == ["create", "ingest-1"]
+    assert "--repair-to: no input needs a repair: no repair job" in result.stderr.splitlines()
+
+
 # -- The image's interpreter ---------------------------------------------------------------------------------------
 
 BOOKWORM = ROOT / ".venv-bookworm" / "bin" / "python"

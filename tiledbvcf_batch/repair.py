@@ -84,6 +84,8 @@ def repair_of(kind: str, source: str, names: Sequence[str], root: Location, copy
 
 def repairs_note(repairs: Sequence[Repair]) -> str:
     """What the repair stage does, in one line of the run's notes."""
+    if not repairs:
+        return "--repair-to: no input needs a repair: no repair job"
     kinds = [sum(repair.kind == kind for repair in repairs) for kind in (INDEX, RECOMPRESS, SPLIT)]
     made = sum(len(repair.outputs) for repair in repairs if repair.kind == SPLIT)
     return (
