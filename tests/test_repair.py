@@ -299,6 +299,7 @@ def test_only_the_inputs_of_samples_the_run_ingests_are_repaired(aws, run_ingest
     assert result.exit_code == 0, result.stderr
     jobs = json.loads(result.stdout)["jobs"]
     assert [job["stage"] for job in jobs] == ["repair", "repair", "ingest-1"]
+    assert jobs[2]["after"] == ["repair-1", "repair-2"]  # no creation (the dataset exists): the stores wait for them
     assert (
         "--repair-to: 2 inputs repaired first (a repair job each): 0 indexed, 2 recompressed with BGZF and indexed, "
         "0 split into 0 single-sample files"
