@@ -28,9 +28,9 @@ ORDER = (
     "dataset_uri", "samples", "metadata_s3", "job_queue", "job_definition", "attributes", "num_jobs", "region",
     "profile", "retries", "wait", "incremental", "register", "balance", "consolidate", "tiledb_config", "vcpus",
     "memory", "max_memory", "threads", "scratch_path", "scratch_size", "sample_batch_size", "check_headers",
-    "skip_existing", "replace", "force_reingest", "include", "exclude", "resume", "executor", "max_parallel",
-    "array_jobs", "tiledbvcf", "instance_price", "keep_partial", "kms_key_id", "as_json", "log_lines", "report",
-    "quiet", "verbose", "dry_run",
+    "repair_to", "skip_existing", "replace", "force_reingest", "include", "exclude", "resume", "executor",
+    "max_parallel", "array_jobs", "tiledbvcf", "instance_price", "keep_partial", "kms_key_id", "as_json",
+    "log_lines", "report", "quiet", "verbose", "dry_run",
 )  # fmt: skip
 
 

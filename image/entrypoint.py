@@ -10,6 +10,9 @@ there; each file gets its index, record count and MD5; files and indexes go to t
 and the manifest itself by the job that completes it. It exits 1 unless all of that worked, so
 that Batch marks the job FAILED (and retries it).
 
+A repair job (``repair -f MANIFEST [-d DIR]``, the stage ``--repair-to`` adds before the ingestion) runs no
+tiledbvcf: ``tiledbvcf_batch.repairjob`` repairs each input of its manifest with bcftools.
+
 Every other command is handed to tiledbvcf with ``exec`` as it is.
 
 An array job's child (its ``-f`` names the stage's task file and the array index placeholder,
@@ -100,6 +103,8 @@ from tiledbvcf_batch.jobcheck import (  # noqa: E402
     started_marker,
     take_lock,
 )
+from tiledbvcf_batch.repair import REPAIR  # noqa: E402
+from tiledbvcf_batch.repairjob import repair_job  # noqa: E402
 from tiledbvcf_batch.storage import Storage, parse_s3_uri, read_s3_text  # noqa: E402
 
 FORWARDED = (signal.SIGTERM, signal.SIGHUP, signal.SIGINT)
@@ -130,6 +135,8 @@ def run_job(
     """A job's command to its end: its own upload, or its own scratch, or tiledbvcf as it is, by ``last``
     when nothing follows it (``main`` execs it; an array child's done marker follows it).
     """
+    if args[:1] == [REPAIR]:  # the repair stage (--repair-to): bcftools, no tiledbvcf
+        return repair_job(args, s3_getter(s3), log)
     args = within_this_machine(args)
     if delivers(args):
         return export_job(args, run, Storage(LazyS3(s3_getter(s3))), log, TILEDBVCF)

@@ -97,11 +97,21 @@ def test_progress_is_display_only_and_the_report_needs_no_polling():
 def test_plan_commands_and_inputs_do_no_io_and_know_no_executor():
     # arrays: the Batch executor's pure step; jobs: the seam's job types. They know the seam, no executor.
     seam = {"executors/base", "executors/jobs"}
-    for name in ("plan", "commands", "arraytasks", "inputs", "options", "bed", "executors/arrays", "executors/jobs"):
+    for name in (
+        "plan",
+        "commands",
+        "arraytasks",
+        "inputs",
+        "options",
+        "bed",
+        "repair",
+        "executors/arrays",
+        "executors/jobs",
+    ):
         used = imports(MODULES[name]) - seam
         assert not {m for m in used if m.split(".")[0] in ("boto3", "botocore", "subprocess", "socket")}, name
         assert not {m for m in used if m.startswith(("executors", "record", "aws", "submit", "preflight"))}, name
-    for name in ("plan", "commands", "arraytasks", "bed"):
+    for name in ("plan", "commands", "arraytasks", "bed", "repair"):
         calls = {n.func.id for n in ast.walk(ast.parse(MODULES[name].read_text())) if isinstance(n, ast.Call)
                  and isinstance(n.func, ast.Name)}  # fmt: skip
         assert "open" not in calls, name

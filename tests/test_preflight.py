@@ -7,7 +7,7 @@ import hashlib
 
 from conftest import base, calls_of
 from samplefiles import bgzf, bgzip_bcf, bgzip_vcf
-from tiledbvcf_batch.headers import HEADER_FIRST_READ, read_header_sample_names
+from tiledbvcf_batch.headers import HEADER_FIRST_READ, REPAIR_HINT, read_header_sample_names
 from tiledbvcf_batch.storage import S3Uri
 
 
@@ -28,7 +28,7 @@ def test_every_preflight_problem_is_listed_and_nothing_is_written(aws, samples_f
         "tiledbvcf downloads such an index over the sample's own copy and the job fails; pass --scratch-size 0 "
         "to stream the samples, or put each index beside its sample (<sample>.csi) and drop it from the line",
         "Error: sample s3://bucket-name/samples/2.bcf has no index beside it (2.bcf.csi or .tbi): "
-        "index it (bcftools index) or name the index after a TAB",
+        "index it (bcftools index) or name the index after a TAB" + REPAIR_HINT,
         "Error: sample s3://bucket-name/samples/missing.bcf does not exist: fix the samples file or upload it",
         "Error: index s3://bucket-name/other/x.bcf.tbi of sample s3://bucket-name/other/x.bcf does not exist",
     ]
@@ -94,13 +94,13 @@ def test_check_headers_refuses_multi_sample_files_and_repeated_names(aws, run_in
     assert result.exit_code == 2
     assert result.stderr.splitlines() == [
         "Error: sample s3://bucket-name/h/multi.vcf.gz has 2 samples in its header: tiledbvcf ingests "
-        "single-sample files only (split it with bcftools +split)",
+        "single-sample files only (split it with bcftools +split)" + REPAIR_HINT,
         "Error: sample name NA1 is in both s3://bucket-name/h/a.vcf.gz and s3://bucket-name/h/again.bcf: "
         "remove one of them from the samples file",
         "Error: sample s3://bucket-name/h/plain.vcf is not bgzip-compressed (tiledbvcf needs bgzipped, "
-        "indexed VCF/BCF)",
+        "indexed VCF/BCF)" + REPAIR_HINT,
         "Error: sample s3://bucket-name/h/gzip.vcf.gz is compressed with plain gzip, not BGZF: tiledbvcf needs it "
-        "recompressed with bgzip",
+        "recompressed with bgzip" + REPAIR_HINT,
     ]
     ranges = {c["Range"] for c in calls_of(aws, "GetObject") if c["Key"].startswith("h/")}
     assert ranges == {f"bytes=0-{HEADER_FIRST_READ - 1}"}

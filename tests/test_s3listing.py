@@ -10,6 +10,7 @@ from moto import mock_aws
 
 import local_aws
 from tiledbvcf_batch.aws import make_clients
+from tiledbvcf_batch.headers import REPAIR_HINT
 from tiledbvcf_batch.inputs import Sample
 from tiledbvcf_batch.preflight import check_s3_samples, wanted_keys
 from tiledbvcf_batch.s3listing import KEY_SIZES, CallCounter, find_sizes, keys_and_sizes_only, listing_client
@@ -107,13 +108,15 @@ def test_parallel_check_equals_the_sequential_one_on_missing_empty_and_named_ind
         "bucket does not exist): the scripts need s3:ListBucket there",
         f"sample s3://{BUCKET}/dense/S0100.bcf has no index beside it (S0100.bcf.csi or .tbi): it is not "
         "bgzip-compressed, which bcftools cannot index: compress it with bgzip (bgzip FILE for an uncompressed VCF; "
-        "zcat FILE | bgzip > NEW for plain gzip), then index it (bcftools index) or name the index after a TAB",
+        "zcat FILE | bgzip > NEW for plain gzip), then index it (bcftools index) or name the index after a TAB"
+        + REPAIR_HINT,
         f"the index of sample s3://{BUCKET}/dense/S0200.bcf is empty (0 bytes): index it again (bcftools index)",
         f"sample s3://{BUCKET}/dense/S2000.bcf does not exist: fix the samples file or upload it",
         f"the index of sample s3://{BUCKET}/sparse/S0750.bcf is empty (0 bytes): index it again (bcftools index)",
         f"sample s3://{BUCKET}/sparse/S1000.bcf has no index beside it (S1000.bcf.csi or .tbi): it is not "
         "bgzip-compressed, which bcftools cannot index: compress it with bgzip (bgzip FILE for an uncompressed VCF; "
-        "zcat FILE | bgzip > NEW for plain gzip), then index it (bcftools index) or name the index after a TAB",
+        "zcat FILE | bgzip > NEW for plain gzip), then index it (bcftools index) or name the index after a TAB"
+        + REPAIR_HINT,
         f"sample s3://{BUCKET}/sparse/S1500.bcf does not exist: fix the samples file or upload it",
         f"sample s3://{BUCKET}/sparse/S2000.bcf is empty (0 bytes): upload it again",
         f"index s3://{BUCKET}/idx/missing.csi of sample s3://{BUCKET}/named/B.bcf does not exist",

@@ -19,6 +19,7 @@ from conftest import DATASET, invoke, load_script
 from samplefiles import bgzip_vcf
 from tiledbvcf_batch.aws import parse_region, resolve_region
 from tiledbvcf_batch.executors.batch import BatchExecutor
+from tiledbvcf_batch.headers import REPAIR_HINT
 from tiledbvcf_batch.inputs import InputError
 
 RUNS = load_script("batch-runs.py")
@@ -107,13 +108,13 @@ def test_preflight_tells_how_to_fix_each_sample_and_all_at_once(tmp_path, standi
         "beside its sample, <sample>.csi or .tbi, is found without being listed)",
         "Error: sample plain.vcf has no index (plain.vcf.csi or plain.vcf.tbi): it is not bgzip-compressed, "
         f"{recompress} (bgzip FILE for an uncompressed VCF; zcat FILE | bgzip > NEW for plain gzip), then index it "
-        "(bcftools index)",
+        "(bcftools index)" + REPAIR_HINT,
         "Error: sample gzipped.vcf.gz has no index (gzipped.vcf.gz.csi or gzipped.vcf.gz.tbi): it is compressed with "
         f"plain gzip, not BGZF, {recompress} (bgzip FILE for an uncompressed VCF; zcat FILE | bgzip > NEW for plain "
-        "gzip), then index it (bcftools index)",
+        "gzip), then index it (bcftools index)" + REPAIR_HINT,
         # with the index problems, not once they are fixed
         "Error: sample multi.bcf has 2 samples in its header: tiledbvcf ingests single-sample files only (split it "
-        "with bcftools +split)",
+        "with bcftools +split)" + REPAIR_HINT,
     ]
 
 

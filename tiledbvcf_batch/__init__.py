@@ -20,6 +20,9 @@ into typed ones) and hand over to ``common.py``, the thin command-line layer the
 - ``discovery`` ``--samples`` naming a prefix or directory: the files found, paired with their indexes, what is left out
 - ``ledger``    what earlier runs did with a dataset's samples: skip, resume
 - ``headercheck`` the samples' headers read before anything is spent: one sample a file, no name twice
+- ``repair``    PURE: the repair stage (``--repair-to``): each input's repair, its files' places, the bcftools lines
+- ``repaircheck`` what the inputs need repaired, read before anything is spent (the headers however compressed)
+- ``repairjob`` a repair job as the image runs it: inputs fetched, repaired with bcftools, published whole
 - ``prepare``   the I/O around planning an ingestion (checks, the dataset, the ledger, the registry)
 - ``prepare_export`` the same for an export (the destination, the names, the BED, the tools its jobs need)
 - ``submit``    executor-neutral submission: upload, record, submit in order, roll back
@@ -35,8 +38,8 @@ into typed ones) and hand over to ``common.py``, the thin command-line layer the
                 text), ``batch`` (the only module that speaks Batch; ``arrays`` and ``batch_setup`` its
                 parts), and ``local`` (the same jobs as processes on this machine; ``local_setup``)
 
-Rules (checked by ``tests/test_layers.py``): nothing here imports click, ``common`` or ``hints``;
-``plan``, ``commands``, ``arraytasks``, ``inputs``, ``options`` and ``bed`` make no I/O and import no executor; only
+Rules (checked by ``tests/test_layers.py``): nothing here imports click, ``common`` or ``hints``; ``plan``,
+``commands``, ``arraytasks``, ``inputs``, ``options``, ``repair`` and ``bed`` make no I/O and import no executor; only
 ``executors/batch.py`` writes Batch request keys, and only the Batch executor's modules speak Batch's
 meanings (its reasons, its hosts, its name); only ``commands`` spells tiledbvcf flags; no import cycle;
 no module over 450 lines, no function over 60.

@@ -11,6 +11,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from .options import ExportOptions, IngestOptions
+from .repair import REPAIR
 
 EXPORT_SUFFIXES = {"b": ".bcf", "u": ".bcf", "z": ".vcf.gz", "v": ".vcf", "t": ".tsv"}
 _SECRET_KEY_RE = re.compile(r"secret|token|password|session", re.IGNORECASE)
@@ -337,6 +338,14 @@ def redact_command(command: Sequence[str]) -> list[str]:
     return shown
 
 
+def repair_command(manifest: str, work_dir: str | None) -> list[str]:
+    """A repair job (``--repair-to``; the image's entrypoint runs it with bcftools, ``repairjob``): its manifest, one
+    repair a line, named as a store's samples file is, so that the stage becomes an array job as the ingestion does
+    (``arraytasks``); its working directory as a store's scratch (-d), checked by the entrypoint as that is."""
+    work = [OPTION_NAMES["output_dir"][0], work_dir] if work_dir else []
+    return [REPAIR, OPTION_NAMES["samples_file"][0], manifest, *work]
+
+
 def option(args: Sequence[str], names: Sequence[str]) -> tuple[int, str] | None:
     """Position and value of the first ``--name value`` or ``--name=value``."""
     for i, arg in enumerate(args):
@@ -361,7 +370,7 @@ def delivers(args: Sequence[str]) -> bool:
 def scratch_dir(args: Sequence[str]) -> str | None:
     """The scratch (store, register) or output (export) directory a job names with -d, if any."""
     found = option(args, OPTION_NAMES["output_dir"])
-    return found[1] if found and args and args[0] in ("store", "register", "export") else None
+    return found[1] if found and args and args[0] in ("store", "register", "export", REPAIR) else None
 
 
 def with_own_scratch(args: Sequence[str], directory: str) -> list[str]:

@@ -12,7 +12,7 @@ from typing import Any
 from botocore.exceptions import ClientError
 
 from .aws import aws_message
-from .headers import file_name_problem, index_file_problem, read_header_sample_names
+from .headers import NOT_BGZIP, PLAIN_GZIP, REPAIR_HINT, file_name_problem, index_file_problem, read_header_sample_names
 from .inputs import Sample
 from .storage import parse_location
 
@@ -46,11 +46,12 @@ def check_headers(s3: Any, samples: Sequence[Sample], workers: int = 16) -> tupl
     with concurrent.futures.ThreadPoolExecutor(max_workers=workers) as pool:
         for sample, result in pool.map(read, samples):
             if isinstance(result, str):
-                problems.append(f"sample {sample.uri} {result}")
+                hint = REPAIR_HINT if result in (NOT_BGZIP, PLAIN_GZIP) else ""
+                problems.append(f"sample {sample.uri} {result}{hint}")
             elif len(result) != 1:
                 problems.append(
                     f"sample {sample.uri} has {len(result)} samples in its header: tiledbvcf ingests "
-                    "single-sample files only (split it with bcftools +split)"
+                    f"single-sample files only (split it with bcftools +split){REPAIR_HINT}"
                 )
             elif (problem := file_name_problem(result[0])) is not None:
                 problems.append(unexportable(sample.uri, result[0], problem))

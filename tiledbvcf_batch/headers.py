@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import struct
 import zlib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 from .storage import CONTROL_CHARS, LocalPath, Location
@@ -86,6 +86,8 @@ def bcf_names(text: bytearray) -> list[str] | None:
 NOT_BGZIP = "is not bgzip-compressed (tiledbvcf needs bgzipped, indexed VCF/BCF)"
 PLAIN_GZIP = "is compressed with plain gzip, not BGZF: tiledbvcf needs it recompressed with bgzip"
 COMPRESSION_BYTES = 14  # what compression_problem reads
+# Said after each problem the repair stage repairs, when it was not asked for.
+REPAIR_HINT = " (or pass --repair-to URI: the run then repairs it there, never in place, before ingesting it)"
 
 
 def compression_problem(data: bytes) -> str | None:
@@ -118,7 +120,8 @@ def new_header_problems(header_problems: list[str], sample_problems: list[str]) 
         problem
         for problem in header_problems
         if not any(
-            problem.endswith(" " + what) and problem[: -len(what) - 1] in told for what in (NOT_BGZIP, PLAIN_GZIP)
+            problem.endswith(" " + what + REPAIR_HINT) and problem[: -len(what + REPAIR_HINT) - 1] in told
+            for what in (NOT_BGZIP, PLAIN_GZIP)
         )
     ]
 
@@ -150,12 +153,24 @@ def read_head(s3: Any, uri: Location, size: int) -> bytes:
     return s3.get_object(Bucket=uri.bucket, Key=uri.key, Range=f"bytes=0-{size - 1}")["Body"].read()
 
 
-def read_header_sample_names(s3: Any, uri: Location) -> list[str]:
-    """Range-read the first bytes of a sample file until its header is complete."""
+def any_header_sample_names(data: bytes) -> list[str] | None:
+    """Sample names from the start of a VCF or BCF however it is compressed (BGZF, plain gzip, not at all): what
+    the repair stage (``--repair-to``) reads. None while the header is incomplete."""
+    text = b"".join(bgzf_members(data)) if data.startswith(b"\x1f\x8b") else data
+    if text.startswith(b"BCF\x02"):
+        return bcf_names(bytearray(text))
+    end = text.rfind(b"\n") + 1
+    return names_in_lines(text[:end].decode("utf-8", "replace").split("\n")[:-1])
+
+
+def read_header_sample_names(
+    s3: Any, uri: Location, parse: Callable[[bytes], list[str] | None] = header_sample_names
+) -> list[str]:
+    """Range-read the first bytes of a sample file until its header is complete (as ``parse`` reads it)."""
     size = HEADER_FIRST_READ
     while True:
         data = read_head(s3, uri, size)
-        names = header_sample_names(data)
+        names = parse(data)
         if names is not None:
             return names
         if len(data) < size or size >= HEADER_MAX_READ:

@@ -239,6 +239,14 @@ class IngestOptions:
         help="Also read each sample's header (a range request): refuse multi-sample files and sample "
         "names found in two files.",
     )
+    repair_to: Location | None = flag(  # the repair stage: its files go here, never over the inputs
+        None,
+        metavar="URI",
+        parse=parse_prefix,
+        help="Repair the inputs that need it before ingesting them, into this S3 prefix (a directory with --executor "
+        "local), never in place: a missing index is built, a plain-gzip or uncompressed VCF recompressed with BGZF "
+        "and indexed, a multi-sample file split into one file a sample. Every header is read (as --check-headers).",
+    )
     force_reingest: bool = flag(  # plan samples whatever earlier runs did with them (the dataset still decides)
         False,
         help="Plan samples whatever earlier runs did with them (ingested, or failed). A name the dataset holds is "

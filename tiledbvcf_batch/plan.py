@@ -20,12 +20,14 @@ from .commands import (
     delete_commands,
     export_command,
     register_command,
+    repair_command,
     split_evenly,
     store_command,
 )
 from .deliverables import DELIVERY_FILE, DeliverySpec, combined_name, manifest_location
 from .inputs import Resources, Sample
 from .options import ExportOptions, IngestOptions
+from .repair import REPAIR, REPAIR_RESOURCES, Repair
 from .storage import Location
 
 CREATE_RESOURCES = Resources(vcpus=2, memory=4096)
@@ -33,6 +35,7 @@ CONSOLIDATE = "consolidate"  # utils consolidate/vacuum after a batch: not in th
 DELETE = "delete"  # --replace: samples deleted before they are stored again, one job after another
 REGIONS = "regions.bed"  # an export's cleaned BED, in its run prefix beside the names files
 STAGE_LABELS = {
+    REPAIR: "input repair",  # --repair-to: before everything else
     "create": "array creation",
     DELETE: "sample deletion",
     "register": "sample registration",
@@ -50,8 +53,8 @@ def add_stage(kind: str, label: str) -> None:
 
 @dataclass(frozen=True, order=True)
 class Stage:
-    """A step of a run: ``create``, ``delete-<n>``, ``register-<b>``, ``ingest-<b>``, ``consolidate-<b>``, ``export``,
-    or an executor's own (``add_stage``)."""
+    """A step of a run: ``repair``, ``create``, ``delete-<n>``, ``register-<b>``, ``ingest-<b>``, ``consolidate-<b>``,
+    ``export``, or an executor's own (``add_stage``)."""
 
     kind: str
     batch: int | None = None
@@ -233,8 +236,9 @@ def plan_ingest(
     notes: Sequence[str] = (),
     summary: Sequence[str] = (),
     replaces: Sequence[str] = (),
+    repairs: Sequence[Repair] = (),
 ) -> Plan:
-    """The ingestion tasks: [create | delete] -> per batch: [register] -> store tasks -> [consolidation] -> ...
+    """The ingestion tasks: [repair] -> [create | delete] -> per batch: [register] -> stores -> [consolidation] -> ...
 
     ``replaces``: names the dataset holds that this run stores again (--replace): deleted first, one
     deletion job after another (deletes must not run beside a store of the same samples). A batch
@@ -247,6 +251,8 @@ def plan_ingest(
         samples = manifest.sample_uris() if manifest else ()
         tasks.append(Task(key, stage, name, tuple(args), resources, opts.retries, ready, manifest, samples))
 
+    repair_keys = repair_tasks(opts, repairs, run_prefix, tasks)
+    ready = repair_keys or ready  # every other job waits for the repaired files
     if opts.create_dataset:
         add("create", Stage("create"), "tiledbvcf-create", create_command(opts), CREATE_RESOURCES)
         ready = ("create",)
@@ -275,6 +281,22 @@ def plan_ingest(
                 ready = (f"{CONSOLIDATE}-{b}-{step}",)
     return Plan("ingest", run_id, run_prefix, tuple(tasks), str(opts.dataset_uri), index_marker, tuple(notes),
                 tuple(summary))  # fmt: skip
+
+
+def repair_tasks(
+    opts: IngestOptions, repairs: Sequence[Repair], run_prefix: Location, tasks: list[Task]
+) -> tuple[str, ...]:
+    """One repair task an input (``--repair-to``), added to ``tasks``, each with its own manifest: its keys.
+
+    The work directory is the scratch the store jobs use (the volume at /data on Batch), when they have one.
+    """
+    work_dir = opts.scratch_path if opts.scratch_size > 0 else None
+    for number, repair in enumerate(repairs, start=1):
+        manifest = Manifest(run_prefix.child(f"repair-{number:06d}.txt"), (repair.line(),))
+        args = repair_command(str(manifest.uri), work_dir)
+        tasks.append(Task(f"{REPAIR}-{number}", Stage(REPAIR), f"tiledbvcf-repair-{number}", tuple(args),
+                          REPAIR_RESOURCES, opts.retries, (), manifest, (repair.source,)))  # fmt: skip
+    return tuple(task.key for task in tasks if task.stage.kind == REPAIR)
 
 
 def plan_export(opts: ExportOptions, names: Sequence[str], bed: Bed, run_id: str, run_prefix: Location) -> Plan:

@@ -21,6 +21,7 @@ from .aws import aws_message, error_code
 from .bed import Bed, read_bed
 from .headers import (
     COMPRESSION_BYTES,
+    REPAIR_HINT,
     compression_problem,
     index_file_problem,
     read_head,
@@ -174,7 +175,7 @@ def check_samples(s3: Any, samples: Sequence[Sample]) -> tuple[list[str], dict[s
         present = [index for index in indexes if os.path.isfile(index)]
         if not present:
             how = peeker.how(sample) if sizes[sample.uri] else "index it (bcftools index)"
-            problems.append(f"sample {sample.uri} has no index ({' or '.join(indexes)}): {how}")
+            problems.append(f"sample {sample.uri} has no index ({' or '.join(indexes)}): {how}{REPAIR_HINT}")
         elif not any(os.path.getsize(index) for index in present):
             problems.append(f"the index of sample {sample.uri} is empty (0 bytes): index it again (bcftools index)")
     return problems, sizes
@@ -354,7 +355,7 @@ def sample_problems(
             how = peeker.how(sample) if peeker and size else "index it (bcftools index)"
             problems.append(
                 f"sample {sample.uri} has no index beside it ({key.rpartition('/')[2]}.csi or .tbi): "
-                f"{how} or name the index after a TAB"
+                f"{how} or name the index after a TAB{REPAIR_HINT}"
             )
     return problems
 

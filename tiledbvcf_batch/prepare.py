@@ -34,7 +34,9 @@ from .plan import (
 from .preflight import check_bucket, check_samples, check_writable, dataset_exists
 from .record import RunRecord, dataset_index, load_or_fail, new_run_id, record_uri_of, run_prefix_for
 from .registry import Claim, Entry, answered, read_entries, withdrawn_runs
-from .storage import LocalPath, S3Uri, Storage, parse_location
+from .repair import REPAIR, REPAIR_TOOLS
+from .repaircheck import Repairs, find_repairs, needed, repair_root
+from .storage import LocalPath, Location, S3Uri, Storage, parse_location
 
 ExecutorFor = Callable[[RunRecord], Executor]  # the executor that ran a recorded run
 Say = Callable[[str], None]  # a progress line for the user (stderr, or nowhere with --quiet)
@@ -68,11 +70,17 @@ def recorded_options(opts: IngestOptions | ExportOptions, **extras: Any) -> dict
 
 
 def ingest_preflight(
-    opts: IngestOptions, samples: list[Sample], storage: Storage, executor: Executor, say: Say = lambda line: None
-) -> tuple[list[str], dict[str, int], dict[str, str]]:
-    """A note, the samples' sizes and (where headers are read) names; or an InputError listing every problem.
+    opts: IngestOptions,
+    samples: list[Sample],
+    storage: Storage,
+    executor: Executor,
+    say: Say = lambda line: None,
+    repair_root: Location | None = None,
+) -> tuple[list[str], dict[str, int], dict[str, str], Repairs | None]:
+    """A note, the samples' sizes and (where headers are read) names, and with --repair-to (files under
+    ``repair_root``) the repairs; or an InputError listing every problem.
 
-    Headers are read with --check-headers, and always for the samples that are local files (it costs nothing).
+    Headers are read with --check-headers or --repair-to, and always for the samples that are local files.
     ``say`` announces each phase as it starts: on a cohort they take seconds, and no phase is silent.
     """
     s3 = storage.s3
@@ -90,8 +98,17 @@ def ingest_preflight(
         sample_problems, sizes = check_samples(s3, samples)
         problems = [problem for check in checks for problem in check.result()]
     problems += named_index_with_scratch(opts, samples)
-    problems += sample_problems
     problems += executor.scratch_problems(opts.scratch_path) if opts.scratch_size else []
+    if repair_root is not None and opts.repair_to is not None:
+        problems += check_writable(s3, opts.repair_to, "--repair-to", storage.encryption)
+        problems += executor.tool_problems(REPAIR_TOOLS)
+        say(f"Reading the headers of {len(samples)} samples (--repair-to)")
+        repairs = find_repairs(s3, samples, sizes, sample_problems, repair_root, opts.scratch_size > 0)
+        if problems or repairs.problems:
+            raise InputError([*problems, *repairs.problems])
+        note = f"{len(samples)} inputs, {sum(sizes.values()) / 2**30:.2f} GiB"
+        return [note], {**sizes, **repairs.sizes}, repairs.names, repairs
+    problems += sample_problems
     names: dict[str, str] = {}
     # Local files' headers are always read (it costs nothing), beside S3 samples too; all with --check-headers.
     wanted = samples if opts.check_headers else [sample for sample in samples if not sample.uri.startswith("s3://")]
@@ -103,7 +120,7 @@ def ingest_preflight(
     if problems:
         raise InputError(problems)
     note = f"{len(samples)} samples, {sum(sizes.values()) / 2**30:.2f} GiB, all present with their indexes"
-    return [note], sizes, names
+    return [note], sizes, names, None
 
 
 def named_index_with_scratch(opts: IngestOptions, samples: list[Sample]) -> list[str]:
@@ -158,25 +175,20 @@ def ingest(
     say: Say = lambda line: None,
 ) -> Prepared:
     """Check everything, read the dataset, decide what to create, skip, replace or resume, and plan the ingestion."""
-    notes, sizes, names = ingest_preflight(opts, samples, storage, executor, say)
-    state = dataset_state(opts, storage, read_dataset)
-    if state.exists:
-        notes.append(
-            f"dataset {opts.dataset_uri} exists"
-            + (f" and holds {len(state.view.samples)} samples" if state.view.samples is not None else "")
-            + ": no array creation job"
-            + (" and --attributes is ignored (it only applies at creation)" if opts.attributes else "")
-        )
-        if not state.view.readable:
-            say(state.view.warning())  # now: a refusal that follows must not hide why the records decided
-    opts = replace(opts, create_dataset=not state.exists)
     run_id = new_run_id("ingest")
+    root = repair_root(opts, run_id, resume, storage)
+    notes, sizes, names, repairs = ingest_preflight(opts, samples, storage, executor, say, root)
+    samples = list(repairs.samples) if repairs else samples
+    state = dataset_state(opts, storage, read_dataset)
+    notes += existing_dataset(opts, state, say)
+    opts = replace(opts, create_dataset=not state.exists)
     run_prefix = run_prefix_for(opts.metadata_s3, run_id)
     blocked, summary = 0, None
     replaces: tuple[str, ...] = ()
     measured: tuple[dict[str, Any], ...] = ()
+    unrepaired = None  # a resumed run: the inputs whose repair did not succeed
     if resume:
-        opts, batches, more, replaces = resume_run(opts, samples, resume, storage, executor_for)
+        opts, batches, more, replaces, unrepaired = resume_run(opts, samples, resume, storage, executor_for)
     else:
         decided = decide_samples(opts, samples, names, state, storage, executor_for, say)
         batches, split = ingest_batches(decided.samples, opts, run_prefix, sizes)
@@ -188,7 +200,9 @@ def ingest(
         return Prepared(None, [*notes, "Nothing to ingest: no job submitted"], {}, blocked=blocked)
     marker = dataset_index(opts.metadata_s3, opts.dataset_uri).child(f"{run_id}.json")
     shown = [*([summary] if summary else []), store_resources(opts)]  # the plan's text, --dry-run and --verbose
-    plan = plan_ingest(opts, batches, run_id, run_prefix, index_marker=marker, summary=shown, replaces=replaces)
+    repaired = needed(repairs, batches, notes, unrepaired)
+    plan = plan_ingest(opts, batches, run_id, run_prefix, index_marker=marker, summary=shown, replaces=replaces,
+                       repairs=repaired)  # fmt: skip
     uris = [uri for task in plan.tasks if task.stage.kind == "ingest" for uri in task.samples]
     names = {uri: names[uri] for uri in uris if uri in names}
     options = recorded_options(
@@ -197,10 +211,25 @@ def ingest(
         sample_bytes=sum(sizes.get(uri, 0) for uri in uris),
         resumes=resume,
         instance_price=instance_price,
+        repair_root=str(root) if root else None,
     )
     claim = Claim(registry_of(opts.dataset_uri), run_id, str(record_uri_of(run_prefix)), tuple(uris), names,
                   state.seen, tuple(replaces))  # fmt: skip
     return Prepared(plan, notes, options, names, claim=claim, sizes=sizes, measured=measured)
+
+
+def existing_dataset(opts: IngestOptions, state: DatasetState, say: Say) -> list[str]:
+    """The note on a dataset that exists (none for a new one)."""
+    if not state.exists:
+        return []
+    if not state.view.readable:
+        say(state.view.warning())  # now: a refusal that follows must not hide why the records decided
+    return [
+        f"dataset {opts.dataset_uri} exists"
+        + (f" and holds {len(state.view.samples)} samples" if state.view.samples is not None else "")
+        + ": no array creation job"
+        + (" and --attributes is ignored (it only applies at creation)" if opts.attributes else "")
+    ]
 
 
 @dataclass(frozen=True)
@@ -320,12 +349,18 @@ def in_the_dataset(
 
 def resume_run(
     opts: IngestOptions, samples: list[Sample], run_id: str, storage: Storage, executor_for: ExecutorFor
-) -> tuple[IngestOptions, list[IngestBatch], list[str], tuple[str, ...]]:
-    """The unfinished jobs of run ``run_id``, checked against this command's dataset and samples."""
+) -> tuple[IngestOptions, list[IngestBatch], list[str], tuple[str, ...], frozenset[str]]:
+    """The unfinished jobs of run ``run_id``, checked against this command's dataset and samples; and the inputs
+    whose repair (--repair-to) did not succeed."""
     uri = record_uri_of(run_prefix_for(opts.metadata_s3, run_id))
     record = load_or_fail(storage, uri, f"--resume {run_id}: check the run id and --metadata-s3")
     if record.kind != "ingest" or same_dataset(record.target) != str(opts.dataset_uri):
         raise InputError(f"--resume {run_id}: that run ingested into {record.target}, not {opts.dataset_uri}")
+    repaired_to = record.options.get("repair_to")
+    if repaired_to != (str(opts.repair_to) if opts.repair_to else None):
+        now = f"--repair-to {opts.repair_to}" if opts.repair_to else "no --repair-to"
+        then = f"--repair-to {repaired_to}" if repaired_to else "no --repair-to"
+        raise InputError(f"--resume {run_id}: that run had {then}, this command {now}: give it as that run did")
     recorded = {uri for job in record.jobs if job.kind == "ingest" for uri in job.samples}
     given = {sample.uri for sample in samples}
     if recorded != given:
@@ -343,6 +378,7 @@ def resume_run(
     memory, killed = resumed_memory(record, failed, ran_it, opts.memory, opts.max_memory)
     opts = replace(opts, memory=memory)
     batches = resume_batches(record, states, ran_it.resumed(record.jobs, storage))
+    unrepaired = frozenset(job.samples[0] for job in record.jobs if job.kind == REPAIR and states[job.key] != SUCCEEDED)
     # Samples the run was to delete first (--replace): deleted again if that did not succeed, before their store.
     replaces = tuple(name for job in record.jobs if job.kind == DELETE and states[job.key] != SUCCEEDED
                      for name in job.samples)  # fmt: skip
@@ -354,8 +390,10 @@ def resume_run(
     if not batches and unconsolidated and opts.consolidate and not opts.register:
         # Every sample is in: only the consolidation is left to do, once, for the whole dataset.
         batches = [IngestBatch(max(unconsolidated), ())]
-        return opts, batches, [*notes, f"resuming run {run_id}: its ingestion jobs succeeded, consolidating again"], ()
-    return opts, batches, [*notes, f"resuming run {run_id}: resubmitting {jobs} jobs that did not succeed"], replaces
+        done = f"resuming run {run_id}: its ingestion jobs succeeded, consolidating again"
+        return opts, batches, [*notes, done], (), unrepaired
+    more = f"resuming run {run_id}: resubmitting {jobs} jobs that did not succeed"
+    return opts, batches, [*notes, more], replaces, unrepaired
 
 
 def same_dataset(target: str) -> str:

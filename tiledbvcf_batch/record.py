@@ -310,7 +310,7 @@ def is_stage(text: str) -> bool:
     kind, dash, batch = text.partition("-")
     if kind not in STAGE_LABELS:
         return False
-    return not dash if kind in ("create", "export") else batch.isdigit() and int(batch) >= 1  # delete-<n> too
+    return not dash if kind in ("create", "export", "repair") else batch.isdigit() and int(batch) >= 1  # delete-<n>
 
 
 def checked_job(data: Any, number: int) -> RecordedJob:

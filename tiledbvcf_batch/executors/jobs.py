@@ -17,6 +17,7 @@ from typing import Any
 from ..commands import redact_command
 from ..inputs import Resources
 from ..plan import Manifest, Plan, Stage, Task, plan_fields, plan_header
+from ..repair import REPAIR, Repair
 from ..storage import parse_location
 
 
@@ -123,11 +124,17 @@ def retries_text(retries: int) -> str:
 
 def job_lines(job: Job) -> list[str]:
     deps = f" after {', '.join(job.after)}" if job.after else ""
+    repairs = job.args[:1] == (REPAIR,)  # the entrypoint's own job (bcftools): no tiledbvcf runs
     lines = [
         f"  {job.key}: {job.name} [{job.resources.vcpus} vCPU, {job.resources.memory} MiB, "
         f"{retries_text(job.retries)}]{deps}",
-        f"    {shlex.join(['tiledbvcf', *redact_command(job.args)])}",
+        f"    {shlex.join(['entrypoint' if repairs else 'tiledbvcf', *redact_command(job.args)])}",
     ]
+    if repairs and not job.is_array and job.manifest is not None:
+        for line in job.manifest.lines:
+            repair = Repair.from_line(line)
+            lines.append(f"    {repair.kind} {repair.source} -> {', '.join(o.data or o.index for o in repair.outputs)}")
+        return lines
     if job.is_array:  # child i runs tasks[i]
         task_file = job.manifest.uri if job.manifest else ""
         lines.append(f"    task file {task_file}: {len(job.tasks)} children, {len(job.samples)} samples")
