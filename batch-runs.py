@@ -13,7 +13,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 
 import common
 import flags
-from tiledbvcf_batch import dataset, health, inventory, joblogs, progress, report, watch
+from tiledbvcf_batch import dataset, health, htmlreport, inventory, joblogs, progress, report, watch
 from tiledbvcf_batch import record as records
 from tiledbvcf_batch import trace as traces
 from tiledbvcf_batch.aws import AwsSetupError, Clients, aws_message, error_code, make_clients
@@ -139,9 +139,9 @@ def status_of(
     finished = report.finish_report(
         record, latest, session.storage, session.executor, instance_price=instance_price, log_lines=0
     )
-    report.set_beside(record, finished)
+    htmlreport.set_beside(record, finished)
     if html is not None:  # the page shows the failures' log lines, which the text report leaves to logs
-        common.write_html(report.with_logs(finished, session.executor), session.executor, html)
+        common.write_html(htmlreport.with_logs(finished, session.executor), session.executor, html)
     common.print_finished(finished, as_json)
     return 0 if finished.report.ok else 1
 

@@ -391,7 +391,7 @@ def write_html(finished: report.Finished, executor: Executor, path: str, quiet: 
 def compare_estimate(record: RunRecord, watched: dict[str, Any], finished: report.Finished, storage: Storage) -> None:
     """A run watched to its end: the estimate made before it set beside what happened, and (an ingestion whose
     every job succeeded) its measure kept in its record, for later estimates."""
-    report.set_beside(record, finished)
+    htmlreport.set_beside(record, finished)
     if record.kind not in estimate.RATES or not finished.report.ok:
         return
     ids = [job.job_id for job in record.jobs if job.kind == record.kind and job.job_id]

@@ -32,7 +32,8 @@ def stub_run(tmp_path: Path):
     whose retry succeeded, one that failed with a log. The Finished report and the executor."""
     from conftest import local_ingest_plan
     from stub_executor import HOST_LOST, StubExecutor, Timeline
-    from tiledbvcf_batch.report import finish_report, set_beside
+    from tiledbvcf_batch.htmlreport import set_beside
+    from tiledbvcf_batch.report import finish_report
     from tiledbvcf_batch.storage import Storage
     from tiledbvcf_batch.submit import jobs_for, submit_plan
     from tiledbvcf_batch.watch import watch_run

@@ -15,12 +15,15 @@ import datetime
 import html
 import json
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from .executors.base import Attempt, Words, attempt_seconds
+from . import estimate, report
+from .executors.base import Attempt, Executor, Words, attempt_seconds
 from .plan import Stage
 from .progress import format_duration
+from .record import RunRecord
 from .report import Finished, printable
 
 ASSETS = Path(__file__).with_name("report_page")
@@ -244,3 +247,24 @@ def write_page(path: str, page: str) -> None:
     partial = target.with_name(f".{target.name}.partial")
     partial.write_text(page, encoding="utf-8")
     partial.replace(target)
+
+
+def with_logs(finished: Finished, executor: Executor, log_lines: int = report.DEFAULT_LOG_LINES) -> Finished:
+    """The report with its failures' log lines (a report made with none, for the page that shows them)."""
+    if not finished.report.failed or finished.record is None:
+        return finished
+    dependents = {failure["job_id"] for failure in finished.report.failed if failure["cause"] == "dependency"}
+    descriptions = [finished.latest[i] for i in finished.record.job_ids() if i in finished.latest]
+    return replace(finished, failures=report.diagnose_failures(executor, descriptions, log_lines, dependents))
+
+
+def set_beside(record: RunRecord, finished: Finished) -> None:
+    """The estimate made before the run (if it made one) set beside what happened, in the lines and the document."""
+    done = finished.report
+    planned = record.options.get("estimate")
+    if isinstance(planned, dict) and {"instance_hours", "wall_seconds", "cost", "source"} <= set(planned):
+        wall = sum(stage.get("seconds") or 0.0 for stage in done.stages.values())
+        costs = [i for i, line in enumerate(finished.lines) if line.startswith("- Total cost estimate ")]
+        at = costs[0] + 1 if costs else len(finished.lines)  # beside the run's cost, before its failures
+        finished.lines.insert(at, estimate.beside(planned, done.instance_hours, wall, done.cost))
+        finished.document["estimate"] = planned

@@ -4,10 +4,9 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable, Sequence, Set
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from .estimate import beside
 from .executors.base import FORGOTTEN, Attempt, Executor, JobDescription, Words, attempt_seconds
 from .exportcheck import ExportCheck, check_exports, job_outputs
 from .ledger import SUCCEEDED, job_states
@@ -448,24 +447,3 @@ def finish_report(
     lines = format_report(report, executor.words) + format_failures(failures)
     document = report_json(report, record, failures)
     return Finished(report, lines, document, record, latest, failures, job_bytes(record, exports))
-
-
-def with_logs(finished: Finished, executor: Executor, log_lines: int = DEFAULT_LOG_LINES) -> Finished:
-    """The report with its failures' log lines (a report made with none, for the page that shows them)."""
-    if not finished.report.failed or finished.record is None:
-        return finished
-    dependents = {failure["job_id"] for failure in finished.report.failed if failure["cause"] == "dependency"}
-    descriptions = [finished.latest[i] for i in finished.record.job_ids() if i in finished.latest]
-    return replace(finished, failures=diagnose_failures(executor, descriptions, log_lines, dependents))
-
-
-def set_beside(record: RunRecord, finished: Finished) -> None:
-    """The estimate made before the run (if it made one) set beside what happened, in the lines and the document."""
-    done = finished.report
-    planned = record.options.get("estimate")
-    if isinstance(planned, dict) and {"instance_hours", "wall_seconds", "cost", "source"} <= set(planned):
-        wall = sum(stage.get("seconds") or 0.0 for stage in done.stages.values())
-        costs = [i for i, line in enumerate(finished.lines) if line.startswith("- Total cost estimate ")]
-        at = costs[0] + 1 if costs else len(finished.lines)  # beside the run's cost, before its failures
-        finished.lines.insert(at, beside(planned, done.instance_hours, wall, done.cost))
-        finished.document["estimate"] = planned
