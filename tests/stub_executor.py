@@ -171,3 +171,27 @@ class StubExecutor(Executor):
     def log_tail(self, job: JobDescription, attempt: Attempt, lines: int) -> LogTail | None:
         logged = self.logs.get(job.get("jobId", ""))
         return LogTail("stub-logs", f"stream-{job.get('jobId')}", logged[-lines:]) if logged is not None else None
+
+
+def attempt_at(
+    timeline: Timeline, start: float, stop: float, instance: str, reason: str = "Essential container in task exited",
+    code: int | None = 0,
+) -> Attempt:  # fmt: skip
+    """An attempt from ``start`` to ``stop`` seconds into the timeline, on ``instance`` (``code`` None: none given)."""
+    at = timeline.start * 1000
+    container: dict[str, Any] = {"containerInstanceArn": instance} | ({} if code is None else {"exitCode": code})
+    attempt: dict[str, Any] = {"startedAt": at + start * 1000, "stoppedAt": at + stop * 1000, "statusReason": reason,
+                               "container": container}  # fmt: skip
+    return attempt  # type: ignore[return-value]  # the times are floats, as the timeline's
+
+
+def known_run(timeline: Timeline) -> Timeline:
+    """A run of known timings: creation 0-60 s on i-1; ingestion 1-1 lost its host (i-2, 60-1860 s) and succeeded
+    on i-3 (1860-3660 s); ingestion 1-2 failed with exit code 1 on i-1 (60-660 s)."""
+    timeline.at(0, "id-create", "RUNNING").at(60, "id-create", "SUCCEEDED",
+                                              attempts=[attempt_at(timeline, 0, 60, "i-1")])  # fmt: skip
+    timeline.at(60, "id-ingest-1-1", "RUNNING").at(3660, "id-ingest-1-1", "SUCCEEDED", attempts=[
+        attempt_at(timeline, 60, 1860, "i-2", HOST_LOST, None), attempt_at(timeline, 1860, 3660, "i-3")])  # fmt: skip
+    timeline.at(60, "id-ingest-1-2", "RUNNING").at(660, "id-ingest-1-2", "FAILED", statusReason="exited 1",
+                                                   attempts=[attempt_at(timeline, 60, 660, "i-1", code=1)])  # fmt: skip
+    return timeline

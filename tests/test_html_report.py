@@ -31,7 +31,7 @@ def stub_run(tmp_path: Path):
     """A run through the stub executor: creation (1 attempt), one ingestion job whose first host was lost and
     whose retry succeeded, one that failed with a log. The Finished report and the executor."""
     from conftest import local_ingest_plan
-    from stub_executor import HOST_LOST, StubExecutor, Timeline
+    from stub_executor import StubExecutor, Timeline, known_run
     from tiledbvcf_batch.htmlreport import set_beside
     from tiledbvcf_batch.report import finish_report
     from tiledbvcf_batch.storage import Storage
@@ -46,16 +46,7 @@ def stub_run(tmp_path: Path):
     record = submit_plan(plan, jobs_for(plan, executor), executor, Storage(None), {"estimate": ESTIMATE},
                          region="us-east-1", sizes=sizes)  # fmt: skip
 
-    def attempt(start: float, stop: float, instance: str, reason: str = "Essential container in task exited", code=0):
-        at = timeline.start * 1000
-        return {"startedAt": at + start * 1000, "stoppedAt": at + stop * 1000, "statusReason": reason,
-                "container": {"exitCode": code, "containerInstanceArn": instance}}  # fmt: skip
-
-    timeline.at(0, "id-create", "RUNNING").at(60, "id-create", "SUCCEEDED", attempts=[attempt(0, 60, "i-1")])
-    timeline.at(60, "id-ingest-1-1", "RUNNING").at(3660, "id-ingest-1-1", "SUCCEEDED", attempts=[
-        attempt(60, 1860, "i-2", HOST_LOST, None), attempt(1860, 3660, "i-3")])  # fmt: skip
-    timeline.at(60, "id-ingest-1-2", "RUNNING").at(660, "id-ingest-1-2", "FAILED", statusReason="exited 1",
-                                                   attempts=[attempt(60, 660, "i-1", code=1)])  # fmt: skip
+    known_run(timeline)
     latest = watch_run(record, executor, stream=io.StringIO(), now=timeline.now, tty=False)
     finished = finish_report(record, latest, Storage(None), executor, instance_price=1.0, log_lines=3)
     set_beside(record, finished)
